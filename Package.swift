@@ -1,0 +1,44 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "coto",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Numerics", targets: ["Numerics"]),
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .executable(name: "coto-inspect", targets: ["coto-inspect"]),
+        .executable(name: "coto-convert", targets: ["coto-convert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        // System libraries (pkg-config).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLAPACKE", pkgConfig: "lapacke", providers: [.apt(["liblapacke-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Tensor, BLAS/LAPACK, dtype codecs, RNG.
+        .target(name: "Numerics", dependencies: ["CBLAS", "CLAPACKE"]),
+        // safetensors, shards, PEFT adapters, HF model dirs, GGUF.
+        .target(name: "Checkpoint", dependencies: ["Numerics"]),
+        // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
+        .target(name: "CotoCLI", dependencies: [
+            "Checkpoint",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "coto-inspect", dependencies: ["CotoCLI", "Checkpoint"]),
+        .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint"]),
+
+        .testTarget(name: "NumericsTests", dependencies: [
+            "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
+        .testTarget(name: "CheckpointTests", dependencies: [
+            "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
+        ], resources: []),
+        .testTarget(name: "CLITests", dependencies: ["Checkpoint"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

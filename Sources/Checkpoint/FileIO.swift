@@ -1,0 +1,243 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+func errnoMessage(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }
+
+/// A read-only memory mapping of a whole file. Views into it stay valid while the object lives;
+/// replacing the file on disk (our writers rename a new inode into place) does not disturb it.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let size: Int
+    private let base: UnsafeMutableRawPointer?
+
+    public init(path: String) throws {
+        self.path = path
+        var st = stat()
+        if stat(path, &st) != 0 {
+            throw CheckpointError(path, errno == ENOENT || errno == ENOTDIR ? .notFound : .io(errnoMessage()))
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw CheckpointError(path, .isDirectory) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw CheckpointError(path, .io("cannot open: \(errnoMessage())")) }
+        defer { close(fd) }
+        if fstat(fd, &st) != 0 { throw CheckpointError(path, .io(errnoMessage())) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw CheckpointError(path, .invalid("not a regular file")) }
+        size = Int(st.st_size)
+        if size == 0 {
+            base = nil
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw CheckpointError(path, .io("cannot map: \(errnoMessage())"))
+        }
+        base = p
+    }
+
+    deinit {
+        if let b = base { munmap(b, size) }
+    }
+
+    /// The whole mapping. Only valid while `self` is alive.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(bytes) }
+    }
+
+    /// Hint the kernel that the mapping will be read sequentially.
+    public func adviseSequential() {
+        if let b = base { _ = madvise(b, size, MADV_SEQUENTIAL) }
+    }
+}
+
+public enum FileSystem {
+    public static func exists(_ path: String) -> Bool { var st = stat(); return stat(path, &st) == 0 }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func fileSize(_ path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+    }
+
+    public static func readFile(_ path: String, limit: Int = 1 << 30) throws -> [UInt8] {
+        let f = try MappedFile(path: path)
+        guard f.size <= limit else { throw CheckpointError(path, .invalid("file of \(f.size) bytes exceeds the \(limit)-byte limit for this kind of file")) }
+        return f.withBytes { Array($0) }
+    }
+
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let d = opendir(path) else {
+            throw CheckpointError(path, errno == ENOENT ? .notFound : errno == ENOTDIR ? .notDirectory : .io(errnoMessage()))
+        }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Creates a directory and its parents (mode 0755 minus umask); an existing directory is fine.
+    public static func makeDirectory(_ path: String) throws {
+        if isDirectory(path) { return }
+        let parent = dirname(of: path)
+        if parent != path && !parent.isEmpty && parent != "." && parent != "/" { try makeDirectory(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw CheckpointError(path, .io("cannot create directory: \(errnoMessage())"))
+        }
+        if !isDirectory(path) { throw CheckpointError(path, .notDirectory) }
+    }
+
+    public static func dirname(of path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "." }
+        let d = String(p[..<slash])
+        return d.isEmpty ? "/" : d
+    }
+
+    public static func basename(of path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard let slash = p.lastIndex(of: "/") else { return p }
+        return String(p[p.index(after: slash)...])
+    }
+
+    public static func join(_ a: String, _ b: String) -> String {
+        if a.isEmpty || b.hasPrefix("/") { return b }
+        return a.hasSuffix("/") ? a + b : a + "/" + b
+    }
+
+    /// Same inode (so "output equals input" can be detected through links and relative paths).
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+}
+
+/// Writes a file atomically and durably: a temp file in the target's directory, written through a
+/// buffer, fsync'd, given mode 0644 minus umask, renamed over the target, then the directory fsync'd.
+/// If anything throws (or `abandon()` is called) the temp file is removed and the target is untouched.
+/// Stale temp files of a killed writer (same target, dead pid) are removed by the next writer.
+public final class AtomicFileWriter {
+    public let path: String
+    public private(set) var tempPath: String
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    private let bufferCapacity = 1 << 20
+    public private(set) var bytesWritten: UInt64 = 0
+    private var finished = false
+
+    static let tempMarker = ".coto-tmp-"
+
+    public init(path: String) throws {
+        self.path = path
+        let dir = FileSystem.dirname(of: path)
+        let base = FileSystem.basename(of: path)
+        if FileSystem.isDirectory(path) { throw CheckpointError(path, .isDirectory) }
+        if !FileSystem.isDirectory(dir) { throw CheckpointError(path, .io("directory \(dir) does not exist")) }
+        AtomicFileWriter.removeStaleTemps(dir: dir, base: base)
+        var template = Array(FileSystem.join(dir, ".\(base)\(AtomicFileWriter.tempMarker)\(getpid())-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        if fd < 0 { throw CheckpointError(path, .io("cannot create a temporary file in \(dir): \(errnoMessage())")) }
+        self.fd = fd
+        self.tempPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        buffer.reserveCapacity(bufferCapacity)
+    }
+
+    deinit { if !finished { abandon() } }
+
+    static func removeStaleTemps(dir: String, base: String) {
+        let prefix = ".\(base)\(tempMarker)"
+        guard let names = try? FileSystem.listDirectory(dir) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]) else { continue }
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
+                unlink(FileSystem.join(dir, name))
+            }
+        }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if buffer.count + bytes.count > bufferCapacity { try flushBuffer() }
+        if bytes.count >= bufferCapacity {
+            try writeAll(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+        bytesWritten += UInt64(bytes.count)
+    }
+
+    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    private func flushBuffer() throws {
+        if buffer.isEmpty { return }
+        try buffer.withUnsafeBytes { try writeAll($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                let msg = errnoMessage()
+                abandon()
+                throw CheckpointError(path, .io("write failed: \(msg)"))
+            }
+            off += n
+        }
+    }
+
+    /// Flush, fsync, chmod, rename into place, fsync the directory.
+    public func commit() throws {
+        guard !finished else { return }
+        try flushBuffer()
+        if fsync(fd) != 0 { let m = errnoMessage(); abandon(); throw CheckpointError(path, .io("fsync failed: \(m)")) }
+        let mask = umask(0); umask(mask)
+        _ = fchmod(fd, 0o644 & ~mask)
+        close(fd)
+        fd = -1
+        if rename(tempPath, path) != 0 {
+            let m = errnoMessage()
+            unlink(tempPath)
+            finished = true
+            throw CheckpointError(path, .io("cannot rename into place: \(m)"))
+        }
+        finished = true
+        let dfd = open(FileSystem.dirname(of: path), O_RDONLY | O_DIRECTORY)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// Drop the temp file; the target keeps its previous content.
+    public func abandon() {
+        guard !finished else { return }
+        finished = true
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(tempPath)
+    }
+
+    /// Atomically replace `path` with `bytes`.
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        let w = try AtomicFileWriter(path: path)
+        try w.write(bytes)
+        try w.commit()
+    }
+
+    public static func write(_ text: String, to path: String) throws {
+        try write(Array(text.utf8), to: path)
+    }
+}
