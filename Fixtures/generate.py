@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Generates the committed reference fixtures with the real libraries (the oracle).
+
+Run from the repository root with a venv holding torch, transformers, peft 0.21, safetensors, numpy, gguf:
+    python Fixtures/generate.py            # writes Fixtures/*
+    python Fixtures/generate.py smollm2 GGUF_PATH   # reference tensors/logits of the real SmolLM2 GGUF
+CI never runs this; the outputs are committed and compared by the Swift tests.
+"""
+import json, os, sys, shutil
+import numpy as np
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def out(*p):
+    path = os.path.join(ROOT, *p)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+
+def codecs():
+    """Float32 -> bf16 (torch), f16 (numpy) bit patterns, and f8 decodes (torch), for the Swift codec tests."""
+    import torch
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(0)
+    special = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 65504.0, 65520.0, 65519.99, 1e-8, 6e-8,
+                        5.96e-8, 2.98e-8, 2.9802322e-08, 6.1e-5, 6.103515625e-05, 3.0e38, -3.0e38, 1.17549435e-38,
+                        1e-45, 3.3895314e38, 3.4028235e38, 0.1, 1 / 3, 1.00390625, 1.01171875, 1.0078125, 256.5],
+                       dtype=np.float32)
+    # Random bit patterns cover every exponent, subnormals and NaN payloads.
+    bits = rng.integers(0, 2**32, size=4000, dtype=np.uint64).astype(np.uint32)
+    x = np.concatenate([special, bits.view(np.float32), rng.standard_normal(2000).astype(np.float32)])
+    t = torch.from_numpy(x.copy())
+    bf16 = t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    f16 = x.astype(np.float16).view(np.uint16)
+    codes = np.arange(256, dtype=np.uint8)
+    e4m3 = torch.from_numpy(codes.copy()).view(torch.float8_e4m3fn).to(torch.float32).numpy()
+    e5m2 = torch.from_numpy(codes.copy()).view(torch.float8_e5m2).to(torch.float32).numpy()
+    save_file({"input": x, "bf16": bf16, "f16": f16, "f8_e4m3": e4m3, "f8_e5m2": e5m2},
+              out("codecs.safetensors"), metadata={"format": "np"})
+
+
+def safetensors_reference():
+    """Files written by the reference writer: the Swift writer must produce identical bytes."""
+    import torch
+    from safetensors.numpy import save_file
+    from safetensors.torch import save_file as save_torch
+    rng = np.random.default_rng(1)
+    tensors = {
+        "z.last": rng.standard_normal((3, 5)).astype(np.float32),
+        "a.first": rng.standard_normal((7,)).astype(np.float64),
+        "m.half": rng.standard_normal((2, 3)).astype(np.float16),
+        "b.int": rng.integers(-100, 100, (4, 2)).astype(np.int32),
+        "c.long": rng.integers(-1000, 1000, (3,)).astype(np.int64),
+        "d.u8": rng.integers(0, 255, (5,)).astype(np.uint8),
+        "e.i8": rng.integers(-100, 100, (5,)).astype(np.int8),
+        "f.bool": rng.integers(0, 2, (3,)).astype(np.bool_),
+        "g.i16": rng.integers(-100, 100, (3,)).astype(np.int16),
+        "h.u16": rng.integers(0, 1000, (3,)).astype(np.uint16),
+        "i.u32": rng.integers(0, 1000, (3,)).astype(np.uint32),
+        "j.u64": rng.integers(0, 1000, (3,)).astype(np.uint64),
+        "k.scalar": np.array(3.5, dtype=np.float32),
+        "l.empty": np.zeros((0, 4), dtype=np.float32),
+        "name with \"quotes\" and \u00e9": np.ones((2,), dtype=np.float32),
+    }
+    save_file(tensors, out("safetensors", "reference_numpy.safetensors"), metadata={"format": "pt"})
+    save_file({"x": np.arange(6, dtype=np.float32).reshape(2, 3)}, out("safetensors", "reference_nometa.safetensors"))
+    tt = {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4).to(torch.bfloat16),
+          "f8a": torch.tensor([0.5, -2.0, 448.0]).to(torch.float8_e4m3fn),
+          "f8b": torch.tensor([0.5, -2.0, 57344.0]).to(torch.float8_e5m2)}
+    save_torch(tt, out("safetensors", "reference_torch.safetensors"), metadata={"format": "pt"})
+
+
+def tiny_models():
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    bc = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                    max_position_embeddings=32, type_vocab_size=2, num_labels=3)
+    bert = BertForSequenceClassification(bc).eval()
+    d = out("tiny-bert", "x")
+    shutil.rmtree(os.path.dirname(d), ignore_errors=True)
+    bert.save_pretrained(os.path.dirname(d))
+    bert.save_pretrained(os.path.dirname(out("tiny-bert-sharded", "x")), max_shard_size="8KB")
+    bert.to(torch.bfloat16).save_pretrained(os.path.dirname(out("tiny-bert-bf16", "x")))
+    bert = BertForSequenceClassification.from_pretrained(os.path.dirname(d)).eval()
+    bert.to(torch.float16).save_pretrained(os.path.dirname(out("tiny-bert-f16", "x")))
+
+    torch.manual_seed(1)
+    lc = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True)
+    llama = LlamaForCausalLM(lc).eval()
+    llama.save_pretrained(os.path.dirname(out("tiny-llama", "x")))
+
+
+def peft_adapters():
+    """PEFT adapters on the tiny models, with non-zero B so every tensor carries information."""
+    import torch
+    from transformers import BertForSequenceClassification, LlamaForCausalLM
+    from peft import LoraConfig, get_peft_model, TaskType
+    variants = {
+        "lora": dict(r=4, lora_alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"]),
+        "rslora": dict(r=4, lora_alpha=8, use_rslora=True, target_modules=["query", "value"]),
+        "patterns": dict(r=4, lora_alpha=8, target_modules=["query", "key", "value", "dense"],
+                         rank_pattern={"layer.1.attention.self.query": 2, "output.dense": 3},
+                         alpha_pattern={"key": 16, "dense": 5}),
+        "dora": dict(r=2, lora_alpha=4, use_dora=True, target_modules=["query", "value"]),
+        "bias": dict(r=2, lora_alpha=2, lora_bias=True, target_modules=["query"]),
+        "embedding": dict(r=2, lora_alpha=4, target_modules=["word_embeddings", "query"]),
+    }
+    summary = {}
+    for name, kw in variants.items():
+        torch.manual_seed(2)
+        base = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval()
+        cfg = LoraConfig(task_type=TaskType.SEQ_CLS, init_lora_weights=False, **kw)
+        model = get_peft_model(base, cfg)
+        d = os.path.join(ROOT, "peft", "bert-" + name)
+        shutil.rmtree(d, ignore_errors=True)
+        model.save_pretrained(d)
+        summary["bert-" + name] = module_summary(model)
+    torch.manual_seed(3)
+    base = LlamaForCausalLM.from_pretrained(os.path.join(ROOT, "tiny-llama")).eval()
+    model = get_peft_model(base, LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=16, init_lora_weights=False,
+                                            target_modules=["q_proj", "v_proj", "down_proj"]))
+    d = os.path.join(ROOT, "peft", "llama-lora")
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d)
+    summary["llama-lora"] = module_summary(model)
+    with open(out("peft", "expected.json"), "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+
+
+def module_summary(model):
+    """Per LoRA module: r, scaling and ||s B A||_F as PEFT computes them (delta from get_delta_weight)."""
+    from peft.tuners.lora import LoraLayer
+    res = {}
+    for n, m in model.named_modules():
+        if isinstance(m, LoraLayer) and "default" in m.r:
+            key = n.removeprefix("base_model.model.")
+            delta = m.get_delta_weight("default").float()
+            res[key] = {"r": m.r["default"], "scaling": float(m.scaling["default"]),
+                        "delta_norm": float(delta.norm()), "dora": bool(m.use_dora.get("default", False))}
+    return res
+
+
+def tiny_gguf():
+    """A small GGUF with every metadata value type and the tensor types we dequantize."""
+    import gguf
+    from gguf.quants import quantize, dequantize
+    rng = np.random.default_rng(4)
+    path = out("gguf", "tiny.gguf")
+    w = gguf.GGUFWriter(path, arch="llama")
+    w.add_uint8("test.u8", 200); w.add_int8("test.i8", -5); w.add_uint16("test.u16", 60000)
+    w.add_int16("test.i16", -300); w.add_uint32("test.u32", 4000000000); w.add_int32("test.i32", -7)
+    w.add_float32("test.f32", 1.5); w.add_uint64("test.u64", 2**40 + 3); w.add_int64("test.i64", -(2**40))
+    w.add_float64("test.f64", 2.25); w.add_bool("test.bool", True); w.add_string("test.str", "h\u00e9llo")
+    w.add_array("test.arr_i32", [1, -2, 3]); w.add_array("test.arr_str", ["a", "bc"])
+    expected = {}
+    for name, qt in [("t.f32", gguf.GGMLQuantizationType.F32), ("t.f16", gguf.GGMLQuantizationType.F16),
+                     ("t.q8_0", gguf.GGMLQuantizationType.Q8_0), ("t.q4_0", gguf.GGMLQuantizationType.Q4_0),
+                     ("t.q4_1", gguf.GGMLQuantizationType.Q4_1)]:
+        x = rng.standard_normal((3, 64)).astype(np.float32)
+        if qt == gguf.GGMLQuantizationType.F32:
+            q = x
+        elif qt == gguf.GGMLQuantizationType.F16:
+            q = x.astype(np.float16)
+        else:
+            q = quantize(x, qt)
+        w.add_tensor(name, q, raw_dtype=qt)
+        expected[name] = dequantize(q, qt).astype(np.float32).reshape(3, 64) if qt not in (
+            gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) else q.astype(np.float32)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    from safetensors.numpy import save_file
+    save_file(expected, out("gguf", "tiny_expected.safetensors"))
+
+
+def smollm2(gguf_path):
+    """Reference for the real SmolLM2 GGUF: dequantized tensors (slices) and logits, as transformers loads it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    d, f = os.path.dirname(gguf_path), os.path.basename(gguf_path)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    texts = ["The quick brown fox jumps over the lazy dog.", "Hello, world! 123 caf\u00e9", "  spaces\tand\nnewlines"]
+    ids = [tok(t)["input_ids"] for t in texts]
+    sd = model.state_dict()
+    ref = {}
+    for name in ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+                 "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.v_proj.weight",
+                 "model.layers.29.mlp.down_proj.weight", "model.norm.weight", "model.layers.3.input_layernorm.weight"]:
+        t = sd[name].float()
+        ref["slice:" + name] = t.reshape(t.shape[0], -1)[:4, :16].contiguous().numpy()
+        ref["sum:" + name] = np.array([float(t.double().sum()), float(t.double().abs().sum())], dtype=np.float64)
+    with torch.no_grad():
+        x = torch.tensor([ids[0]])
+        logits = model(x).logits[0]
+    ref["logits:ids"] = np.array(ids[0], dtype=np.int64)
+    ref["logits:last_rows"] = logits[:, :32].contiguous().numpy()
+    from safetensors.numpy import save_file
+    save_file(ref, out("smollm2", "reference.safetensors"),
+              metadata={"config": json.dumps(model.config.to_dict(), sort_keys=True, default=str),
+                        "token_ids": json.dumps({t: i for t, i in zip(texts, ids)})})
+
+
+def verify_converted(gguf_path, converted_dir):
+    """transformers on our converted directory must give the logits and token ids it gives on the GGUF."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    d, f = os.path.dirname(gguf_path), os.path.basename(gguf_path)
+    ref = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32).eval()
+    ours = AutoModelForCausalLM.from_pretrained(converted_dir, torch_dtype=torch.float32).eval()
+    tref = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    tours = AutoTokenizer.from_pretrained(converted_dir)
+    texts = ["The quick brown fox jumps over the lazy dog.", "Hello, world! 123 caf\u00e9", "  spaces\tand\nnewlines",
+             "<|im_start|>user\nWhat is 2+2?<|im_end|>"]
+    for t in texts:
+        a, b = tref(t)["input_ids"], tours(t)["input_ids"]
+        assert a == b, (t, a, b)
+    x = torch.tensor([tref(texts[0])["input_ids"]])
+    with torch.no_grad():
+        la, lb = ref(x).logits, ours(x).logits
+    diff = (la - lb).abs().max().item()
+    print(f"token ids identical on {len(texts)} texts; max |logit diff| = {diff:.3g}")
+    assert diff <= 1e-4, diff
+
+
+def verify_adapter(base_dir, original_dir, ours_dir):
+    """PEFT loads an adapter we wrote and gives the outputs it gives with the original."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoModelForCausalLM
+    from peft import PeftModel
+    cfg = json.load(open(os.path.join(original_dir, "adapter_config.json")))
+    cls = AutoModelForCausalLM if cfg.get("task_type") == "CAUSAL_LM" else AutoModelForSequenceClassification
+    x = torch.tensor([[1, 5, 9, 13, 2, 7]])
+    outs = []
+    for d in (original_dir, ours_dir):
+        torch.manual_seed(0)
+        base = cls.from_pretrained(base_dir).eval()
+        m = PeftModel.from_pretrained(base, d).eval()
+        with torch.no_grad():
+            outs.append(m(x).logits)
+    diff = (outs[0] - outs[1]).abs().max().item()
+    print(f"{ours_dir}: max |logit diff| vs original = {diff:.3g}")
+    assert diff <= 1e-5, diff
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "smollm2":
+        smollm2(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "verify-converted":
+        verify_converted(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "verify-adapter":
+        verify_adapter(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        codecs(); safetensors_reference(); tiny_models(); peft_adapters(); tiny_gguf()

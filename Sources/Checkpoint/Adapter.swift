@@ -1,0 +1,248 @@
+import Numerics
+
+/// A tensor of an adapter, decoded to Float32, remembering the dtype it was stored in.
+public struct AdapterTensor: Equatable, Sendable {
+    public var dtype: DType
+    public var tensor: Tensor
+    public init(dtype: DType, tensor: Tensor) { self.dtype = dtype; self.tensor = tensor }
+}
+
+/// One LoRA module: delta W = s * B A (A [r, in], B [out, r]; embeddings A [r, vocab], B [dim, r]).
+public struct LoraModule: Equatable, Sendable {
+    /// Module path without the `base_model.model.` prefix, e.g. `bert.encoder.layer.0.attention.self.query`.
+    public var name: String
+    public var a: AdapterTensor
+    public var b: AdapterTensor
+    /// `lora_B.bias` (PEFT `lora_bias=True`), [out].
+    public var bias: AdapterTensor?
+    /// DoRA `lora_magnitude_vector`, [out].
+    public var magnitude: AdapterTensor?
+    public var isEmbedding: Bool
+    public var alpha: Double
+    public var scaling: Double
+
+    public var rank: Int { a.tensor.shape.first ?? 0 }
+    public var inFeatures: Int { a.tensor.cols }
+    public var outFeatures: Int { b.tensor.rows }
+    /// Last component of the name (`query`, `q_proj`, ...).
+    public var kind: String { String(name.split(separator: ".").last ?? Substring(name)) }
+    /// The integer after `layers.`/`layer.`/`h.`/`blocks.` in the name.
+    public var layer: Int? { LoraModule.layerIndex(of: name) }
+    public var isDora: Bool { magnitude != nil }
+
+    public static func layerIndex(of name: String) -> Int? {
+        let parts = name.split(separator: ".")
+        for (i, p) in parts.enumerated() where ["layers", "layer", "h", "blocks"].contains(p) && i + 1 < parts.count {
+            if let n = Int(parts[i + 1]) { return n }
+        }
+        return nil
+    }
+
+    /// PEFT key prefix of this module's tensors.
+    public var keyPrefix: String { Adapter.keyPrefix + name }
+    public var aKey: String { keyPrefix + (isEmbedding ? ".lora_embedding_A" : ".lora_A.weight") }
+    public var bKey: String { keyPrefix + (isEmbedding ? ".lora_embedding_B" : ".lora_B.weight") }
+
+    /// s * B * A as a dense [out, in] matrix (embeddings: [dim, vocab]; transpose for the weight layout).
+    public func delta(fanInFanOut: Bool = false) -> Tensor {
+        let d = BLAS.matmul(b.tensor, a.tensor, alpha: Float(scaling))
+        return fanInFanOut ? d.transposed() : d
+    }
+
+    /// ||s B A||_F computed from the r x r Gram matrices (never forms the out x in delta):
+    /// ||BA||_F^2 = trace((B^T B)(A A^T)).
+    public var deltaNorm: Double {
+        let btb = BLAS.matmul(b.tensor, b.tensor, transA: true)
+        let aat = BLAS.matmul(a.tensor, a.tensor, transB: true)
+        var s = 0.0
+        let r = rank
+        for i in 0..<r { for j in 0..<r { s += Double(btb[i, j]) * Double(aat[j, i]) } }
+        return abs(scaling) * max(0, s).squareRoot()
+    }
+}
+
+/// A PEFT LoRA adapter: config, modules, and the tensors it saves besides LoRA (modules_to_save heads).
+public struct Adapter: Sendable {
+    public static let keyPrefix = "base_model.model."
+    public static let configFile = "adapter_config.json"
+    public static let weightsFile = "adapter_model.safetensors"
+    /// Metadata key under which a bare adapter file carries its config.
+    public static let metadataConfigKey = "coto_adapter_config"
+
+    public var config: LoraConfig
+    /// Sorted by name.
+    public var modules: [LoraModule]
+    /// Full keys -> tensors that are not LoRA factors (modules_to_save heads, trainable tokens...).
+    public var otherTensors: [(String, AdapterTensor)]
+    /// Where it was read from.
+    public var source: String
+    /// How `config` was obtained, for reports ("adapter_config.json", "file metadata", "inferred from shapes").
+    public var configOrigin: String
+
+    public init(config: LoraConfig, modules: [LoraModule], otherTensors: [(String, AdapterTensor)], source: String, configOrigin: String) {
+        self.config = config
+        self.modules = modules.sorted { $0.name < $1.name }
+        self.otherTensors = otherTensors
+        self.source = source
+        self.configOrigin = configOrigin
+    }
+
+    /// Head tensors (modules_to_save), keyed by full key.
+    public var heads: [(String, AdapterTensor)] {
+        let mts = config.modulesToSave ?? []
+        return otherTensors.filter { key, _ in
+            let path = key.hasPrefix(Adapter.keyPrefix) ? String(key.dropFirst(Adapter.keyPrefix.count)) : key
+            return mts.contains { path.hasPrefix($0 + ".") || path.contains("." + $0 + ".") }
+        }
+    }
+
+    public var layers: [Int] { Array(Set(modules.compactMap(\.layer))).sorted() }
+    public var parameterCount: Int {
+        modules.reduce(0) { $0 + $1.a.tensor.count + $1.b.tensor.count + ($1.bias?.tensor.count ?? 0) + ($1.magnitude?.tensor.count ?? 0) }
+    }
+
+    // MARK: loading
+
+    /// Loads a PEFT adapter directory, or a bare adapter `.safetensors` file. For a bare file without our
+    /// config metadata, r comes from the shapes and lora_alpha = `alpha` (default: r).
+    public static func load(_ path: String, alpha: Double? = nil) throws -> Adapter {
+        if FileSystem.isDirectory(path) {
+            let cfgPath = FileSystem.join(path, configFile)
+            let wPath = FileSystem.join(path, weightsFile)
+            if !FileSystem.exists(cfgPath) {
+                throw CheckpointError(path, .invalid("not a PEFT adapter directory: no \(configFile)"))
+            }
+            if !FileSystem.exists(wPath) {
+                if FileSystem.exists(FileSystem.join(path, "adapter_model.bin")) {
+                    throw CheckpointError(FileSystem.join(path, "adapter_model.bin"), .invalid("pickle weights are not loaded (unsafe); save the adapter with safe_serialization=True"))
+                }
+                throw CheckpointError(path, .invalid("not a PEFT adapter directory: no \(weightsFile)"))
+            }
+            let config = try LoraConfig(bytes: FileSystem.readFile(cfgPath, limit: 64 << 20), path: cfgPath)
+            let file = try SafeTensorsFile(path: wPath)
+            return try build(file: file, config: config, source: path, origin: configFile)
+        }
+        let file = try SafeTensorsFile(path: path)
+        if let text = file.metadataValue(metadataConfigKey) {
+            let config = try LoraConfig(bytes: Array(text.utf8), path: path + " (__metadata__.\(metadataConfigKey))")
+            return try build(file: file, config: config, source: path, origin: "file metadata")
+        }
+        // A bare file from elsewhere: r from the shapes, alpha = r unless given.
+        var config = LoraConfig()
+        var ranks: [String: Int] = [:]
+        for info in file.tensors {
+            guard let (module, part) = classify(info.name), part == .a || part == .embeddingA else { continue }
+            ranks[module] = info.shape.first ?? 0
+        }
+        guard let r0 = ranks.values.max() else {
+            throw CheckpointError(path, .invalid("no LoRA tensors (…lora_A.weight / …lora_B.weight) in this file"))
+        }
+        config.r = r0
+        config.loraAlpha = alpha ?? Double(r0)
+        // Modules whose rank differs get a rank_pattern entry (escaped: names are literal).
+        for (m, r) in ranks.sorted(by: { $0.key < $1.key }) where r != r0 {
+            config.rankPattern.append((escapeRegex(m), r))
+            if alpha == nil { config.alphaPattern.append((escapeRegex(m), Double(r))) }
+        }
+        config.targetModules = .names(Array(Set(ranks.keys.map { String($0.split(separator: ".").last!) })).sorted())
+        config.useDora = file.names.contains { $0.hasSuffix(".lora_magnitude_vector") }
+        config.loraBias = file.names.contains { $0.hasSuffix(".lora_B.bias") }
+        return try build(file: file, config: config, source: path, origin: alpha == nil ? "inferred from shapes (lora_alpha = r)" : "inferred from shapes (lora_alpha from --alpha)")
+    }
+
+    static func escapeRegex(_ s: String) -> String {
+        var out = ""
+        for c in s { if "\\.^$|?*+()[]{}".contains(c) { out.append("\\") }; out.append(c) }
+        return out
+    }
+
+    enum Part { case a, b, bias, magnitude, embeddingA, embeddingB }
+
+    /// Splits a PEFT key into (module path, part), or nil for a non-LoRA tensor.
+    static func classify(_ key: String) -> (String, Part)? {
+        let suffixes: [(String, Part)] = [
+            (".lora_A.weight", .a), (".lora_B.weight", .b), (".lora_B.bias", .bias),
+            (".lora_magnitude_vector", .magnitude), (".lora_magnitude_vector.weight", .magnitude),
+            (".lora_embedding_A", .embeddingA), (".lora_embedding_B", .embeddingB),
+        ]
+        for (s, p) in suffixes where key.hasSuffix(s) {
+            var module = String(key.dropLast(s.count))
+            if module.hasPrefix(keyPrefix) { module = String(module.dropFirst(keyPrefix.count)) }
+            return (module, p)
+        }
+        return nil
+    }
+
+    static func build(file: SafeTensorsFile, config: LoraConfig, source: String, origin: String) throws -> Adapter {
+        let path = file.path
+        struct Parts { var a, b, bias, mag: AdapterTensor?; var embedding = false }
+        var parts: [String: Parts] = [:]
+        var others: [(String, AdapterTensor)] = []
+        for info in file.tensors {
+            let t = AdapterTensor(dtype: info.dtype, tensor: file.view(info).toTensor())
+            guard let (module, part) = classify(info.name) else { others.append((info.name, t)); continue }
+            var p = parts[module] ?? Parts()
+            switch part {
+            case .a: p.a = t
+            case .b: p.b = t
+            case .embeddingA: p.a = t; p.embedding = true
+            case .embeddingB: p.b = t; p.embedding = true
+            case .bias: p.bias = t
+            case .magnitude: p.mag = t
+            }
+            parts[module] = p
+        }
+        var modules: [LoraModule] = []
+        for (name, p) in parts.sorted(by: { $0.key < $1.key }) {
+            func bad(_ m: String) -> CheckpointError { CheckpointError(path, .invalid("module '\(name)': \(m)")) }
+            guard let a = p.a else { throw bad("has lora_B but no lora_A") }
+            guard let b = p.b else { throw bad("has lora_A but no lora_B") }
+            guard a.tensor.rank == 2, b.tensor.rank == 2 else { throw bad("lora_A and lora_B must be 2-D, got \(a.tensor.shape) and \(b.tensor.shape)") }
+            let r = a.tensor.shape[0]
+            guard r > 0 else { throw bad("rank 0") }
+            guard b.tensor.shape[1] == r else { throw bad("lora_A is \(a.tensor.shape) but lora_B is \(b.tensor.shape): ranks differ") }
+            let cfgR = config.rank(for: name)
+            if cfgR != r {
+                throw bad("has rank \(r) in the weights but \(cfgR) in the config (r / rank_pattern)")
+            }
+            if let bias = p.bias, bias.tensor.shape != [b.tensor.shape[0]] { throw bad("lora_B.bias has shape \(bias.tensor.shape), expected [\(b.tensor.shape[0])]") }
+            if let m = p.mag, m.tensor.count != b.tensor.shape[0] { throw bad("lora_magnitude_vector has shape \(m.tensor.shape), expected [\(b.tensor.shape[0])]") }
+            let alpha = config.alpha(for: name)
+            modules.append(LoraModule(name: name, a: a, b: b, bias: p.bias, magnitude: p.mag, isEmbedding: p.embedding,
+                                      alpha: alpha, scaling: LoraConfig.scaling(alpha: alpha, r: r, rslora: config.useRslora)))
+        }
+        return Adapter(config: config, modules: modules, otherTensors: others, source: source, configOrigin: origin)
+    }
+
+    // MARK: saving
+
+    /// The tensors PEFT saves for this adapter, each in `dtype` or its own dtype when nil.
+    public func entries(dtype: DType? = nil) -> [TensorEntry] {
+        var out: [TensorEntry] = []
+        func add(_ key: String, _ t: AdapterTensor) {
+            out.append(TensorEntry(name: key, tensor: t.tensor, dtype: dtype ?? t.dtype))
+        }
+        for m in modules {
+            add(m.aKey, m.a)
+            add(m.bKey, m.b)
+            if let bias = m.bias { add(m.keyPrefix + ".lora_B.bias", bias) }
+            if let mag = m.magnitude { add(m.keyPrefix + ".lora_magnitude_vector", mag) }
+        }
+        for (k, t) in otherTensors { add(k, t) }
+        return out
+    }
+
+    /// Saves a PEFT adapter directory (`adapter_config.json` + `adapter_model.safetensors`) when `path`
+    /// does not end in `.safetensors`, else one file with the config in its metadata. Atomic per file.
+    public func save(to path: String, dtype: DType? = nil, extraMetadata: [(String, String)] = []) throws {
+        if path.hasSuffix(".safetensors") && !FileSystem.isDirectory(path) {
+            let meta = [("format", "pt"), (Adapter.metadataConfigKey, config.json.compact)] + extraMetadata
+            try SafeTensorsWriter.write(entries(dtype: dtype), metadata: meta, to: path)
+            return
+        }
+        try FileSystem.makeDirectory(path)
+        try SafeTensorsWriter.write(entries(dtype: dtype), metadata: [("format", "pt")] + extraMetadata,
+                                    to: FileSystem.join(path, Adapter.weightsFile))
+        try AtomicFileWriter.write(config.json.pretty, to: FileSystem.join(path, Adapter.configFile))
+    }
+}
