@@ -1,1 +1,180 @@
+import ArgumentParser
+import Foundation
 import Checkpoint
+import Numerics
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit codes every coto command uses: 0 success, 64 usage error, 1 any other error.
+public enum ExitStatus {
+    public static let usage: Int32 = 64
+    public static let failure: Int32 = 1
+}
+
+/// An error a command raises about a file (rendered `error: FILE: cause`).
+public struct CommandError: Error, CustomStringConvertible {
+    public let path: String?
+    public let message: String
+    public init(_ path: String?, _ message: String) { self.path = path; self.message = message }
+    public var description: String { path.map { "\($0): \(message)" } ?? message }
+}
+
+public enum Console {
+    public static func writeErr(_ s: String) {
+        var line = s
+        if !line.hasSuffix("\n") { line += "\n" }
+        fputs(line, stderr)
+        fflush(stderr)
+    }
+
+    public static func writeOut(_ s: String) {
+        print(s)
+    }
+
+    public static var stderrIsTTY: Bool { isatty(2) != 0 }
+
+    /// One line, no newlines inside (a cause is one line).
+    static func oneLine(_ s: String) -> String {
+        s.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).joined(separator: " ")
+    }
+}
+
+/// Runs a command: parses arguments (help -> 0, usage errors -> 64 through ArgumentParser), runs it,
+/// and renders any other error as one line `error: FILE: cause` with exit status 1.
+public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
+    let threads = getenv("COTO_THREADS").flatMap { Int(String(cString: $0)) } ?? 2
+    BLAS.setThreads(max(1, threads))
+    var command: ParsableCommand
+    do {
+        command = try type.parseAsRoot()
+    } catch {
+        type.exit(withError: error)
+    }
+    do {
+        try command.run()
+        exit(0)
+    } catch let e as CheckpointError {
+        Console.writeErr("error: " + Console.oneLine(e.description))
+        exit(ExitStatus.failure)
+    } catch let e as CommandError {
+        Console.writeErr("error: " + Console.oneLine(e.description))
+        exit(ExitStatus.failure)
+    } catch let e as LAPACKError {
+        Console.writeErr("error: " + Console.oneLine(e.description))
+        exit(ExitStatus.failure)
+    } catch {
+        // ValidationError, CleanExit, ExitCode: ArgumentParser's own rendering and codes.
+        type.exit(withError: error)
+    }
+}
+
+/// Renders progress: a bar with ETA on a TTY (redrawn at most 10 times a second), plain lines otherwise
+/// (at most one per 10% or per 5 seconds). Silent when `quiet`.
+public final class ProgressRenderer {
+    let label: String
+    let total: Int
+    let unit: String
+    let tty: Bool
+    let quiet: Bool
+    let start: Double
+    var lastDraw = 0.0
+    var lastPct = -1
+    var lastLine = 0.0
+    var done = 0
+    var drawn = false
+
+    public init(label: String, total: Int, unit: String = "", quiet: Bool = false) {
+        self.label = label
+        self.total = max(total, 1)
+        self.unit = unit
+        self.tty = Console.stderrIsTTY
+        self.quiet = quiet
+        self.start = ProgressRenderer.now()
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    static func format(seconds s: Double) -> String {
+        guard s.isFinite else { return "?" }
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\((t % 3600) / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
+    }
+
+    public func update(_ done: Int, detail: String = "") {
+        self.done = done
+        guard !quiet else { return }
+        let t = ProgressRenderer.now()
+        let elapsed = t - start
+        let frac = min(1, Double(done) / Double(total))
+        let eta = frac > 0 ? elapsed * (1 - frac) / frac : .infinity
+        // Short jobs stay silent: nothing is shown before a second has passed.
+        guard elapsed >= 1 || drawn else { return }
+        drawn = true
+        if tty {
+            guard t - lastDraw >= 0.1 || done >= total else { return }
+            lastDraw = t
+            let width = 30
+            let filled = Int(frac * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
+            var line = "\r\(label) [\(bar)] \(Int(frac * 100))% \(done)/\(total)\(unit) ETA \(ProgressRenderer.format(seconds: eta))"
+            if !detail.isEmpty { line += " " + detail }
+            fputs(line + "\u{1B}[K", stderr)
+            fflush(stderr)
+        } else {
+            let pct = Int(frac * 10) * 10
+            guard pct != lastPct || t - lastLine >= 5 else { return }
+            lastPct = pct
+            lastLine = t
+            Console.writeErr("\(label): \(Int(frac * 100))% (\(done)/\(total)\(unit)), elapsed \(ProgressRenderer.format(seconds: elapsed))")
+        }
+    }
+
+    public func finish() {
+        guard !quiet, drawn else { return }
+        if tty { fputs("\r\u{1B}[K", stderr); fflush(stderr) }
+        let elapsed = ProgressRenderer.now() - start
+        Console.writeErr("\(label): done in \(ProgressRenderer.format(seconds: elapsed))")
+    }
+}
+
+/// Human-readable byte counts.
+public func formatBytes(_ n: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var u = 0
+    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+    return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
+}
+
+/// Fixed-point formatting without Foundation's locale machinery.
+public func fmt(_ v: Double, _ digits: Int = 4) -> String {
+    guard v.isFinite else { return v.isNaN ? "nan" : (v > 0 ? "inf" : "-inf") }
+    return String(format: "%.\(digits)g", v)
+}
+
+/// Pads columns of a table for terminal output.
+public func table(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { i, c in i == cells.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count) }
+            .joined(separator: "  ")
+    }
+    return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}
+
+/// Refuses an output path that is one of the inputs (same path or same inode).
+public func checkOutputNotInput(_ output: String, inputs: [String]) throws {
+    for i in inputs {
+        let a = FileSystem.dirname(of: output) + "/" + FileSystem.basename(of: output)
+        let b = FileSystem.dirname(of: i) + "/" + FileSystem.basename(of: i)
+        if a == b || FileSystem.sameFile(output, i) {
+            throw CommandError(output, "output path is the input \(i); choose another output")
+        }
+    }
+}

@@ -1,1 +1,149 @@
-print("x")
+import ArgumentParser
+import Checkpoint
+import CotoCLI
+import Numerics
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coto-convert",
+        abstract: "Convert checkpoints: GGUF -> Hugging Face dir; adapter dir <-> adapter file; reshard or recast a model dir.",
+        discussion: """
+        INPUT kinds and what OUTPUT becomes:
+          model.gguf (llama)   -> OUTPUT directory: config.json, model.safetensors (dequantized), tokenizer.json, ...
+          PEFT adapter dir     -> OUTPUT.safetensors (one file, config in its metadata) or another adapter dir
+          adapter .safetensors -> OUTPUT dir (adapter_config.json + adapter_model.safetensors) or file
+          HF model dir         -> OUTPUT dir with the weights resharded (--max-shard-size) and/or recast (--dtype)
+
+        Examples:
+          coto-convert SmolLM2-135M-Instruct.Q4_1.gguf -o smollm2/
+          coto-convert runs/coto-s0 -o coto-s0.safetensors
+          coto-convert lora.safetensors --alpha 16 -o lora-dir/
+          coto-convert big-model/ --max-shard-size 2GB --dtype bf16 -o big-model-bf16/
+        """)
+
+    @Argument(help: "Input checkpoint.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output path.")
+    var output: String
+
+    @Option(help: "Output dtype: keep, f32, f16 or bf16 (GGUF default: f32).")
+    var dtype = "keep"
+
+    @Option(help: "Split weights into shards of at most this size (e.g. 2GB, 500MB).")
+    var maxShardSize: String?
+
+    @Option(help: "lora_alpha for a bare adapter file that carries no config (default: r).")
+    var alpha: Double?
+
+    @Flag(help: "Machine-readable JSON summary on stdout.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "No progress output.")
+    var quiet = false
+
+    func validate() throws {
+        if dtype != "keep" {
+            guard let d = DType(userName: dtype), [.f32, .f16, .bf16].contains(d) else {
+                throw ValidationError("--dtype must be keep, f32, f16 or bf16 (got '\(dtype)')")
+            }
+        }
+        if let s = maxShardSize, parseByteSize(s) == nil {
+            throw ValidationError("--max-shard-size must be a size like 2GB, 500MB or 1000000 (got '\(s)')")
+        }
+        if let a = alpha, !(a.isFinite && a > 0) { throw ValidationError("--alpha must be a positive number") }
+    }
+
+    var outDType: DType? { dtype == "keep" ? nil : DType(userName: dtype) }
+
+    func run() throws {
+        guard FileSystem.exists(input) else { throw CheckpointError(input, .notFound) }
+        try checkOutputNotInput(output, inputs: [input])
+        var written: [String] = []
+        var kind = ""
+        if !FileSystem.isDirectory(input) && Inspection.isGGUF(input) {
+            kind = "gguf"
+            var conv = GGUFConverter(gguf: try GGUFFile(path: input))
+            conv.dtype = outDType ?? .f32
+            conv.maxShardSize = maxShardSize.flatMap(parseByteSize)
+            let total = conv.gguf.tensors.count
+            let bar = ProgressRenderer(label: "converting", total: total, unit: " tensors", quiet: quiet || json)
+            written = try conv.convert(to: output) { event in
+                switch event {
+                case let .tensor(name, i, _): bar.update(i + 1, detail: name)
+                case let .note(n): if !quiet && !json { Console.writeErr("note: \(n)") }
+                case .wrote: break
+                }
+            }
+            bar.finish()
+        } else if isAdapter(input) {
+            kind = "adapter"
+            let adapter = try Adapter.load(input, alpha: alpha)
+            if FileSystem.isDirectory(input) && alpha != nil {
+                throw CommandError(input, "--alpha applies to a bare adapter file only; this directory has adapter_config.json")
+            }
+            try adapter.save(to: output, dtype: outDType)
+            written = output.hasSuffix(".safetensors") ? [output] : [Adapter.weightsFile, Adapter.configFile]
+            if !quiet && !json && adapter.configOrigin.hasPrefix("inferred") {
+                Console.writeErr("note: \(input): config \(adapter.configOrigin)")
+            }
+        } else if FileSystem.isDirectory(input) {
+            kind = "model"
+            written = try convertModelDir()
+        } else {
+            throw CommandError(input, "not a GGUF file, adapter or model directory; nothing to convert")
+        }
+        if json {
+            Console.writeOut(JSON.object([("input", .string(input)), ("kind", .string(kind)), ("output", .string(output)),
+                                          ("files", .array(written.map { .string($0) }))]).pretty)
+        } else if !quiet {
+            Console.writeErr("wrote \(output): \(written.joined(separator: ", "))")
+        }
+    }
+
+    func isAdapter(_ p: String) -> Bool {
+        if FileSystem.isDirectory(p) { return FileSystem.exists(FileSystem.join(p, Adapter.configFile)) }
+        guard let f = try? SafeTensorsFile(path: p) else { return p.hasSuffix(".safetensors") }
+        return f.metadataValue(Adapter.metadataConfigKey) != nil || f.names.contains { $0.contains(".lora_") }
+    }
+
+    /// Reshard and/or recast a model directory, copying every other file.
+    func convertModelDir() throws -> [String] {
+        let model = try HFModelDir(path: input)
+        if FileSystem.exists(output) && !FileSystem.isDirectory(output) { throw CheckpointError(output, .notDirectory) }
+        try FileSystem.makeDirectory(output)
+        let store = model.weights
+        var entries: [TensorEntry] = []
+        for name in store.tensorNames {
+            var e = try store.entry(name)
+            if let d = outDType, e.dtype != d, e.dtype.isFloatingPoint {
+                let src = e
+                e = TensorEntry(name: name, dtype: d, shape: e.shape, source: .lazy {
+                    Storage.encode(try store.loadTensor(src.name).data, dtype: d)
+                })
+            }
+            entries.append(e)
+        }
+        let total = entries.reduce(0) { $0 + $1.byteCount }
+        let bar = ProgressRenderer(label: "writing", total: total / 1_000_000 + 1, unit: " MB", quiet: quiet || json)
+        var written = try ShardedWriter.write(entries, to: output, maxShardSize: maxShardSize.flatMap(parseByteSize)) { d, _ in
+            bar.update(d / 1_000_000)
+        }
+        bar.finish()
+        for f in model.otherFiles + ["config.json"] {
+            var bytes = try FileSystem.readFile(FileSystem.join(input, f))
+            if f == "config.json", let d = outDType, case var .object(pairs) = model.configJSON {
+                let name = d == .f32 ? "float32" : d == .f16 ? "float16" : "bfloat16"
+                for k in ["torch_dtype", "dtype"] {
+                    if let i = pairs.firstIndex(where: { $0.0 == k }) { pairs[i].1 = .string(name) }
+                }
+                bytes = Array(JSON.object(pairs).pretty.utf8)
+            }
+            try AtomicFileWriter.write(bytes, to: FileSystem.join(output, f))
+            written.append(f)
+        }
+        return written
+    }
+}
+
+runCommand(Convert.self)

@@ -1,0 +1,145 @@
+import Foundation
+
+/// The fields of a Hugging Face `config.json` that coto reads (Codable, HF names through CodingKeys).
+/// The file itself is kept as JSON too, so tools copy it unchanged.
+public struct ModelConfig: Codable, Equatable, Sendable {
+    public var modelType: String
+    public var architectures: [String]?
+    public var vocabSize: Int?
+    public var hiddenSize: Int?
+    public var numHiddenLayers: Int?
+    public var numAttentionHeads: Int?
+    public var numKeyValueHeads: Int?
+    public var headDim: Int?
+    public var intermediateSize: Int?
+    public var maxPositionEmbeddings: Int?
+    public var hiddenAct: String?
+    public var layerNormEps: Double?
+    public var rmsNormEps: Double?
+    public var ropeTheta: Double?
+    public var ropeScaling: RopeScaling?
+    public var tieWordEmbeddings: Bool?
+    public var attentionBias: Bool?
+    public var typeVocabSize: Int?
+    public var padTokenId: Int?
+    public var bosTokenId: IntOrList?
+    public var eosTokenId: IntOrList?
+    public var id2label: [String: String]?
+    public var torchDtype: String?
+
+    public struct RopeScaling: Codable, Equatable, Sendable {
+        public var type: String?
+        public var ropeType: String?
+        public var factor: Double?
+        enum CodingKeys: String, CodingKey {
+            case type
+            case ropeType = "rope_type"
+            case factor
+        }
+    }
+
+    /// `eos_token_id` may be an int or a list.
+    public enum IntOrList: Codable, Equatable, Sendable {
+        case one(Int), many([Int])
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let i = try? c.decode(Int.self) { self = .one(i) } else { self = .many(try c.decode([Int].self)) }
+        }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self { case let .one(i): try c.encode(i); case let .many(a): try c.encode(a) }
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type"
+        case architectures
+        case vocabSize = "vocab_size"
+        case hiddenSize = "hidden_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case numKeyValueHeads = "num_key_value_heads"
+        case headDim = "head_dim"
+        case intermediateSize = "intermediate_size"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case hiddenAct = "hidden_act"
+        case layerNormEps = "layer_norm_eps"
+        case rmsNormEps = "rms_norm_eps"
+        case ropeTheta = "rope_theta"
+        case ropeScaling = "rope_scaling"
+        case tieWordEmbeddings = "tie_word_embeddings"
+        case attentionBias = "attention_bias"
+        case typeVocabSize = "type_vocab_size"
+        case padTokenId = "pad_token_id"
+        case bosTokenId = "bos_token_id"
+        case eosTokenId = "eos_token_id"
+        case id2label
+        case torchDtype = "torch_dtype"
+    }
+
+    public init(modelType: String) { self.modelType = modelType }
+
+    public static func decode(_ bytes: [UInt8], path: String) throws -> ModelConfig {
+        do {
+            return try JSONDecoder().decode(ModelConfig.self, from: Data(bytes))
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw CheckpointError(path, .invalid("config.json has no '\(key.stringValue)'"))
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw CheckpointError(path, .invalid("config.json: '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"))
+        } catch {
+            throw CheckpointError(path, .invalid("config.json is not valid JSON"))
+        }
+    }
+}
+
+/// A Hugging Face model directory: config.json, weights (single file or sharded), and the other files
+/// (tokenizer, generation config...) that tools copy along.
+public final class HFModelDir {
+    public let path: String
+    public let config: ModelConfig
+    /// config.json as written (order kept).
+    public let configJSON: JSON
+    public let weights: TensorStore
+    /// Weight files (safetensors shards and index).
+    public let weightFiles: [String]
+    /// Every other regular file in the directory (tokenizer.json, vocab.txt, generation_config.json, ...).
+    public let otherFiles: [String]
+
+    public init(path: String) throws {
+        guard FileSystem.exists(path) else { throw CheckpointError(path, .notFound) }
+        guard FileSystem.isDirectory(path) else { throw CheckpointError(path, .notDirectory) }
+        self.path = path
+        let cfgPath = FileSystem.join(path, "config.json")
+        guard FileSystem.exists(cfgPath) else {
+            throw CheckpointError(path, .invalid("not a Hugging Face model directory: no config.json"))
+        }
+        let bytes = try FileSystem.readFile(cfgPath, limit: 64 << 20)
+        do { configJSON = try JSON.parse(bytes) } catch {
+            throw CheckpointError(cfgPath, .invalid("not valid JSON: \(error)"))
+        }
+        config = try ModelConfig.decode(bytes, path: cfgPath)
+        let names = try FileSystem.listDirectory(path)
+        if names.contains("pytorch_model.bin") && !names.contains(where: { $0.hasSuffix(".safetensors") }) {
+            throw CheckpointError(FileSystem.join(path, "pytorch_model.bin"), .invalid("pickle weights are not loaded (unsafe); convert the model to safetensors"))
+        }
+        weights = try openTensorStore(path)
+        let weightSet: Set<String>
+        if let sharded = weights as? ShardedCheckpoint {
+            weightSet = Set(sharded.shardFiles + [FileSystem.basename(of: sharded.indexPath)])
+        } else {
+            weightSet = [FileSystem.basename(of: weights.location)]
+        }
+        weightFiles = names.filter { weightSet.contains($0) }
+        otherFiles = names.filter { n in
+            !weightSet.contains(n) && n != "config.json" && !FileSystem.isDirectory(FileSystem.join(path, n))
+        }
+    }
+
+    /// Tokenizer-related files present.
+    public var tokenizerFiles: [String] {
+        otherFiles.filter { ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json",
+                             "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja"].contains($0) }
+    }
+
+    public var parameterCount: Int { weights.tensorNames.reduce(0) { $0 + (weights.tensorInfo($1)?.elementCount ?? 0) } }
+}
