@@ -1,7 +1,7 @@
 /// Scalar conversions between storage dtypes and Float32.
 ///
 /// Rounding: Float32 -> BF16 and Float32 -> F16 round to nearest, ties to even, exactly as
-/// torch's `.to(torch.bfloat16)` (c10 `round_to_nearest_even`, NaN -> 0x7FC0) and numpy's
+/// torch's `.to(torch.bfloat16)` (round_to_nearest_even; every NaN -> 0xFFFF as torch's CPU kernel writes) and numpy's
 /// `astype(np.float16)` (overflow to +-inf, subnormals kept).
 public enum Codec {
     // MARK: bfloat16
@@ -13,7 +13,7 @@ public enum Codec {
 
     @inline(__always)
     public static func floatToBF16(_ value: Float) -> UInt16 {
-        if value.isNaN { return 0x7FC0 }
+        if value.isNaN { return 0xFFFF }  // what torch (CPU) writes for every NaN
         let u = value.bitPattern
         let bias = ((u >> 16) & 1) &+ 0x7FFF
         return UInt16(truncatingIfNeeded: (u &+ bias) >> 16)

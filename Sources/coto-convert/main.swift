@@ -134,9 +134,11 @@ struct Convert: ParsableCommand {
             var bytes = try FileSystem.readFile(FileSystem.join(input, f))
             if f == "config.json", let d = outDType, case var .object(pairs) = model.configJSON {
                 let name = d == .f32 ? "float32" : d == .f16 ? "float16" : "bfloat16"
+                var found = false
                 for k in ["torch_dtype", "dtype"] {
-                    if let i = pairs.firstIndex(where: { $0.0 == k }) { pairs[i].1 = .string(name) }
+                    if let i = pairs.firstIndex(where: { $0.0 == k }) { pairs[i].1 = .string(name); found = true }
                 }
+                if !found { pairs.append(("torch_dtype", .string(name))) }
                 bytes = Array(JSON.object(pairs).pretty.utf8)
             }
             try AtomicFileWriter.write(bytes, to: FileSystem.join(output, f))

@@ -1,0 +1,140 @@
+import Testing
+import Foundation
+import Checkpoint
+
+/// Runs the built executables as a user would: exit codes, one-line errors, JSON output.
+enum CLI {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static func binary(_ name: String) -> String {
+        // Next to the test bundle (swift test builds every product into the same directory).
+        let bundle = Bundle.main.bundleURL.deletingLastPathComponent()
+        for dir in [bundle.path, root + "/.build/debug"] where FileManager.default.isExecutableFile(atPath: dir + "/" + name) {
+            return dir + "/" + name
+        }
+        return root + "/.build/debug/" + name
+    }
+
+    struct Result { let status: Int32; let out: String; let err: String }
+
+    static func run(_ tool: String, _ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary(tool))
+        p.arguments = args
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        try p.run()
+        let od = o.fileHandleForReading.readDataToEndOfFile()
+        let ed = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, out: String(decoding: od, as: UTF8.self), err: String(decoding: ed, as: UTF8.self))
+    }
+
+    static func fixture(_ p: String) -> String { root + "/Fixtures/" + p }
+}
+
+final class Tmp {
+    let path = NSTemporaryDirectory() + "coto-cli-" + UUID().uuidString
+    init() { try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+@Suite struct InspectCLITests {
+    @Test func helpHasAnExampleAndExitsZero() throws {
+        for tool in ["coto-inspect", "coto-convert"] {
+            let r = try CLI.run(tool, ["--help"])
+            #expect(r.status == 0)
+            #expect(r.out.contains("Examples:"))
+        }
+    }
+
+    @Test func usageErrorsExit64() throws {
+        #expect(try CLI.run("coto-inspect", []).status == 64)
+        #expect(try CLI.run("coto-inspect", ["x", "--no-such-flag"]).status == 64)
+        #expect(try CLI.run("coto-convert", ["a", "-o", "b", "--dtype", "int3"]).status == 64)
+    }
+
+    @Test func missingAndBrokenFilesAreOneLineErrors() throws {
+        let t = Tmp()
+        let missing = t.path + "/nope.safetensors"
+        var r = try CLI.run("coto-inspect", [missing])
+        #expect(r.status == 1)
+        #expect(r.err == "error: \(missing): no such file or directory\n")
+        let broken = t.path + "/broken.safetensors"
+        _ = FileManager.default.createFile(atPath: broken, contents: Data([9, 0, 0, 0, 0, 0, 0, 0, 123, 125]))
+        r = try CLI.run("coto-inspect", [broken])
+        #expect(r.status == 1)
+        #expect(r.err.hasPrefix("error: \(broken): ") && r.err.split(separator: "\n").count == 1)
+    }
+
+    @Test func jsonOutputForEveryKind() throws {
+        for (path, kind) in [("peft/bert-lora", "adapter"), ("tiny-bert", "model"), ("tiny-bert-sharded", "model"),
+                             ("gguf/tiny.gguf", "gguf"), ("codecs.safetensors", "safetensors"),
+                             ("tiny-bert-sharded/model.safetensors.index.json", "sharded")] {
+            let r = try CLI.run("coto-inspect", [CLI.fixture(path), "--json", "--stats"])
+            #expect(r.status == 0, "\(path): \(r.err)")
+            let j = try JSON.parse(string: r.out)
+            #expect(j["kind"]?.stringValue == kind, "\(path)")
+        }
+    }
+
+    @Test func validateExitsOneOnNaN() throws {
+        let t = Tmp()
+        let p = t.path + "/nan.safetensors"
+        try SafeTensorsWriter.write([TensorEntry(name: "w", dtype: .f32, shape: [2], source: .bytes([0, 0, 192, 127, 0, 0, 128, 63]))], to: p)
+        let r = try CLI.run("coto-inspect", [p, "--validate"])
+        #expect(r.status == 1)
+        #expect(r.err.contains("fault: tensor 'w': 1 NaN"))
+        #expect(try CLI.run("coto-inspect", [CLI.fixture("tiny-bert-sharded"), "--validate"]).status == 0)
+    }
+}
+
+@Suite struct ConvertCLITests {
+    @Test func adapterDirToFileAndBack() throws {
+        let t = Tmp()
+        let file = t.path + "/a.safetensors"
+        var r = try CLI.run("coto-convert", [CLI.fixture("peft/bert-dora"), "-o", file])
+        #expect(r.status == 0, "\(r.err)")
+        r = try CLI.run("coto-convert", [file, "-o", t.path + "/back"])
+        #expect(r.status == 0, "\(r.err)")
+        let a = try Adapter.load(CLI.fixture("peft/bert-dora")), b = try Adapter.load(t.path + "/back")
+        #expect(a.modules == b.modules)
+    }
+
+    @Test func outputEqualToInputIsRefused() throws {
+        let t = Tmp()
+        let file = t.path + "/a.safetensors"
+        _ = try CLI.run("coto-convert", [CLI.fixture("peft/bert-lora"), "-o", file])
+        let before = try Data(contentsOf: URL(fileURLWithPath: file))
+        let r = try CLI.run("coto-convert", [file, "-o", file])
+        #expect(r.status == 1 && r.err.contains("output path is the input"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == before)
+    }
+
+    @Test func reshardAndRecastModelDir() throws {
+        let t = Tmp()
+        let r = try CLI.run("coto-convert", [CLI.fixture("tiny-bert"), "-o", t.path + "/m", "--max-shard-size", "10KB", "--dtype", "bf16", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let m = try HFModelDir(path: t.path + "/m")
+        #expect(m.weights is ShardedCheckpoint)
+        #expect(m.weights.tensorNames.allSatisfy { m.weights.tensorInfo($0)?.dtype == .bf16 })
+        #expect((m.configJSON["dtype"] ?? m.configJSON["torch_dtype"])?.stringValue == "bfloat16")
+        // Same bytes as torch's own bf16 copy of the model.
+        let ref = try SafeTensorsFile(path: CLI.fixture("tiny-bert-bf16/model.safetensors"))
+        for n in ref.names { #expect(try m.weights.loadTensor(n) == ref.tensor(n), "\(n)") }
+    }
+
+    @Test func tinyGGUFIsNotLlamaComplete() throws {
+        // tiny.gguf has arch llama but no llama.* metadata: a clear error, nothing written.
+        let t = Tmp()
+        let r = try CLI.run("coto-convert", [CLI.fixture("gguf/tiny.gguf"), "-o", t.path + "/out"])
+        #expect(r.status == 1)
+        #expect(r.err.contains("llama.embedding_length"))
+        #expect(!FileManager.default.fileExists(atPath: t.path + "/out/config.json"))
+    }
+}

