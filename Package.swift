@@ -31,6 +31,7 @@ let package = Package(
         ]),
         .executableTarget(name: "coto-inspect", dependencies: ["CotoCLI", "Checkpoint"]),
         .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint"]),
+        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint"]),
 
         .testTarget(name: "NumericsTests", dependencies: [
             "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),

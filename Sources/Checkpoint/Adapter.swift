@@ -144,7 +144,7 @@ public struct Adapter: Sendable {
             config.rankPattern.append((escapeRegex(m), r))
             if alpha == nil { config.alphaPattern.append((escapeRegex(m), Double(r))) }
         }
-        config.targetModules = .names(Array(Set(ranks.keys.map { String($0.split(separator: ".").last!) })).sorted())
+        config.targetModules = .names(Array(Set(ranks.keys.map { String($0.split(separator: ".").last ?? Substring($0)) })).sorted())
         config.useDora = file.names.contains { $0.hasSuffix(".lora_magnitude_vector") }
         config.loraBias = file.names.contains { $0.hasSuffix(".lora_B.bias") }
         return try build(file: file, config: config, source: path, origin: alpha == nil ? "inferred from shapes (lora_alpha = r)" : "inferred from shapes (lora_alpha from --alpha)")

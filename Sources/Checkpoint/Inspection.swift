@@ -38,7 +38,10 @@ public struct Inspection {
         if path.hasSuffix(".index.json") {
             return try tensors(ShardedCheckpoint(indexPath: path), kind: .sharded, options: options, progress: progress)
         }
-        let file = try SafeTensorsFile(path: path)
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch let e as CheckpointError where !path.hasSuffix(".safetensors") {
+            throw CheckpointError(path, .invalid("not a safetensors, GGUF or index file (as safetensors: \(e.message))"))
+        }
         if file.metadataValue(Adapter.metadataConfigKey) != nil || file.names.contains(where: { $0.hasSuffix(".lora_A.weight") || $0.hasSuffix(".lora_embedding_A") }) {
             return try adapter(path, options: options, progress: progress)
         }

@@ -40,7 +40,6 @@ public struct TensorView: @unchecked Sendable {
         withBytes { raw in
             // Decode in chunks so statistics of a large tensor need no full Float copy.
             var acc: [Float] = []
-            acc.reserveCapacity(min(info.elementCount, 1 << 16))
             var stats = TensorStatsAccumulator()
             let chunk = 1 << 16
             var i = 0
@@ -54,35 +53,6 @@ public struct TensorView: @unchecked Sendable {
             }
             return stats.result
         }
-    }
-}
-
-/// Streaming Welford accumulator used for statistics of large tensors.
-public struct TensorStatsAccumulator {
-    var n = 0, nan = 0, inf = 0
-    var mean = 0.0, m2 = 0.0
-    var lo = Double.infinity, hi = -Double.infinity
-    public init() {}
-    public mutating func add(_ values: [Float]) {
-        for v in values {
-            if v.isNaN { nan += 1; continue }
-            if v.isInfinite { inf += 1; continue }
-            let x = Double(v)
-            n += 1
-            let d = x - mean
-            mean += d / Double(n)
-            m2 += d * (x - mean)
-            if x < lo { lo = x }
-            if x > hi { hi = x }
-        }
-    }
-    public var result: TensorStats {
-        var s = TensorStats(values: [Float]())
-        s.count = n + nan + inf
-        s.nanCount = nan
-        s.infCount = inf
-        if n > 0 { s.min = lo; s.max = hi; s.mean = mean; s.std = n > 1 ? (m2 / Double(n - 1)).squareRoot() : 0 }
-        return s
     }
 }
 

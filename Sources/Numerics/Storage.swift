@@ -4,11 +4,11 @@ public enum Storage {
     /// 64-bit integers and doubles are rounded to the nearest Float.
     public static func decode(_ raw: UnsafeRawBufferPointer, dtype: DType) -> [Float] {
         let n = raw.count / dtype.size
-        var out = [Float](repeating: 0, count: n)
-        out.withUnsafeMutableBufferPointer { dst in
+        // No zero-fill pass: every element is written by decode(_:dtype:into:).
+        return [Float](unsafeUninitializedCapacity: n) { dst, count in
             decode(raw, dtype: dtype, into: dst)
+            count = n
         }
-        return out
     }
 
     public static func decode(_ raw: UnsafeRawBufferPointer, dtype: DType, into dst: UnsafeMutableBufferPointer<Float>) {
@@ -18,7 +18,13 @@ public enum Storage {
         }
         switch dtype {
         case .f32:
+            #if _endian(little)
+            if n > 0, let src = raw.baseAddress, let d = dst.baseAddress {
+                UnsafeMutableRawPointer(d).copyMemory(from: src, byteCount: n * 4)
+            }
+            #else
             for i in 0..<n { dst[i] = Float(bitPattern: load(i, UInt32.self)) }
+            #endif
         case .f16:
             for i in 0..<n { dst[i] = Codec.f16ToFloat(load(i, UInt16.self)) }
         case .bf16:

@@ -94,9 +94,26 @@ public struct TensorStats: Codable, Sendable, Equatable {
 
     /// Welford accumulation over finite values.
     public init<S: Sequence>(values: S) where S.Element == Float {
-        var n = 0, nan = 0, inf = 0
-        var mean = 0.0, m2 = 0.0
-        var lo = Double.infinity, hi = -Double.infinity
+        var acc = TensorStatsAccumulator()
+        acc.add(values)
+        self = acc.result
+    }
+
+    init(count: Int, nanCount: Int, infCount: Int) {
+        self.count = count
+        self.nanCount = nanCount
+        self.infCount = infCount
+    }
+}
+
+/// Streaming Welford accumulator, so statistics of a large tensor need no full Float copy.
+public struct TensorStatsAccumulator {
+    var n = 0, nan = 0, inf = 0
+    var mean = 0.0, m2 = 0.0
+    var lo = Double.infinity, hi = -Double.infinity
+    public init() {}
+
+    public mutating func add<S: Sequence>(_ values: S) where S.Element == Float {
         for v in values {
             if v.isNaN { nan += 1; continue }
             if v.isInfinite { inf += 1; continue }
@@ -105,14 +122,14 @@ public struct TensorStats: Codable, Sendable, Equatable {
             let d = x - mean
             mean += d / Double(n)
             m2 += d * (x - mean)
-            lo = Swift.min(lo, x); hi = Swift.max(hi, x)
+            if x < lo { lo = x }
+            if x > hi { hi = x }
         }
-        self.count = n + nan + inf
-        self.nanCount = nan
-        self.infCount = inf
-        if n > 0 {
-            self.min = lo; self.max = hi; self.mean = mean
-            self.std = n > 1 ? (m2 / Double(n - 1)).squareRoot() : 0
-        }
+    }
+
+    public var result: TensorStats {
+        var s = TensorStats(count: n + nan + inf, nanCount: nan, infCount: inf)
+        if n > 0 { s.min = lo; s.max = hi; s.mean = mean; s.std = n > 1 ? (m2 / Double(n - 1)).squareRoot() : 0 }
+        return s
     }
 }

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Checkpoint
+import CotoCLI
+import Numerics
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Benchmarks run side by side with the Python peer by scripts/bench-*.sh (see Docs/performance.md).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coto-bench",
+        abstract: "Measure coto's checkpoint I/O (used by scripts/bench-read.sh against Python safetensors).",
+        discussion: """
+        Examples:
+          coto-bench read model.safetensors --repeat 5
+          coto-bench write-synthetic big.safetensors --gib 2
+        """,
+        subcommands: [Read.self, WriteSynthetic.self])
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    struct Read: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Open, validate and read every tensor of a safetensors file.")
+        @Argument var path: String
+        @Option(name: .customLong("repeat"), help: "Runs; the best is reported.") var repeatCount = 5
+        @Flag(help: "Decode every tensor to Float32 (otherwise: checksum the raw bytes through the mapping).")
+        var decode = false
+
+        func run() throws {
+            var best = Double.infinity
+            var bytes = 0
+            var checksum: UInt64 = 0
+            for _ in 0..<repeatCount {
+                let t0 = Bench.now()
+                let f = try SafeTensorsFile(path: path)
+                bytes = 0
+                checksum = 0
+                for info in f.tensors {
+                    let v = f.view(info)
+                    if decode {
+                        let t = v.toTensor()
+                        checksum &+= UInt64(t.count)
+                    } else {
+                        checksum &+= v.withBytes { raw -> UInt64 in
+                            var s: UInt64 = 0
+                            var i = 0
+                            // Touch every 8-byte word: forces every page in, like a copy would.
+                            while i + 8 <= raw.count { s &+= raw.loadUnaligned(fromByteOffset: i, as: UInt64.self); i += 8 }
+                            return s
+                        }
+                    }
+                    bytes += info.byteCount
+                }
+                best = min(best, Bench.now() - t0)
+            }
+            print("coto read: \(bytes) bytes in \(String(format: "%.4f", best)) s = \(String(format: "%.2f", Double(bytes) / best / 1e9)) GB/s (best of \(repeatCount), \(decode ? "decoded to Float32" : "raw bytes touched"), checksum \(checksum % 1000))")
+        }
+    }
+
+    struct WriteSynthetic: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "write-synthetic", abstract: "Write a large F32 safetensors file (streamed).")
+        @Argument var path: String
+        @Option var gib: Double = 1
+        func run() throws {
+            let tensorElems = 16 << 20  // 64 MiB per tensor
+            let n = max(1, Int(gib * Double(1 << 30)) / (tensorElems * 4))
+            let entries = (0..<n).map { i in
+                TensorEntry(name: "layer.\(i).weight", dtype: .f32, shape: [4096, tensorElems / 4096], source: .lazy {
+                    var rng = SeededRNG(seed: UInt64(i))
+                    return Storage.encode((0..<tensorElems).map { _ in rng.uniformFloat() }, dtype: .f32)
+                })
+            }
+            let t0 = Bench.now()
+            try SafeTensorsWriter.write(entries, to: path)
+            let dt = Bench.now() - t0
+            let bytes = n * tensorElems * 4
+            print("coto write: \(bytes) bytes in \(String(format: "%.3f", dt)) s = \(String(format: "%.2f", Double(bytes) / dt / 1e9)) GB/s (including generation and fsync)")
+        }
+    }
+}
+
+Bench.main()
