@@ -157,6 +157,13 @@ func ggufError(_ bytes: [UInt8]) -> String? {
         #expect(tok["model"]?["merges"]?.arrayValue?.count == 48900)
         #expect(tok["added_tokens"]?.arrayValue?.count == 17)
         #expect(tok["model"]?["vocab"]?["Ġthe"] != nil)
+        // Logits of the converted weights (a plain reference forward) match transformers on the GGUF.
+        let ids = try ref.tensor("logits:ids").data.map { Int($0) }
+        let wantLogits = try ref.tensor("logits:last_rows")
+        let logits = try ReferenceLlama(dir: dir.path).logits(ids)
+        var worst: Float = 0
+        for t in 0..<wantLogits.rows { for j in 0..<wantLogits.cols { worst = max(worst, abs(logits[t, j] - wantLogits[t, j])) } }
+        #expect(worst <= 1e-4, "max |logit diff| \(worst) over \(ids.count) tokens x \(wantLogits.cols) logits")
         // The converted directory loads back as a model dir.
         let m = try HFModelDir(path: dir.path)
         #expect(m.config.modelType == "llama" && m.parameterCount == 134_515_008)
