@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Numerics", targets: ["Numerics"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "Operators", targets: ["Operators"]),
         .executable(name: "coto-inspect", targets: ["coto-inspect"]),
         .executable(name: "coto-convert", targets: ["coto-convert"]),
     ],
@@ -24,6 +25,8 @@ let package = Package(
         .target(name: "Numerics", dependencies: ["CBLAS", "CLAPACKE"]),
         // safetensors, shards, PEFT adapters, HF model dirs, GGUF.
         .target(name: "Checkpoint", dependencies: ["Numerics"]),
+        // Merge methods (one file each), pruning rules, fuse, low-rank SVD. Never imports a model.
+        .target(name: "Operators", dependencies: ["Checkpoint", "Numerics"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
         .target(name: "CotoCLI", dependencies: [
             "Checkpoint",
@@ -39,6 +42,9 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: [
             "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ], resources: []),
+        .testTarget(name: "OperatorsTests", dependencies: [
+            "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"]),
     ],
     swiftLanguageModes: [.v5]

@@ -130,6 +130,91 @@ def peft_adapters():
         json.dump(summary, f, indent=1, sort_keys=True)
 
 
+def merge_inputs():
+    """Adapters for the merge oracle: no modules_to_save (PEFT refuses to merge two heads)."""
+    import torch
+    from transformers import BertForSequenceClassification
+    from peft import LoraConfig, get_peft_model
+    specs = {
+        "merge-a": (5, dict(r=4, lora_alpha=8, target_modules=["query", "value"])),
+        "merge-b": (6, dict(r=4, lora_alpha=16, target_modules=["query", "value", "key"])),
+        "merge-c": (7, dict(r=8, lora_alpha=8, target_modules=["query", "value"])),
+    }
+    for name, (seed, kw) in specs.items():
+        torch.manual_seed(seed)
+        base = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval()
+        model = get_peft_model(base, LoraConfig(init_lora_weights=False, **kw))
+        d = os.path.join(ROOT, "peft", name)
+        shutil.rmtree(d, ignore_errors=True)
+        model.save_pretrained(d)
+
+
+MERGE_CASES = [
+    # (case name, adapters, weights, combination_type, kwargs)
+    ("linear", ["merge-a", "merge-b"], [0.7, 0.3], "linear", {}),
+    ("linear_negative", ["merge-a", "merge-b"], [1.0, -0.5], "linear", {}),
+    ("ties", ["merge-a", "merge-b"], [0.7, 0.3], "ties", {"density": 0.5}),
+    ("ties_frequency", ["merge-a", "merge-b"], [0.7, 0.3], "ties", {"density": 0.5, "majority_sign_method": "frequency"}),
+    ("dare_linear_d1", ["merge-a", "merge-b"], [0.7, 0.3], "dare_linear", {"density": 1.0}),
+    ("dare_ties_d1", ["merge-a", "merge-b"], [0.7, 0.3], "dare_ties", {"density": 1.0}),
+    ("magnitude_prune", ["merge-a", "merge-b"], [0.7, 0.3], "magnitude_prune", {"density": 0.5}),
+    ("cat", ["merge-a", "merge-c"], [0.7, 0.3], "cat", {}),
+    ("svd", ["merge-a", "merge-c"], [0.7, 0.3], "svd", {}),
+    ("svd_rank2", ["merge-a", "merge-b"], [0.7, 0.3], "svd", {"svd_rank": 2}),
+    ("svd_clamp", ["merge-a", "merge-b"], [0.7, 0.3], "svd", {"svd_clamp": 0.9}),
+    ("ties_svd", ["merge-a", "merge-c"], [0.7, 0.3], "ties_svd", {"density": 0.5}),
+    ("dare_linear_svd_d1", ["merge-a", "merge-b"], [0.7, 0.3], "dare_linear_svd", {"density": 1.0}),
+    ("dare_ties_svd_d1", ["merge-a", "merge-b"], [0.7, 0.3], "dare_ties_svd", {"density": 1.0}),
+    ("magnitude_prune_svd", ["merge-a", "merge-b"], [0.7, 0.3], "magnitude_prune_svd", {"density": 0.5}),
+]
+
+
+def merges():
+    """PEFT add_weighted_adapter results: per module the merged A, B and delta (get_delta_weight)."""
+    import torch
+    from transformers import BertForSequenceClassification
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+    from safetensors.torch import save_file
+    cases = {}
+    for case, adapters, weights, ctype, kw in MERGE_CASES:
+        base = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval()
+        model = PeftModel.from_pretrained(base, os.path.join(ROOT, "peft", adapters[0]), adapter_name=adapters[0])
+        for a in adapters[1:]:
+            model.load_adapter(os.path.join(ROOT, "peft", a), adapter_name=a)
+        model.add_weighted_adapter(adapters, weights, "merged", combination_type=ctype, **kw)
+        res = {}
+        for n, m in model.named_modules():
+            if isinstance(m, LoraLayer) and "merged" in m.lora_A:
+                key = n.removeprefix("base_model.model.")
+                res[key + ".A"] = m.lora_A["merged"].weight.detach().contiguous()
+                res[key + ".B"] = m.lora_B["merged"].weight.detach().contiguous()
+                res[key + ".delta"] = m.get_delta_weight("merged").detach().contiguous()
+        cfg = model.peft_config["merged"]
+        save_file(res, out("merges", case + ".safetensors"), metadata={"r": str(cfg.r), "lora_alpha": str(cfg.lora_alpha)})
+        cases[case] = {"adapters": adapters, "weights": weights, "combination_type": ctype, **kw}
+    with open(out("merges", "cases.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+
+
+def fused():
+    """PEFT merge_and_unload + save_pretrained of the tiny BERT with adapters (f32 and bf16 bases)."""
+    import torch
+    from transformers import BertForSequenceClassification
+    from peft import PeftModel
+    for name, base_dir, adapter in [("lora", "tiny-bert", "bert-lora"), ("dora", "tiny-bert", "bert-dora"),
+                                    ("bias", "tiny-bert", "bert-bias"), ("embedding", "tiny-bert", "bert-embedding"),
+                                    ("patterns", "tiny-bert", "bert-patterns"), ("lora-bf16", "tiny-bert-bf16", "bert-lora")]:
+        base = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, base_dir), dtype="auto").eval()
+        model = PeftModel.from_pretrained(base, os.path.join(ROOT, "peft", adapter)).merge_and_unload()
+        d = os.path.join(ROOT, "fused", name)
+        shutil.rmtree(d, ignore_errors=True)
+        model.save_pretrained(d)
+        for extra in os.listdir(d):
+            if extra not in ("model.safetensors",):
+                os.remove(os.path.join(d, extra))
+
+
 def module_summary(model):
     """Per LoRA module: r, scaling and ||s B A||_F as PEFT computes them (delta from get_delta_weight)."""
     from peft.tuners.lora import LoraLayer
@@ -245,11 +330,15 @@ def verify_adapter(base_dir, original_dir, ours_dir):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "smollm2":
+    cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if cmd == "smollm2":
         smollm2(sys.argv[2])
-    elif len(sys.argv) > 1 and sys.argv[1] == "verify-converted":
+    elif cmd == "verify-converted":
         verify_converted(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) > 1 and sys.argv[1] == "verify-adapter":
+    elif cmd == "verify-adapter":
         verify_adapter(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "operators":
+        merge_inputs(); merges(); fused()
     else:
         codecs(); safetensors_reference(); tiny_models(); peft_adapters(); tiny_gguf()
+        merge_inputs(); merges(); fused()

@@ -21,6 +21,18 @@ public struct LoraModule: Equatable, Sendable {
     public var alpha: Double
     public var scaling: Double
 
+    public init(name: String, a: AdapterTensor, b: AdapterTensor, bias: AdapterTensor? = nil, magnitude: AdapterTensor? = nil,
+                isEmbedding: Bool = false, alpha: Double, scaling: Double) {
+        self.name = name
+        self.a = a
+        self.b = b
+        self.bias = bias
+        self.magnitude = magnitude
+        self.isEmbedding = isEmbedding
+        self.alpha = alpha
+        self.scaling = scaling
+    }
+
     public var rank: Int { a.tensor.shape.first ?? 0 }
     public var inFeatures: Int { a.tensor.cols }
     public var outFeatures: Int { b.tensor.rows }
@@ -51,14 +63,7 @@ public struct LoraModule: Equatable, Sendable {
 
     /// ||s B A||_F computed from the r x r Gram matrices (never forms the out x in delta):
     /// ||BA||_F^2 = trace((B^T B)(A A^T)).
-    public var deltaNorm: Double {
-        let btb = BLAS.matmul(b.tensor, b.tensor, transA: true)
-        let aat = BLAS.matmul(a.tensor, a.tensor, transB: true)
-        var s = 0.0
-        let r = rank
-        for i in 0..<r { for j in 0..<r { s += Double(btb[i, j]) * Double(aat[j, i]) } }
-        return abs(scaling) * max(0, s).squareRoot()
-    }
+    public var deltaNorm: Double { abs(scaling) * BLAS.productFrobeniusNorm(b: b.tensor, a: a.tensor) }
 }
 
 /// A PEFT LoRA adapter: config, modules, and the tensors it saves besides LoRA (modules_to_save heads).
@@ -150,7 +155,8 @@ public struct Adapter: Sendable {
         return try build(file: file, config: config, source: path, origin: alpha == nil ? "inferred from shapes (lora_alpha = r)" : "inferred from shapes (lora_alpha from --alpha)")
     }
 
-    static func escapeRegex(_ s: String) -> String {
+    /// A regular expression matching `s` literally (for exact-name rank_pattern / alpha_pattern keys).
+    public static func escapeRegex(_ s: String) -> String {
         var out = ""
         for c in s { if "\\.^$|?*+()[]{}".contains(c) { out.append("\\") }; out.append(c) }
         return out

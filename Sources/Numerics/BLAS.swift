@@ -71,4 +71,13 @@ public enum BLAS {
         }
         return Tensor(shape: [batch, m, n], data: out)
     }
+
+    /// ||B·A||_F without forming B·A: sqrt(trace((BᵀB)(AAᵀ))), r x r work for B [m, r], A [r, n].
+    public static func productFrobeniusNorm(b: Tensor, a: Tensor) -> Double {
+        let btb = matmul(b, b, transA: true)
+        let aat = matmul(a, a, transB: true)
+        var s = 0.0
+        for i in 0..<btb.rows { for j in 0..<btb.cols { s += Double(btb[i, j]) * Double(aat[j, i]) } }
+        return max(0, s).squareRoot()
+    }
 }

@@ -39,4 +39,23 @@ public enum LAPACK {
         if info != 0 { throw LAPACKError(routine: "sorgqr", info: info) }
         return (Tensor(shape: [m, k], data: q), Tensor(shape: [k, n], data: r))
     }
+
+    /// The k largest singular triplets of A (m x n) by LAPACK `sgesvdx` (RANGE='I'), without a full SVD:
+    /// U m x k, S k (descending), Vt k x n. k is clamped to min(m, n).
+    public static func svdTop(_ a: Tensor, k: Int) throws -> (u: Tensor, s: [Float], vt: Tensor) {
+        let m = a.rows, n = a.cols
+        let kk = min(k, m, n)
+        if kk <= 0 { return (Tensor(zeros: [m, 0]), [], Tensor(zeros: [0, n])) }
+        var work = a.data
+        var ns: Int32 = 0
+        var s = [Float](repeating: 0, count: min(m, n))
+        var u = [Float](repeating: 0, count: m * kk)
+        var vt = [Float](repeating: 0, count: kk * n)
+        var superb = [Int32](repeating: 0, count: 12 * min(m, n))
+        let info = LAPACKE_sgesvdx(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "I")),
+                                   Int32(m), Int32(n), &work, Int32(n), 0, 0, 1, Int32(kk), &ns,
+                                   &s, &u, Int32(kk), &vt, Int32(n), &superb)
+        if info != 0 { throw LAPACKError(routine: "sgesvdx", info: info) }
+        return (Tensor(shape: [m, kk], data: u), Array(s.prefix(kk)), Tensor(shape: [kk, n], data: vt))
+    }
 }

@@ -1,0 +1,192 @@
+import Checkpoint
+import Numerics
+
+/// What a merge is asked to do (CLI options map one to one).
+public struct MergeOptions: Sendable {
+    public enum Heads: String, Sendable, CaseIterable { case average, first, drop }
+
+    public var weights: [Double]
+    public var density: Double? = nil
+    public var rank: Int? = nil
+    public var svdClamp: Double? = nil
+    public var majoritySign: TaskVectors.MajoritySign = .total
+    public var seed: UInt64 = 0
+    public var heads: Heads = .average
+    /// Output dtype for every tensor; nil keeps the first input's dtype.
+    public var dtype: DType? = nil
+    public var allowNonFinite = false
+
+    public init(weights: [Double]) { self.weights = weights }
+}
+
+/// Progress of a long operation, reported to the caller's callback (the library never prints).
+public enum OperatorProgress: Sendable {
+    case module(name: String, index: Int, total: Int)
+    case tensor(name: String, index: Int, total: Int)
+}
+
+/// One merge method (one file each, mergekit style).
+public protocol MergeMethod: Sendable {
+    /// The name `--method` takes.
+    var name: String { get }
+    /// Merges the inputs (at least one) into a new adapter.
+    func merge(_ inputs: [Adapter], options: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter
+}
+
+public struct MergeError: Error, CustomStringConvertible {
+    public let path: String?
+    public let message: String
+    public init(_ path: String?, _ message: String) { self.path = path; self.message = message }
+    public var description: String { path.map { "\($0): \(message)" } ?? message }
+}
+
+/// The registry `--method` looks names up in.
+public enum MergeMethods {
+    public static let all: [MergeMethod] = [
+        Interpolate(), TaskArithmetic(),
+        TaskVectorMerge(.linear), TaskVectorMerge(.ties), TaskVectorMerge(.dareLinear), TaskVectorMerge(.dareTies),
+        TaskVectorMerge(.magnitudePrune), Cat(),
+        SVDMerge(.svd), SVDMerge(.tiesSVD), SVDMerge(.dareLinearSVD), SVDMerge(.dareTiesSVD), SVDMerge(.magnitudePruneSVD),
+    ]
+    public static var names: [String] { all.map(\.name) }
+    public static func named(_ n: String) -> MergeMethod? { all.first { $0.name == n } }
+}
+
+/// Shared steps of every merge: argument checks, module alignment, heads, output config, finiteness.
+enum MergeSupport {
+    static func check(_ inputs: [Adapter], _ o: MergeOptions, method: String, needsDensity: Bool = false) throws {
+        guard !inputs.isEmpty else { throw MergeError(nil, "no input adapters") }
+        guard o.weights.count == inputs.count else {
+            throw MergeError(nil, "\(o.weights.count) weights for \(inputs.count) adapters")
+        }
+        if let bad = o.weights.first(where: { !$0.isFinite }) { throw MergeError(nil, "weight \(bad) is not finite") }
+        if let d = o.density, !(d >= 0 && d <= 1) { throw MergeError(nil, "--density must be in [0, 1], got \(d)") }
+        if needsDensity && o.density == nil { throw MergeError(nil, "method \(method) needs --density") }
+        if let k = o.rank, k < 1 { throw MergeError(nil, "--rank must be at least 1, got \(k)") }
+        if let q = o.svdClamp, !(q >= 0 && q <= 1) { throw MergeError(nil, "--svd-clamp must be a quantile in [0, 1], got \(q)") }
+        if !o.allowNonFinite {
+            for a in inputs { try checkFinite(a, where: a.source) }
+        }
+        let flags = Set(inputs.map { $0.config.fanInFanOut })
+        if flags.count > 1 { throw MergeError(nil, "inputs disagree on fan_in_fan_out; they were made for different base layers") }
+    }
+
+    static func checkFinite(_ a: Adapter, where path: String) throws {
+        for m in a.modules {
+            for (part, t) in [("lora_A", m.a), ("lora_B", m.b)] + (m.bias.map { [("lora_B.bias", $0)] } ?? [])
+                + (m.magnitude.map { [("lora_magnitude_vector", $0)] } ?? []) where t.tensor.data.contains(where: { !$0.isFinite }) {
+                throw MergeError(path, "module '\(m.name)' \(part) has NaN or Inf values (--allow-nonfinite to proceed anyway)")
+            }
+        }
+        for (k, t) in a.otherTensors where t.tensor.data.contains(where: { !$0.isFinite }) {
+            throw MergeError(path, "tensor '\(k)' has NaN or Inf values (--allow-nonfinite to proceed anyway)")
+        }
+    }
+
+    /// Module names over all inputs (sorted), each with the inputs that have it: (input index, module).
+    static func aligned(_ inputs: [Adapter]) -> [(String, [(Int, LoraModule)])] {
+        var map: [String: [(Int, LoraModule)]] = [:]
+        for (i, a) in inputs.enumerated() { for m in a.modules { map[m.name, default: []].append((i, m)) } }
+        return map.keys.sorted().map { ($0, map[$0]!) }
+    }
+
+    static func outDType(_ o: MergeOptions, _ t: AdapterTensor) -> DType { o.dtype ?? t.dtype }
+
+    /// Heads and other non-LoRA tensors under the policy.
+    static func heads(_ inputs: [Adapter], _ o: MergeOptions) throws -> [(String, AdapterTensor)] {
+        switch o.heads {
+        case .drop: return []
+        case .first: return inputs[0].otherTensors.map { ($0.0, AdapterTensor(dtype: o.dtype ?? $0.1.dtype, tensor: $0.1.tensor)) }
+        case .average:
+            let keys = inputs[0].otherTensors.map(\.0)
+            for (i, a) in inputs.enumerated() where Set(a.otherTensors.map(\.0)) != Set(keys) {
+                let diff = Set(a.otherTensors.map(\.0)).symmetricDifference(keys).sorted().first ?? ""
+                throw MergeError(a.source, "tensor '\(diff)' is in some inputs but not in input \(i + 1); use --heads first or --heads drop")
+            }
+            if keys.isEmpty { return [] }
+            let total = o.weights.reduce(0, +)
+            guard abs(total) > 1e-12 else { throw MergeError(nil, "weights sum to 0: heads cannot be averaged; use --heads first or --heads drop") }
+            var out: [(String, AdapterTensor)] = []
+            for (k, first) in inputs[0].otherTensors {
+                var ts: [[Float]] = []
+                for a in inputs {
+                    let t = a.otherTensors.first { $0.0 == k }!.1.tensor
+                    guard t.shape == first.tensor.shape else {
+                        throw MergeError(a.source, "tensor '\(k)' has shape \(t.shape), expected \(first.tensor.shape)")
+                    }
+                    ts.append(t.data)
+                }
+                let avg = TaskVectors.weightedSum(ts, o.weights.map { $0 / total })
+                out.append((k, AdapterTensor(dtype: o.dtype ?? first.dtype, tensor: Tensor(shape: first.tensor.shape, data: avg))))
+            }
+            return out
+        }
+    }
+
+    /// A config that gives every module exactly its (rank, alpha): r and lora_alpha from the most common
+    /// module values, exact-name rank_pattern / alpha_pattern entries for the rest. rsLoRA is off (outputs
+    /// carry their scaling in alpha/r).
+    static func fitConfig(base: LoraConfig, inputs: [Adapter], modules: [LoraModule], heads: MergeOptions.Heads) -> LoraConfig {
+        var c = base
+        c.useRslora = false
+        c.useDora = modules.contains { $0.isDora }
+        c.loraBias = modules.contains { $0.bias != nil }
+        func mostCommon<T: Hashable & Comparable>(_ xs: [T]) -> T? {
+            var n: [T: Int] = [:]
+            for x in xs { n[x, default: 0] += 1 }
+            return n.max { ($0.value, $0.key) < ($1.value, $1.key) }?.key
+        }
+        let r = mostCommon(modules.map(\.rank)) ?? base.r
+        let alpha = mostCommon(modules.filter { $0.rank == r }.map(\.alpha)) ?? Double(r)
+        c.r = r
+        c.loraAlpha = alpha
+        c.rankPattern = modules.filter { $0.rank != r }.map { (Adapter.escapeRegex($0.name), $0.rank) }
+        c.alphaPattern = modules.filter { $0.alpha != alpha }.map { (Adapter.escapeRegex($0.name), $0.alpha) }
+        // Targets: the union of the inputs' (names), or their regexes joined as PEFT does.
+        var names = Set<String>()
+        var regexes: [String] = []
+        for a in inputs {
+            switch a.config.targetModules {
+            case let .names(n): names.formUnion(n)
+            case let .regex(r): regexes.append(r)
+            }
+        }
+        if regexes.isEmpty { c.targetModules = .names(names.sorted()) }
+        else { c.targetModules = .regex((regexes + names.sorted().map(Adapter.escapeRegex)).map { "(\($0))" }.joined(separator: "|")) }
+        if heads == .drop { c.modulesToSave = nil }
+        return c
+    }
+
+    /// A module with scaling 1 (alpha = rank), the form every non-interpolate merge produces.
+    static func unitModule(name: String, b: Tensor, a: Tensor, bias: Tensor?, like: LoraModule, o: MergeOptions) -> LoraModule {
+        let r = a.rows
+        return LoraModule(name: name, a: AdapterTensor(dtype: outDType(o, like.a), tensor: a),
+                          b: AdapterTensor(dtype: outDType(o, like.b), tensor: b),
+                          bias: bias.map { AdapterTensor(dtype: outDType(o, like.bias ?? like.b), tensor: $0) },
+                          magnitude: nil, isEmbedding: like.isEmbedding, alpha: Double(r), scaling: 1)
+    }
+
+    /// Σ w_i s_i b_i over the inputs with a bias (exact: the bias term is linear in the weights).
+    static func mergedBias(_ mods: [(Int, LoraModule)], _ w: [Double]) -> Tensor? {
+        let withBias = mods.filter { $0.1.bias != nil }
+        guard let first = withBias.first?.1.bias else { return nil }
+        let data = TaskVectors.weightedSum(withBias.map { $0.1.bias!.tensor.data }, withBias.map { w[$0.0] * $0.1.scaling })
+        return Tensor(shape: first.tensor.shape, data: data)
+    }
+
+    static func refuseDora(_ inputs: [Adapter], method: String) throws {
+        if let a = inputs.first(where: { $0.modules.contains { $0.isDora } }) {
+            throw MergeError(a.source, "DoRA adapters (lora_magnitude_vector) can only be merged with --method interpolate; \(method) has no rule for magnitudes")
+        }
+    }
+
+    static func finish(_ modules: [LoraModule], heads: [(String, AdapterTensor)], config: LoraConfig, o: MergeOptions, method: String) throws -> Adapter {
+        let out = Adapter(config: config, modules: modules, otherTensors: heads, source: "merge(\(method))", configOrigin: "merge")
+        if !o.allowNonFinite {
+            do { try checkFinite(out, where: "result") } catch let e as MergeError {
+                throw MergeError(nil, "the \(method) merge produced non-finite values: \(e.message)")
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,71 @@
+import Checkpoint
+import Numerics
+
+/// PEFT's SVD combinations (peft 0.21 `_svd_generalized_task_arithmetic_weighted_adapter`): the merge
+/// function on the dense deltas Δ_i = s_i B_i A_i with weights w_i, then the best rank-k factorization
+/// B = U_k S_k, A = V_kᵀ (k = --rank, default the largest input r), optionally clamped at a quantile.
+/// `svd` never forms a dense delta: QR of the stacked factors and an SVD of the small core. The others
+/// need the dense merged delta and compute only its top-k singular triplets (LAPACK sgesvdx).
+/// With `--svd-clamp` the result depends on the sign of each singular pair (PEFT clamps at a quantile of
+/// the signed factor values), so then the dense delta goes through sgesdd as in torch.linalg.svd, and
+/// the result matches PEFT's.
+public struct SVDMerge: MergeMethod {
+    public enum Kind: String, Sendable {
+        case svd, tiesSVD = "ties_svd", dareLinearSVD = "dare_linear_svd", dareTiesSVD = "dare_ties_svd", magnitudePruneSVD = "magnitude_prune_svd"
+
+        var combine: TaskVectors.Combine {
+            switch self {
+            case .svd: return .taskArithmetic
+            case .tiesSVD: return .ties
+            case .dareLinearSVD: return .dareLinear
+            case .dareTiesSVD: return .dareTies
+            case .magnitudePruneSVD: return .magnitudePrune
+            }
+        }
+    }
+
+    public let kind: Kind
+    public var name: String { kind.rawValue }
+    public init(_ kind: Kind) { self.kind = kind }
+
+    public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
+        if inputs.count == 1 { return try TaskVectorMerge(.linear).merge(inputs, options: o, progress: progress) }
+        try MergeSupport.check(inputs, o, method: name, needsDensity: kind.combine.needsDensity)
+        try MergeSupport.refuseDora(inputs, method: name)
+        let newRank = o.rank ?? inputs.map { PEFTRanks.configRank($0.config) }.max()!
+        var rng = SeededRNG(seed: o.seed)
+        let aligned = MergeSupport.aligned(inputs)
+        var modules: [LoraModule] = []
+        for (idx, (mname, mods)) in aligned.enumerated() {
+            progress?(.module(name: mname, index: idx, total: aligned.count))
+            var b: Tensor, a: Tensor
+            if kind == .svd && o.svdClamp == nil {
+                // Never forms the dense delta: QR of the stacked factors, SVD of the small core.
+                let (cb, ca) = try Concat.factors(mods, weights: o.weights, source: inputs)
+                (b, a, _) = try LowRank.truncate(b: cb, a: ca, k: newRank)
+            } else {
+                let m0 = mods[0].1
+                for (i, m) in mods where m.b.tensor.rows != m0.b.tensor.rows || m.a.tensor.cols != m0.a.tensor.cols || m.isEmbedding != m0.isEmbedding {
+                    throw MergeError(inputs[i].source, "module '\(mname)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(m0.b.tensor.rows)x\(m0.a.tensor.cols)")
+                }
+                let deltas = mods.map { $0.1.delta().data }
+                let merged = Tensor(shape: [m0.b.tensor.rows, m0.a.tensor.cols], data: TaskVectors.combine(
+                    deltas, weights: mods.map { o.weights[$0.0] }, how: kind.combine, density: o.density, majority: o.majoritySign, rng: &rng))
+                (b, a) = try SVDMerge.topK(merged, k: newRank, signsAsPEFT: o.svdClamp != nil)
+            }
+            (b, a) = LowRank.pad(b: b, a: a, to: newRank)
+            if let q = o.svdClamp { LowRank.clamp(b: &b, a: &a, quantile: q) }
+            modules.append(MergeSupport.unitModule(name: mname, b: b, a: a, bias: MergeSupport.mergedBias(mods, o.weights), like: mods[0].1, o: o))
+        }
+        let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
+        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, o: o, method: name)
+    }
+
+    /// B = U_k S_k, A = V_kᵀ of a dense matrix. Only the top k triplets (sgesvdx), unless the caller needs
+    /// the singular vectors' signs exactly as PEFT gets them (the clamp quantile is of signed values):
+    /// then the full divide-and-conquer SVD (sgesdd), which is what torch.linalg.svd runs.
+    static func topK(_ m: Tensor, k: Int, signsAsPEFT: Bool) throws -> (Tensor, Tensor) {
+        let (u, s, vt) = signsAsPEFT ? try LAPACK.svd(m) : try LAPACK.svdTop(m, k: k)
+        return LowRank.top(u: u, s: s, vt: vt, k: k)
+    }
+}

@@ -1,0 +1,51 @@
+import Checkpoint
+import Numerics
+
+/// The exact delta sum Σ w_i s_i B_i A_i per module, as a concatenation (rank Σ r_i: A = [w_i s_i A_i],
+/// B = [B_i]) or, with `--rank K`, its best rank-K factorization (low-rank SVD, never out x in).
+/// Mixed ranks, rank patterns, rsLoRA and modules only some inputs have (a missing module is a zero
+/// delta) all work.
+public struct TaskArithmetic: MergeMethod {
+    public let name = "task-arithmetic"
+    public init() {}
+
+    public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
+        try MergeSupport.check(inputs, o, method: name)
+        try MergeSupport.refuseDora(inputs, method: name)
+        let aligned = MergeSupport.aligned(inputs)
+        var modules: [LoraModule] = []
+        for (idx, (name, mods)) in aligned.enumerated() {
+            progress?(.module(name: name, index: idx, total: aligned.count))
+            var (b, a) = try Concat.factors(mods, weights: o.weights, source: inputs)
+            if let k = o.rank, k < a.rows {
+                let t = try LowRank.truncate(b: b, a: a, k: k)
+                (b, a) = (t.b, t.a)
+            }
+            modules.append(MergeSupport.unitModule(name: name, b: b, a: a, bias: MergeSupport.mergedBias(mods, o.weights), like: mods[0].1, o: o))
+        }
+        let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
+        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, o: o, method: name)
+    }
+}
+
+/// Concatenated factors of Σ w_i s_i B_i A_i (shared by task-arithmetic, cat and the svd path).
+enum Concat {
+    static func factors(_ mods: [(Int, LoraModule)], weights: [Double], source: [Adapter]) throws -> (b: Tensor, a: Tensor) {
+        let m0 = mods[0].1
+        let out = m0.b.tensor.rows, inF = m0.a.tensor.cols
+        for (i, m) in mods where m.b.tensor.rows != out || m.a.tensor.cols != inF || m.isEmbedding != m0.isEmbedding {
+            throw MergeError(source[i].source, "module '\(m.name)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(out)x\(inF); the adapters were made for different base models")
+        }
+        let total = mods.reduce(0) { $0 + $1.1.rank }
+        var b = Tensor(zeros: [out, total]), a = Tensor(zeros: [total, inF])
+        var off = 0
+        for (i, m) in mods {
+            let r = m.rank
+            let w = Float(weights[i] * m.scaling)
+            for row in 0..<out { for j in 0..<r { b[row, off + j] = m.b.tensor[row, j] } }
+            for j in 0..<r { for col in 0..<inF { a[off + j, col] = w * m.a.tensor[j, col] } }
+            off += r
+        }
+        return (b, a)
+    }
+}

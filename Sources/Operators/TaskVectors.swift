@@ -1,0 +1,91 @@
+import Numerics
+
+/// peft 0.21 `utils/merge_utils.py` on flat Float32 tensors: pruning, majority sign, disjoint merge.
+public enum TaskVectors {
+    public enum MajoritySign: String, Sendable, CaseIterable { case total, frequency }
+
+    /// Σ w_i t_i (accumulated in Double).
+    public static func weightedSum(_ ts: [[Float]], _ w: [Double]) -> [Float] {
+        guard let n = ts.first?.count else { return [] }
+        var acc = [Double](repeating: 0, count: n)
+        for (t, wi) in zip(ts, w) { for j in 0..<n { acc[j] += wi * Double(t[j]) } }
+        return acc.map { Float($0) }
+    }
+
+    /// Keeps the k = int(density · n) largest magnitudes (density >= 1: unchanged), as `magnitude_based_pruning`.
+    /// Equal magnitudes keep the lower index first.
+    public static func magnitudePrune(_ t: [Float], density: Double) -> [Float] {
+        if density >= 1 { return t }
+        let k = Int(density * Double(t.count))
+        if k <= 0 { return [Float](repeating: 0, count: t.count) }
+        let order = t.indices.sorted { (abs(t[$0]), -$0) > (abs(t[$1]), -$1) }
+        var out = [Float](repeating: 0, count: t.count)
+        for i in order.prefix(k) { out[i] = t[i] }
+        return out
+    }
+
+    /// Bernoulli keep with probability `density`, optionally rescaled by 1/density (density >= 1: unchanged,
+    /// no random numbers drawn), as `random_pruning`. One uniform per element, in order.
+    public static func randomPrune(_ t: [Float], density: Double, rescale: Bool, rng: inout SeededRNG) -> [Float] {
+        if density >= 1 { return t }
+        var out = [Float](repeating: 0, count: t.count)
+        for i in t.indices where rng.uniformDouble() < density {
+            out[i] = rescale ? Float(Double(t[i]) / density) : t[i]
+        }
+        return out
+    }
+
+    /// `calculate_majority_sign_mask`: per element, sign(t_i) == majority sign, where the majority is the sign
+    /// of Σ t_i (total) or of Σ sign(t_i) (frequency), ties to +. Zeros never agree.
+    public static func majorityMask(_ ts: [[Float]], method: MajoritySign) -> [[Bool]] {
+        guard let n = ts.first?.count else { return [] }
+        var majority = [Float](repeating: 0, count: n)
+        for j in 0..<n {
+            var m: Float = 0
+            for t in ts { m += method == .total ? t[j] : sign(t[j]) }
+            majority[j] = m >= 0 ? 1 : -1
+        }
+        return ts.map { t in (0..<n).map { sign(t[$0]) == majority[$0] } }
+    }
+
+    @inline(__always) static func sign(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+
+    /// `disjoint_merge`: Σ over agreeing entries / max(count of agreeing entries, 1).
+    public static func disjointMerge(_ weighted: [[Float]], mask: [[Bool]]) -> [Float] {
+        guard let n = weighted.first?.count else { return [] }
+        var out = [Float](repeating: 0, count: n)
+        for j in 0..<n {
+            var s: Float = 0
+            var c: Float = 0
+            for (t, m) in zip(weighted, mask) where m[j] { s += t[j]; c += 1 }
+            out[j] = s / max(c, 1)
+        }
+        return out
+    }
+
+    /// The combination functions of merge_utils: task_arithmetic, ties, dare_linear, dare_ties, magnitude_prune.
+    public enum Combine: String, Sendable, CaseIterable {
+        case taskArithmetic = "task_arithmetic", ties, dareLinear = "dare_linear", dareTies = "dare_ties", magnitudePrune = "magnitude_prune"
+
+        public var needsDensity: Bool { self != .taskArithmetic }
+    }
+
+    public static func combine(_ ts: [[Float]], weights: [Double], how: Combine, density: Double?, majority: MajoritySign,
+                               rng: inout SeededRNG) -> [Float] {
+        let d = density ?? 1
+        switch how {
+        case .taskArithmetic:
+            return weightedSum(ts, weights)
+        case .magnitudePrune:
+            return weightedSum(ts.map { magnitudePrune($0, density: d) }, weights)
+        case .dareLinear:
+            return weightedSum(ts.map { randomPrune($0, density: d, rescale: true, rng: &rng) }, weights)
+        case .ties, .dareTies:
+            let pruned = how == .ties ? ts.map { magnitudePrune($0, density: d) }
+                                      : ts.map { randomPrune($0, density: d, rescale: true, rng: &rng) }
+            let mask = majorityMask(pruned, method: majority)
+            let weighted = zip(pruned, weights).map { t, w in t.map { Float(Double($0) * w) } }
+            return disjointMerge(weighted, mask: mask)
+        }
+    }
+}
