@@ -56,9 +56,10 @@ public struct LoraModule: Equatable, Sendable {
     public var bKey: String { keyPrefix + (isEmbedding ? ".lora_embedding_B" : ".lora_B.weight") }
 
     /// s * B * A as a dense [out, in] matrix (embeddings: [dim, vocab]; transpose for the weight layout).
+    /// Computed as PEFT's get_delta_weight does: (B @ A), then transposed if asked, then * scaling.
     public func delta(fanInFanOut: Bool = false) -> Tensor {
-        let d = BLAS.matmul(b.tensor, a.tensor, alpha: Float(scaling))
-        return fanInFanOut ? d.transposed() : d
+        let d = BLAS.matmul(b.tensor, a.tensor)
+        return Float(scaling) * (fanInFanOut ? d.transposed() : d)
     }
 
     /// ||s B A||_F computed from the r x r Gram matrices (never forms the out x in delta):

@@ -161,6 +161,39 @@ public struct LoraConfig: Equatable, Sendable {
         return .object(map.keys.sorted().map { ($0, map[$0]!) })
     }
 
+    /// Adds exact module names to `exclude_modules` (PEFT then leaves those modules without LoRA).
+    public mutating func exclude(modules names: [String]) {
+        guard !names.isEmpty else { return }
+        let key = "exclude_modules"
+        let current = extra.last(where: { $0.0 == key })?.1 ?? .null
+        let value: JSON
+        if let s = current.stringValue {
+            value = .string((["(\(s))"] + names.map { "(\(Adapter.escapeRegex($0)))" }).joined(separator: "|"))
+        } else {
+            var list = current.arrayValue?.compactMap(\.stringValue) ?? []
+            for n in names where !list.contains(n) { list.append(n) }
+            value = .array(list.map { .string($0) })
+        }
+        extra.removeAll { $0.0 == key }
+        extra.append((key, value))
+    }
+
+    /// Sets r, lora_alpha, rank_pattern and alpha_pattern so that each named module gets exactly its
+    /// (rank, alpha): r and lora_alpha from the most common values, exact-name patterns for the rest.
+    public mutating func fit(modules: [(name: String, rank: Int, alpha: Double)]) {
+        func mostCommon<T: Hashable & Comparable>(_ xs: [T]) -> T? {
+            var n: [T: Int] = [:]
+            for x in xs { n[x, default: 0] += 1 }
+            return n.max { ($0.value, $0.key) < ($1.value, $1.key) }?.key
+        }
+        let rr = mostCommon(modules.map(\.rank)) ?? r
+        let aa = mostCommon(modules.filter { $0.rank == rr }.map(\.alpha)) ?? loraAlpha
+        r = rr
+        loraAlpha = aa
+        rankPattern = modules.filter { $0.rank != rr }.map { (Adapter.escapeRegex($0.name), $0.rank) }
+        alphaPattern = modules.filter { $0.alpha != aa }.map { (Adapter.escapeRegex($0.name), $0.alpha) }
+    }
+
     // MARK: per-module rank, alpha, scaling (PEFT semantics)
 
     static func patternRegex(_ key: String) throws -> Regex<AnyRegexOutput> {

@@ -131,17 +131,7 @@ enum MergeSupport {
         c.useRslora = false
         c.useDora = modules.contains { $0.isDora }
         c.loraBias = modules.contains { $0.bias != nil }
-        func mostCommon<T: Hashable & Comparable>(_ xs: [T]) -> T? {
-            var n: [T: Int] = [:]
-            for x in xs { n[x, default: 0] += 1 }
-            return n.max { ($0.value, $0.key) < ($1.value, $1.key) }?.key
-        }
-        let r = mostCommon(modules.map(\.rank)) ?? base.r
-        let alpha = mostCommon(modules.filter { $0.rank == r }.map(\.alpha)) ?? Double(r)
-        c.r = r
-        c.loraAlpha = alpha
-        c.rankPattern = modules.filter { $0.rank != r }.map { (Adapter.escapeRegex($0.name), $0.rank) }
-        c.alphaPattern = modules.filter { $0.alpha != alpha }.map { (Adapter.escapeRegex($0.name), $0.alpha) }
+        c.fit(modules: modules.map { ($0.name, $0.rank, $0.alpha) })
         // Targets: the union of the inputs' (names), or their regexes joined as PEFT does.
         var names = Set<String>()
         var regexes: [String] = []

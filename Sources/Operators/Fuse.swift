@@ -1,0 +1,178 @@
+import Checkpoint
+import Numerics
+
+/// Options of `coto-fuse`.
+public struct FuseOptions: Sendable {
+    public var weights: [Double]? = nil
+    public var maxShardSize: UInt64? = nil
+    public var allowNonFinite = false
+    public init() {}
+}
+
+/// What a fuse changed.
+public struct FuseReport: Sendable {
+    public var fusedModules: [String] = []
+    public var replacedTensors: [String] = []
+    public var addedTensors: [String] = []
+    public var files: [String] = []
+}
+
+/// W' = W + Σ w_i s_i B_i A_i for every targeted module (transposed for fan_in_fan_out and embeddings;
+/// DoRA: m ⊙ (W+ΔW)/||W+ΔW||_row; lora_B bias added to the layer bias; modules_to_save tensors replace
+/// the base's), streamed tensor by tensor from the (mapped, possibly sharded) base into a new directory
+/// with the base's dtypes; every other file of the base directory is copied.
+public enum Fuser {
+    struct Target {
+        var adapter: Int
+        var module: LoraModule
+        var fanInFanOut: Bool
+    }
+
+    /// The base tensor an adapter module path refers to: `path`, or `path` without its first component
+    /// (adapter trained on a task model, base is the bare encoder), or `<model_type>.path` (the reverse).
+    static func resolve(_ path: String, suffix: String, in names: Set<String>, modelType: String) -> String? {
+        let candidates = [path, path.split(separator: ".", maxSplits: 1).dropFirst().first.map(String.init), modelType + "." + path]
+        for c in candidates.compactMap({ $0 }) where names.contains(c + suffix) { return c + suffix }
+        return nil
+    }
+
+    public static func fuse(base: HFModelDir, adapters: [Adapter], options o: FuseOptions, to outDir: String,
+                            progress: ((OperatorProgress) -> Void)? = nil) throws -> FuseReport {
+        guard !adapters.isEmpty else { throw MergeError(nil, "no adapter to fuse") }
+        let weights = o.weights ?? [Double](repeating: 1, count: adapters.count)
+        guard weights.count == adapters.count else { throw MergeError(nil, "\(weights.count) weights for \(adapters.count) adapters") }
+        if let w = weights.first(where: { !$0.isFinite }) { throw MergeError(nil, "weight \(w) is not finite") }
+        if !o.allowNonFinite { for a in adapters { try MergeSupport.checkFinite(a, where: a.source) } }
+        let outNorm = FileSystem.dirname(of: outDir) + "/" + FileSystem.basename(of: outDir)
+        let baseNorm = FileSystem.dirname(of: base.path) + "/" + FileSystem.basename(of: base.path)
+        if outNorm == baseNorm || FileSystem.sameFile(outDir, base.path) || (outNorm + "/").hasPrefix(baseNorm + "/") {
+            throw MergeError(outDir, "output directory is the base model's directory (or inside it); choose another")
+        }
+        let store = base.weights
+        let names = Set(store.tensorNames)
+        let modelType = base.config.modelType
+
+        // Plan: which base tensor each module and head changes.
+        var weightTargets: [String: [Target]] = [:]
+        var biasTargets: [String: [Target]] = [:]
+        var replacements: [String: AdapterTensor] = [:]
+        var additions: [(String, AdapterTensor)] = []
+        var report = FuseReport()
+        for (ai, a) in adapters.enumerated() {
+            for m in a.modules {
+                guard let w = resolve(m.name, suffix: ".weight", in: names, modelType: modelType) else {
+                    throw MergeError(a.source, "module '\(m.name)' has no weight in the base model \(base.path) (adapter for another base?)")
+                }
+                guard let info = store.tensorInfo(w) else { throw MergeError(base.path, "cannot read '\(w)'") }
+                let expected = m.isEmbedding || a.config.fanInFanOut ? [m.inFeatures, m.outFeatures] : [m.outFeatures, m.inFeatures]
+                guard info.shape == expected else {
+                    throw MergeError(a.source, "module '\(m.name)': delta is \(expected) but the base weight '\(w)' is \(info.shape)")
+                }
+                if m.isDora && (adapters.count > 1 || weights[ai] != 1) {
+                    throw MergeError(a.source, "module '\(m.name)' is DoRA: it can only be fused alone with weight 1")
+                }
+                if m.isDora && m.isEmbedding { throw MergeError(a.source, "module '\(m.name)': DoRA embeddings cannot be fused") }
+                weightTargets[w, default: []].append(Target(adapter: ai, module: m, fanInFanOut: a.config.fanInFanOut))
+                if m.bias != nil {
+                    guard let b = resolve(m.name, suffix: ".bias", in: names, modelType: modelType) else {
+                        throw MergeError(a.source, "module '\(m.name)' has lora_B.bias but the base layer has no bias (PEFT cannot merge it either)")
+                    }
+                    biasTargets[b, default: []].append(Target(adapter: ai, module: m, fanInFanOut: a.config.fanInFanOut))
+                }
+                report.fusedModules.append(m.name)
+            }
+            for (key, t) in a.otherTensors {
+                let path = key.hasPrefix(Adapter.keyPrefix) ? String(key.dropFirst(Adapter.keyPrefix.count)) : key
+                let (module, suffix) = path.lastIndex(of: ".").map { (String(path[..<$0]), String(path[$0...])) } ?? (path, "")
+                if let target = resolve(module, suffix: suffix, in: names, modelType: modelType) {
+                    guard store.tensorInfo(target)?.shape == t.tensor.shape else {
+                        throw MergeError(a.source, "tensor '\(key)' is \(t.tensor.shape) but the base's '\(target)' is \(store.tensorInfo(target)?.shape ?? [])")
+                    }
+                    if replacements[target] != nil { throw MergeError(a.source, "tensor '\(target)' is replaced by more than one adapter") }
+                    replacements[target] = t
+                    report.replacedTensors.append(target)
+                } else {
+                    additions.append((path, t))
+                    report.addedTensors.append(path)
+                }
+            }
+        }
+
+        // Stream: one lazily computed entry per base tensor.
+        var entries: [TensorEntry] = []
+        let total = store.tensorNames.count
+        for (idx, name) in store.tensorNames.enumerated() {
+            guard let info = store.tensorInfo(name) else { continue }
+            if let r = replacements[name] {
+                entries.append(TensorEntry(name: name, tensor: r.tensor, dtype: info.dtype))
+                continue
+            }
+            let wt = weightTargets[name], bt = biasTargets[name]
+            if wt == nil && bt == nil {
+                entries.append(try store.entry(name))
+                continue
+            }
+            let allowNonFinite = o.allowNonFinite
+            entries.append(TensorEntry(name: name, dtype: info.dtype, shape: info.shape, source: .lazy {
+                progress?(.tensor(name: name, index: idx, total: total))
+                var w = try store.loadTensor(name)
+                if let targets = wt {
+                    w = fuseWeight(w, targets: targets, weights: weights)
+                }
+                if let targets = bt {
+                    var sum = [Double](repeating: 0, count: w.count)
+                    for t in targets {
+                        let s = weights[t.adapter] * t.module.scaling
+                        for (j, v) in t.module.bias!.tensor.data.enumerated() { sum[j] += s * Double(v) }
+                    }
+                    for j in w.data.indices { w.data[j] = Float(Double(w.data[j]) + sum[j]) }
+                }
+                if !allowNonFinite, w.data.contains(where: { !$0.isFinite }) {
+                    throw MergeError(nil, "fusing into '\(name)' produced NaN or Inf (--allow-nonfinite to write it anyway)")
+                }
+                return Storage.encode(w.data, dtype: info.dtype)
+            }))
+        }
+        for (path, t) in additions { entries.append(TensorEntry(name: path, tensor: t.tensor, dtype: t.dtype)) }
+
+        try FileSystem.makeDirectory(outDir)
+        report.files = try ShardedWriter.write(entries, to: outDir, maxShardSize: o.maxShardSize)
+        for f in base.otherFiles + ["config.json"] {
+            try AtomicFileWriter.write(try FileSystem.readFile(FileSystem.join(base.path, f)), to: FileSystem.join(outDir, f))
+            report.files.append(f)
+        }
+        return report
+    }
+
+    /// The fused weight in Float32; the caller's encoder rounds it once to the base dtype, which is what
+    /// PEFT's merge_and_unload produces for a bf16/f16 base (checked bit for bit in the tests).
+    static func fuseWeight(_ w: Tensor, targets: [Target], weights: [Double]) -> Tensor {
+        var delta = Tensor(zeros: w.shape)
+        for t in targets {
+            // Embeddings and fan_in_fan_out layers store W transposed with respect to B·A.
+            let d = t.module.delta(fanInFanOut: t.fanInFanOut || t.module.isEmbedding)
+            let s = Float(weights[t.adapter])
+            for j in delta.data.indices { delta.data[j] += s * d.data[j] }
+        }
+        if let dora = targets.first(where: { $0.module.isDora }) {
+            // m ⊙ (W + ΔW) / ||W + ΔW|| over each output row (columns with fan_in_fan_out).
+            var sum = w + delta
+            let m = dora.module.magnitude!.tensor.data
+            let rowsAreOutputs = !dora.fanInFanOut
+            let (rows, cols) = (sum.rows, sum.cols)
+            let outs = rowsAreOutputs ? rows : cols
+            for o in 0..<outs {
+                var ss = 0.0
+                for i in 0..<(rowsAreOutputs ? cols : rows) {
+                    let v = Double(rowsAreOutputs ? sum[o, i] : sum[i, o]); ss += v * v
+                }
+                let f = Float(Double(m[o]) / ss.squareRoot())
+                for i in 0..<(rowsAreOutputs ? cols : rows) {
+                    if rowsAreOutputs { sum[o, i] *= f } else { sum[i, o] *= f }
+                }
+            }
+            return sum
+        }
+        return w + delta
+    }
+}

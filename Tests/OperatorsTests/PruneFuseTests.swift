@@ -1,0 +1,159 @@
+import Testing
+import Foundation
+@testable import Operators
+import Checkpoint
+import Numerics
+
+final class Tmp {
+    let path = NSTemporaryDirectory() + "coto-op-" + UUID().uuidString
+    init() { try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+@Suite struct PruneTests {
+    @Test func layerSpecs() throws {
+        #expect(try LayerPruning.select("0,2,5-7", layers: 10, keep: false) == [0, 2, 5, 6, 7])
+        #expect(try LayerPruning.select("every-other", layers: 6, keep: true) == [0, 2, 4])
+        #expect(try LayerPruning.select("every-other", layers: 6, keep: false) == [1, 3, 5])
+        #expect(try LayerPruning.select("low", layers: 30, keep: false) == Set(0..<10))
+        #expect(try LayerPruning.select("middle", layers: 30, keep: false) == Set(10..<20))
+        #expect(try LayerPruning.select("high", layers: 6, keep: false) == [4, 5])
+        #expect(throws: MergeError.self) { try LayerPruning.select("3-1", layers: 6, keep: false) }
+        #expect(throws: MergeError.self) { try LayerPruning.select("top", layers: 6, keep: false) }
+    }
+
+    @Test func dropLayersRemovesModulesAndExcludesThemForPEFT() throws {
+        let a = try Fx.adapter("bert-patterns")
+        var o = PruneOptions(); o.dropLayers = "1"
+        let (p, r) = try Pruner.prune(a, options: o)
+        #expect(p.modules.allSatisfy { $0.layer != 1 })
+        #expect(p.modules.contains { $0.name == "bert.pooler.dense" })  // no layer index: untouched
+        #expect(r.dropped == a.modules.filter { $0.layer == 1 }.reduce(0) { $0 + $1.a.tensor.count + $1.b.tensor.count })
+        let excluded = p.config.json["exclude_modules"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(Set(excluded) == Set(a.modules.filter { $0.layer == 1 }.map(\.name)))
+        // Kept modules keep their exact rank and scaling through the rewritten config.
+        let t = Tmp()
+        try p.save(to: t.path + "/p")
+        let back = try Adapter.load(t.path + "/p")
+        #expect(back.modules == p.modules)
+        for m in back.modules { #expect(m.scaling == a.modules.first { $0.name == m.name }!.scaling) }
+    }
+
+    @Test func keepModulesAndUnknownModule() throws {
+        let a = try Fx.adapter("bert-patterns")
+        var o = PruneOptions(); o.keepModules = ["query", "value"]
+        let (p, _) = try Pruner.prune(a, options: o)
+        #expect(Set(p.modules.map(\.kind)) == ["query", "value"])
+        o = PruneOptions(); o.dropModules = ["q_proj"]
+        #expect(throws: MergeError.self) { try Pruner.prune(a, options: o) }
+    }
+
+    @Test func rankPruningSVDIsOptimalAndKeepsScaling() throws {
+        let a = try Fx.adapter("bert-lora")
+        for k in [1, 2, 3] {
+            var o = PruneOptions(); o.rank = k
+            let (p, r) = try Pruner.prune(a, options: o)
+            for (m, orig) in zip(p.modules, a.modules) {
+                #expect(m.rank == k && abs(m.scaling - orig.scaling) < 1e-12)
+                let (u, s, vt) = try LAPACK.svd(orig.delta())
+                let (us, v) = LowRank.top(u: u, s: s, vt: vt, k: k)
+                #expect(relErr(m.delta(), BLAS.matmul(us, v)) < 2e-5)
+                // Eckart–Young: the kept norm is the root of the kept squared singular values.
+                let kept = s.prefix(k).reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+                #expect(abs(m.deltaNorm - kept) < 1e-4 * kept)
+            }
+            #expect(r.normFractionKept < 1 && r.normFractionKept > 0)
+        }
+    }
+
+    @Test func rankPruningByNormKeepsTheLargestComponents() throws {
+        let a = try Fx.adapter("bert-lora")
+        var o = PruneOptions(); o.rankFraction = 0.5; o.rankMethod = .norm
+        let (p, _) = try Pruner.prune(a, options: o)
+        for (m, orig) in zip(p.modules, a.modules) {
+            #expect(m.rank == 2)
+            // Every kept column of B is a column of the original.
+            for j in 0..<2 {
+                let col = (0..<m.b.tensor.rows).map { m.b.tensor[$0, j] }
+                #expect((0..<orig.rank).contains { i in (0..<orig.b.tensor.rows).map { orig.b.tensor[$0, i] } == col })
+            }
+        }
+    }
+
+    @Test func magnitudeSparsityPerTensorAndGlobal() throws {
+        let a = try Fx.adapter("bert-lora")
+        var o = PruneOptions(); o.sparsity = 0.7
+        let (p, r) = try Pruner.prune(a, options: o)
+        for m in p.modules {
+            for t in [m.a.tensor, m.b.tensor] { #expect(t.data.filter { $0 == 0 }.count == Int(0.7 * Double(t.count))) }
+        }
+        #expect(r.zeroed == a.modules.reduce(0) { $0 + Int(0.7 * Double($1.a.tensor.count)) + Int(0.7 * Double($1.b.tensor.count)) })
+        o.scope = .global
+        let (g, rg) = try Pruner.prune(a, options: o)
+        let total = a.modules.reduce(0) { $0 + $1.a.tensor.count + $1.b.tensor.count }
+        #expect(rg.zeroed == Int(0.7 * Double(total)))
+        func values(_ x: Adapter) -> [Float] { x.modules.flatMap { m -> [Float] in m.a.tensor.data + m.b.tensor.data } }
+        let before = values(a), after = values(g)
+        var survivorMin = Float.infinity, removedMax: Float = 0
+        for (x, y) in zip(before, after) {
+            if y == 0 { removedMax = max(removedMax, abs(x)) } else { survivorMin = min(survivorMin, abs(x)) }
+        }
+        #expect(survivorMin >= removedMax)
+        o.sparsity = 1.5
+        #expect(throws: MergeError.self) { try Pruner.prune(a, options: o) }
+    }
+}
+
+@Suite struct FuseTests {
+    /// PEFT merge_and_unload + save_pretrained results (Fixtures/fused/*).
+    @Test(arguments: [("lora", "tiny-bert", "bert-lora"), ("dora", "tiny-bert", "bert-dora"), ("bias", "tiny-bert", "bert-bias"),
+                      ("embedding", "tiny-bert", "bert-embedding"), ("patterns", "tiny-bert", "bert-patterns"),
+                      ("lora-bf16", "tiny-bert-bf16", "bert-lora")])
+    func matchesPEFTMergeAndUnload(name: String, base: String, adapter: String) throws {
+        let t = Tmp()
+        let model = try HFModelDir(path: Fx.path(base))
+        let report = try Fuser.fuse(base: model, adapters: [try Fx.adapter(adapter)], options: FuseOptions(), to: t.path + "/out")
+        #expect(!report.fusedModules.isEmpty)
+        let ours = try SafeTensorsFile(path: t.path + "/out/model.safetensors")
+        let ref = try SafeTensorsFile(path: Fx.path("fused/\(name)/model.safetensors"))
+        #expect(Set(ours.names) == Set(ref.names))
+        for n in ref.names {
+            #expect(ours.info(n)?.dtype == ref.info(n)?.dtype)
+            let x = try ours.tensor(n), y = try ref.tensor(n)
+            if ref.info(n)?.dtype == .bf16 {
+                let differing = zip(x.data, y.data).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+                #expect(differing == 0, "\(name) \(n): \(differing) bf16 values differ (max |diff| \(x.maxAbsDiff(y)))")
+            } else {
+                #expect(x.maxAbsDiff(y) <= 1e-6, "\(name) \(n): max |diff| \(x.maxAbsDiff(y))")
+            }
+        }
+        #expect(FileManager.default.fileExists(atPath: t.path + "/out/config.json"))
+    }
+
+    @Test func weightedFuseOfTwoAdaptersIsTheSumOfDeltas() throws {
+        let t = Tmp()
+        let model = try HFModelDir(path: Fx.path("tiny-bert"))
+        let a = try Fx.adapter("merge-a"), b = try Fx.adapter("merge-b")
+        var o = FuseOptions(); o.weights = [0.5, 2]
+        _ = try Fuser.fuse(base: model, adapters: [a, b], options: o, to: t.path + "/out")
+        let out = try SafeTensorsFile(path: t.path + "/out/model.safetensors")
+        let name = "bert.encoder.layer.0.attention.self.query"
+        let want = try model.weights.loadTensor(name + ".weight") + 0.5 * a.modules.first { $0.name == name }!.delta()
+            + 2 * b.modules.first { $0.name == name }!.delta()
+        #expect(try out.tensor(name + ".weight").maxAbsDiff(want) < 1e-6)
+    }
+
+    @Test func refusesItsOwnDirectoryAndForeignAdapters() throws {
+        let model = try HFModelDir(path: Fx.path("tiny-bert"))
+        #expect(throws: MergeError.self) {
+            try Fuser.fuse(base: model, adapters: [try Fx.adapter("bert-lora")], options: FuseOptions(), to: Fx.path("tiny-bert"))
+        }
+        let llama = try HFModelDir(path: Fx.path("tiny-llama"))
+        let t = Tmp()
+        do {
+            _ = try Fuser.fuse(base: llama, adapters: [try Fx.adapter("bert-lora")], options: FuseOptions(), to: t.path + "/x")
+            Issue.record("accepted")
+        } catch let e as MergeError { #expect(e.message.contains("bert.encoder.layer.0.attention.self.query")) }
+        #expect(!FileManager.default.fileExists(atPath: t.path + "/x/model.safetensors"))
+    }
+}
