@@ -10,6 +10,9 @@ let package = Package(
         .library(name: "Operators", targets: ["Operators"]),
         .executable(name: "coto-inspect", targets: ["coto-inspect"]),
         .executable(name: "coto-convert", targets: ["coto-convert"]),
+        .executable(name: "coto-merge", targets: ["coto-merge"]),
+        .executable(name: "coto-prune", targets: ["coto-prune"]),
+        .executable(name: "coto-fuse", targets: ["coto-fuse"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -29,12 +32,15 @@ let package = Package(
         .target(name: "Operators", dependencies: ["Checkpoint", "Numerics"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
         .target(name: "CotoCLI", dependencies: [
-            "Checkpoint",
+            "Checkpoint", "Operators",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coto-inspect", dependencies: ["CotoCLI", "Checkpoint"]),
         .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint"]),
-        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint"]),
+        .executableTarget(name: "coto-merge", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
+        .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
+        .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
+        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators"]),
 
         .testTarget(name: "NumericsTests", dependencies: [
             "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),

@@ -329,6 +329,30 @@ def verify_adapter(base_dir, original_dir, ours_dir):
     assert diff <= 1e-5, diff
 
 
+def verify_deltas(base_dir, adapter_dir, inspect_json):
+    """PEFT loads an adapter coto wrote (merge/prune output) with every module's delta as coto reports it."""
+    import torch, warnings
+    from transformers import AutoModelForSequenceClassification
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+    ours = {m["name"]: m for m in json.load(open(inspect_json))["modules"]}
+    base = AutoModelForSequenceClassification.from_pretrained(base_dir).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = PeftModel.from_pretrained(base, adapter_dir)
+    missing = [str(w.message) for w in caught if "missing" in str(w.message).lower() or "unexpected" in str(w.message).lower()]
+    assert not missing, missing
+    seen = set()
+    for n, m in model.named_modules():
+        if isinstance(m, LoraLayer) and "default" in m.r:
+            key = n.removeprefix("base_model.model.")
+            seen.add(key)
+            d = float(m.get_delta_weight("default").float().norm())
+            assert abs(d - ours[key]["delta_norm"]) <= 1e-5 * max(1, d), (key, d, ours[key]["delta_norm"])
+    assert seen == set(ours), (sorted(seen ^ set(ours)))
+    print(f"{adapter_dir}: PEFT loads {len(seen)} modules, no missing/unexpected keys, deltas match coto's")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
     if cmd == "smollm2":
@@ -337,6 +361,8 @@ if __name__ == "__main__":
         verify_converted(sys.argv[2], sys.argv[3])
     elif cmd == "verify-adapter":
         verify_adapter(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "verify-deltas":
+        verify_deltas(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "operators":
         merge_inputs(); merges(); fused()
     else:

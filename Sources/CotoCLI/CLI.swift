@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Checkpoint
 import Numerics
+import Operators
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,6 +59,9 @@ public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
         Console.writeErr("error: " + Console.oneLine(e.description))
         exit(ExitStatus.failure)
     } catch let e as CommandError {
+        Console.writeErr("error: " + Console.oneLine(e.description))
+        exit(ExitStatus.failure)
+    } catch let e as MergeError {
         Console.writeErr("error: " + Console.oneLine(e.description))
         exit(ExitStatus.failure)
     } catch let e as LAPACKError {
@@ -177,4 +181,47 @@ public func checkOutputNotInput(_ output: String, inputs: [String]) throws {
             throw CommandError(output, "output path is the input \(i); choose another output")
         }
     }
+}
+
+/// Parses "a,b,c" into numbers for --weights.
+public func parseNumberList(_ s: String, option: String) throws -> [Double] {
+    let parts = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    let values = parts.compactMap(Double.init)
+    guard !parts.isEmpty, values.count == parts.count, values.allSatisfy(\.isFinite) else {
+        throw ValidationError("\(option) must be a comma-separated list of numbers (got '\(s)')")
+    }
+    return values
+}
+
+/// `--dtype keep|f32|f16|bf16` as a DType (nil = keep).
+public func parseOutputDType(_ s: String) throws -> DType? {
+    if s == "keep" { return nil }
+    guard let d = DType(userName: s), [.f32, .f16, .bf16].contains(d) else {
+        throw ValidationError("--dtype must be keep, f32, f16 or bf16 (got '\(s)')")
+    }
+    return d
+}
+
+/// Renders operator progress as a bar.
+public func operatorProgress(label: String, quiet: Bool) -> (OperatorProgress) -> Void {
+    var bar: ProgressRenderer? = nil
+    return { p in
+        switch p {
+        case let .module(name, i, total), let .tensor(name, i, total):
+            if bar == nil { bar = ProgressRenderer(label: label, total: total, quiet: quiet) }
+            bar?.update(i + 1, detail: name)
+        }
+    }
+}
+
+/// One line per module for adapter summaries.
+public func adapterSummaryJSON(_ a: Adapter) -> JSON {
+    .object([
+        ("r", .int(a.config.r)), ("lora_alpha", .double(a.config.loraAlpha)),
+        ("module_count", .int(a.modules.count)), ("parameter_count", .int(a.parameterCount)),
+        ("modules", .array(a.modules.map { m in
+            .object([("name", .string(m.name)), ("r", .int(m.rank)), ("scaling", .double(m.scaling)), ("delta_norm", .double(m.deltaNorm))])
+        })),
+        ("heads", .array(a.otherTensors.map { .string($0.0) })),
+    ])
 }

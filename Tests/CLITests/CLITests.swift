@@ -138,3 +138,59 @@ final class Tmp {
         #expect(!FileManager.default.fileExists(atPath: t.path + "/out/config.json"))
     }
 }
+
+@Suite struct OperatorCLITests {
+    @Test func mergeLambdaEndpointsAndJSON() throws {
+        let t = Tmp()
+        let a = CLI.fixture("peft/bert-lora")
+        var r = try CLI.run("coto-merge", [a, a, "--lambda", "0", "-o", t.path + "/m0", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let j = try JSON.parse(string: r.out)
+        #expect(j["method"]?.stringValue == "interpolate" && j["result"]?["module_count"]?.intValue == 4)
+        #expect(try Adapter.load(t.path + "/m0").modules == Adapter.load(a).modules)
+        r = try CLI.run("coto-merge", [CLI.fixture("peft/merge-a"), CLI.fixture("peft/merge-c"), "--method", "svd", "--rank", "3", "-o", t.path + "/s.safetensors"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try Adapter.load(t.path + "/s.safetensors").modules.allSatisfy { $0.rank == 3 })
+    }
+
+    @Test func mergeUsageAndInputErrors() throws {
+        let t = Tmp()
+        let a = CLI.fixture("peft/merge-a"), c = CLI.fixture("peft/merge-c")
+        for args in [[a, c, "--method", "nope", "-o", t.path + "/x"], [a, "--lambda", "0.5", "-o", t.path + "/x"],
+                     [a, c, "--weights", "1", "-o", t.path + "/x"], [a, c, "--density", "1.5", "-o", t.path + "/x"],
+                     [a, c, "--rank", "0", "-o", t.path + "/x"], [a, c, "--heads", "sum", "-o", t.path + "/x"]] {
+            #expect(try CLI.run("coto-merge", args).status == 64, "\(args)")
+        }
+        // Mixed ranks where the method needs equal ranks: one line naming the cause, nothing written.
+        let r = try CLI.run("coto-merge", [a, c, "--method", "ties", "--density", "0.5", "-o", t.path + "/x"])
+        #expect(r.status == 1 && r.err.hasPrefix("error: ") && r.err.contains("same r") && r.err.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: t.path + "/x"))
+        let missing = try CLI.run("coto-merge", [a, t.path + "/nope", "-o", t.path + "/x"])
+        #expect(missing.status == 1 && missing.err.contains("nope"))
+    }
+
+    @Test func pruneReportsWhatItRemoved() throws {
+        let t = Tmp()
+        let r = try CLI.run("coto-prune", [CLI.fixture("peft/bert-patterns"), "--keep-layers", "0", "--sparsity", "0.5", "-o", t.path + "/p", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let j = try JSON.parse(string: r.out)
+        let report = j["report"]!
+        #expect(report["dropped"]!.intValue! > 0 && report["zeroed"]!.intValue! > 0)
+        let kept = report["norm_fraction_kept"]!.doubleValue!
+        #expect(kept > 0 && kept < 1)
+        #expect(report["layers"]?.arrayValue?.count == 2)
+        #expect(try CLI.run("coto-prune", [CLI.fixture("peft/bert-lora"), "-o", t.path + "/q"]).status == 64)
+        #expect(try CLI.run("coto-prune", [CLI.fixture("peft/bert-lora"), "--drop-modules", "q_proj", "-o", t.path + "/q"]).status == 1)
+    }
+
+    @Test func fuseWritesAModelDirAndRefusesItsInput() throws {
+        let t = Tmp()
+        var r = try CLI.run("coto-fuse", ["--model", CLI.fixture("tiny-bert"), "--adapter", CLI.fixture("peft/bert-dora"), "-o", t.path + "/f", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try HFModelDir(path: t.path + "/f").weights.tensorNames.count == 41)
+        r = try CLI.run("coto-fuse", ["--model", CLI.fixture("tiny-bert"), "--adapter", CLI.fixture("peft/bert-lora"), "-o", CLI.fixture("tiny-bert")])
+        #expect(r.status == 1)
+        r = try CLI.run("coto-fuse", ["--model", CLI.fixture("tiny-llama"), "--adapter", CLI.fixture("peft/bert-lora"), "-o", t.path + "/g"])
+        #expect(r.status == 1 && r.err.contains("bert.encoder"))
+    }
+}

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Checkpoint
+import CotoCLI
+import Numerics
+import Operators
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coto-merge",
+        abstract: "Merge LoRA adapters: interpolation, exact task arithmetic, and PEFT's combination types.",
+        discussion: """
+        Inputs are PEFT adapter directories or adapter .safetensors files. OUT ending in .safetensors gets one
+        file with the config in its metadata; anything else a PEFT adapter directory.
+
+        Methods: \(MergeMethods.names.joined(separator: ", ")).
+          interpolate      every tensor θ = Σ w_i θ_i (weights default 1/n); the paper's linear path
+          task-arithmetic  exact Σ w_i s_i B_i A_i (concatenated factors), or its best rank-K (--rank)
+          linear ties dare_linear dare_ties magnitude_prune cat svd ties_svd dare_linear_svd dare_ties_svd
+          magnitude_prune_svd   peft 0.21 add_weighted_adapter, same math and resulting config (weights default 1)
+
+        Examples:
+          coto-merge runs/coto-s0 runs/coto-s1 --lambda 0.5 -o merged/
+          coto-merge a.safetensors b.safetensors --method ties --density 0.5 --weights 1,1 -o ties/
+          coto-merge nouns/ verbs/ pos/ --method task-arithmetic --rank 16 --heads drop -o multi.safetensors
+        """)
+
+    @Argument(help: "Adapters to merge (directories or .safetensors files).")
+    var inputs: [String]
+
+    @Option(name: .shortAndLong, help: "Output adapter directory or .safetensors file.")
+    var output: String
+
+    @Option(help: "Merge method.")
+    var method = "interpolate"
+
+    @Option(name: .customLong("lambda"), help: "With two inputs: weights 1-L and L (any real L; outside [0,1] extrapolates).")
+    var lambda: Double?
+
+    @Option(help: "Comma-separated weights, one per input.")
+    var weights: String?
+
+    @Option(help: "Fraction of entries kept by ties / dare / magnitude_prune, in [0, 1].")
+    var density: Double?
+
+    @Option(help: "Rank of the result (svd family, task-arithmetic).")
+    var rank: Int?
+
+    @Option(help: "Clamp SVD factors at this quantile (svd family).")
+    var svdClamp: Double?
+
+    @Option(help: "Majority sign for ties: total or frequency.")
+    var majoritySign = "total"
+
+    @Option(help: "Seed of DARE's random pruning.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Heads and other modules_to_save tensors: average, first or drop.")
+    var heads = "average"
+
+    @Option(help: "Output dtype: keep, f32, f16 or bf16.")
+    var dtype = "keep"
+
+    @Option(help: "lora_alpha for bare adapter files that carry no config (default: r).")
+    var alpha: Double?
+
+    @Flag(help: "Proceed even if inputs or the result contain NaN/Inf.")
+    var allowNonfinite = false
+
+    @Flag(help: "Machine-readable JSON summary on stdout.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "No progress output.")
+    var quiet = false
+
+    func validate() throws {
+        guard !inputs.isEmpty else { throw ValidationError("give at least one input adapter") }
+        guard MergeMethods.named(method) != nil else {
+            throw ValidationError("unknown method '\(method)'; one of: \(MergeMethods.names.joined(separator: ", "))")
+        }
+        if lambda != nil && weights != nil { throw ValidationError("give --lambda or --weights, not both") }
+        if let l = lambda {
+            guard inputs.count == 2 else { throw ValidationError("--lambda needs exactly two inputs (got \(inputs.count)); use --weights") }
+            guard l.isFinite else { throw ValidationError("--lambda must be a finite number") }
+        }
+        if let w = weights {
+            let ws = try parseNumberList(w, option: "--weights")
+            guard ws.count == inputs.count else { throw ValidationError("--weights has \(ws.count) values for \(inputs.count) inputs") }
+        }
+        if let d = density, !(d >= 0 && d <= 1) { throw ValidationError("--density must be in [0, 1] (got \(d))") }
+        if let k = rank, k < 1 { throw ValidationError("--rank must be at least 1 (got \(k))") }
+        if let q = svdClamp, !(q >= 0 && q <= 1) { throw ValidationError("--svd-clamp must be a quantile in [0, 1] (got \(q))") }
+        guard TaskVectors.MajoritySign(rawValue: majoritySign) != nil else { throw ValidationError("--majority-sign must be total or frequency") }
+        guard MergeOptions.Heads(rawValue: heads) != nil else { throw ValidationError("--heads must be average, first or drop") }
+        _ = try parseOutputDType(dtype)
+        if let a = alpha, !(a.isFinite && a > 0) { throw ValidationError("--alpha must be a positive number") }
+    }
+
+    func run() throws {
+        try checkOutputNotInput(output, inputs: inputs)
+        let adapters = try inputs.map { try Adapter.load($0, alpha: alpha) }
+        var o = MergeOptions(weights: [])
+        if let l = lambda { o.weights = [1 - l, l] }
+        else if let w = weights { o.weights = try parseNumberList(w, option: "--weights") }
+        else { o.weights = [Double](repeating: method == "interpolate" ? 1 / Double(inputs.count) : 1, count: inputs.count) }
+        o.density = density
+        o.rank = rank
+        o.svdClamp = svdClamp
+        o.majoritySign = TaskVectors.MajoritySign(rawValue: majoritySign)!
+        o.seed = seed
+        o.heads = MergeOptions.Heads(rawValue: heads)!
+        o.dtype = try parseOutputDType(dtype)
+        o.allowNonFinite = allowNonfinite
+        let merged = try MergeMethods.named(method)!.merge(adapters, options: o, progress: operatorProgress(label: "merging", quiet: quiet || json))
+        try merged.save(to: output)
+        for (a, p) in zip(adapters, inputs) where a.configOrigin.hasPrefix("inferred") && !json && !quiet {
+            Console.writeErr("note: \(p): config \(a.configOrigin)")
+        }
+        if json {
+            Console.writeOut(JSON.object([("method", .string(method)), ("inputs", .array(inputs.map { .string($0) })),
+                                          ("weights", .array(o.weights.map { .double($0) })), ("output", .string(output)),
+                                          ("result", adapterSummaryJSON(merged))]).pretty)
+        } else if !quiet {
+            Console.writeErr("wrote \(output): \(method) of \(inputs.count) adapters, \(merged.modules.count) modules, r=\(merged.config.r), \(merged.parameterCount) parameters")
+        }
+    }
+}
+
+runCommand(Merge.self)
