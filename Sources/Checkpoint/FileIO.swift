@@ -47,6 +47,19 @@ public final class MappedFile: @unchecked Sendable {
         try withExtendedLifetime(self) { try body(bytes) }
     }
 
+    /// Drops the pages of [offset, offset+length) from this process's resident set (they are re-read from
+    /// the file if touched again). Streaming readers call it after each tensor, so that reading a whole
+    /// model does not grow the resident set by the model's size.
+    public func release(offset: Int, length: Int) {
+        guard let b = base, length > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let end = min(size, offset + length)
+        // Whole pages strictly inside the range only, so a neighbour's page is never dropped while in use.
+        let first = offset == 0 ? 0 : ((offset + page - 1) / page) * page
+        let last = end == size ? end : (end / page) * page
+        if last > first { _ = madvise(b + first, last - first, MADV_DONTNEED) }
+    }
+
     /// Hint the kernel that the mapping will be read sequentially.
     public func adviseSequential() {
         if let b = base { _ = madvise(b, size, MADV_SEQUENTIAL) }

@@ -169,6 +169,7 @@ public struct GGUFConverter {
             out.append(TensorEntry(name: name, dtype: dtype, shape: t.shape, source: .lazy {
                 progress?(.tensor(name: name, index: i, total: total))
                 var x = try gguf.dequantize(t.name)
+                gguf.file.release(offset: gguf.dataOffset + Int(t.offset), length: t.byteCount)
                 if let h = permuteHeads { x = GGUFConverter.unpermute(x, heads: h) }
                 return Storage.encode(x.data, dtype: dtype)
             }))

@@ -30,6 +30,9 @@ public struct TensorView: @unchecked Sendable {
         }
     }
 
+    /// Drops this tensor's pages from the resident set (see `MappedFile.release`).
+    public func release() { file.release(offset: offset, length: info.byteCount) }
+
     /// Decoded to Float32 (a copy).
     public func toTensor() -> Tensor {
         let values = withBytes { Storage.decode($0, dtype: info.dtype) }
@@ -310,7 +313,7 @@ public enum SafeTensorsWriter {
                 }
                 switch e.source {
                 case let .bytes(b): try check(b.count); try w.write(b)
-                case let .view(v): try check(v.info.byteCount); try v.withBytes { try w.write($0) }
+                case let .view(v): try check(v.info.byteCount); try v.withBytes { try w.write($0) }; v.release()
                 case let .tensor(t):
                     guard e.dtype == .f32 else {
                         let b = Storage.encode(t.data, dtype: e.dtype)

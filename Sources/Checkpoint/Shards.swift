@@ -97,6 +97,7 @@ public final class ShardedCheckpoint: TensorStore, @unchecked Sendable {
     public func view(_ name: String) throws -> TensorView { try shard(for: name).view(name) }
     public func loadTensor(_ name: String) throws -> Tensor { try view(name).toTensor() }
     public func entry(_ name: String) throws -> TensorEntry { TensorEntry(name: name, view: try view(name)) }
+    public func release(_ name: String) { (try? view(name))?.release() }
 
     /// Opens every shard and checks the index against them: each listed tensor present, no shard tensor
     /// missing from the index, total_size equal to the tensors' bytes.

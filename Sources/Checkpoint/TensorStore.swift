@@ -11,6 +11,8 @@ public protocol TensorStore: AnyObject {
     func loadTensor(_ name: String) throws -> Tensor
     /// An entry that writes this tensor unchanged (zero-copy where the store allows).
     func entry(_ name: String) throws -> TensorEntry
+    /// Drops a tensor's mapped pages from the resident set after use (no-op where nothing is mapped).
+    func release(_ name: String)
 }
 
 extension SafeTensorsFile: TensorStore {
@@ -19,6 +21,7 @@ extension SafeTensorsFile: TensorStore {
     public func tensorInfo(_ name: String) -> TensorInfo? { info(name) }
     public func loadTensor(_ name: String) throws -> Tensor { try tensor(name) }
     public func entry(_ name: String) throws -> TensorEntry { TensorEntry(name: name, view: try view(name)) }
+    public func release(_ name: String) { (try? view(name))?.release() }
 }
 
 /// Opens a path as a tensor store: a `.safetensors` file, a `*.safetensors.index.json`, or a directory

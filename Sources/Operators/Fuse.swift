@@ -116,6 +116,7 @@ public enum Fuser {
             entries.append(TensorEntry(name: name, dtype: info.dtype, shape: info.shape, source: .lazy {
                 progress?(.tensor(name: name, index: idx, total: total))
                 var w = try store.loadTensor(name)
+                store.release(name)
                 if let targets = wt {
                     w = fuseWeight(w, targets: targets, weights: weights)
                 }
@@ -135,8 +136,13 @@ public enum Fuser {
         }
         for (path, t) in additions { entries.append(TensorEntry(name: path, tensor: t.tensor, dtype: t.dtype)) }
 
+        // Default: shard like the base (its largest shard is the limit), or one file.
+        var limit = o.maxShardSize
+        if limit == nil, let sharded = store as? ShardedCheckpoint {
+            limit = sharded.shardFiles.compactMap { FileSystem.fileSize(FileSystem.join(sharded.directory, $0)) }.max().map { UInt64($0) }
+        }
         try FileSystem.makeDirectory(outDir)
-        report.files = try ShardedWriter.write(entries, to: outDir, maxShardSize: o.maxShardSize)
+        report.files = try ShardedWriter.write(entries, to: outDir, maxShardSize: limit)
         for f in base.otherFiles + ["config.json"] {
             try AtomicFileWriter.write(try FileSystem.readFile(FileSystem.join(base.path, f)), to: FileSystem.join(outDir, f))
             report.files.append(f)

@@ -18,10 +18,37 @@ public enum TaskVectors {
         if density >= 1 { return t }
         let k = Int(density * Double(t.count))
         if k <= 0 { return [Float](repeating: 0, count: t.count) }
-        let order = t.indices.sorted { (abs(t[$0]), -$0) > (abs(t[$1]), -$1) }
+        // The k-th largest magnitude by selection (O(n)), then everything above it and, among equal
+        // magnitudes, the lowest indices until k are kept.
+        let threshold = kthLargest(t.map { abs($0) }, k)
         var out = [Float](repeating: 0, count: t.count)
-        for i in order.prefix(k) { out[i] = t[i] }
+        var above = 0
+        for v in t where abs(v) > threshold { above += 1 }
+        var tiesLeft = k - above
+        for i in t.indices {
+            let m = abs(t[i])
+            if m > threshold { out[i] = t[i] } else if m == threshold && tiesLeft > 0 { out[i] = t[i]; tiesLeft -= 1 }
+        }
         return out
+    }
+
+    /// The k-th largest value (1-based) by iterative quickselect with a median-of-three pivot.
+    static func kthLargest(_ values: [Float], _ k: Int) -> Float {
+        var a = values
+        var lo = 0, hi = a.count - 1
+        let target = k - 1  // index in descending order
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2
+            let pivot = max(min(a[lo], a[hi]), min(max(a[lo], a[hi]), a[mid]))
+            var i = lo, j = hi
+            while i <= j {
+                while a[i] > pivot { i += 1 }
+                while a[j] < pivot { j -= 1 }
+                if i <= j { a.swapAt(i, j); i += 1; j -= 1 }
+            }
+            if target <= j { hi = j } else if target >= i { lo = i } else { return a[target] }
+        }
+        return a[target]
     }
 
     /// Bernoulli keep with probability `density`, optionally rescaled by 1/density (density >= 1: unchanged,
@@ -63,6 +90,25 @@ public enum TaskVectors {
         return out
     }
 
+    /// Majority sign + weighted disjoint merge in one pass per entry (same result as
+    /// `disjointMerge(weighted, mask: majorityMask(pruned))`, without the intermediate tensors).
+    static func tiesMerge(_ ts: [[Float]], weights: [Double], majority: MajoritySign) -> [Float] {
+        guard let n = ts.first?.count else { return [] }
+        let w = weights.map { Float($0) }
+        var out = [Float](repeating: 0, count: n)
+        out.withUnsafeMutableBufferPointer { o in
+            for j in 0..<n {
+                var m: Float = 0
+                for t in ts { m += majority == .total ? t[j] : sign(t[j]) }
+                let maj: Float = m >= 0 ? 1 : -1
+                var s: Float = 0, c: Float = 0
+                for (t, wi) in zip(ts, w) where sign(t[j]) == maj { s += t[j] * wi; c += 1 }
+                o[j] = s / max(c, 1)
+            }
+        }
+        return out
+    }
+
     /// The combination functions of merge_utils: task_arithmetic, ties, dare_linear, dare_ties, magnitude_prune.
     public enum Combine: String, Sendable, CaseIterable {
         case taskArithmetic = "task_arithmetic", ties, dareLinear = "dare_linear", dareTies = "dare_ties", magnitudePrune = "magnitude_prune"
@@ -83,9 +129,7 @@ public enum TaskVectors {
         case .ties, .dareTies:
             let pruned = how == .ties ? ts.map { magnitudePrune($0, density: d) }
                                       : ts.map { randomPrune($0, density: d, rescale: true, rng: &rng) }
-            let mask = majorityMask(pruned, method: majority)
-            let weighted = zip(pruned, weights).map { t, w in t.map { Float(Double($0) * w) } }
-            return disjointMerge(weighted, mask: mask)
+            return tiesMerge(pruned, weights: weights, majority: majority)
         }
     }
 }

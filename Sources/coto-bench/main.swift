@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoint
 import CotoCLI
 import Numerics
+import Operators
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,7 +17,7 @@ struct Bench: ParsableCommand {
           coto-bench read model.safetensors --repeat 5
           coto-bench write-synthetic big.safetensors --gib 2
         """,
-        subcommands: [Read.self, WriteSynthetic.self])
+        subcommands: [Read.self, WriteSynthetic.self, BlasInfo.self])
 
     static func now() -> Double {
         var ts = timespec()
@@ -59,6 +60,14 @@ struct Bench: ParsableCommand {
                 best = min(best, Bench.now() - t0)
             }
             print("coto read: \(bytes) bytes in \(String(format: "%.4f", best)) s = \(String(format: "%.2f", Double(bytes) / best / 1e9)) GB/s (best of \(repeatCount), \(decode ? "decoded to Float32" : "raw bytes touched"), checksum \(checksum % 1000))")
+        }
+    }
+
+    struct BlasInfo: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "blas-info", abstract: "Print the OpenBLAS build and the kernel it runs.")
+        func run() {
+            BLAS.setThreads(2)
+            print("coto OpenBLAS: \(BLAS.config), threads \(BLAS.threads)")
         }
     }
 

@@ -119,7 +119,8 @@ struct Convert: ParsableCommand {
             if let d = outDType, e.dtype != d, e.dtype.isFloatingPoint {
                 let src = e
                 e = TensorEntry(name: name, dtype: d, shape: e.shape, source: .lazy {
-                    Storage.encode(try store.loadTensor(src.name).data, dtype: d)
+                    defer { store.release(src.name) }
+                    return Storage.encode(try store.loadTensor(src.name).data, dtype: d)
                 })
             }
             entries.append(e)

@@ -153,6 +153,18 @@ final class Tmp {
         #expect(try Adapter.load(t.path + "/s.safetensors").modules.allSatisfy { $0.rank == 3 })
     }
 
+    @Test func dareWithTheSameSeedWritesIdenticalBytes() throws {
+        let t = Tmp()
+        let a = CLI.fixture("peft/merge-a"), b = CLI.fixture("peft/merge-b")
+        for (out, seed) in [("x", "7"), ("y", "7"), ("z", "8")] {
+            let r = try CLI.run("coto-merge", [a, b, "--method", "dare_ties", "--density", "0.4", "--seed", seed, "-o", t.path + "/\(out).safetensors"])
+            #expect(r.status == 0, "\(r.err)")
+        }
+        let x = try Data(contentsOf: URL(fileURLWithPath: t.path + "/x.safetensors"))
+        #expect(x == (try Data(contentsOf: URL(fileURLWithPath: t.path + "/y.safetensors"))))
+        #expect(x != (try Data(contentsOf: URL(fileURLWithPath: t.path + "/z.safetensors"))))
+    }
+
     @Test func mergeUsageAndInputErrors() throws {
         let t = Tmp()
         let a = CLI.fixture("peft/merge-a"), c = CLI.fixture("peft/merge-c")

@@ -225,3 +225,19 @@ func relErr(_ x: Tensor, _ y: Tensor) -> Double {
         _ = try TaskArithmetic().merge([a], options: o, progress: nil)
     }
 }
+
+@Suite struct SelectionTests {
+    @Test func magnitudePruneEqualsSortingReference() async {
+        await propertyCheck(count: 200, input: Gen.int(in: -5...5).array(of: 0...60), Gen.int(in: 0...100)) { ints, pct in
+            let t = ints.map { Float($0) / 2 }
+            let d = Double(pct) / 100
+            let k = Int(d * Double(t.count))
+            // Reference: stable sort by magnitude descending, lower index first among equals.
+            let order = t.indices.sorted { (abs(t[$0]), -$0) > (abs(t[$1]), -$1) }
+            var want = [Float](repeating: 0, count: t.count)
+            for i in order.prefix(max(0, k)) { want[i] = t[i] }
+            if d >= 1 { want = t }
+            #expect(TaskVectors.magnitudePrune(t, density: d) == want)
+        }
+    }
+}

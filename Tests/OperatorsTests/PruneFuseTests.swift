@@ -157,3 +157,15 @@ final class Tmp {
         #expect(!FileManager.default.fileExists(atPath: t.path + "/x/model.safetensors"))
     }
 }
+
+@Suite struct FuseShardingTests {
+    @Test func shardedBaseGivesShardedOutput() throws {
+        let t = Tmp()
+        let model = try HFModelDir(path: Fx.path("tiny-bert-sharded"))
+        let r = try Fuser.fuse(base: model, adapters: [try Fx.adapter("bert-lora")], options: FuseOptions(), to: t.path + "/out")
+        #expect(r.files.contains("model.safetensors.index.json"))
+        let out = try HFModelDir(path: t.path + "/out")
+        let ref = try SafeTensorsFile(path: Fx.path("fused/lora/model.safetensors"))
+        for n in ref.names { #expect(try out.weights.loadTensor(n).maxAbsDiff(ref.tensor(n)) <= 1e-6, "\(n)") }
+    }
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""coto-merge / coto-fuse against PEFT on the same files, ratios printed (results: Docs/performance.md).
+
+    python3 scripts/bench_operators.py --coto .build/release --work /tmp/coto-bench --smollm2 demo-out/smollm2
+
+Needs the oracle venv (torch, transformers, peft 0.21, safetensors). Every measured command runs in its own
+process, timed wall-clock, peak RSS from getrusage of that child. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are
+unset for both sides (they halve sgemm here); the OpenBLAS kernel coto runs is printed.
+"""
+import argparse, json, os, resource, subprocess, sys, tempfile, time
+
+ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+ENV["OMP_NUM_THREADS"] = ENV["COTO_THREADS"] = "2"
+
+
+def measure(cmd):
+    """Runs cmd in a fresh wrapper process; returns (seconds, peak RSS MiB of cmd)."""
+    wrapper = ("import resource,subprocess,sys,time;t=time.perf_counter();r=subprocess.run(sys.argv[1:]);"
+               "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r.returncode)")
+    out = subprocess.run([sys.executable, "-c", wrapper] + cmd, env=ENV, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
+    secs, rss = out.stdout.strip().splitlines()[-1].split()
+    return float(secs), int(rss) / 1024
+
+
+def python_job(code, *args):
+    return [sys.executable, "-c", code, *args]
+
+
+def make_adapter(path, shapes, r, seed, alpha):
+    import torch
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(seed)
+    t, targets = {}, set()
+    for name, (out_f, in_f) in shapes.items():
+        t[f"base_model.model.{name}.lora_A.weight"] = torch.randn(r, in_f, generator=g) * 0.02
+        t[f"base_model.model.{name}.lora_B.weight"] = torch.randn(out_f, r, generator=g) * 0.02
+        targets.add(name.split(".")[-1])
+    os.makedirs(path, exist_ok=True)
+    save_file(t, os.path.join(path, "adapter_model.safetensors"), metadata={"format": "pt"})
+    json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": sorted(targets), "task_type": "CAUSAL_LM",
+               "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "base_model_name_or_path": None},
+              open(os.path.join(path, "adapter_config.json"), "w"))
+
+
+PEFT_MERGE = r"""
+import sys, time, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from peft import PeftModel
+a, b, ctype, out = sys.argv[1:5]
+kw = {"density": 0.5} if "ties" in ctype else {}
+cfg = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=2, num_attention_heads=32,
+                  num_key_value_heads=32, vocab_size=32)
+torch.set_num_threads(2)
+with torch.no_grad():
+    model = LlamaForCausalLM(cfg)
+t0 = time.perf_counter()
+m = PeftModel.from_pretrained(model, a, adapter_name="a")
+m.load_adapter(b, adapter_name="b")
+t1 = time.perf_counter()
+m.add_weighted_adapter(["a", "b"], [0.5, 0.5], "m", combination_type=ctype, **kw)
+t2 = time.perf_counter()
+m.save_pretrained(out, selected_adapters=["m"])
+t3 = time.perf_counter()
+print(f"PEFTTIMES load={t1-t0:.3f} merge={t2-t1:.3f} save={t3-t2:.3f}", file=sys.stderr)
+"""
+
+PEFT_FUSE = r"""
+import sys, torch
+from transformers import AutoModelForCausalLM
+from peft import PeftModel
+base, adapter, out = sys.argv[1:4]
+torch.set_num_threads(2)
+model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+model.save_pretrained(out)
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--coto", default=".build/release")
+    ap.add_argument("--work", default=tempfile.mkdtemp(prefix="coto-bench-"))
+    ap.add_argument("--smollm2", help="SmolLM2 converted to an f32 HF dir (coto-convert output)")
+    ap.add_argument("--skip-svd", action="store_true")
+    args = ap.parse_args()
+    w = args.work
+    os.makedirs(w, exist_ok=True)
+    print(subprocess.run([f"{args.coto}/coto-bench", "blas-info"], env=ENV, capture_output=True, text=True).stdout.strip())
+    import torch
+    print(f"torch {torch.__version__}, threads 2, {torch.__config__.parallel_info().splitlines()[0]}")
+
+    # LLaMA-7B shapes, 2 layers, two rank-16 adapters.
+    shapes = {}
+    for l in range(2):
+        for p in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            shapes[f"model.layers.{l}.self_attn.{p}"] = (4096, 4096)
+        shapes[f"model.layers.{l}.mlp.gate_proj"] = (11008, 4096)
+        shapes[f"model.layers.{l}.mlp.up_proj"] = (11008, 4096)
+        shapes[f"model.layers.{l}.mlp.down_proj"] = (4096, 11008)
+    a, b = os.path.join(w, "a"), os.path.join(w, "b")
+    make_adapter(a, shapes, 16, 1, 32)
+    make_adapter(b, shapes, 16, 2, 16)
+    methods = ["linear", "ties"] + ([] if args.skip_svd else ["svd"])
+    for ctype in methods:
+        extra = ["--density", "0.5"] if ctype == "ties" else []
+        ours, ours_rss = measure([f"{args.coto}/coto-merge", a, b, "--method", ctype, "--weights", "0.5,0.5", "-q", "-o", os.path.join(w, f"coto-{ctype}")] + extra)
+        peft = subprocess.run(python_job(PEFT_MERGE, a, b, ctype, os.path.join(w, f"peft-{ctype}")), env=ENV, capture_output=True, text=True)
+        if peft.returncode != 0:
+            sys.exit(peft.stderr[-3000:])
+        times = dict(kv.split("=") for kv in peft.stderr.split("PEFTTIMES")[-1].split())
+        peft_total = sum(float(v) for v in times.values())
+        print(f"{ctype:7s} 2 layers of LLaMA-7B shapes, r=16+16: coto-merge (whole process: read, merge, write) {ours:.2f} s "
+              f"[{ours/2:.2f} s/layer] | PEFT load {float(times['load']):.2f} + add_weighted_adapter {float(times['merge']):.2f} "
+              f"+ save {float(times['save']):.2f} = {peft_total:.2f} s [{float(times['merge'])/2:.2f} s/layer for the merge alone] "
+              f"| ratio PEFT merge / coto whole = {float(times['merge'])/ours:.1f}x, end to end {peft_total/ours:.1f}x")
+
+    if args.smollm2:
+        shapes = {}
+        cfg = json.load(open(os.path.join(args.smollm2, "config.json")))
+        h, f, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+        kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])
+        for l in range(L):
+            shapes[f"model.layers.{l}.self_attn.q_proj"] = (h, h)
+            shapes[f"model.layers.{l}.self_attn.k_proj"] = (kv, h)
+            shapes[f"model.layers.{l}.self_attn.v_proj"] = (kv, h)
+            shapes[f"model.layers.{l}.self_attn.o_proj"] = (h, h)
+            shapes[f"model.layers.{l}.mlp.gate_proj"] = (f, h)
+            shapes[f"model.layers.{l}.mlp.up_proj"] = (f, h)
+            shapes[f"model.layers.{l}.mlp.down_proj"] = (h, f)
+        ad = os.path.join(w, "smol-adapter")
+        make_adapter(ad, shapes, 16, 3, 32)
+        largest = max(os.path.getsize(os.path.join(args.smollm2, "model.safetensors")) and 0, 49152 * 576 * 4)
+        ours, ours_rss = measure([f"{args.coto}/coto-fuse", "--model", args.smollm2, "--adapter", ad, "-q", "-o", os.path.join(w, "coto-fused")])
+        peft, peft_rss = measure(python_job(PEFT_FUSE, args.smollm2, ad, os.path.join(w, "peft-fused")))
+        print(f"fuse    SmolLM2-135M f32 ({os.path.getsize(os.path.join(args.smollm2, 'model.safetensors'))/1e6:.0f} MB), r=16 on all 210 linear modules: "
+              f"coto-fuse {ours:.2f} s, peak RSS {ours_rss:.0f} MiB | PEFT+transformers {peft:.2f} s, peak RSS {peft_rss:.0f} MiB "
+              f"| {peft/ours:.1f}x faster, {peft_rss/ours_rss:.1f}x less memory; target RSS <= 2 x largest tensor + 100 MB = {2*largest/2**20+100:.0f} MiB")
+        # Same result?
+        from safetensors import safe_open
+        with safe_open(os.path.join(w, "coto-fused", "model.safetensors"), "pt") as x, safe_open(os.path.join(w, "peft-fused", "model.safetensors"), "pt") as y:
+            worst = max(float((x.get_tensor(k) - y.get_tensor(k)).abs().max()) for k in y.keys())
+        print(f"        max |coto - PEFT| over all fused tensors: {worst:.3g}")
+
+
+if __name__ == "__main__":
+    main()
