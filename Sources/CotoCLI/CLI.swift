@@ -55,17 +55,9 @@ public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
     do {
         try command.run()
         exit(0)
-    } catch let e as CheckpointError {
-        Console.writeErr("error: " + Console.oneLine(e.description))
-        exit(ExitStatus.failure)
-    } catch let e as CommandError {
-        Console.writeErr("error: " + Console.oneLine(e.description))
-        exit(ExitStatus.failure)
-    } catch let e as MergeError {
-        Console.writeErr("error: " + Console.oneLine(e.description))
-        exit(ExitStatus.failure)
-    } catch let e as LAPACKError {
-        Console.writeErr("error: " + Console.oneLine(e.description))
+    } catch where error is CheckpointError || error is CommandError || error is MergeError || error is LAPACKError {
+        // Our errors: one line `error: FILE: cause`, exit 1.
+        Console.writeErr("error: " + Console.oneLine("\(error)"))
         exit(ExitStatus.failure)
     } catch {
         // ValidationError, CleanExit, ExitCode: ArgumentParser's own rendering and codes.
@@ -224,4 +216,33 @@ public func adapterSummaryJSON(_ a: Adapter) -> JSON {
         })),
         ("heads", .array(a.otherTensors.map { .string($0.0) })),
     ])
+}
+
+/// `--json` and `-q`, shared by the commands that write files.
+public struct OutputOptions: ParsableArguments {
+    @Flag(help: "Machine-readable JSON summary on stdout.")
+    public var json = false
+
+    @Flag(name: .shortAndLong, help: "No progress or summary on stderr.")
+    public var quiet = false
+
+    public init() {}
+
+    /// Progress and summaries go to stderr unless --quiet or --json.
+    public var chatty: Bool { !quiet && !json }
+}
+
+/// Options every command that reads adapters shares.
+public struct AdapterInputOptions: ParsableArguments {
+    @Option(help: "lora_alpha for bare adapter files that carry no config (default: r).")
+    public var alpha: Double?
+
+    @Flag(help: "Proceed even if inputs or the result contain NaN/Inf.")
+    public var allowNonfinite = false
+
+    public init() {}
+
+    public func validate() throws {
+        if let a = alpha, !(a.isFinite && a > 0) { throw ValidationError("--alpha must be a positive number") }
+    }
 }

@@ -33,17 +33,12 @@ struct Fuse: ParsableCommand {
     @Option(help: "Split the output into shards of at most this size (e.g. 2GB).")
     var maxShardSize: String?
 
-    @Option(help: "lora_alpha for bare adapter files without config (default: r).")
-    var alpha: Double?
 
-    @Flag(help: "Write even if inputs or the result contain NaN/Inf.")
-    var allowNonfinite = false
 
-    @Flag(help: "Machine-readable JSON summary on stdout.")
-    var json = false
 
-    @Flag(name: .shortAndLong, help: "No progress output.")
-    var quiet = false
+    @OptionGroup var adapterOptions: AdapterInputOptions
+
+    @OptionGroup var out: OutputOptions
 
     func validate() throws {
         guard !adapter.isEmpty else { throw ValidationError("give at least one --adapter") }
@@ -57,19 +52,19 @@ struct Fuse: ParsableCommand {
     func run() throws {
         try checkOutputNotInput(output, inputs: [model] + adapter)
         let base = try HFModelDir(path: model)
-        let adapters = try adapter.map { try Adapter.load($0, alpha: alpha) }
+        let adapters = try adapter.map { try Adapter.load($0, alpha: adapterOptions.alpha) }
         var o = FuseOptions()
         o.weights = try weights.map { try parseNumberList($0, option: "--weights") }
         o.maxShardSize = maxShardSize.flatMap(parseByteSize)
-        o.allowNonFinite = allowNonfinite
-        let report = try Fuser.fuse(base: base, adapters: adapters, options: o, to: output, progress: operatorProgress(label: "fusing", quiet: quiet || json))
-        if json {
+        o.allowNonFinite = adapterOptions.allowNonfinite
+        let report = try Fuser.fuse(base: base, adapters: adapters, options: o, to: output, progress: operatorProgress(label: "fusing", quiet: !out.chatty))
+        if out.json {
             Console.writeOut(JSON.object([("model", .string(model)), ("adapters", .array(adapter.map { .string($0) })), ("output", .string(output)),
                                           ("fused_modules", .int(report.fusedModules.count)),
                                           ("replaced_tensors", .array(report.replacedTensors.map { .string($0) })),
                                           ("added_tensors", .array(report.addedTensors.map { .string($0) })),
                                           ("files", .array(report.files.map { .string($0) }))]).pretty)
-        } else if !quiet {
+        } else if !out.quiet {
             Console.writeErr("wrote \(output): \(report.fusedModules.count) modules fused, \(report.replacedTensors.count) tensors replaced, \(report.addedTensors.count) added")
         }
     }

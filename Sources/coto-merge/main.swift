@@ -60,17 +60,12 @@ struct Merge: ParsableCommand {
     @Option(help: "Output dtype: keep, f32, f16 or bf16.")
     var dtype = "keep"
 
-    @Option(help: "lora_alpha for bare adapter files that carry no config (default: r).")
-    var alpha: Double?
 
-    @Flag(help: "Proceed even if inputs or the result contain NaN/Inf.")
-    var allowNonfinite = false
 
-    @Flag(help: "Machine-readable JSON summary on stdout.")
-    var json = false
 
-    @Flag(name: .shortAndLong, help: "No progress output.")
-    var quiet = false
+    @OptionGroup var adapterOptions: AdapterInputOptions
+
+    @OptionGroup var out: OutputOptions
 
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("give at least one input adapter") }
@@ -92,12 +87,11 @@ struct Merge: ParsableCommand {
         guard TaskVectors.MajoritySign(rawValue: majoritySign) != nil else { throw ValidationError("--majority-sign must be total or frequency") }
         guard MergeOptions.Heads(rawValue: heads) != nil else { throw ValidationError("--heads must be average, first or drop") }
         _ = try parseOutputDType(dtype)
-        if let a = alpha, !(a.isFinite && a > 0) { throw ValidationError("--alpha must be a positive number") }
     }
 
     func run() throws {
         try checkOutputNotInput(output, inputs: inputs)
-        let adapters = try inputs.map { try Adapter.load($0, alpha: alpha) }
+        let adapters = try inputs.map { try Adapter.load($0, alpha: adapterOptions.alpha) }
         var o = MergeOptions(weights: [])
         if let l = lambda { o.weights = [1 - l, l] }
         else if let w = weights { o.weights = try parseNumberList(w, option: "--weights") }
@@ -109,17 +103,17 @@ struct Merge: ParsableCommand {
         o.seed = seed
         o.heads = MergeOptions.Heads(rawValue: heads)!
         o.dtype = try parseOutputDType(dtype)
-        o.allowNonFinite = allowNonfinite
-        let merged = try MergeMethods.named(method)!.merge(adapters, options: o, progress: operatorProgress(label: "merging", quiet: quiet || json))
+        o.allowNonFinite = adapterOptions.allowNonfinite
+        let merged = try MergeMethods.named(method)!.merge(adapters, options: o, progress: operatorProgress(label: "merging", quiet: !out.chatty))
         try merged.save(to: output)
-        for (a, p) in zip(adapters, inputs) where a.configOrigin.hasPrefix("inferred") && !json && !quiet {
+        for (a, p) in zip(adapters, inputs) where a.configOrigin.hasPrefix("inferred") && out.chatty {
             Console.writeErr("note: \(p): config \(a.configOrigin)")
         }
-        if json {
+        if out.json {
             Console.writeOut(JSON.object([("method", .string(method)), ("inputs", .array(inputs.map { .string($0) })),
                                           ("weights", .array(o.weights.map { .double($0) })), ("output", .string(output)),
                                           ("result", adapterSummaryJSON(merged))]).pretty)
-        } else if !quiet {
+        } else if !out.quiet {
             Console.writeErr("wrote \(output): \(method) of \(inputs.count) adapters, \(merged.modules.count) modules, r=\(merged.config.r), \(merged.parameterCount) parameters")
         }
     }

@@ -59,20 +59,15 @@ struct Prune: ParsableCommand {
     @Option(help: "svd (best rank-k of s·B·A) or norm (components with the largest ||b_i||·||a_i||).")
     var rankMethod = "svd"
 
-    @Option(help: "lora_alpha for a bare adapter file without config (default: r).")
-    var alpha: Double?
 
     @Option(help: "Output dtype: keep, f32, f16 or bf16.")
     var dtype = "keep"
 
-    @Flag(help: "Proceed even if the input contains NaN/Inf.")
-    var allowNonfinite = false
 
-    @Flag(help: "Machine-readable JSON report on stdout.")
-    var json = false
 
-    @Flag(name: .shortAndLong, help: "No report on stderr.")
-    var quiet = false
+    @OptionGroup var adapterOptions: AdapterInputOptions
+
+    @OptionGroup var out: OutputOptions
 
     func list(_ s: String?) -> [String]? { s.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } }
 
@@ -94,7 +89,7 @@ struct Prune: ParsableCommand {
 
     func run() throws {
         try checkOutputNotInput(output, inputs: [input])
-        let adapter = try Adapter.load(input, alpha: alpha)
+        let adapter = try Adapter.load(input, alpha: adapterOptions.alpha)
         var o = PruneOptions()
         o.sparsity = sparsity
         o.scope = PruneOptions.Scope(rawValue: scope)!
@@ -106,12 +101,12 @@ struct Prune: ParsableCommand {
         o.rank = rank
         o.rankFraction = rankFraction
         o.rankMethod = PruneOptions.RankMethod(rawValue: rankMethod)!
-        o.allowNonFinite = allowNonfinite
-        let (pruned, report) = try Pruner.prune(adapter, options: o, progress: operatorProgress(label: "pruning", quiet: quiet || json))
+        o.allowNonFinite = adapterOptions.allowNonfinite
+        let (pruned, report) = try Pruner.prune(adapter, options: o, progress: operatorProgress(label: "pruning", quiet: !out.chatty))
         try pruned.save(to: output, dtype: try parseOutputDType(dtype))
-        if json {
+        if out.json {
             Console.writeOut(JSON.object([("input", .string(input)), ("output", .string(output)), ("report", report.json)]).pretty)
-        } else if !quiet {
+        } else if !out.quiet {
             var rows: [[String]] = []
             for e in report.entries where e.action != "kept" {
                 rows.append([e.module, e.layer.map(String.init) ?? "-", e.action, "\(e.zeroed)", "\(e.dropped)", "\(e.rankBefore)→\(e.rankAfter)",
