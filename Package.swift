@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Numerics", targets: ["Numerics"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Operators", targets: ["Operators"]),
+        .library(name: "Model", targets: ["Model"]),
         .executable(name: "coto-inspect", targets: ["coto-inspect"]),
         .executable(name: "coto-convert", targets: ["coto-convert"]),
         .executable(name: "coto-merge", targets: ["coto-merge"]),
@@ -30,6 +31,8 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["Numerics"]),
         // Merge methods (one file each), pruning rules, fuse, low-rank SVD. Never imports a model.
         .target(name: "Operators", dependencies: ["Checkpoint", "Numerics"]),
+        // Inference core: architectures, tokenizers, adapters in the forward pass.
+        .target(name: "Model", dependencies: ["Checkpoint", "Numerics"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
         .target(name: "CotoCLI", dependencies: [
             "Checkpoint", "Operators",
@@ -51,6 +54,7 @@ let package = Package(
         .testTarget(name: "OperatorsTests", dependencies: [
             "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Checkpoint", "Numerics"]),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"]),
     ],
     swiftLanguageModes: [.v5]

@@ -353,6 +353,96 @@ def verify_deltas(base_dir, adapter_dir, inspect_json):
     print(f"{adapter_dir}: PEFT loads {len(seen)} modules, no missing/unexpected keys, deltas match coto's")
 
 
+def tokenizer_corpus():
+    """A few hundred lines: WordNet glosses plus hand-made hard cases."""
+    lines = [
+        "Héllo wörld, naïve café résumé Ångström", "北京欢迎你 and 東京 mixed with English", "emoji 😀👍🏽 family 👨‍👩‍👧 flags 🇫🇷",
+        "punctuation!!! ??? ... --- ;;; :) (parens) [brackets] {braces}", "  leading and   multiple   spaces  ",
+        "tabs\tand\nnewlines\r\nmixed", "numbers 1234567 3.14159 -42 1e10 0x1F 1,000,000", "def f(x): return x**2 + 1  # code",
+        "if (a && b || !c) { printf(\"%d\\n\", a[i]); }", "URL https://example.com/path?q=1&r=2#frag", "e-mail: someone@example.org",
+        "CamelCaseWords and snake_case_words and kebab-case-words", "don't won't it's we're they've I'm you'll he'd",
+        "ÀÉÎÕÜ àéîõü ßæøœ ÇÑ", "Ελληνικά Русский текст العربية עברית हिन्दी", "ｆｕｌｌｗｉｄｔｈ　ｓｐａｃｅ", "zero\u200bwidth\u200djoiner",
+        "control\x07chars\x1bhere", "", " ", "a", "supercalifragilisticexpialidocious " * 3,
+        "<|im_start|>user\nhello<|im_end|>", "[CLS] [SEP] [MASK] [PAD] [UNK]", "   \n\n   trailing   ",
+    ]
+    glosses = []
+    with open("/usr/share/wordnet/data.noun", encoding="latin-1") as f:
+        for i, line in enumerate(f):
+            if line.startswith("  ") or "|" not in line:
+                continue
+            if i % 331 == 0:
+                glosses.append(line.split("|", 1)[1].strip())
+            if len(glosses) >= 250:
+                break
+    return lines + glosses
+
+
+def tokenizer_refs(minilm_dir, smollm2_converted):
+    """Ids from HF tokenizers for the corpus: MiniLM (WordPiece) and the converted SmolLM2 (byte-level BPE)."""
+    from tokenizers import Tokenizer
+    corpus = tokenizer_corpus()
+    bert = Tokenizer.from_file(os.path.join(minilm_dir, "tokenizer.json"))
+    bert.no_truncation(); bert.no_padding()
+    bpe = Tokenizer.from_file(os.path.join(smollm2_converted, "tokenizer.json"))
+    with open(out("tokenizer", "corpus.jsonl"), "w") as f:
+        for line in corpus:
+            e1 = bert.encode(line)
+            e2 = bpe.encode(line)
+            pair = bert.encode(line, "second segment here") if len(line) % 7 == 0 else None
+            rec = {"text": line, "wordpiece": e1.ids, "bpe": e2.ids}
+            if pair is not None:
+                rec["wordpiece_pair"] = pair.ids
+                rec["wordpiece_pair_types"] = pair.type_ids
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def model_refs(minilm_dir):
+    """Logits and hidden states of the tiny models (with and without PEFT adapters, padded batch) and
+    MiniLM sentence embeddings."""
+    import torch
+    from transformers import BertForSequenceClassification, LlamaForCausalLM, AutoModel, AutoTokenizer
+    from peft import PeftModel
+    from safetensors.torch import save_file
+    res = {}
+    bert_ids = torch.tensor([[2, 5, 9, 13, 7, 3], [2, 8, 4, 3, 0, 0]])
+    bert_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    for adapter in [None, "bert-lora", "bert-rslora", "bert-dora", "bert-bias", "bert-embedding", "bert-patterns"]:
+        m = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval()
+        if adapter:
+            m = PeftModel.from_pretrained(m, os.path.join(ROOT, "peft", adapter)).eval()
+        with torch.no_grad():
+            o = m(input_ids=bert_ids, attention_mask=bert_mask, output_hidden_states=True)
+        tag = adapter or "base"
+        res[f"bert.{tag}.logits"] = o.logits
+        res[f"bert.{tag}.hidden0"] = o.hidden_states[1]
+        res[f"bert.{tag}.hidden_last"] = o.hidden_states[-1]
+    llama_ids = torch.tensor([[1, 5, 9, 13, 7, 3], [1, 8, 4, 3, 0, 0]])
+    llama_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    for adapter in [None, "llama-lora"]:
+        m = LlamaForCausalLM.from_pretrained(os.path.join(ROOT, "tiny-llama")).eval()
+        if adapter:
+            m = PeftModel.from_pretrained(m, os.path.join(ROOT, "peft", adapter)).eval()
+        with torch.no_grad():
+            o = m(input_ids=llama_ids, attention_mask=llama_mask, output_hidden_states=True)
+        tag = adapter or "base"
+        res[f"llama.{tag}.logits"] = o.logits
+        res[f"llama.{tag}.hidden0"] = o.hidden_states[1]
+        res[f"llama.{tag}.hidden_last"] = o.hidden_states[-1]
+    res["bert.ids"] = bert_ids; res["bert.mask"] = bert_mask; res["llama.ids"] = llama_ids; res["llama.mask"] = llama_mask
+    save_file({k: v.contiguous() for k, v in res.items()}, out("model", "tiny_refs.safetensors"))
+    # MiniLM: sentence-transformers mean pooling (before its Normalize module), padded batch.
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    model = AutoModel.from_pretrained(minilm_dir).eval()
+    sents = ["A man is playing a guitar.", "The quick brown fox jumps over the lazy dog.", "Émigrés drink café au lait in 東京!", "short"]
+    enc = tok(sents, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        h = model(**enc).last_hidden_state
+    m = enc["attention_mask"].unsqueeze(-1).float()
+    emb = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    save_file({"ids": enc["input_ids"], "mask": enc["attention_mask"], "embeddings": emb.contiguous(),
+               "last_hidden": h.contiguous()}, out("model", "minilm_refs.safetensors"), metadata={"sentences": json.dumps(sents)})
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
     if cmd == "smollm2":
@@ -363,6 +453,8 @@ if __name__ == "__main__":
         verify_adapter(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "verify-deltas":
         verify_deltas(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "model":
+        model_refs(sys.argv[2]); tokenizer_refs(sys.argv[2], sys.argv[3])
     elif cmd == "operators":
         merge_inputs(); merges(); fused()
     else:

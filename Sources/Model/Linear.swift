@@ -1,0 +1,167 @@
+import Checkpoint
+import Numerics
+
+/// A linear layer y = x Wᵀ + b with an optional adapter in the forward pass, unmerged:
+/// LoRA / rsLoRA: y += s·(x Aᵀ) Bᵀ (+ s·b_B with lora_bias); DoRA as PEFT:
+/// y = b + (m / ||W + sBA||_row) ⊙ (x Wᵀ + s·x Aᵀ Bᵀ); HiRA: W_eff = W ⊙ (1 + B·A).
+/// `active = false` gives exactly the base layer.
+public final class AdaptedLinear {
+    public enum Variant: String, Sendable { case lora, dora, hira }
+
+    public let name: String
+    public let inFeatures: Int
+    public let outFeatures: Int
+    /// [out, in] row-major.
+    public var weight: [Float]
+    public var bias: [Float]?
+
+    // Adapter (nil: none attached).
+    public private(set) var a: [Float]? = nil   // [r, in]
+    public private(set) var b: [Float]? = nil   // [out, r]
+    public private(set) var rank = 0
+    public private(set) var scaling: Float = 0
+    public private(set) var loraBias: [Float]? = nil
+    public private(set) var magnitude: [Float]? = nil
+    public private(set) var variant: Variant = .lora
+    /// Off: exactly the base layer (CoTo's stochastic activation, layer pruning, Shapley evaluation).
+    public var active = true
+
+    private var doraScale: [Float]? = nil     // m / ||W + sBA||_row, cached
+    private var hiraWeight: [Float]? = nil    // W ⊙ (1 + BA), cached
+    private var scratch: [Float] = []
+
+    public init(name: String, weight: [Float], bias: [Float]?, out: Int, in inF: Int) {
+        self.name = name
+        self.weight = weight
+        self.bias = bias
+        self.outFeatures = out
+        self.inFeatures = inF
+    }
+
+    public var hasAdapter: Bool { a != nil }
+
+    /// Attaches a LoRA module (shapes checked by the caller's loader).
+    public func attach(_ m: LoraModule, variant v: Variant) throws {
+        guard m.a.tensor.shape == [m.rank, inFeatures], m.b.tensor.shape == [outFeatures, m.rank] else {
+            throw CheckpointError(name, .invalid("adapter module '\(m.name)' has lora_A \(m.a.tensor.shape) / lora_B \(m.b.tensor.shape), the layer is \(outFeatures)x\(inFeatures)"))
+        }
+        a = m.a.tensor.data
+        b = m.b.tensor.data
+        rank = m.rank
+        scaling = Float(m.scaling)
+        loraBias = m.bias?.tensor.data
+        magnitude = m.magnitude?.tensor.data
+        variant = m.isDora ? .dora : v
+        doraScale = nil
+        hiraWeight = nil
+        if variant == .dora { computeDoraScale() }
+        if variant == .hira { computeHira() }
+    }
+
+    public func detach() {
+        a = nil; b = nil; rank = 0; loraBias = nil; magnitude = nil; doraScale = nil; hiraWeight = nil
+    }
+
+    func deltaBA() -> [Float] {
+        var d = [Float](repeating: 0, count: outFeatures * inFeatures)
+        guard let a, let b else { return d }
+        b.withUnsafeBufferPointer { pb in a.withUnsafeBufferPointer { pa in d.withUnsafeMutableBufferPointer { pd in
+            BLAS.sgemm(transA: false, transB: false, m: outFeatures, n: inFeatures, k: rank,
+                       a: pb.baseAddress!, lda: rank, b: pa.baseAddress!, ldb: inFeatures, c: pd.baseAddress!, ldc: inFeatures)
+        } } }
+        return d
+    }
+
+    func computeDoraScale() {
+        guard let m = magnitude else { return }
+        let d = deltaBA()
+        var scale = [Float](repeating: 0, count: outFeatures)
+        for o in 0..<outFeatures {
+            var ss = 0.0
+            for i in 0..<inFeatures {
+                let v = Double(weight[o * inFeatures + i]) + Double(scaling) * Double(d[o * inFeatures + i])
+                ss += v * v
+            }
+            scale[o] = m[o] / Float(ss.squareRoot())
+        }
+        doraScale = scale
+    }
+
+    func computeHira() {
+        let d = deltaBA()
+        var w = weight
+        for i in w.indices { w[i] *= 1 + d[i] }
+        hiraWeight = w
+    }
+
+    /// y [rows, out] = forward(x [rows, in]).
+    public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        let useAdapter = active && a != nil
+        let w = useAdapter && variant == .hira ? hiraWeight! : weight
+        w.withUnsafeBufferPointer { pw in
+            BLAS.sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
+                       a: x, lda: inFeatures, b: pw.baseAddress!, ldb: inFeatures, c: y, ldc: outFeatures)
+        }
+        if useAdapter && variant != .hira, let a, let b {
+            if scratch.count < rows * rank { scratch = [Float](repeating: 0, count: rows * rank) }
+            let dora = variant == .dora
+            scratch.withUnsafeMutableBufferPointer { ps in
+                a.withUnsafeBufferPointer { pa in
+                    BLAS.sgemm(transA: false, transB: true, m: rows, n: rank, k: inFeatures,
+                               a: x, lda: inFeatures, b: pa.baseAddress!, ldb: inFeatures, c: ps.baseAddress!, ldc: rank)
+                }
+                b.withUnsafeBufferPointer { pb in
+                    BLAS.sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: rank, alpha: scaling,
+                               a: ps.baseAddress!, lda: rank, b: pb.baseAddress!, ldb: rank, beta: 1, c: y, ldc: outFeatures)
+                }
+            }
+            if dora, let s = doraScale {
+                for r in 0..<rows { for o in 0..<outFeatures { y[r * outFeatures + o] *= s[o] } }
+            }
+            if let lb = loraBias {
+                for r in 0..<rows { for o in 0..<outFeatures { y[r * outFeatures + o] += scaling * lb[o] } }
+            }
+        }
+        if let bias {
+            for r in 0..<rows { for o in 0..<outFeatures { y[r * outFeatures + o] += bias[o] } }
+        }
+    }
+}
+
+/// An embedding table with an optional LoRA (PEFT: E[ids] + s·(Aᵀ[ids]) Bᵀ).
+public final class AdaptedEmbedding {
+    public let name: String
+    public let vocab: Int
+    public let dim: Int
+    public var table: [Float]    // [vocab, dim]
+    var a: [Float]? = nil        // [r, vocab]
+    var b: [Float]? = nil        // [dim, r]
+    var rank = 0
+    var scaling: Float = 0
+    public var active = true
+
+    public init(name: String, table: [Float], vocab: Int, dim: Int) {
+        self.name = name; self.table = table; self.vocab = vocab; self.dim = dim
+    }
+
+    public func attach(_ m: LoraModule) throws {
+        guard m.a.tensor.shape == [m.rank, vocab], m.b.tensor.shape == [dim, m.rank] else {
+            throw CheckpointError(name, .invalid("embedding adapter '\(m.name)' has lora_embedding_A \(m.a.tensor.shape) / B \(m.b.tensor.shape), the table is \(vocab)x\(dim)"))
+        }
+        a = m.a.tensor.data; b = m.b.tensor.data; rank = m.rank; scaling = Float(m.scaling)
+    }
+
+    /// out[t] = E[id_t] (+ adapter); ids must be in range (checked by the caller).
+    public func forward(_ ids: [Int], into out: UnsafeMutablePointer<Float>) {
+        for (t, id) in ids.enumerated() {
+            for j in 0..<dim { out[t * dim + j] = table[id * dim + j] }
+            if active, let a, let b {
+                for j in 0..<dim {
+                    var s: Float = 0
+                    for k in 0..<rank { s += a[k * vocab + id] * b[j * rank + k] }
+                    out[t * dim + j] += scaling * s
+                }
+            }
+        }
+    }
+}

