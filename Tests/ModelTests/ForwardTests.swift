@@ -95,3 +95,34 @@ func maskedMaxDiff(_ a: [Float], _ b: [Float], mask: [[Int]], width w: Int) -> F
         #expect(Tensor(shape: want.shape, data: emb).maxAbsDiff(want) <= 1e-4)
     }
 }
+
+/// SmolLM2 converted once per test process.
+enum SmolLM2 {
+    static let dir: Result<String, Error> = Result {
+        let d = NSTemporaryDirectory() + "coto-smollm2-" + UUID().uuidString
+        try GGUFConverter(gguf: try GGUFFile(path: MFx.smollm2)).convert(to: d)
+        return d
+    }
+}
+
+@Suite struct SmolLM2ForwardTests {
+    @Test func logitsMatchTransformersOnTheGGUF() throws {
+        #expect(FileManager.default.fileExists(atPath: MFx.smollm2), "run make setup")
+        let dir = try SmolLM2.dir.get()
+        let ref = try SafeTensorsFile(path: MFx.path("smollm2/reference.safetensors"))
+        let ids = try ref.tensor("logits:ids").data.map { Int($0) }
+        let want = try ref.tensor("logits:last_rows")
+        let model = try ModelRegistry.load(dir)
+        let out = try model.forward(Batch(ids: [ids]), outputLayers: false, head: .languageModel)
+        var worst: Float = 0
+        for t in 0..<want.rows { for j in 0..<want.cols { worst = max(worst, abs(out.logits[t * out.logitsWidth + j] - want[t, j])) } }
+        #expect(worst <= 1e-4, "max |logit diff| \(worst)")
+        // Padded batch: the same sequence next to a longer one gives the same logits on its real tokens.
+        let longer = ids + [28, 29, 30]
+        let batch = Batch.padded([ids, longer], pad: 0)
+        let both = try model.forward(batch, outputLayers: false, head: .languageModel)
+        var worstPad: Float = 0
+        for t in 0..<ids.count { for j in 0..<32 { worstPad = max(worstPad, abs(both.logits[t * both.logitsWidth + j] - want[t, j])) } }
+        #expect(worstPad <= 1e-4)
+    }
+}

@@ -1,0 +1,53 @@
+import Testing
+import Foundation
+@testable import Model
+import Checkpoint
+
+@Suite struct TokenizerTests {
+    struct Line: Decodable {
+        let text: String
+        let wordpiece: [Int]
+        let bpe: [Int]
+        let wordpiece_pair: [Int]?
+        let wordpiece_pair_types: [Int]?
+    }
+
+    static func corpus() throws -> [Line] {
+        let data = try String(contentsOfFile: MFx.path("tokenizer/corpus.jsonl"), encoding: .utf8)
+        return try data.split(separator: "\n").map { try JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
+    }
+
+    @Test func wordPieceMatchesHFTokenizersOnTheCorpus() throws {
+        #expect(FileManager.default.fileExists(atPath: MFx.minilm), "run make setup")
+        let tok = try TokenizerLoader.load(modelDir: MFx.minilm)
+        var bad: [String] = []
+        for l in try Self.corpus() {
+            if tok.encode(l.text, pair: nil, addSpecialTokens: true).ids != l.wordpiece { bad.append(l.text) }
+            if let p = l.wordpiece_pair {
+                let e = tok.encode(l.text, pair: "second segment here", addSpecialTokens: true)
+                if e.ids != p || e.typeIds != l.wordpiece_pair_types! { bad.append("pair: " + l.text) }
+            }
+        }
+        #expect(bad.isEmpty, "\(bad.count) lines differ, first: \(bad.first ?? "")")
+    }
+
+    @Test func vocabTxtGivesTheSameIds() throws {
+        let a = try TokenizerLoader.load(modelDir: MFx.minilm)
+        let b = TokenizerLoader.self
+        let dir = NSTemporaryDirectory() + "coto-vocab-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: MFx.minilm + "/vocab.txt", toPath: dir + "/vocab.txt")
+        let v = try b.load(modelDir: dir)
+        for l in try Self.corpus().prefix(60) { #expect(v.encode(l.text, pair: nil, addSpecialTokens: true) == a.encode(l.text, pair: nil, addSpecialTokens: true), "\(l.text)") }
+    }
+
+    @Test func byteLevelBPEFromTheGGUFMatchesHFTokenizers() throws {
+        #expect(FileManager.default.fileExists(atPath: MFx.smollm2), "run make setup")
+        let conv = GGUFConverter(gguf: try GGUFFile(path: MFx.smollm2))
+        let tok = try TokenizerLoader.load(json: try conv.tokenizerJSON(), path: MFx.smollm2)
+        var bad: [String] = []
+        for l in try Self.corpus() where tok.encode(l.text, pair: nil, addSpecialTokens: true).ids != l.bpe { bad.append(l.text) }
+        #expect(bad.isEmpty, "\(bad.count) lines differ, first: \(bad.first.map { $0.debugDescription } ?? "")")
+    }
+}
