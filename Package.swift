@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "coto-merge", targets: ["coto-merge"]),
         .executable(name: "coto-prune", targets: ["coto-prune"]),
         .executable(name: "coto-fuse", targets: ["coto-fuse"]),
+        .executable(name: "coto-eval", targets: ["coto-eval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,6 +34,8 @@ let package = Package(
         .target(name: "Operators", dependencies: ["Checkpoint", "Numerics"]),
         // Inference core: architectures, tokenizers, adapters in the forward pass.
         .target(name: "Model", dependencies: ["Checkpoint", "Numerics"]),
+        // Tasks, metrics, sweeps and reports.
+        .target(name: "Evaluation", dependencies: ["Model", "Checkpoint", "Numerics"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
         .target(name: "CotoCLI", dependencies: [
             "Checkpoint", "Operators",
@@ -43,6 +46,7 @@ let package = Package(
         .executableTarget(name: "coto-merge", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
+        .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Checkpoint"]),
         .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators"]),
 
         .testTarget(name: "NumericsTests", dependencies: [
@@ -54,7 +58,7 @@ let package = Package(
         .testTarget(name: "OperatorsTests", dependencies: [
             "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Checkpoint", "Numerics"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Evaluation", "Checkpoint", "Numerics"]),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"]),
     ],
     swiftLanguageModes: [.v5]

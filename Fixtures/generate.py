@@ -443,6 +443,106 @@ def model_refs(minilm_dir):
                "last_hidden": h.contiguous()}, out("model", "minilm_refs.safetensors"), metadata={"sentences": json.dumps(sents)})
 
 
+LEX = {"03": "animal", "20": "plant", "06": "artifact", "18": "person", "13": "food", "08": "body", "15": "location", "27": "substance"}
+
+
+def wordnet_tasks():
+    """Small WordNet noun-supersense files (8 classes) and a multiple-choice file, from the Debian corpus."""
+    import random, hashlib
+    rows = []
+    for line in open("/usr/share/wordnet/data.noun", encoding="latin-1"):
+        if line.startswith("  "):
+            continue
+        parts = line.split(" ")
+        if parts[1] not in LEX:
+            continue
+        n = int(parts[3], 16)
+        word = parts[4].replace("_", " ")
+        gloss = line.split("|", 1)[1].strip()
+        rows.append((parts[0], word, gloss, LEX[parts[1]]))
+    rng = random.Random(0)
+    rng.shuffle(rows)
+    by = {}
+    for r in rows:
+        by.setdefault(r[3], []).append(r)
+    train, test = [], []
+    for lab, rs in sorted(by.items()):
+        train += rs[:100]
+        test += rs[100:125]
+    rng.shuffle(train); rng.shuffle(test)
+    with open(out("wordnet", "noun8-train.jsonl"), "w") as f:
+        for _, w, g, l in train: f.write(json.dumps({"text": f"{w}: {g}", "label": l}) + "\n")
+    with open(out("wordnet", "noun8-test.jsonl"), "w") as f:
+        for _, w, g, l in test: f.write(json.dumps({"text": f"{w}: {g}", "label": l}) + "\n")
+    labels = sorted(LEX.values())
+    with open(out("wordnet", "noun-mc.jsonl"), "w") as f:
+        for _, w, g, l in test[:40]:
+            choices = [l] + [x for x in rng.sample(labels, 4) if x != l][:3]
+            rng.shuffle(choices)
+            f.write(json.dumps({"context": f"{w} ({g.split(';')[0]}) is a kind of", "choices": [" " + c for c in choices],
+                                "label": choices.index(l)}) + "\n")
+
+
+def minilm_adapter(minilm_dir):
+    """A LoRA + classifier adapter on MiniLM trained with PEFT on noun8-train (the real-model eval fixture),
+    and transformers' logits on noun8-test."""
+    import torch
+    from transformers import AutoTokenizer, AutoModelForSequenceClassification
+    from peft import LoraConfig, get_peft_model, TaskType
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    labels = sorted(LEX.values())
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=len(labels))
+    model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=["query", "value"]))
+    train = [json.loads(l) for l in open(out("wordnet", "noun8-train.jsonl"))]
+    test = [json.loads(l) for l in open(out("wordnet", "noun8-test.jsonl"))]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    model.train()
+    for epoch in range(4):
+        for i in range(0, len(train), 32):
+            b = train[i:i + 32]
+            enc = tok([r["text"] for r in b], padding=True, truncation=True, max_length=64, return_tensors="pt")
+            y = torch.tensor([labels.index(r["label"]) for r in b])
+            loss = model(**enc, labels=y).loss
+            loss.backward(); opt.step(); opt.zero_grad()
+    model.eval()
+    d = os.path.join(ROOT, "peft", "minilm-noun8")
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d)
+    json.dump(labels, open(os.path.join(d, "coto_labels.json"), "w"))
+    with torch.no_grad():
+        enc = tok([r["text"] for r in test], padding=True, truncation=True, max_length=64, return_tensors="pt")
+        logits = model(**enc).logits
+    acc = float((logits.argmax(-1) == torch.tensor([labels.index(r["label"]) for r in test])).float().mean())
+    save_file({"logits": logits.contiguous()}, out("wordnet", "minilm-noun8-test-logits.safetensors"), metadata={"accuracy": str(acc)})
+    print("minilm noun8 test accuracy", acc)
+
+
+def smollm2_mc(converted_dir):
+    """lm-evaluation-harness-style log-likelihoods of each choice with transformers on the converted SmolLM2."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(converted_dir)
+    model = AutoModelForCausalLM.from_pretrained(converted_dir, dtype=torch.float32).eval()
+    res = []
+    for line in open(out("wordnet", "noun-mc.jsonl")):
+        r = json.loads(line)
+        lls = []
+        for c in r["choices"]:
+            ctx, cont = r["context"], c
+            whole = tok(ctx + cont, add_special_tokens=False)["input_ids"]
+            cids = tok(ctx, add_special_tokens=False)["input_ids"]
+            cont_ids = whole[len(cids):]
+            inp = torch.tensor([(cids + cont_ids)[:-1]])
+            with torch.no_grad():
+                lp = torch.log_softmax(model(inp).logits[0].double(), -1)
+            first = len(cids) - 1
+            lls.append(float(sum(lp[first + j, t] for j, t in enumerate(cont_ids))))
+        res.append(lls)
+    json.dump(res, open(out("wordnet", "smollm2-mc-loglik.json"), "w"))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
     if cmd == "smollm2":
@@ -455,6 +555,8 @@ if __name__ == "__main__":
         verify_deltas(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "model":
         model_refs(sys.argv[2]); tokenizer_refs(sys.argv[2], sys.argv[3])
+    elif cmd == "eval":
+        wordnet_tasks(); minilm_adapter(sys.argv[2]); smollm2_mc(sys.argv[3])
     elif cmd == "operators":
         merge_inputs(); merges(); fused()
     else:

@@ -84,6 +84,11 @@ public struct Adapter: Sendable {
     public var source: String
     /// How `config` was obtained, for reports ("adapter_config.json", "file metadata", "inferred from shapes").
     public var configOrigin: String
+    /// Classification label list (index i of the head is labels[i]); stored beside the adapter where PEFT
+    /// ignores it: `coto_labels.json` in a directory, `__metadata__["coto_labels"]` in a file.
+    public var labels: [String]? = nil
+    public static let labelsFile = "coto_labels.json"
+    public static let metadataLabelsKey = "coto_labels"
 
     public init(config: LoraConfig, modules: [LoraModule], otherTensors: [(String, AdapterTensor)], source: String, configOrigin: String) {
         self.config = config
@@ -126,12 +131,18 @@ public struct Adapter: Sendable {
             }
             let config = try LoraConfig(bytes: FileSystem.readFile(cfgPath, limit: 64 << 20), path: cfgPath)
             let file = try SafeTensorsFile(path: wPath)
-            return try build(file: file, config: config, source: path, origin: configFile)
+            var a = try build(file: file, config: config, source: path, origin: configFile)
+            let lp = FileSystem.join(path, labelsFile)
+            if FileSystem.exists(lp) { a.labels = try parseLabels(FileSystem.readFile(lp, limit: 64 << 20), path: lp) }
+            return a
         }
         let file = try SafeTensorsFile(path: path)
+        let labels = try file.metadataValue(metadataLabelsKey).map { try parseLabels(Array($0.utf8), path: path + " (__metadata__.\(metadataLabelsKey))") }
         if let text = file.metadataValue(metadataConfigKey) {
             let config = try LoraConfig(bytes: Array(text.utf8), path: path + " (__metadata__.\(metadataConfigKey))")
-            return try build(file: file, config: config, source: path, origin: "file metadata")
+            var a = try build(file: file, config: config, source: path, origin: "file metadata")
+            a.labels = labels
+            return a
         }
         // A bare file from elsewhere: r from the shapes, alpha = r unless given.
         var config = LoraConfig()
@@ -154,6 +165,15 @@ public struct Adapter: Sendable {
         config.useDora = file.names.contains { $0.hasSuffix(".lora_magnitude_vector") }
         config.loraBias = file.names.contains { $0.hasSuffix(".lora_B.bias") }
         return try build(file: file, config: config, source: path, origin: alpha == nil ? "inferred from shapes (lora_alpha = r)" : "inferred from shapes (lora_alpha from --alpha)")
+    }
+
+    static func parseLabels(_ bytes: [UInt8], path: String) throws -> [String] {
+        guard let arr = (try? JSON.parse(bytes))?.arrayValue else { throw CheckpointError(path, .invalid("label list is not a JSON array")) }
+        return try arr.map {
+            if let s = $0.stringValue { return s }
+            if case let .number(n) = $0 { return n }
+            throw CheckpointError(path, .invalid("label list entries must be strings or numbers"))
+        }
     }
 
     /// A regular expression matching `s` literally (for exact-name rank_pattern / alpha_pattern keys).
@@ -242,8 +262,9 @@ public struct Adapter: Sendable {
     /// Saves a PEFT adapter directory (`adapter_config.json` + `adapter_model.safetensors`) when `path`
     /// does not end in `.safetensors`, else one file with the config in its metadata. Atomic per file.
     public func save(to path: String, dtype: DType? = nil, extraMetadata: [(String, String)] = []) throws {
+        let labelMeta = labels.map { [(Adapter.metadataLabelsKey, JSON.array($0.map { .string($0) }).compact)] } ?? []
         if path.hasSuffix(".safetensors") && !FileSystem.isDirectory(path) {
-            let meta = [("format", "pt"), (Adapter.metadataConfigKey, config.json.compact)] + extraMetadata
+            let meta = [("format", "pt"), (Adapter.metadataConfigKey, config.json.compact)] + labelMeta + extraMetadata
             try SafeTensorsWriter.write(entries(dtype: dtype), metadata: meta, to: path)
             return
         }
@@ -251,5 +272,8 @@ public struct Adapter: Sendable {
         try SafeTensorsWriter.write(entries(dtype: dtype), metadata: [("format", "pt")] + extraMetadata,
                                     to: FileSystem.join(path, Adapter.weightsFile))
         try AtomicFileWriter.write(config.json.pretty, to: FileSystem.join(path, Adapter.configFile))
+        if let l = labels {
+            try AtomicFileWriter.write(JSON.array(l.map { .string($0) }).pretty + "\n", to: FileSystem.join(path, Adapter.labelsFile))
+        }
     }
 }

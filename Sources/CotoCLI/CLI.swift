@@ -89,7 +89,7 @@ public final class ProgressRenderer {
         self.start = ProgressRenderer.now()
     }
 
-    static func now() -> Double {
+    public static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
@@ -117,7 +117,7 @@ public final class ProgressRenderer {
             let width = 30
             let filled = Int(frac * Double(width))
             let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
-            var line = "\r\(label) [\(bar)] \(Int(frac * 100))% \(done)/\(total)\(unit) ETA \(ProgressRenderer.format(seconds: eta))"
+            var line = "\r\(label) [\(bar)] \(Int(frac * 100))% \(done)/\(total)\(unit) \(rate(done, elapsed)) ETA \(ProgressRenderer.format(seconds: eta))"
             if !detail.isEmpty { line += " " + detail }
             fputs(line + "\u{1B}[K", stderr)
             fflush(stderr)
@@ -126,8 +126,13 @@ public final class ProgressRenderer {
             guard pct != lastPct || t - lastLine >= 5 else { return }
             lastPct = pct
             lastLine = t
-            Console.writeErr("\(label): \(Int(frac * 100))% (\(done)/\(total)\(unit)), elapsed \(ProgressRenderer.format(seconds: elapsed))")
+            Console.writeErr("\(label): \(Int(frac * 100))% (\(done)/\(total)\(unit), \(rate(done, elapsed))), elapsed \(ProgressRenderer.format(seconds: elapsed)), ETA \(ProgressRenderer.format(seconds: eta))")
         }
+    }
+
+    func rate(_ done: Int, _ elapsed: Double) -> String {
+        let r = Double(done) / max(elapsed, 1e-9)
+        return (r >= 100 ? String(Int(r)) : String(format: "%.1f", r)) + "/s"
     }
 
     public func finish() {

@@ -129,6 +129,22 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         return ids
     }
 
+    /// Ids back to text: tokens' byte-alphabet characters mapped back to bytes (added tokens verbatim).
+    public func decode(_ ids: [Int]) -> String {
+        var inverse: [Int: String] = [:]
+        for (t, i) in vocab { inverse[i] = t }
+        for a in added { inverse[a.id] = a.content }
+        var charToByte: [Character: UInt8] = [:]
+        for (b, c) in byteToChar.enumerated() { charToByte[c] = UInt8(b) }
+        var bytes: [UInt8] = []
+        for id in ids {
+            guard let t = inverse[id] else { continue }
+            if added.contains(where: { $0.id == id }) { bytes += Array(t.utf8); continue }
+            for c in t { if let b = charToByte[c] { bytes.append(b) } else { bytes += Array(String(c).utf8) } }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     public func encode(_ text: String, pair: String? = nil, addSpecialTokens: Bool = true) -> Encoding {
         func one(_ t: String) -> [Int] {
             var ids: [Int] = []

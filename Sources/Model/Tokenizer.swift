@@ -5,6 +5,7 @@ import Foundation
 public struct Encoding: Sendable, Equatable {
     public var ids: [Int]
     public var typeIds: [Int]
+    public init(ids: [Int], typeIds: [Int]) { self.ids = ids; self.typeIds = typeIds }
 }
 
 public protocol Tokenizer: Sendable {

@@ -1,0 +1,168 @@
+import Checkpoint
+import Foundation
+import Model
+
+/// Evaluation tasks of `coto-eval` (classification, multiple-choice, perplexity). Progress goes to a
+/// callback (done, total); the library never prints.
+public enum EvalTask: String, CaseIterable, Sendable { case classification, multipleChoice = "multiple-choice", perplexity }
+
+public struct EvalOptions: Sendable {
+    public var batchSize = 16
+    public var maxLength = 512
+    /// Explicit label list (classification), overriding the adapter's.
+    public var labels: [String]? = nil
+    public init() {}
+}
+
+public struct EvalResult {
+    public var task: EvalTask
+    public var json: JSON
+    public var summary: String
+}
+
+public enum Evaluator {
+    /// Classification: `{"text", "label"}` (+ optional `text_pair`).
+    public static func classification(model: AdaptableModel, tokenizer: Tokenizer, data path: String, labels adapterLabels: [String]?,
+                                      options o: EvalOptions, progress: ((Int, Int) -> Void)? = nil) throws -> EvalResult {
+        let records = try JSONL.read(path)
+        var items: [(Encoding, String, Int)] = []
+        for r in records {
+            let text = try JSONL.text(r, "text", path: path)!
+            let pair = try JSONL.text(r, "text_pair", path: path, required: false)
+            let label = try JSONL.text(r, "label", path: path)!
+            var e = tokenizer.encode(text, pair: pair, addSpecialTokens: true)
+            if e.ids.count > o.maxLength { e = truncate(e, to: o.maxLength, tokenizer: tokenizer) }
+            items.append((e, label, r.line))
+        }
+        let labelSource: String
+        let labels: [String]
+        if let l = o.labels { labels = l; labelSource = "--labels" }
+        else if let l = adapterLabels { labels = l; labelSource = "adapter label list" }
+        else { labels = Array(Set(items.map(\.1))).sorted(); labelSource = "sorted labels of the evaluation data" }
+        guard model.hasClassifier else {
+            throw CheckpointError(path, .invalid("the model has no classification head: give an adapter with one (modules_to_save) or --head"))
+        }
+        let index = Dictionary(labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        var metrics = ClassificationMetrics(labels: labels)
+        var done = 0
+        for chunk in stride(from: 0, to: items.count, by: o.batchSize) {
+            let part = Array(items[chunk..<min(items.count, chunk + o.batchSize)])
+            for (_, label, line) in part where index[label] == nil {
+                throw CheckpointError("\(path):\(line)", .invalid("label '\(label)' is not in the label set (\(labelSource): \(labels.joined(separator: ", ")))"))
+            }
+            let batch = Batch.padded(part.map(\.0.ids), typeIds: part.map(\.0.typeIds), pad: tokenizer.padId)
+            let out = try model.forward(batch, outputLayers: false, head: .classification)
+            guard out.logitsWidth == labels.count else {
+                throw CheckpointError(path, .invalid("the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels (\(labelSource))"))
+            }
+            for (i, item) in part.enumerated() {
+                metrics.add(gold: index[item.1]!, logits: out.logits[(i * out.logitsWidth)..<((i + 1) * out.logitsWidth)])
+            }
+            done += part.count
+            progress?(done, items.count)
+        }
+        let json = JSON.object([
+            ("task", .string("classification")), ("data", .string(path)), ("examples", .int(metrics.count)),
+            ("accuracy", .double(metrics.accuracy)), ("macro_f1", .double(metrics.macroF1)), ("loss", .double(metrics.loss)),
+            ("labels", .array(labels.map { .string($0) })), ("label_source", .string(labelSource)),
+            ("confusion_matrix", .array(metrics.confusion.map { .array($0.map { JSON.int($0) }) })),
+        ])
+        return EvalResult(task: .classification, json: json,
+                          summary: "accuracy \(fmt4(metrics.accuracy)), macro-F1 \(fmt4(metrics.macroF1)), loss \(fmt4(metrics.loss)) on \(metrics.count) examples (labels: \(labelSource))")
+    }
+
+    static func truncate(_ e: Encoding, to n: Int, tokenizer: Tokenizer) -> Encoding {
+        // Keep the final special token (e.g. [SEP]) when the encoding had one.
+        var ids = Array(e.ids.prefix(n)), types = Array(e.typeIds.prefix(n))
+        if let last = e.ids.last, tokenizer.id(of: "[SEP]") == last, n > 1 { ids[n - 1] = last; types[n - 1] = e.typeIds.last! }
+        return Encoding(ids: ids, typeIds: types)
+    }
+
+    /// Log-likelihood of `continuation` given `context` (lm-evaluation-harness's split: the context's
+    /// tokens are those of the context alone; the continuation is the rest of the joint encoding).
+    static func continuationLogLikelihood(_ model: AdaptableModel, _ tok: Tokenizer, context: String, continuation: String, maxLength: Int) throws -> (Double, Int) {
+        var ctx = context, cont = continuation
+        // Trailing spaces of the context move to the continuation, as the harness does.
+        while ctx.hasSuffix(" ") { ctx.removeLast(); cont = " " + cont }
+        let whole = tok.encode(ctx + cont, pair: nil, addSpecialTokens: false).ids
+        let ctxIds = tok.encode(ctx, pair: nil, addSpecialTokens: false).ids
+        var contIds = Array(whole.dropFirst(ctxIds.count))
+        var inputIds = ctxIds + contIds
+        if contIds.isEmpty { return (0, 0) }
+        if inputIds.count > maxLength + 1 { inputIds = Array(inputIds.suffix(maxLength + 1)) }
+        contIds = Array(inputIds.suffix(contIds.count))
+        let input = Array(inputIds.dropLast())
+        guard !input.isEmpty else { return (0, 0) }
+        let out = try model.forward(Batch(ids: [input]), outputLayers: false, head: .languageModel)
+        var ll = 0.0
+        let V = out.logitsWidth
+        let first = input.count - contIds.count
+        for (j, target) in contIds.enumerated() {
+            let row = first + j
+            ll += logProb(out.logits[(row * V)..<((row + 1) * V)], target)
+        }
+        return (ll, contIds.count)
+    }
+
+    /// Multiple choice: `{"context", "choices": [...], "label": index}`; acc (summed log-likelihood) and
+    /// acc_norm (log-likelihood / byte length of the choice), as lm-evaluation-harness.
+    public static func multipleChoice(model: AdaptableModel, tokenizer: Tokenizer, data path: String, options o: EvalOptions,
+                                      progress: ((Int, Int) -> Void)? = nil) throws -> EvalResult {
+        let records = try JSONL.read(path)
+        var correct = 0, correctNorm = 0
+        for (n, r) in records.enumerated() {
+            let context = try JSONL.text(r, "context", path: path)!
+            guard let choices = r.json["choices"]?.arrayValue?.compactMap(\.stringValue), !choices.isEmpty else {
+                throw CheckpointError("\(path):\(r.line)", .invalid("\"choices\" must be a non-empty list of strings"))
+            }
+            guard let label = r.json["label"]?.intValue, label >= 0, label < choices.count else {
+                throw CheckpointError("\(path):\(r.line)", .invalid("\"label\" must be the index of the right choice (0...\(choices.count - 1))"))
+            }
+            var lls: [Double] = [], norms: [Double] = []
+            for c in choices {
+                let (ll, _) = try continuationLogLikelihood(model, tokenizer, context: context, continuation: c, maxLength: o.maxLength)
+                lls.append(ll)
+                norms.append(ll / Double(max(1, c.utf8.count)))
+            }
+            if lls.indices.max(by: { lls[$0] < lls[$1] }) == label { correct += 1 }
+            if norms.indices.max(by: { norms[$0] < norms[$1] }) == label { correctNorm += 1 }
+            progress?(n + 1, records.count)
+        }
+        let acc = Double(correct) / Double(records.count), accNorm = Double(correctNorm) / Double(records.count)
+        return EvalResult(task: .multipleChoice, json: .object([
+            ("task", .string("multiple-choice")), ("data", .string(path)), ("examples", .int(records.count)),
+            ("acc", .double(acc)), ("acc_norm", .double(accNorm)),
+        ]), summary: "acc \(fmt4(acc)), acc_norm \(fmt4(accNorm)) on \(records.count) examples")
+    }
+
+    /// Perplexity: `{"text"}` (every token after the first) or `{"prompt", "completion"}` (completion only).
+    public static func perplexity(model: AdaptableModel, tokenizer: Tokenizer, data path: String, options o: EvalOptions,
+                                  progress: ((Int, Int) -> Void)? = nil) throws -> EvalResult {
+        let records = try JSONL.read(path)
+        var nll = 0.0, tokens = 0
+        for (n, r) in records.enumerated() {
+            if r.json["prompt"] != nil || r.json["completion"] != nil {
+                let p = try JSONL.text(r, "prompt", path: path)!, c = try JSONL.text(r, "completion", path: path)!
+                let (ll, k) = try continuationLogLikelihood(model, tokenizer, context: p, continuation: c, maxLength: o.maxLength)
+                nll -= ll; tokens += k
+            } else {
+                let t = try JSONL.text(r, "text", path: path)!
+                let ids = Array(tokenizer.encode(t, pair: nil, addSpecialTokens: false).ids.prefix(o.maxLength))
+                if ids.count < 2 { continue }
+                let out = try model.forward(Batch(ids: [Array(ids.dropLast())]), outputLayers: false, head: .languageModel)
+                let V = out.logitsWidth
+                for j in 0..<(ids.count - 1) { nll -= logProb(out.logits[(j * V)..<((j + 1) * V)], ids[j + 1]) }
+                tokens += ids.count - 1
+            }
+            progress?(n + 1, records.count)
+        }
+        guard tokens > 0 else { throw CheckpointError(path, .invalid("no tokens to score")) }
+        let loss = nll / Double(tokens)
+        return EvalResult(task: .perplexity, json: .object([
+            ("task", .string("perplexity")), ("data", .string(path)), ("examples", .int(records.count)), ("tokens", .int(tokens)),
+            ("loss", .double(loss)), ("perplexity", .double(exp(loss))),
+        ]), summary: "perplexity \(fmt4(exp(loss))) (loss \(fmt4(loss)) over \(tokens) tokens, \(records.count) examples)")
+    }
+}
+
+func fmt4(_ v: Double) -> String { String(format: "%.4f", v) }
