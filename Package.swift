@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Checkpoint"]),
-        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators"]),
+        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model"]),
 
         .testTarget(name: "NumericsTests", dependencies: [
             "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),

@@ -45,7 +45,7 @@ public enum Console {
 /// and renders any other error as one line `error: FILE: cause` with exit status 1.
 public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
     let threads = getenv("COTO_THREADS").flatMap { Int(String(cString: $0)) } ?? 2
-    BLAS.setThreads(max(1, threads))
+    Parallel.configure(threads: max(1, threads))
     var command: ParsableCommand
     do {
         command = try type.parseAsRoot()

@@ -28,7 +28,6 @@ public final class AdaptedLinear {
 
     private var doraScale: [Float]? = nil     // m / ||W + sBA||_row, cached
     private var hiraWeight: [Float]? = nil    // W ⊙ (1 + BA), cached
-    private var scratch: [Float] = []
 
     public init(name: String, weight: [Float], bias: [Float]?, out: Int, in inF: Int) {
         self.name = name
@@ -94,36 +93,48 @@ public final class AdaptedLinear {
         hiraWeight = w
     }
 
-    /// y [rows, out] = forward(x [rows, in]).
+    /// y [rows, out] = forward(x [rows, in]); rows are split across `Parallel.threads`.
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         let useAdapter = active && a != nil
         let w = useAdapter && variant == .hira ? hiraWeight! : weight
+        let (inF, outF, r) = (inFeatures, outFeatures, rank)
         w.withUnsafeBufferPointer { pw in
-            BLAS.sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
-                       a: x, lda: inFeatures, b: pw.baseAddress!, ldb: inFeatures, c: y, ldc: outFeatures)
-        }
-        if useAdapter && variant != .hira, let a, let b {
-            if scratch.count < rows * rank { scratch = [Float](repeating: 0, count: rows * rank) }
-            let dora = variant == .dora
-            scratch.withUnsafeMutableBufferPointer { ps in
-                a.withUnsafeBufferPointer { pa in
-                    BLAS.sgemm(transA: false, transB: true, m: rows, n: rank, k: inFeatures,
-                               a: x, lda: inFeatures, b: pa.baseAddress!, ldb: inFeatures, c: ps.baseAddress!, ldc: rank)
+            let bias = self.bias, a = self.a, b = self.b, doraScale = self.doraScale, loraBias = self.loraBias
+            let scaling = self.scaling, lora = useAdapter && variant != .hira
+            Parallel.forEach(rows, minChunk: 8) { range in
+                let xs = x + range.lowerBound * inF, ys = y + range.lowerBound * outF, n = range.count
+                var beta: Float = 0
+                if let bias, doraScale == nil {
+                    // The bias is folded into the GEMM: y starts as the bias rows, beta = 1.
+                    bias.withUnsafeBufferPointer { pb in
+                        for i in 0..<n { (ys + i * outF).update(from: pb.baseAddress!, count: outF) }
+                    }
+                    beta = 1
                 }
-                b.withUnsafeBufferPointer { pb in
-                    BLAS.sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: rank, alpha: scaling,
-                               a: ps.baseAddress!, lda: rank, b: pb.baseAddress!, ldb: rank, beta: 1, c: y, ldc: outFeatures)
+                BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: inF, a: xs, lda: inF, b: pw.baseAddress!, ldb: inF,
+                           beta: beta, c: ys, ldc: outF)
+                if lora, let a, let b {
+                    var scratch = [Float](repeating: 0, count: n * r)
+                    scratch.withUnsafeMutableBufferPointer { ps in
+                        a.withUnsafeBufferPointer { pa in
+                            BLAS.sgemm(transA: false, transB: true, m: n, n: r, k: inF, a: xs, lda: inF, b: pa.baseAddress!, ldb: inF, c: ps.baseAddress!, ldc: r)
+                        }
+                        b.withUnsafeBufferPointer { pb in
+                            BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: r, alpha: scaling, a: ps.baseAddress!, lda: r,
+                                       b: pb.baseAddress!, ldb: r, beta: 1, c: ys, ldc: outF)
+                        }
+                    }
+                    if let s = doraScale {
+                        s.withUnsafeBufferPointer { ps in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] *= ps[o] } } }
+                    }
+                    if let lb = loraBias {
+                        lb.withUnsafeBufferPointer { pl in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] += scaling * pl[o] } } }
+                    }
+                }
+                if let bias, doraScale != nil {
+                    bias.withUnsafeBufferPointer { pb in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] += pb[o] } } }
                 }
             }
-            if dora, let s = doraScale {
-                for r in 0..<rows { for o in 0..<outFeatures { y[r * outFeatures + o] *= s[o] } }
-            }
-            if let lb = loraBias {
-                for r in 0..<rows { for o in 0..<outFeatures { y[r * outFeatures + o] += scaling * lb[o] } }
-            }
-        }
-        if let bias {
-            for r in 0..<rows { for o in 0..<outFeatures { y[r * outFeatures + o] += bias[o] } }
         }
     }
 }

@@ -127,95 +127,110 @@ public final class LlamaModel: AdaptableModel {
 
     public func forward(_ batch: Batch, outputLayers: Bool = false, head: Head = .languageModel) throws -> ForwardOutput {
         var out = ForwardOutput(batch: batch.count, length: batch.length, hidden: H, lastHidden: [])
-        var states: [[Float]] = []
-        var logits: [Float] = []
-        var cls: [Float] = []
-        for b in 0..<batch.count {
-            let (h, ls) = try run(ids: batch.ids[b], mask: batch.mask[b], cache: nil, keepLayers: outputLayers)
-            out.lastHidden += h
-            if outputLayers {
-                if states.isEmpty { states = ls } else { for i in ls.indices { states[i] += ls[i] } }
-            }
-            if head == .languageModel { logits += lmLogits(h, rows: batch.length) }
-            if head == .classification {
-                guard let score else { throw ModelError.fail("model", "no classification head (score): give an adapter with one, or --head") }
-                let last = max(0, (batch.mask[b].lastIndex(of: 1) ?? 0))
-                var row = [Float](repeating: 0, count: score.outFeatures)
-                Array(h[(last * H)..<((last + 1) * H)]).withUnsafeBufferPointer { p in row.withUnsafeMutableBufferPointer { r in
-                    score.forward(p.baseAddress!, rows: 1, into: r.baseAddress!)
-                } }
-                cls += row
-            }
-        }
+        let (h, states) = try run(ids: batch.ids, masks: batch.mask, cache: nil, keepLayers: outputLayers)
+        out.lastHidden = h
         out.layerStates = states
-        if head == .languageModel { out.logits = logits; out.logitsWidth = vocab }
-        if head == .classification { out.logits = cls; out.logitsWidth = score?.outFeatures ?? 0 }
+        let T = batch.length
+        switch head {
+        case .languageModel:
+            out.logits = lmLogits(h, rows: batch.count * T)
+            out.logitsWidth = vocab
+        case .classification:
+            guard let score else { throw ModelError.fail("model", "no classification head (score): give an adapter with one, or --head") }
+            var last = [Float](repeating: 0, count: batch.count * H)
+            for b in 0..<batch.count {
+                let t = batch.mask[b].lastIndex(of: 1) ?? 0
+                for j in 0..<H { last[b * H + j] = h[(b * T + t) * H + j] }
+            }
+            var cls = [Float](repeating: 0, count: batch.count * score.outFeatures)
+            last.withUnsafeBufferPointer { p in cls.withUnsafeMutableBufferPointer { r in score.forward(p.baseAddress!, rows: batch.count, into: r.baseAddress!) } }
+            out.logits = cls
+            out.logitsWidth = score.outFeatures
+        case .none: break
+        }
         return out
     }
 
-    /// Final-norm'd hidden states [rows, H] -> logits [rows, vocab].
+    /// Final-norm'd hidden states [rows, H] -> logits [rows, vocab] (rows split across threads).
     func lmLogits(_ h: [Float], rows: Int) -> [Float] {
         var logits = [Float](repeating: 0, count: rows * vocab)
+        let (H, vocab) = (self.H, self.vocab)
         h.withUnsafeBufferPointer { ph in lmHead.withUnsafeBufferPointer { pw in logits.withUnsafeMutableBufferPointer { pl in
-            BLAS.sgemm(transA: false, transB: true, m: rows, n: vocab, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: vocab)
+            let (x, w, y) = (ph.baseAddress!, pw.baseAddress!, pl.baseAddress!)
+            if rows == 1 {
+                // One row (decoding): split the vocabulary instead.
+                Parallel.forEach(vocab, minChunk: 1024) { r in
+                    BLAS.sgemm(transA: false, transB: true, m: 1, n: r.count, k: H, a: x, lda: H, b: w + r.lowerBound * H, ldb: H, c: y + r.lowerBound, ldc: vocab)
+                }
+            } else {
+                Parallel.forEach(rows, minChunk: 8) { r in
+                    BLAS.sgemm(transA: false, transB: true, m: r.count, n: vocab, k: H, a: x + r.lowerBound * H, lda: H, b: w, ldb: H, c: y + r.lowerBound * vocab, ldc: vocab)
+                }
+            }
         } } }
         return logits
     }
 
-    /// One sequence through the decoder. With a cache, `ids` continue the cached positions.
-    /// Returns the final-normed hidden states [T, H] and (optionally) each layer's output.
-    func run(ids: [Int], mask: [Int], cache: KVCache?, keepLayers: Bool) throws -> ([Float], [[Float]]) {
-        for id in ids where id < 0 || id >= vocab { throw ModelError.fail("input", "token id \(id) outside the vocabulary (\(vocab))") }
-        let T = ids.count
+    /// Sequences (all of length T) through the decoder, their rows batched in every linear layer.
+    /// With a cache (one sequence), `ids` continue the cached positions.
+    /// Returns the final-normed hidden states [B*T, H] and (optionally) each layer's output.
+    func run(ids: [[Int]], masks: [[Int]], cache: KVCache?, keepLayers: Bool) throws -> ([Float], [[Float]]) {
+        for row in ids { for id in row where id < 0 || id >= vocab { throw ModelError.fail("input", "token id \(id) outside the vocabulary (\(vocab))") } }
+        let B = ids.count, T = ids.first?.count ?? 0
+        if cache != nil && B != 1 { throw ModelError.fail("input", "the KV cache takes one sequence") }
         let start = cache?.length ?? 0
         if let c = cache, start + T > c.capacity { throw ModelError.fail("input", "KV cache of \(c.capacity) positions is full") }
-        let S = start + T
+        let S = start + T, N = B * T
         let qw = heads * headDim, kvw = kvHeads * headDim
-        var x = [Float](repeating: 0, count: T * H)
+        var x = [Float](repeating: 0, count: N * H)
         var xn = x, tmp = x
-        var q = [Float](repeating: 0, count: T * qw), att = q
-        var kNew = [Float](repeating: 0, count: T * kvw), vNew = kNew
-        var g = [Float](repeating: 0, count: T * ffn), u = g
+        var q = [Float](repeating: 0, count: N * qw), att = q
+        var kNew = [Float](repeating: 0, count: N * kvw), vNew = kNew
+        var g = [Float](repeating: 0, count: N * ffn), u = g
         var scores = [Float](repeating: 0, count: T * S)
         var layerOut: [[Float]] = []
-        x.withUnsafeMutableBufferPointer { embed.forward(ids, into: $0.baseAddress!) }
+        x.withUnsafeMutableBufferPointer { px in for b in 0..<B { embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }
         for (li, layer) in layers.enumerated() {
             x.withUnsafeMutableBufferPointer { px in xn.withUnsafeMutableBufferPointer { pn in tmp.withUnsafeMutableBufferPointer { pt in
             q.withUnsafeMutableBufferPointer { pq in att.withUnsafeMutableBufferPointer { pa in
             kNew.withUnsafeMutableBufferPointer { pk in vNew.withUnsafeMutableBufferPointer { pv in
             g.withUnsafeMutableBufferPointer { pg in u.withUnsafeMutableBufferPointer { pu in scores.withUnsafeMutableBufferPointer { ps in
-                Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: T, d: H, weight: layer.inNorm, eps: eps)
-                layer.q.forward(pn.baseAddress!, rows: T, into: pq.baseAddress!)
-                layer.k.forward(pn.baseAddress!, rows: T, into: pk.baseAddress!)
-                layer.v.forward(pn.baseAddress!, rows: T, into: pv.baseAddress!)
-                rope(pq.baseAddress!, rows: T, nHeads: heads) { start + $0 }
-                rope(pk.baseAddress!, rows: T, nHeads: kvHeads) { start + $0 }
-                let attend: (Int, Int) -> Bool = { t, s in s <= start + t && (s < start || mask[s - start] != 0) }
-                if let c = cache {
-                    for i in 0..<(T * kvw) { c.k[li][start * kvw + i] = pk[i]; c.v[li][start * kvw + i] = pv[i] }
-                    c.k[li].withUnsafeBufferPointer { ck in c.v[li].withUnsafeBufferPointer { cv in
-                        Ops.attention(q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!, T: T, S: S,
-                                      heads: heads, kvHeads: kvHeads, headDim: headDim, scores: ps.baseAddress!, allowed: attend)
-                    } }
-                } else {
-                    Ops.attention(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pa.baseAddress!, T: T, S: S,
-                                  heads: heads, kvHeads: kvHeads, headDim: headDim, scores: ps.baseAddress!, allowed: attend)
+                Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.inNorm, eps: eps)
+                layer.q.forward(pn.baseAddress!, rows: N, into: pq.baseAddress!)
+                layer.k.forward(pn.baseAddress!, rows: N, into: pk.baseAddress!)
+                layer.v.forward(pn.baseAddress!, rows: N, into: pv.baseAddress!)
+                rope(pq.baseAddress!, rows: N, nHeads: heads) { start + $0 % T }
+                rope(pk.baseAddress!, rows: N, nHeads: kvHeads) { start + $0 % T }
+                for b in 0..<B {
+                    let mask = masks[b]
+                    let attend: (Int, Int) -> Bool = { t, s in s <= start + t && (s < start || mask[s - start] != 0) }
+                    if let c = cache {
+                        for i in 0..<(T * kvw) { c.k[li][start * kvw + i] = pk[i]; c.v[li][start * kvw + i] = pv[i] }
+                        c.k[li].withUnsafeBufferPointer { ck in c.v[li].withUnsafeBufferPointer { cv in
+                            Ops.attention(q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!, T: T, S: S,
+                                          heads: heads, kvHeads: kvHeads, headDim: headDim, scores: ps.baseAddress!, allowed: attend)
+                        } }
+                    } else {
+                        Ops.attention(q: pq.baseAddress! + b * T * qw, k: pk.baseAddress! + b * T * kvw, v: pv.baseAddress! + b * T * kvw,
+                                      out: pa.baseAddress! + b * T * qw, T: T, S: S, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                      scores: ps.baseAddress!, allowed: attend)
+                    }
                 }
-                layer.o.forward(pa.baseAddress!, rows: T, into: pt.baseAddress!)
-                for i in 0..<(T * H) { px[i] += pt[i] }
-                Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: T, d: H, weight: layer.postNorm, eps: eps)
-                layer.gate.forward(pn.baseAddress!, rows: T, into: pg.baseAddress!)
-                layer.up.forward(pn.baseAddress!, rows: T, into: pu.baseAddress!)
-                Ops.swiglu(pg.baseAddress!, pu.baseAddress!, count: T * ffn)
-                layer.down.forward(pg.baseAddress!, rows: T, into: pt.baseAddress!)
-                for i in 0..<(T * H) { px[i] += pt[i] }
+                layer.o.forward(pa.baseAddress!, rows: N, into: pt.baseAddress!)
+                for i in 0..<(N * H) { px[i] += pt[i] }
+                Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.postNorm, eps: eps)
+                layer.gate.forward(pn.baseAddress!, rows: N, into: pg.baseAddress!)
+                layer.up.forward(pn.baseAddress!, rows: N, into: pu.baseAddress!)
+                Ops.swiglu(pg.baseAddress!, pu.baseAddress!, count: N * ffn)
+                layer.down.forward(pg.baseAddress!, rows: N, into: pt.baseAddress!)
+                for i in 0..<(N * H) { px[i] += pt[i] }
             } } } } } } } } } }
             if keepLayers { layerOut.append(x) }
         }
         cache?.length = S
         var h = x
         x.withUnsafeBufferPointer { px in h.withUnsafeMutableBufferPointer { ph in
-            Ops.rmsNorm(px.baseAddress!, ph.baseAddress!, rows: T, d: H, weight: norm, eps: eps)
+            Ops.rmsNorm(px.baseAddress!, ph.baseAddress!, rows: N, d: H, weight: norm, eps: eps)
         } }
         if keepLayers { layerOut[layerOut.count - 1] = h }  // transformers' last hidden state is after the final norm
         return (h, layerOut)
@@ -225,7 +240,7 @@ public final class LlamaModel: AdaptableModel {
     public func generate(prompt: [Int], maxNewTokens: Int, stop: Set<Int> = [], onToken: ((Int) -> Void)? = nil) throws -> [Int] {
         guard !prompt.isEmpty else { throw ModelError.fail("input", "empty prompt") }
         let cache = makeCache(capacity: prompt.count + maxNewTokens)
-        var (h, _) = try run(ids: prompt, mask: prompt.map { _ in 1 }, cache: cache, keepLayers: false)
+        var (h, _) = try run(ids: [prompt], masks: [prompt.map { _ in 1 }], cache: cache, keepLayers: false)
         var out: [Int] = []
         for _ in 0..<maxNewTokens {
             let last = Array(h[((h.count / H - 1) * H)...])
@@ -235,7 +250,7 @@ public final class LlamaModel: AdaptableModel {
             out.append(best)
             onToken?(best)
             if stop.contains(best) { break }
-            (h, _) = try run(ids: [best], mask: [1], cache: cache, keepLayers: false)
+            (h, _) = try run(ids: [[best]], masks: [[1]], cache: cache, keepLayers: false)
         }
         return out
     }

@@ -8,7 +8,9 @@ import Glibc
 public enum Ops {
     /// out[r] = LayerNorm(x[r]) * w + b over rows of width d (biased variance, as torch).
     public static func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, d: Int, weight: [Float], bias: [Float], eps: Float) {
-        for r in 0..<rows {
+        weight.withUnsafeBufferPointer { weight in bias.withUnsafeBufferPointer { bias in
+        Parallel.forEach(rows, minChunk: 16) { range in
+        for r in range {
             let row = x + r * d
             var mean: Float = 0
             for j in 0..<d { mean += row[j] }
@@ -19,27 +21,56 @@ public enum Ops {
             let inv = 1 / (v + eps).squareRoot()
             for j in 0..<d { row[j] = (row[j] - mean) * inv * weight[j] + bias[j] }
         }
+        } } }
     }
 
     /// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (LLaMA RMSNorm, computed in Float32 as transformers).
     public static func rmsNorm(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, d: Int, weight: [Float], eps: Float) {
-        for r in 0..<rows {
+        weight.withUnsafeBufferPointer { weight in
+        Parallel.forEach(rows, minChunk: 16) { range in
+        for r in range {
             let row = x + r * d, o = out + r * d
             var ss: Float = 0
             for j in 0..<d { ss += row[j] * row[j] }
             let inv = 1 / (ss / Float(d) + eps).squareRoot()
             for j in 0..<d { o[j] = weight[j] * (row[j] * inv) }
         }
+        } }
     }
 
-    /// Exact GELU: 0.5 x (1 + erf(x / √2)).
+    /// erf in Float32 by the rational approximation XLA/Eigen use (clamped to [-4, 4]; error within a few
+    /// ulp of erff), branch-free so the loop vectorizes.
+    @inline(__always)
+    public static func erfApprox(_ v: Float) -> Float {
+        let x = min(max(v, -4), 4)
+        let x2 = x * x
+        var p: Float = -2.72614225801306e-10
+        p = p * x2 + 2.77068142495902e-08
+        p = p * x2 - 2.10102402082508e-06
+        p = p * x2 - 5.69250639462346e-05
+        p = p * x2 - 7.34990630326855e-04
+        p = p * x2 - 2.95459980854025e-03
+        p = p * x2 - 1.60960333262415e-02
+        var q: Float = -1.45660718464996e-05
+        q = q * x2 - 2.13374055278905e-04
+        q = q * x2 - 1.68282697438203e-03
+        q = q * x2 - 7.37332916720468e-03
+        q = q * x2 - 1.42647390514189e-02
+        return x * p / q
+    }
+
+    /// GELU: 0.5 x (1 + erf(x / √2)), rows split across threads.
     public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { let v = x[i]; x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
+        Parallel.forEach(count, minChunk: 4096) { r in
+            for i in r { let v = x[i]; x[i] = 0.5 * v * (1 + erfApprox(v * 0.70710678118654752)) }
+        }
     }
 
     /// gate <- silu(gate) * up.
     public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { let g = gate[i]; gate[i] = g / (1 + expf(-g)) * up[i] }
+        Parallel.forEach(count, minChunk: 4096) { r in
+            for i in r { let g = gate[i]; gate[i] = g / (1 + expf(-g)) * up[i] }
+        }
     }
 
     public static func tanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
@@ -66,7 +97,11 @@ public enum Ops {
                                  scores: UnsafeMutablePointer<Float>, allowed: (Int, Int) -> Bool) {
         let group = H / KV
         let scale = 1 / Float(d).squareRoot()
-        for h in 0..<H {
+        Parallel.forEach(H) { heads in
+        var own = [Float](repeating: 0, count: Parallel.threads > 1 ? T * S : 0)
+        own.withUnsafeMutableBufferPointer { ownp in
+        let scores = Parallel.threads > 1 ? ownp.baseAddress! : scores
+        for h in heads {
             let kh = h / group
             BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale,
                        a: q + h * d, lda: H * d, b: k + kh * d, ldb: KV * d, c: scores, ldc: S)
@@ -77,6 +112,8 @@ public enum Ops {
             }
             BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S,
                        a: scores, lda: S, b: v + kh * d, ldb: KV * d, c: out + h * d, ldc: H * d)
+        }
+        }
         }
     }
 }

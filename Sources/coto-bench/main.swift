@@ -3,6 +3,7 @@ import Checkpoint
 import CotoCLI
 import Numerics
 import Operators
+import Model
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +18,7 @@ struct Bench: ParsableCommand {
           coto-bench read model.safetensors --repeat 5
           coto-bench write-synthetic big.safetensors --gib 2
         """,
-        subcommands: [Read.self, WriteSynthetic.self, BlasInfo.self])
+        subcommands: [Read.self, WriteSynthetic.self, BlasInfo.self, Forward.self])
 
     static func now() -> Double {
         var ts = timespec()
@@ -63,11 +64,60 @@ struct Bench: ParsableCommand {
         }
     }
 
+    struct Forward: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Time the forward pass on a random batch; print sequences/s and GFLOP/s against a plain sgemm.")
+        @Option var model: String
+        @Option var batch = 8
+        @Option var length = 64
+        @Option(name: .customLong("repeat")) var repeatCount = 5
+        @Option var threads = 2
+
+        func run() throws {
+            Parallel.configure(threads: threads)
+            let m = try ModelRegistry.load(model)
+            let V = m.config.vocabSize ?? 1000
+            var rng = SeededRNG(seed: 1)
+            let ids = (0..<batch).map { _ in (0..<length).map { _ in 5 + rng.int(below: max(1, min(V, 30000) - 5)) } }
+            let b = Batch(ids: ids)
+            let head: Head = m is LlamaModel ? .languageModel : .none
+            _ = try m.forward(b, outputLayers: false, head: head)  // warm-up
+            var best = Double.infinity
+            for _ in 0..<repeatCount {
+                let t0 = Bench.now()
+                _ = try m.forward(b, outputLayers: false, head: head)
+                best = min(best, Bench.now() - t0)
+            }
+            // FLOPs: 2·tokens·(linear weights) + attention (2·2·T²·hidden per sequence and layer) + LM head.
+            let tokens = Double(batch * length)
+            let linearParams = m.linears.values.reduce(0.0) { $0 + Double($1.inFeatures * $1.outFeatures) }
+            let H = Double(m.config.hiddenSize ?? 0), L = Double(m.config.numHiddenLayers ?? 0)
+            var flops = 2 * tokens * linearParams + 4 * Double(batch) * Double(length * length) * H * L
+            if head == .languageModel { flops += 2 * tokens * H * Double(V) }
+            // Plain sgemm of the model's most common shape for reference.
+            let (mm, nn, kk) = (batch * length, Int(H) * 4 > 0 ? Int(m.config.intermediateSize ?? Int(H)) : 512, Int(H))
+            let a = [Float](repeating: 0.5, count: mm * kk), w = [Float](repeating: 0.25, count: nn * kk)
+            var c = [Float](repeating: 0, count: mm * nn)
+            var sbest = Double.infinity
+            BLAS.setThreads(threads)  // the reference sgemm gets OpenBLAS's own threading
+            defer { Parallel.configure(threads: threads) }
+            for _ in 0..<repeatCount {
+                let t0 = Bench.now()
+                a.withUnsafeBufferPointer { pa in w.withUnsafeBufferPointer { pw in c.withUnsafeMutableBufferPointer { pc in
+                    BLAS.sgemm(transA: false, transB: true, m: mm, n: nn, k: kk, a: pa.baseAddress!, lda: kk, b: pw.baseAddress!, ldb: kk, c: pc.baseAddress!, ldc: nn)
+                } } }
+                sbest = min(sbest, Bench.now() - t0)
+            }
+            let sgemmGF = 2 * Double(mm * nn * kk) / sbest / 1e9
+            print(String(format: "coto forward: %@ batch %d x %d tokens: %.4f s = %.1f sequences/s, %.1f GFLOP/s (plain sgemm %dx%dx%d: %.1f GFLOP/s; %.0f%%)",
+                         m.modelType, batch, length, best, Double(batch) / best, flops / best / 1e9, mm, nn, kk, sgemmGF, 100 * flops / best / 1e9 / sgemmGF))
+        }
+    }
+
     struct BlasInfo: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "blas-info", abstract: "Print the OpenBLAS build and the kernel it runs.")
         func run() {
-            BLAS.setThreads(2)
-            print("coto OpenBLAS: \(BLAS.config), threads \(BLAS.threads)")
+            Parallel.configure(threads: 2)
+            print("coto OpenBLAS: \(BLAS.config); coto runs \(Parallel.threads) threads, BLAS single-threaded inside each")
         }
     }
 

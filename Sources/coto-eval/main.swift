@@ -38,7 +38,7 @@ struct Eval: ParsableCommand {
         var threads = 2
 
         func load() throws -> (AdaptableModel, Tokenizer, Adapter?) {
-            BLAS.setThreads(threads)
+            Parallel.configure(threads: threads)
             let m = try ModelRegistry.load(model)
             let tok = try TokenizerLoader.load(modelDir: model)
             var a: Adapter? = nil

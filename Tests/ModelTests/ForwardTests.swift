@@ -126,3 +126,27 @@ enum SmolLM2 {
         #expect(worstPad <= 1e-4)
     }
 }
+
+@Suite(.serialized) struct ParallelTests {
+    @Test func erfApproximationIsWithinAFewUlpOfErff() {
+        var worst: Float = 0
+        var x: Float = -6
+        while x <= 6 { worst = max(worst, abs(Ops.erfApprox(x) - erff(x))); x += 0.001 }
+        #expect(worst < 5e-7)
+    }
+
+    @Test func twoThreadsGiveTheSameOutputs() throws {
+        let model = try ModelRegistry.load(MFx.path("tiny-bert"))
+        try model.attach(try Adapter.load(MFx.path("peft/bert-dora")))
+        let batch = Batch(ids: try MFx.ids("bert.ids"), mask: try MFx.ids("bert.mask"))
+        let one = try model.forward(batch, outputLayers: false, head: .classification)
+        Parallel.configure(threads: 2)
+        defer { Parallel.configure(threads: 1) }
+        let two = try model.forward(batch, outputLayers: false, head: .classification)
+        #expect(Tensor(shape: [2, 3], data: one.logits).maxAbsDiff(Tensor(shape: [2, 3], data: two.logits)) <= 1e-6)
+        let llama = try ModelRegistry.load(MFx.path("tiny-llama"))
+        let lb = Batch(ids: try MFx.ids("llama.ids"), mask: try MFx.ids("llama.mask"))
+        let l2 = try llama.forward(lb, outputLayers: false, head: .languageModel)
+        #expect(maskedMaxDiff(l2.logits, try MFx.refs.tensor("llama.base.logits").data, mask: lb.mask, width: 64) <= 1e-4)
+    }
+}
