@@ -86,7 +86,6 @@ public final class BertModel: AdaptableModel {
         var x = [Float](repeating: 0, count: N * H)
         var q = x, k = x, v = x, ctx = x, tmp = x
         var mid = [Float](repeating: 0, count: N * ffn)
-        var scores = [Float](repeating: 0, count: T * T)
         var out = ForwardOutput(batch: B, length: T, hidden: H, lastHidden: [])
         x.withUnsafeMutableBufferPointer { px in
             for b in 0..<B {
@@ -102,17 +101,12 @@ public final class BertModel: AdaptableModel {
             x.withUnsafeMutableBufferPointer { px in
                 q.withUnsafeMutableBufferPointer { pq in k.withUnsafeMutableBufferPointer { pk in v.withUnsafeMutableBufferPointer { pv in
                 ctx.withUnsafeMutableBufferPointer { pc in tmp.withUnsafeMutableBufferPointer { pt in mid.withUnsafeMutableBufferPointer { pm in
-                scores.withUnsafeMutableBufferPointer { ps in
                     let X = px.baseAddress!
                     layer.q.forward(X, rows: N, into: pq.baseAddress!)
                     layer.k.forward(X, rows: N, into: pk.baseAddress!)
                     layer.v.forward(X, rows: N, into: pv.baseAddress!)
-                    for b in 0..<B {
-                        let mask = batch.mask[b]
-                        Ops.attention(q: pq.baseAddress! + b * T * H, k: pk.baseAddress! + b * T * H, v: pv.baseAddress! + b * T * H,
-                                      out: pc.baseAddress! + b * T * H, T: T, S: T, heads: heads, kvHeads: heads, headDim: H / heads,
-                                      scores: ps.baseAddress!) { _, s in mask[s] != 0 }
-                    }
+                    Ops.attention(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!, B: B, T: T, S: T,
+                                  heads: heads, kvHeads: heads, headDim: H / heads, keyValid: batch.mask, keyOffset: 0, causal: false)
                     layer.attnOut.forward(pc.baseAddress!, rows: N, into: pt.baseAddress!)
                     for i in 0..<(N * H) { pt[i] += px[i] }
                     Ops.layerNorm(pt.baseAddress!, rows: N, d: H, weight: layer.attnLN.0, bias: layer.attnLN.1, eps: eps)
@@ -121,7 +115,7 @@ public final class BertModel: AdaptableModel {
                     layer.out.forward(pm.baseAddress!, rows: N, into: px.baseAddress!)
                     for i in 0..<(N * H) { px[i] += pt[i] }
                     Ops.layerNorm(px.baseAddress!, rows: N, d: H, weight: layer.outLN.0, bias: layer.outLN.1, eps: eps)
-                } } } } } } }
+                } } } } } }
             }
             if outputLayers { out.layerStates.append(x) }
         }

@@ -187,34 +187,28 @@ public final class LlamaModel: AdaptableModel {
         var q = [Float](repeating: 0, count: N * qw), att = q
         var kNew = [Float](repeating: 0, count: N * kvw), vNew = kNew
         var g = [Float](repeating: 0, count: N * ffn), u = g
-        var scores = [Float](repeating: 0, count: T * S)
         var layerOut: [[Float]] = []
         x.withUnsafeMutableBufferPointer { px in for b in 0..<B { embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }
         for (li, layer) in layers.enumerated() {
             x.withUnsafeMutableBufferPointer { px in xn.withUnsafeMutableBufferPointer { pn in tmp.withUnsafeMutableBufferPointer { pt in
             q.withUnsafeMutableBufferPointer { pq in att.withUnsafeMutableBufferPointer { pa in
             kNew.withUnsafeMutableBufferPointer { pk in vNew.withUnsafeMutableBufferPointer { pv in
-            g.withUnsafeMutableBufferPointer { pg in u.withUnsafeMutableBufferPointer { pu in scores.withUnsafeMutableBufferPointer { ps in
+            g.withUnsafeMutableBufferPointer { pg in u.withUnsafeMutableBufferPointer { pu in
                 Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.inNorm, eps: eps)
                 layer.q.forward(pn.baseAddress!, rows: N, into: pq.baseAddress!)
                 layer.k.forward(pn.baseAddress!, rows: N, into: pk.baseAddress!)
                 layer.v.forward(pn.baseAddress!, rows: N, into: pv.baseAddress!)
                 rope(pq.baseAddress!, rows: N, nHeads: heads) { start + $0 % T }
                 rope(pk.baseAddress!, rows: N, nHeads: kvHeads) { start + $0 % T }
-                for b in 0..<B {
-                    let mask = masks[b]
-                    let attend: (Int, Int) -> Bool = { t, s in s <= start + t && (s < start || mask[s - start] != 0) }
-                    if let c = cache {
-                        for i in 0..<(T * kvw) { c.k[li][start * kvw + i] = pk[i]; c.v[li][start * kvw + i] = pv[i] }
-                        c.k[li].withUnsafeBufferPointer { ck in c.v[li].withUnsafeBufferPointer { cv in
-                            Ops.attention(q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!, T: T, S: S,
-                                          heads: heads, kvHeads: kvHeads, headDim: headDim, scores: ps.baseAddress!, allowed: attend)
-                        } }
-                    } else {
-                        Ops.attention(q: pq.baseAddress! + b * T * qw, k: pk.baseAddress! + b * T * kvw, v: pv.baseAddress! + b * T * kvw,
-                                      out: pa.baseAddress! + b * T * qw, T: T, S: S, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                                      scores: ps.baseAddress!, allowed: attend)
-                    }
+                if let c = cache {
+                    for i in 0..<(T * kvw) { c.k[li][start * kvw + i] = pk[i]; c.v[li][start * kvw + i] = pv[i] }
+                    c.k[li].withUnsafeBufferPointer { ck in c.v[li].withUnsafeBufferPointer { cv in
+                        Ops.attention(q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!, B: 1, T: T, S: S,
+                                      heads: heads, kvHeads: kvHeads, headDim: headDim, keyValid: masks, keyOffset: start, causal: true)
+                    } }
+                } else {
+                    Ops.attention(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pa.baseAddress!, B: B, T: T, S: S,
+                                  heads: heads, kvHeads: kvHeads, headDim: headDim, keyValid: masks, keyOffset: 0, causal: true)
                 }
                 layer.o.forward(pa.baseAddress!, rows: N, into: pt.baseAddress!)
                 for i in 0..<(N * H) { px[i] += pt[i] }
@@ -224,7 +218,7 @@ public final class LlamaModel: AdaptableModel {
                 Ops.swiglu(pg.baseAddress!, pu.baseAddress!, count: N * ffn)
                 layer.down.forward(pg.baseAddress!, rows: N, into: pt.baseAddress!)
                 for i in 0..<(N * H) { px[i] += pt[i] }
-            } } } } } } } } } }
+            } } } } } } } } }
             if keepLayers { layerOut.append(x) }
         }
         cache?.length = S

@@ -89,31 +89,36 @@ public enum Ops {
         for j in 0..<n { row[j] *= inv }
     }
 
-    /// Multi-head attention for one sequence, all heads, through BLAS:
-    /// q [T, H*d], k/v [S, KV*d] (S key positions; GQA: head h reads kv head h / (H/KV)),
-    /// out [T, H*d]; `allowed(t, s)` masks scores; `scores` is scratch of T*S floats.
+    /// Multi-head attention for B sequences, all heads, through BLAS, parallel over (sequence, head):
+    /// q [B, T, H*d], k/v [B, S, KV*d] (S key positions; GQA: head h reads kv head h / (H/KV)),
+    /// out [B, T, H*d]. Key s of sequence b is visible iff keyValid[b][s - keyOffset] (positions before
+    /// keyOffset, i.e. cached ones, are always valid) and, when causal, s <= keyOffset + t.
     public static func attention(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                                 out: UnsafeMutablePointer<Float>, T: Int, S: Int, heads H: Int, kvHeads KV: Int, headDim d: Int,
-                                 scores: UnsafeMutablePointer<Float>, allowed: (Int, Int) -> Bool) {
+                                 out: UnsafeMutablePointer<Float>, B: Int, T: Int, S: Int, heads H: Int, kvHeads KV: Int, headDim d: Int,
+                                 keyValid: [[Int]], keyOffset: Int, causal: Bool) {
         let group = H / KV
         let scale = 1 / Float(d).squareRoot()
-        Parallel.forEach(H) { heads in
-        var own = [Float](repeating: 0, count: Parallel.threads > 1 ? T * S : 0)
-        own.withUnsafeMutableBufferPointer { ownp in
-        let scores = Parallel.threads > 1 ? ownp.baseAddress! : scores
-        for h in heads {
-            let kh = h / group
-            BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale,
-                       a: q + h * d, lda: H * d, b: k + kh * d, ldb: KV * d, c: scores, ldc: S)
-            for t in 0..<T {
-                let row = scores + t * S
-                for s in 0..<S where !allowed(t, s) { row[s] = -.infinity }
-                softmax(row, n: S)
+        Parallel.forEach(B * H) { items in
+            var scoresBuf = [Float](repeating: 0, count: T * S)
+            scoresBuf.withUnsafeMutableBufferPointer { sp in
+                let scores = sp.baseAddress!
+                for item in items {
+                    let b = item / H, h = item % H, kh = h / group
+                    let qb = q + b * T * H * d, kb = k + b * S * KV * d, vb = v + b * S * KV * d, ob = out + b * T * H * d
+                    BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale,
+                               a: qb + h * d, lda: H * d, b: kb + kh * d, ldb: KV * d, c: scores, ldc: S)
+                    let valid = keyValid[b]
+                    for t in 0..<T {
+                        let row = scores + t * S
+                        let limit = causal ? min(S, keyOffset + t + 1) : S
+                        for s in limit..<S { row[s] = -.infinity }
+                        for s in keyOffset..<limit where valid[s - keyOffset] == 0 { row[s] = -.infinity }
+                        softmax(row, n: S)
+                    }
+                    BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S,
+                               a: scores, lda: S, b: vb + kh * d, ldb: KV * d, c: ob + h * d, ldc: H * d)
+                }
             }
-            BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S,
-                       a: scores, lda: S, b: v + kh * d, ldb: KV * d, c: out + h * d, ldc: H * d)
-        }
-        }
         }
     }
 }
