@@ -167,6 +167,11 @@ public struct Adapter: Sendable {
         return try build(file: file, config: config, source: path, origin: alpha == nil ? "inferred from shapes (lora_alpha = r)" : "inferred from shapes (lora_alpha from --alpha)")
     }
 
+    /// A label list file (`coto_labels.json`) on its own.
+    public static func load(labelsOnly path: String) throws -> [String] {
+        try parseLabels(FileSystem.readFile(path, limit: 64 << 20), path: path)
+    }
+
     static func parseLabels(_ bytes: [UInt8], path: String) throws -> [String] {
         guard let arr = (try? JSON.parse(bytes))?.arrayValue else { throw CheckpointError(path, .invalid("label list is not a JSON array")) }
         return try arr.map {

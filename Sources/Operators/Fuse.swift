@@ -143,7 +143,12 @@ public enum Fuser {
         }
         try FileSystem.makeDirectory(outDir)
         report.files = try ShardedWriter.write(entries, to: outDir, maxShardSize: limit)
-        for f in base.otherFiles + ["config.json"] {
+        // The label list of the (first) adapter with one travels with the fused classifier.
+        if !report.replacedTensors.isEmpty || !report.addedTensors.isEmpty, let labels = adapters.compactMap(\.labels).first {
+            try AtomicFileWriter.write(JSON.array(labels.map { .string($0) }).pretty + "\n", to: FileSystem.join(outDir, Adapter.labelsFile))
+            report.files.append(Adapter.labelsFile)
+        }
+        for f in base.otherFiles + ["config.json"] where f != Adapter.labelsFile || adapters.allSatisfy({ $0.labels == nil }) {
             try AtomicFileWriter.write(try FileSystem.readFile(FileSystem.join(base.path, f)), to: FileSystem.join(outDir, f))
             report.files.append(f)
         }

@@ -89,6 +89,11 @@ struct Eval: ParsableCommand {
         func run() throws {
             let (model, tok, adapter) = try modelOptions.load()
             var labelList = adapter?.labels
+            let modelLabels = FileSystem.join(modelOptions.model, Adapter.labelsFile)
+            if labelList == nil, FileSystem.exists(modelLabels) {
+                // A fused model carries its head's label list.
+                labelList = try Adapter.load(labelsOnly: modelLabels)
+            }
             if let h = head {
                 let ha = try Adapter.load(h)
                 guard let (w, b) = model.classificationHead(of: ha) else { throw CommandError(h, "has no classification head (classifier/score in modules_to_save)") }
