@@ -390,6 +390,12 @@ def tokenizer_refs(minilm_dir, smollm2_converted):
             e2 = bpe.encode(line)
             pair = bert.encode(line, "second segment here") if len(line) % 7 == 0 else None
             rec = {"text": line, "wordpiece": e1.ids, "bpe": e2.ids}
+            if len(line) % 5 == 0:
+                bert.enable_truncation(max_length=12, strategy="longest_first")
+                t = bert.encode(line, "a second segment of some length here")
+                rec["truncated_pair"] = t.ids
+                rec["truncated_pair_types"] = t.type_ids
+                bert.no_truncation()
             if pair is not None:
                 rec["wordpiece_pair"] = pair.ids
                 rec["wordpiece_pair_types"] = pair.type_ids
@@ -428,6 +434,19 @@ def model_refs(minilm_dir):
         res[f"llama.{tag}.logits"] = o.logits
         res[f"llama.{tag}.hidden0"] = o.hidden_states[1]
         res[f"llama.{tag}.hidden_last"] = o.hidden_states[-1]
+    # A Qwen2-style variant: attention biases and linear RoPE scaling.
+    torch.manual_seed(4)
+    from transformers import LlamaConfig
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=1, max_position_embeddings=64, tie_word_embeddings=False, attention_bias=True,
+                      rope_scaling={"rope_type": "linear", "factor": 2.0}, rope_theta=500.0)
+    v = LlamaForCausalLM(cfg).eval()
+    vd = os.path.join(ROOT, "tiny-llama-bias")
+    shutil.rmtree(vd, ignore_errors=True)
+    v.save_pretrained(vd)
+    v = LlamaForCausalLM.from_pretrained(vd).eval()
+    with torch.no_grad():
+        res["llama-bias.logits"] = v(input_ids=llama_ids, attention_mask=llama_mask).logits
     res["bert.ids"] = bert_ids; res["bert.mask"] = bert_mask; res["llama.ids"] = llama_ids; res["llama.mask"] = llama_mask
     save_file({k: v.contiguous() for k, v in res.items()}, out("model", "tiny_refs.safetensors"))
     # MiniLM: sentence-transformers mean pooling (before its Normalize module), padded batch.

@@ -30,9 +30,7 @@ public enum Evaluator {
             let text = try JSONL.text(r, "text", path: path)!
             let pair = try JSONL.text(r, "text_pair", path: path, required: false)
             let label = try JSONL.text(r, "label", path: path)!
-            var e = tokenizer.encode(text, pair: pair, addSpecialTokens: true)
-            if e.ids.count > o.maxLength { e = truncate(e, to: o.maxLength, tokenizer: tokenizer) }
-            items.append((e, label, r.line))
+            items.append((tokenizer.encode(text, pair: pair, addSpecialTokens: true, maxLength: o.maxLength), label, r.line))
         }
         let labelSource: String
         let labels: [String]
@@ -69,13 +67,6 @@ public enum Evaluator {
         ])
         return EvalResult(task: .classification, json: json,
                           summary: "accuracy \(fmt4(metrics.accuracy)), macro-F1 \(fmt4(metrics.macroF1)), loss \(fmt4(metrics.loss)) on \(metrics.count) examples (labels: \(labelSource))")
-    }
-
-    static func truncate(_ e: Encoding, to n: Int, tokenizer: Tokenizer) -> Encoding {
-        // Keep the final special token (e.g. [SEP]) when the encoding had one.
-        var ids = Array(e.ids.prefix(n)), types = Array(e.typeIds.prefix(n))
-        if let last = e.ids.last, tokenizer.id(of: "[SEP]") == last, n > 1 { ids[n - 1] = last; types[n - 1] = e.typeIds.last! }
-        return Encoding(ids: ids, typeIds: types)
     }
 
     /// Log-likelihood of `continuation` given `context` (lm-evaluation-harness's split: the context's

@@ -11,8 +11,54 @@ public struct Encoding: Sendable, Equatable {
 public protocol Tokenizer: Sendable {
     /// Encodes with the tokenizer's post-processing (BERT: [CLS] A [SEP] (B [SEP])).
     func encode(_ text: String, pair: String?, addSpecialTokens: Bool) -> Encoding
+    /// The same, truncated to `maxLength` tokens in all as HF tokenizers' `longest_first` does: special
+    /// tokens are kept, and tokens are removed one at a time from the longer segment (the second on ties).
+    func encode(_ text: String, pair: String?, addSpecialTokens: Bool, maxLength: Int) -> Encoding
     var padId: Int { get }
     func id(of token: String) -> Int?
+}
+
+/// HF tokenizers' `LongestFirst` lengths for a pair that exceeds `budget` (truncation/mod.rs): the
+/// shorter segment keeps what it can, and if both must shrink they get budget/2 and the rest.
+func longestFirst(_ a: Int, _ b: Int, _ budget: Int) -> (Int, Int) {
+    var (n1, n2) = (a, b)
+    let swapped = n1 > n2
+    if swapped { Swift.swap(&n1, &n2) }
+    n2 = n1 > budget ? n1 : max(n1, budget - n1)
+    if n1 + n2 > budget { n1 = budget / 2; n2 = n1 + budget % 2 }
+    return swapped ? (min(a, n2), min(b, n1)) : (min(a, n1), min(b, n2))
+}
+
+extension WordPieceTokenizer {
+    public func encode(_ text: String, pair: String?, addSpecialTokens: Bool, maxLength: Int) -> Encoding {
+        var a = tokenize(text), b = pair.map(tokenize)
+        let specials = addSpecialTokens && clsId != nil && sepId != nil ? (b == nil ? 2 : 3) : 0
+        let budget = max(0, maxLength - specials)
+        var (n1, n2) = (a.count, b?.count ?? 0)
+        if n1 + n2 > budget {
+            if b == nil { n1 = budget } else { (n1, n2) = longestFirst(n1, n2, budget) }
+        }
+        a = Array(a.prefix(n1)); b = b.map { Array($0.prefix(n2)) }
+        guard addSpecialTokens, let cls = clsId, let sep = sepId else {
+            let bb = b ?? []
+            return Encoding(ids: a + bb, typeIds: a.map { _ in 0 } + bb.map { _ in 1 })
+        }
+        var ids = [cls] + a + [sep]
+        var types = [Int](repeating: 0, count: ids.count)
+        if let bb = b { ids += bb + [sep]; types += [Int](repeating: 1, count: bb.count + 1) }
+        return Encoding(ids: ids, typeIds: types)
+    }
+}
+
+extension ByteLevelBPETokenizer {
+    public func encode(_ text: String, pair: String?, addSpecialTokens: Bool, maxLength: Int) -> Encoding {
+        let e = encode(text, pair: pair, addSpecialTokens: addSpecialTokens)
+        guard e.ids.count > maxLength else { return e }
+        let aCount = e.typeIds.filter { $0 == 0 }.count, bCount = e.ids.count - aCount
+        let (n1, n2) = bCount == 0 ? (maxLength, 0) : longestFirst(aCount, bCount, maxLength)
+        let ids = Array(e.ids[0..<n1]) + Array(e.ids[aCount..<(aCount + n2)])
+        return Encoding(ids: ids, typeIds: [Int](repeating: 0, count: n1) + [Int](repeating: 1, count: n2))
+    }
 }
 
 public enum TokenizerLoader {

@@ -150,3 +150,35 @@ enum SmolLM2 {
         #expect(maskedMaxDiff(l2.logits, try MFx.refs.tensor("llama.base.logits").data, mask: lb.mask, width: 64) <= 1e-4)
     }
 }
+
+@Suite struct VariantTests {
+    @Test func llamaWithBiasesAndLinearRopeScalingMatchesTransformers() throws {
+        let model = try ModelRegistry.load(MFx.path("tiny-llama-bias"))
+        let batch = Batch(ids: try MFx.ids("llama.ids"), mask: try MFx.ids("llama.mask"))
+        let out = try model.forward(batch, outputLayers: false, head: .languageModel)
+        #expect(maskedMaxDiff(out.logits, try MFx.refs.tensor("llama-bias.logits").data, mask: batch.mask, width: 64) <= 1e-4)
+    }
+
+    @Test func hiraEqualsTheBaseWithTheEffectiveWeight() throws {
+        // HiRA: W_eff = W ⊙ (1 + B·A). Running the adapter must equal a model whose weights are W_eff.
+        let adapter = try Adapter.load(MFx.path("peft/bert-lora"))
+        let hira = try ModelRegistry.load(MFx.path("tiny-bert"))
+        try hira.attach(adapter, variant: .hira)
+        let manual = try ModelRegistry.load(MFx.path("tiny-bert"))
+        if let (w, b) = manual.classificationHead(of: adapter) { try manual.setClassifier(weight: w, bias: b) }
+        for m in adapter.modules {
+            let l = manual.linears[String(m.name.dropFirst("bert.".count))]!
+            let ba = BLAS.matmul(m.b.tensor, m.a.tensor)
+            for i in l.weight.indices { l.weight[i] *= 1 + ba.data[i] }
+        }
+        let batch = Batch(ids: try MFx.ids("bert.ids"), mask: try MFx.ids("bert.mask"))
+        let x = try hira.forward(batch, outputLayers: false, head: .classification).logits
+        let y = try manual.forward(batch, outputLayers: false, head: .classification).logits
+        #expect(Tensor(shape: [2, 3], data: x).maxAbsDiff(Tensor(shape: [2, 3], data: y)) <= 1e-6)
+        // And HiRA switched off is the base model (with the same head).
+        hira.setActive(false)
+        let base = try ModelRegistry.load(MFx.path("tiny-bert"))
+        if let (w, b) = base.classificationHead(of: adapter) { try base.setClassifier(weight: w, bias: b) }
+        #expect(try hira.forward(batch, outputLayers: false, head: .classification).logits == base.forward(batch, outputLayers: false, head: .classification).logits)
+    }
+}

@@ -51,3 +51,21 @@ import Checkpoint
         #expect(bad.isEmpty, "\(bad.count) lines differ, first: \(bad.first.map { $0.debugDescription } ?? "")")
     }
 }
+
+@Suite struct TruncationTests {
+    struct Line: Decodable { let text: String; let truncated_pair: [Int]?; let truncated_pair_types: [Int]? }
+
+    @Test func longestFirstPairTruncationMatchesHF() throws {
+        let tok = try TokenizerLoader.load(modelDir: MFx.minilm)
+        let data = try String(contentsOfFile: MFx.path("tokenizer/corpus.jsonl"), encoding: .utf8)
+        var checked = 0
+        for l in data.split(separator: "\n") {
+            let line = try JSONDecoder().decode(Line.self, from: Data(l.utf8))
+            guard let want = line.truncated_pair else { continue }
+            let e = tok.encode(line.text, pair: "a second segment of some length here", addSpecialTokens: true, maxLength: 12)
+            #expect(e.ids == want && e.typeIds == line.truncated_pair_types!, "\(line.text)")
+            checked += 1
+        }
+        #expect(checked > 20)
+    }
+}
