@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "Operators", dependencies: ["Checkpoint", "Numerics"]),
         // Inference core: architectures, tokenizers, adapters in the forward pass.
         .target(name: "Model", dependencies: ["Checkpoint", "Numerics"]),
+        // Backward passes beside their forwards, AdamW, schedules, the CoTo scheduler.
+        .target(name: "Training", dependencies: ["Model", "Checkpoint", "Numerics"]),
         // Tasks, metrics, sweeps and reports.
         .target(name: "Evaluation", dependencies: ["Model", "Checkpoint", "Numerics"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
@@ -59,6 +61,7 @@ let package = Package(
             "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Evaluation", "Checkpoint", "Numerics"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Checkpoint", "Numerics"]),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint"]),
     ],
     swiftLanguageModes: [.v5]

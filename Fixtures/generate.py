@@ -562,6 +562,66 @@ def smollm2_mc(converted_dir):
     json.dump(res, open(out("wordnet", "smollm2-mc-loglik.json"), "w"))
 
 
+def gradients():
+    """Adapter and head gradients of a cross-entropy loss on the tiny BERT (LoRA, rsLoRA, DoRA, HiRA) and
+    the tiny LLaMA (causal LM loss with ignored positions), dropout off, as PyTorch + PEFT compute them."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import BertForSequenceClassification, LlamaForCausalLM
+    from peft import PeftModel
+    from safetensors.torch import save_file
+    res = {}
+    ids = torch.tensor([[2, 5, 9, 13, 7, 3], [2, 8, 4, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    labels = torch.tensor([0, 2])
+    for tag in ["bert-lora", "bert-rslora", "bert-dora"]:
+        base = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert"))
+        m = PeftModel.from_pretrained(base, os.path.join(ROOT, "peft", tag), is_trainable=True)
+        m.eval()  # dropout off, gradients on
+        o = m(input_ids=ids, attention_mask=mask, labels=labels)
+        o.loss.backward()
+        res[f"{tag}.loss"] = o.loss.detach().reshape(1)
+        for n, p in m.named_parameters():
+            if p.requires_grad and p.grad is not None:
+                key = n.removeprefix("base_model.model.").replace(".default", "").replace("modules_to_save.", "")
+                res[f"{tag}.grad.{key}"] = p.grad.detach().contiguous()
+    # HiRA: W_eff = W * (1 + B A) on the modules of bert-lora, with bert-lora's A and B.
+    from safetensors.torch import load_file
+    ad = load_file(os.path.join(ROOT, "peft", "bert-lora", "adapter_model.safetensors"))
+    base = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval()
+    base.classifier.weight.data = ad["base_model.model.classifier.weight"].clone()
+    base.classifier.bias.data = ad["base_model.model.classifier.bias"].clone()
+    leaves = {}
+    for n, mod in base.named_modules():
+        key = "base_model.model." + n
+        if key + ".lora_A.weight" in ad:
+            A = ad[key + ".lora_A.weight"].clone().requires_grad_(True)
+            B = ad[key + ".lora_B.weight"].clone().requires_grad_(True)
+            leaves[n] = (A, B)
+            def fwd(x, mod=mod, A=A, B=B):
+                return F.linear(x, mod.weight * (1 + B @ A), mod.bias)
+            mod.forward = fwd
+    o = base(input_ids=ids, attention_mask=mask, labels=labels)
+    o.loss.backward()
+    res["bert-hira.loss"] = o.loss.detach().reshape(1)
+    for n, (A, B) in leaves.items():
+        res[f"bert-hira.grad.{n}.lora_A.weight"] = A.grad.contiguous()
+        res[f"bert-hira.grad.{n}.lora_B.weight"] = B.grad.contiguous()
+    # LLaMA causal LM: labels with -100 on the first tokens and on padding.
+    lids = torch.tensor([[1, 5, 9, 13, 7, 3], [1, 8, 4, 3, 0, 0]])
+    lmask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    llabels = torch.tensor([[-100, -100, 9, 13, 7, 3], [-100, 8, 4, 3, -100, -100]])
+    base = LlamaForCausalLM.from_pretrained(os.path.join(ROOT, "tiny-llama"))
+    m = PeftModel.from_pretrained(base, os.path.join(ROOT, "peft", "llama-lora"), is_trainable=True).eval()
+    o = m(input_ids=lids, attention_mask=lmask, labels=llabels)
+    o.loss.backward()
+    res["llama-lora.loss"] = o.loss.detach().reshape(1)
+    for n, p in m.named_parameters():
+        if p.requires_grad and p.grad is not None:
+            res["llama-lora.grad." + n.removeprefix("base_model.model.").replace(".default", "")] = p.grad.detach().contiguous()
+    save_file(res, out("train", "gradients.safetensors"))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
     if cmd == "smollm2":
@@ -576,6 +636,8 @@ if __name__ == "__main__":
         model_refs(sys.argv[2]); tokenizer_refs(sys.argv[2], sys.argv[3])
     elif cmd == "eval":
         wordnet_tasks(); minilm_adapter(sys.argv[2]); smollm2_mc(sys.argv[3])
+    elif cmd == "gradients":
+        gradients()
     elif cmd == "operators":
         merge_inputs(); merges(); fused()
     else:

@@ -26,6 +26,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var eosTokenId: IntOrList?
     public var id2label: [String: String]?
     public var torchDtype: String?
+    public var hiddenDropout: Double?
+    public var attentionDropout: Double?
+
+    /// An optional field (reads as nil when absent).
+    public func raw<T>(_ path: KeyPath<ModelConfig, T?>) -> T? { self[keyPath: path] }
 
     public struct RopeScaling: Codable, Equatable, Sendable {
         public var type: String?
@@ -75,6 +80,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case eosTokenId = "eos_token_id"
         case id2label
         case torchDtype = "torch_dtype"
+        case hiddenDropout = "hidden_dropout_prob"
+        case attentionDropout = "attention_probs_dropout_prob"
     }
 
     public init(modelType: String) { self.modelType = modelType }

@@ -6,18 +6,18 @@ import Numerics
 public final class BertModel: AdaptableModel {
     public let config: ModelConfig
     public let modelType = "bert"
-    let H: Int, L: Int, heads: Int, ffn: Int, vocab: Int, maxPos: Int, types: Int
-    let eps: Float
-    let wordEmb: AdaptedEmbedding
-    let posEmb: [Float], typeEmb: [Float]
-    let embLN: ([Float], [Float])
-    struct Layer {
-        var q, k, v, attnOut, inter, out: AdaptedLinear
-        var attnLN, outLN: ([Float], [Float])
+    package let H: Int, L: Int, heads: Int, ffn: Int, vocab: Int, maxPos: Int, types: Int
+    package let eps: Float
+    package let wordEmb: AdaptedEmbedding
+    package let posEmb: [Float], typeEmb: [Float]
+    package let embLN: ([Float], [Float])
+    package struct Layer {
+        package var q, k, v, attnOut, inter, out: AdaptedLinear
+        package var attnLN, outLN: ([Float], [Float])
     }
-    let layers: [Layer]
-    let pooler: AdaptedLinear?
-    var classifier: AdaptedLinear?
+    package let layers: [Layer]
+    package let pooler: AdaptedLinear?
+    package var classifier: AdaptedLinear?
     public private(set) var linears: [String: AdaptedLinear] = [:]
     public private(set) var embeddings: [String: AdaptedEmbedding] = [:]
 

@@ -16,18 +16,18 @@ public final class AdaptedLinear {
     public var bias: [Float]?
 
     // Adapter (nil: none attached).
-    public private(set) var a: [Float]? = nil   // [r, in]
-    public private(set) var b: [Float]? = nil   // [out, r]
-    public private(set) var rank = 0
-    public private(set) var scaling: Float = 0
-    public private(set) var loraBias: [Float]? = nil
-    public private(set) var magnitude: [Float]? = nil
-    public private(set) var variant: Variant = .lora
+    public package(set) var a: [Float]? = nil   // [r, in]
+    public package(set) var b: [Float]? = nil   // [out, r]
+    public package(set) var rank = 0
+    public package(set) var scaling: Float = 0
+    public package(set) var loraBias: [Float]? = nil
+    public package(set) var magnitude: [Float]? = nil
+    public package(set) var variant: Variant = .lora
     /// Off: exactly the base layer (CoTo's stochastic activation, layer pruning, Shapley evaluation).
     public var active = true
 
-    private var doraScale: [Float]? = nil     // m / ||W + sBA||_row, cached
-    private var hiraWeight: [Float]? = nil    // W ⊙ (1 + BA), cached
+    package var doraScale: [Float]? = nil     // m / ||W + sBA||_row, cached
+    package var hiraWeight: [Float]? = nil    // W ⊙ (1 + BA), cached
 
     public init(name: String, weight: [Float], bias: [Float]?, out: Int, in inF: Int) {
         self.name = name
@@ -57,11 +57,24 @@ public final class AdaptedLinear {
         if variant == .hira { computeHira() }
     }
 
+    /// Recomputes what depends on the adapter's parameters (DoRA norms, HiRA weight) after an update.
+    package func refresh() {
+        if variant == .dora { computeDoraScale() }
+        if variant == .hira { computeHira() }
+    }
+
+    /// Installs fresh trainable parameters (training from scratch).
+    package func install(a: [Float], b: [Float], rank: Int, scaling: Float, magnitude: [Float]?, variant: Variant) {
+        self.a = a; self.b = b; self.rank = rank; self.scaling = scaling; self.magnitude = magnitude; self.variant = variant
+        loraBias = nil
+        refresh()
+    }
+
     public func detach() {
         a = nil; b = nil; rank = 0; loraBias = nil; magnitude = nil; doraScale = nil; hiraWeight = nil
     }
 
-    func deltaBA() -> [Float] {
+    package func deltaBA() -> [Float] {
         var d = [Float](repeating: 0, count: outFeatures * inFeatures)
         guard let a, let b else { return d }
         b.withUnsafeBufferPointer { pb in a.withUnsafeBufferPointer { pa in d.withUnsafeMutableBufferPointer { pd in
@@ -145,7 +158,7 @@ public final class AdaptedEmbedding {
     public let vocab: Int
     public let dim: Int
     public var table: [Float]    // [vocab, dim]
-    var a: [Float]? = nil        // [r, vocab]
+    package var a: [Float]? = nil        // [r, vocab]
     var b: [Float]? = nil        // [dim, r]
     var rank = 0
     var scaling: Float = 0

@@ -1,0 +1,139 @@
+import Model
+import Numerics
+
+/// An adapted linear layer in training: forward keeps what its backward needs (llm.c style pair).
+/// y = x Wᵀ + b + s·(drop(x) Aᵀ) Bᵀ  (LoRA / rsLoRA)
+/// y = b + m/‖W + sBA‖_row ⊙ (x Wᵀ + s·drop(x) Aᵀ Bᵀ)   (DoRA, norm detached as PEFT)
+/// y = x (W ⊙ (1 + BA))ᵀ + b   (HiRA)
+/// W is frozen; A, B (and m) are trainable when the layer has an adapter.
+final class TrainLinear {
+    let lin: AdaptedLinear
+    let name: String
+    var group = 0
+    var pA: Param? = nil, pB: Param? = nil, pM: Param? = nil
+    var dropout: Float = 0
+    // Saved by forward.
+    var x: [Float] = [], xd: [Float] = [], u: [Float] = [], inner: [Float] = [], dropMask: [Float] = [], rows = 0, usedAdapter = false
+
+    init(_ lin: AdaptedLinear, name: String) {
+        self.lin = lin
+        self.name = name
+    }
+
+    var trainable: Bool { pA != nil }
+    var inF: Int { lin.inFeatures }
+    var outF: Int { lin.outFeatures }
+
+    /// Copies the Params' values into the layer (after an optimizer step) and refreshes DoRA/HiRA caches.
+    func sync() {
+        guard let pA, let pB else { return }
+        lin.install(a: pA.value, b: pB.value, rank: lin.rank, scaling: lin.scaling, magnitude: pM?.value, variant: lin.variant)
+    }
+
+    func forward(_ x: [Float], rows n: Int, train: Bool, rng: inout SeededRNG) -> [Float] {
+        self.x = x
+        rows = n
+        usedAdapter = lin.active && lin.hasAdapter
+        var y = [Float](repeating: 0, count: n * outF)
+        guard usedAdapter, lin.variant != .hira else {
+            x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in lin.forward(px.baseAddress!, rows: n, into: py.baseAddress!) } }
+            return y
+        }
+        // LoRA / DoRA: compute pieces explicitly so backward has them.
+        let r = lin.rank, s = lin.scaling
+        xd = x
+        dropMask = []
+        if train && dropout > 0 {
+            let keep = 1 - dropout
+            dropMask = (0..<x.count).map { _ in rng.uniformFloat() < keep ? 1 / keep : 0 }
+            for i in xd.indices { xd[i] *= dropMask[i] }
+        }
+        inner = [Float](repeating: 0, count: n * outF)
+        u = [Float](repeating: 0, count: n * r)
+        x.withUnsafeBufferPointer { px in lin.weight.withUnsafeBufferPointer { pw in inner.withUnsafeMutableBufferPointer { pi in
+            BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: inF, a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF, c: pi.baseAddress!, ldc: outF)
+        } } }
+        xd.withUnsafeBufferPointer { px in lin.a!.withUnsafeBufferPointer { pa in u.withUnsafeMutableBufferPointer { pu in
+            BLAS.sgemm(transA: false, transB: true, m: n, n: r, k: inF, a: px.baseAddress!, lda: inF, b: pa.baseAddress!, ldb: inF, c: pu.baseAddress!, ldc: r)
+        } } }
+        u.withUnsafeBufferPointer { pu in lin.b!.withUnsafeBufferPointer { pb in inner.withUnsafeMutableBufferPointer { pi in
+            BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: r, alpha: s, a: pu.baseAddress!, lda: r, b: pb.baseAddress!, ldb: r, beta: 1, c: pi.baseAddress!, ldc: outF)
+        } } }
+        if let scale = lin.doraScale {
+            for i in 0..<n { for o in 0..<outF { y[i * outF + o] = scale[o] * inner[i * outF + o] } }
+        } else {
+            y = inner
+        }
+        if let bias = lin.bias { for i in 0..<n { for o in 0..<outF { y[i * outF + o] += bias[o] } } }
+        return y
+    }
+
+    /// Accumulates parameter gradients; returns dx when asked.
+    func backward(_ dy: [Float], needDx: Bool) -> [Float]? {
+        let n = rows
+        var dx: [Float]? = needDx ? [Float](repeating: 0, count: n * inF) : nil
+        if usedAdapter && lin.variant == .hira, let pA, let pB, let a = lin.a, let b = lin.b, let weff = lin.hiraWeight {
+            // dW_eff = dyᵀ x; d(BA) = dW_eff ⊙ W; dB = d(BA) Aᵀ; dA = Bᵀ d(BA); dx = dy W_eff.
+            let r = lin.rank
+            var dW = [Float](repeating: 0, count: outF * inF)
+            dy.withUnsafeBufferPointer { pdy in x.withUnsafeBufferPointer { px in dW.withUnsafeMutableBufferPointer { pw in
+                BLAS.sgemm(transA: true, transB: false, m: outF, n: inF, k: n, a: pdy.baseAddress!, lda: outF, b: px.baseAddress!, ldb: inF, c: pw.baseAddress!, ldc: inF)
+            } } }
+            for i in dW.indices { dW[i] *= lin.weight[i] }
+            dW.withUnsafeBufferPointer { pd in
+                a.withUnsafeBufferPointer { pa in pB.grad.withUnsafeMutableBufferPointer { pg in
+                    BLAS.sgemm(transA: false, transB: true, m: outF, n: r, k: inF, a: pd.baseAddress!, lda: inF, b: pa.baseAddress!, ldb: inF, beta: 1, c: pg.baseAddress!, ldc: r)
+                } }
+                b.withUnsafeBufferPointer { pb in pA.grad.withUnsafeMutableBufferPointer { pg in
+                    BLAS.sgemm(transA: true, transB: false, m: r, n: inF, k: outF, a: pb.baseAddress!, lda: r, b: pd.baseAddress!, ldb: inF, beta: 1, c: pg.baseAddress!, ldc: inF)
+                } }
+            }
+            if needDx {
+                dy.withUnsafeBufferPointer { pdy in weff.withUnsafeBufferPointer { pw in dx!.withUnsafeMutableBufferPointer { pdx in
+                    BLAS.sgemm(transA: false, transB: false, m: n, n: inF, k: outF, a: pdy.baseAddress!, lda: outF, b: pw.baseAddress!, ldb: inF, c: pdx.baseAddress!, ldc: inF)
+                } } }
+            }
+            return dx
+        }
+        var dinner = dy
+        if usedAdapter, let scale = lin.doraScale, let pM {
+            // y = scale ⊙ inner + b, scale = m / n (n detached): dm = Σ dy ⊙ inner / n; dinner = dy ⊙ scale.
+            let m = lin.magnitude!
+            for o in 0..<outF {
+                var acc: Float = 0
+                for i in 0..<n { acc += dy[i * outF + o] * inner[i * outF + o] }
+                pM.grad[o] += acc * scale[o] / m[o]
+            }
+            for i in 0..<n { for o in 0..<outF { dinner[i * outF + o] *= scale[o] } }
+        }
+        if needDx {
+            dinner.withUnsafeBufferPointer { pdy in lin.weight.withUnsafeBufferPointer { pw in dx!.withUnsafeMutableBufferPointer { pdx in
+                BLAS.sgemm(transA: false, transB: false, m: n, n: inF, k: outF, a: pdy.baseAddress!, lda: outF, b: pw.baseAddress!, ldb: inF, c: pdx.baseAddress!, ldc: inF)
+            } } }
+        }
+        if usedAdapter, let pA, let pB, let a = lin.a, let b = lin.b {
+            let r = lin.rank, s = lin.scaling
+            // dB += s · dinnerᵀ u; du = s · dinner B; dA += duᵀ xd; dx += drop'(du A).
+            dinner.withUnsafeBufferPointer { pdy in u.withUnsafeBufferPointer { pu in pB.grad.withUnsafeMutableBufferPointer { pg in
+                BLAS.sgemm(transA: true, transB: false, m: outF, n: r, k: n, alpha: s, a: pdy.baseAddress!, lda: outF, b: pu.baseAddress!, ldb: r, beta: 1, c: pg.baseAddress!, ldc: r)
+            } } }
+            var du = [Float](repeating: 0, count: n * r)
+            dinner.withUnsafeBufferPointer { pdy in b.withUnsafeBufferPointer { pb in du.withUnsafeMutableBufferPointer { pd in
+                BLAS.sgemm(transA: false, transB: false, m: n, n: r, k: outF, alpha: s, a: pdy.baseAddress!, lda: outF, b: pb.baseAddress!, ldb: r, c: pd.baseAddress!, ldc: r)
+            } } }
+            du.withUnsafeBufferPointer { pd in xd.withUnsafeBufferPointer { px in pA.grad.withUnsafeMutableBufferPointer { pg in
+                BLAS.sgemm(transA: true, transB: false, m: r, n: inF, k: n, a: pd.baseAddress!, lda: r, b: px.baseAddress!, ldb: inF, beta: 1, c: pg.baseAddress!, ldc: inF)
+            } } }
+            if needDx {
+                var dxa = [Float](repeating: 0, count: n * inF)
+                du.withUnsafeBufferPointer { pd in a.withUnsafeBufferPointer { pa in dxa.withUnsafeMutableBufferPointer { px in
+                    BLAS.sgemm(transA: false, transB: false, m: n, n: inF, k: r, a: pd.baseAddress!, lda: r, b: pa.baseAddress!, ldb: inF, c: px.baseAddress!, ldc: inF)
+                } } }
+                // Through the dropout on the adapter input: zero where dropped, 1/keep where kept.
+                if dropMask.isEmpty { for i in dxa.indices { dx![i] += dxa[i] } }
+                else { for i in dxa.indices { dx![i] += dxa[i] * dropMask[i] } }
+            }
+        }
+        return dx
+    }
+}

@@ -1,0 +1,306 @@
+import Checkpoint
+import Model
+import Numerics
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `coto-train` is asked to do (CLI options map one to one).
+public struct TrainConfig: Sendable {
+    public enum Group: String, Sendable, CaseIterable { case layer, module }
+    public var variant: AdaptedLinear.Variant = .lora
+    public var rslora = false
+    public var dora = false
+    public var rank = 8
+    public var alpha: Double? = nil
+    public var targets: [String] = ["query", "value"]
+    public var coto = true
+    public var initialP = 0.1, finalP = 1.0, stage1Ratio = 0.75
+    public var group: Group = .layer
+    public var epochs = 3
+    public var steps: Int? = nil
+    public var batchSize = 16
+    public var gradAccum = 1
+    public var lr: Float = 5e-4
+    public var weightDecay: Float = 0.01
+    public var warmupRatio = 0.0
+    public var schedule: Schedule = .linear
+    public var maxLength = 128
+    public var seed: UInt64 = 0
+    public var loraDropout: Float = 0
+    public var maxGradNorm: Float = 1.0
+    public var evalEvery = 0
+    public var saveEvery = 0
+    public init() {}
+}
+
+/// One optimizer step's record (train_log.jsonl).
+public struct StepLog: Sendable {
+    public var step: Int
+    public var loss: Double
+    public var lr: Float
+    public var p: Double
+    public var activeGroups: [Int]
+    public var tokensPerSecond: Double
+    public var json: JSON {
+        .object([("step", .int(step)), ("loss", .double(loss)), ("lr", .double(Double(lr))), ("p", .double(p)),
+                 ("active_groups", .array(activeGroups.map { JSON.int($0) })), ("tokens_per_s", .double(tokensPerSecond))])
+    }
+}
+
+public enum TrainEvent: Sendable {
+    case step(StepLog, total: Int)
+    case eval(step: Int, accuracy: Double, loss: Double)
+    case saved(step: Int, path: String)
+}
+
+/// A labelled example, tokenized.
+public struct Example: Sendable {
+    public var ids: [Int]
+    public var typeIds: [Int]
+    public var label: Int
+    public init(ids: [Int], typeIds: [Int], label: Int) { self.ids = ids; self.typeIds = typeIds; self.label = label }
+}
+
+/// Trains adapters (LoRA, rsLoRA, DoRA, HiRA) and a classification head on a BERT model, with or
+/// without CoTo. Base weights are frozen.
+public final class ClassificationTrainer {
+    public let model: BertModel
+    public let config: TrainConfig
+    public let labels: [String]
+    let trainer: BertTrainer
+    let linears: [String: TrainLinear]
+    /// Trainable modules (canonical name) in a fixed order, their group index.
+    public let modules: [String]
+    public let groupOf: [String: Int]
+    public let groupCount: Int
+    let adam: AdamW
+    public private(set) var step = 0
+    var rng: SeededRNG
+    public private(set) var log: [StepLog] = []
+
+    public init(model: BertModel, labels: [String], config c: TrainConfig) throws {
+        self.model = model
+        self.config = c
+        self.labels = labels
+        var rng = SeededRNG(seed: c.seed)
+        // Head: keep the model's if it fits the labels, else a new one as transformers initializes it.
+        if model.classifier?.outFeatures != labels.count {
+            let w = (0..<(labels.count * model.H)).map { _ in Float(rng.normal() * 0.02) }
+            try model.setClassifier(weight: Tensor(shape: [labels.count, model.H], data: w), bias: Tensor(zeros: [labels.count]))
+        }
+        // Adapters on the targeted linears: A Kaiming-uniform (a = √5, bound 1/√in), B zero; DoRA m = ‖W‖_row.
+        var tls: [String: TrainLinear] = [:]
+        var mods: [String] = []
+        let names = model.linears.keys.sorted { (LoraModule.layerIndex(of: $0) ?? Int.max, $0) < (LoraModule.layerIndex(of: $1) ?? Int.max, $1) }
+        for name in names {
+            let lin = model.linears[name]!
+            let tl = TrainLinear(lin, name: name)
+            let targeted = c.targets == ["all-linear"] || c.targets.contains { name == $0 || name.hasSuffix("." + $0) }
+            if targeted {
+                let r = c.rank
+                let bound = 1 / Float(lin.inFeatures).squareRoot()
+                let a = (0..<(r * lin.inFeatures)).map { _ in (rng.uniformFloat() * 2 - 1) * bound }
+                let b = [Float](repeating: 0, count: lin.outFeatures * r)
+                let alpha = c.alpha ?? Double(r)
+                let scaling = Float(c.rslora ? alpha / Double(r).squareRoot() : alpha / Double(r))
+                var m: [Float]? = nil
+                if c.dora {
+                    m = (0..<lin.outFeatures).map { o in
+                        var ss = 0.0
+                        for i in 0..<lin.inFeatures { let v = Double(lin.weight[o * lin.inFeatures + i]); ss += v * v }
+                        return Float(ss.squareRoot())
+                    }
+                }
+                lin.install(a: a, b: b, rank: r, scaling: scaling, magnitude: m, variant: c.dora ? .dora : c.variant)
+                tl.pA = Param(name: name + ".lora_A", value: a)
+                tl.pB = Param(name: name + ".lora_B", value: b)
+                if let m { tl.pM = Param(name: name + ".lora_magnitude_vector", value: m) }
+                tl.dropout = c.loraDropout
+                mods.append(name)
+            }
+            tls[name] = tl
+        }
+        guard !mods.isEmpty else {
+            throw CheckpointError("--targets", .invalid("no linear layer matches \(c.targets.joined(separator: ",")) (the model has \(Array(Set(model.linears.keys.map { String($0.split(separator: ".").last!) })).sorted().joined(separator: ", ")))"))
+        }
+        linears = tls
+        modules = mods
+        var groups: [String: Int] = [:]
+        var keys: [String] = []
+        for m in mods {
+            let key = c.group == .module ? m : (LoraModule.layerIndex(of: m).map { "layer \($0)" } ?? m)
+            if !keys.contains(key) { keys.append(key) }
+            groups[m] = keys.firstIndex(of: key)!
+        }
+        groupOf = groups
+        groupCount = keys.count
+        for (m, g) in groups { tls[m]!.group = g }
+        let hd = model.config.raw(\.hiddenDropout) ?? 0.1
+        trainer = try BertTrainer(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(model.config.raw(\.attentionDropout) ?? 0.1))
+        adam = AdamW(weightDecay: c.weightDecay)
+        self.rng = rng
+    }
+
+    var params: [Param] { modules.flatMap { m -> [Param] in [linears[m]!.pA!, linears[m]!.pB!] + (linears[m]!.pM.map { [$0] } ?? []) } + [trainer.headW, trainer.headB] }
+
+    /// Loss and dlogits of softmax cross-entropy (mean over the batch).
+    static func crossEntropy(_ logits: [Float], labels: [Int], classes C: Int, scale: Float) -> (Double, [Float]) {
+        var loss = 0.0
+        var d = [Float](repeating: 0, count: logits.count)
+        let B = labels.count
+        for b in 0..<B {
+            let row = logits[(b * C)..<((b + 1) * C)]
+            let m = row.max()!
+            var z = 0.0
+            for v in row { z += exp(Double(v - m)) }
+            loss += Glibc.log(z) + Double(m) - Double(row[row.startIndex + labels[b]])
+            for c in 0..<C {
+                let p = exp(Double(logits[b * C + c] - m)) / z
+                d[b * C + c] = Float((p - (c == labels[b] ? 1 : 0)) / Double(B)) * scale
+            }
+        }
+        return (loss / Double(B), d)
+    }
+
+    /// One gradient computation on a batch (no update); returns the loss. Used by training and tests.
+    public func lossAndGradients(_ batch: [Example], train: Bool, scale: Float = 1) -> Double {
+        let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
+        let logits = trainer.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
+        let (loss, d) = ClassificationTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: labels.count, scale: scale)
+        let active = modules.filter { model.linears[$0]!.active }
+        let lowest = active.compactMap { LoraModule.layerIndex(of: $0) }.min() ?? trainer.layers.count
+        trainer.backward(d, lowestLayer: lowest)
+        return loss
+    }
+
+    /// Starts from an existing adapter's parameters (continued training; gradient tests).
+    public func load(_ adapter: Adapter) throws {
+        for m in adapter.modules {
+            let key = m.name.hasPrefix("bert.") ? String(m.name.dropFirst(5)) : m.name
+            guard let tl = linears[key], let pA = tl.pA, let pB = tl.pB, pA.value.count == m.a.tensor.count, pB.value.count == m.b.tensor.count else {
+                throw CheckpointError(adapter.source, .invalid("module '\(m.name)' does not match the training configuration (targets / rank)"))
+            }
+            pA.value = m.a.tensor.data
+            pB.value = m.b.tensor.data
+            if let mag = m.magnitude { tl.pM?.value = mag.tensor.data }
+            tl.lin.install(a: pA.value, b: pB.value, rank: m.rank, scaling: Float(m.scaling), magnitude: tl.pM?.value, variant: tl.lin.variant)
+        }
+        if let w = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.weight") }), w.1.tensor.count == trainer.headW.value.count {
+            trainer.headW.value = w.1.tensor.data
+        }
+        if let b = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.bias") }), b.1.tensor.count == trainer.headB.value.count {
+            trainer.headB.value = b.1.tensor.data
+        }
+        trainer.syncHead()
+    }
+
+    /// Gradient of a parameter by PEFT-style name: `<module>.lora_A`, `.lora_B`, `.lora_magnitude_vector`, `classifier.weight|bias`.
+    public func gradient(_ name: String) -> [Float]? { params.first { $0.name == name }?.grad }
+
+    public var totalSteps: Int = 0
+
+    /// Runs the whole training; `data` is tokenized and labelled, `eval` optional.
+    public func train(_ data: [Example], eval: [Example]?, events: ((TrainEvent) -> Void)? = nil,
+                      checkpoint: ((ClassificationTrainer) throws -> Void)? = nil) throws {
+        let c = config
+        let perStep = c.batchSize * c.gradAccum
+        let stepsPerEpoch = max(1, (data.count + perStep - 1) / perStep)
+        let T = c.steps ?? c.epochs * stepsPerEpoch
+        totalSteps = T
+        let coto = CoToScheduler(totalSteps: T, initialP: c.initialP, finalP: c.finalP, stage1Ratio: c.stage1Ratio, enabled: c.coto)
+        let warmup = Int((Double(T) * c.warmupRatio).rounded(.down))
+        while step < T {
+            let t0 = now()
+            // Data order: a shuffle per epoch from the seed, so a resumed run sees the same batches.
+            let epoch = step / stepsPerEpoch, within = step % stepsPerEpoch
+            var order = Array(data.indices)
+            var drng = SeededRNG(seed: c.seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
+            drng.shuffle(&order)
+            let active = coto.draw(step: step, groups: groupCount, rng: &rng)
+            for m in modules { model.linears[m]!.active = active[groupOf[m]!] }
+            for p in params { p.zeroGrad() }
+            var loss = 0.0, tokens = 0
+            for micro in 0..<c.gradAccum {
+                let start = (within * c.gradAccum + micro) * c.batchSize
+                guard start < order.count else { break }
+                let batch = order[start..<min(order.count, start + c.batchSize)].map { data[$0] }
+                tokens += batch.reduce(0) { $0 + $1.ids.count }
+                loss += lossAndGradients(batch, train: true, scale: 1 / Float(c.gradAccum)) / Double(c.gradAccum)
+            }
+            let activeParams = modules.filter { active[groupOf[$0]!] }.flatMap { m -> [Param] in
+                [linears[m]!.pA!, linears[m]!.pB!] + (linears[m]!.pM.map { [$0] } ?? [])
+            } + [trainer.headW, trainer.headB]
+            clipGradNorm(activeParams, maxNorm: c.maxGradNorm)
+            let lr = c.lr * c.schedule.factor(step: step, total: T, warmup: warmup)
+            for p in activeParams { adam.update(p, lr: lr) }
+            for m in modules where active[groupOf[m]!] { linears[m]!.sync() }
+            trainer.syncHead()
+            let entry = StepLog(step: step + 1, loss: loss, lr: lr, p: coto.p(step: step),
+                                activeGroups: (0..<groupCount).filter { active[$0] }, tokensPerSecond: Double(tokens) / max(now() - t0, 1e-9))
+            log.append(entry)
+            step += 1
+            model.setActive(true)
+            events?(.step(entry, total: T))
+            if let e = eval, c.evalEvery > 0, step % c.evalEvery == 0 || step == T {
+                let (acc, l) = try evaluate(e)
+                events?(.eval(step: step, accuracy: acc, loss: l))
+            }
+            if c.saveEvery > 0, step % c.saveEvery == 0, step < T { try checkpoint?(self) }
+        }
+        model.setActive(true)
+    }
+
+    /// Accuracy and loss with every adapter active, no dropout.
+    public func evaluate(_ data: [Example]) throws -> (Double, Double) {
+        model.setActive(true)
+        var correct = 0, loss = 0.0
+        for start in stride(from: 0, to: data.count, by: 32) {
+            let batch = Array(data[start..<min(data.count, start + 32)])
+            let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
+            let out = try model.forward(padded, outputLayers: false, head: .classification)
+            let C = out.logitsWidth
+            let (l, _) = ClassificationTrainer.crossEntropy(out.logits, labels: batch.map(\.label), classes: C, scale: 1)
+            loss += l * Double(batch.count)
+            for (i, e) in batch.enumerated() {
+                let row = out.logits[(i * C)..<((i + 1) * C)]
+                if row.indices.max(by: { row[$0] < row[$1] })! - i * C == e.label { correct += 1 }
+            }
+        }
+        return (Double(correct) / Double(data.count), loss / Double(data.count))
+    }
+
+    /// The trained adapter in PEFT's layout (module names as AutoModelForSequenceClassification has them).
+    public func adapter(baseModel: String) -> Adapter {
+        var cfg = LoraConfig()
+        cfg.r = config.rank
+        cfg.loraAlpha = config.alpha ?? Double(config.rank)
+        cfg.useRslora = config.rslora
+        cfg.useDora = config.dora
+        cfg.targetModules = .names(Array(Set(modules.map { String($0.split(separator: ".").last!) })).sorted())
+        cfg.modulesToSave = ["classifier", "score"]
+        cfg.taskType = "SEQ_CLS"
+        cfg.baseModelNameOrPath = baseModel
+        cfg.loraDropout = Double(config.loraDropout)
+        let mods = modules.map { name -> LoraModule in
+            let l = model.linears[name]!
+            return LoraModule(name: "bert." + name, a: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.rank, l.inFeatures], data: l.a!)),
+                              b: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures, l.rank], data: l.b!)),
+                              magnitude: l.magnitude.map { AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures], data: $0)) },
+                              alpha: cfg.loraAlpha, scaling: Double(l.scaling))
+        }
+        let head: [(String, AdapterTensor)] = [
+            ("base_model.model.classifier.bias", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count], data: trainer.headB.value))),
+            ("base_model.model.classifier.weight", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count, model.H], data: trainer.headW.value))),
+        ]
+        var a = Adapter(config: cfg, modules: mods, otherTensors: head, source: "coto-train", configOrigin: "coto-train")
+        a.labels = labels
+        return a
+    }
+
+    func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}

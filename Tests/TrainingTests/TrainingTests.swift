@@ -1,0 +1,128 @@
+import Testing
+import Foundation
+@testable import Training
+@testable import Model
+import Checkpoint
+import Numerics
+
+enum TFx {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+    static func path(_ p: String) -> String { root + "/Fixtures/" + p }
+    static let grads = try! SafeTensorsFile(path: path("train/gradients.safetensors"))
+}
+
+func relErr(_ x: [Float], _ y: [Float]) -> Double {
+    var d = 0.0, n = 0.0
+    for (a, b) in zip(x, y) { d += Double(a - b) * Double(a - b); n += Double(b) * Double(b) }
+    return (d / max(n, 1e-30)).squareRoot()
+}
+
+@Suite struct GradientTests {
+    /// A trainer set up like the PEFT fixture adapter, its parameters loaded from it.
+    func trainer(_ tag: String, variant: AdaptedLinear.Variant = .lora) throws -> (ClassificationTrainer, [Example]) {
+        let adapter = try Adapter.load(TFx.path("peft/" + (tag == "bert-hira" ? "bert-lora" : tag)))
+        let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
+        var c = TrainConfig()
+        c.rank = adapter.config.r
+        c.alpha = adapter.config.loraAlpha
+        c.rslora = adapter.config.useRslora
+        c.dora = adapter.config.useDora
+        c.variant = variant
+        c.targets = ["query", "value"]
+        let t = try ClassificationTrainer(model: model, labels: ["0", "1", "2"], config: c)
+        try t.load(adapter)
+        let batch = [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2)]
+        return (t, batch)
+    }
+
+    @Test(arguments: ["bert-lora", "bert-rslora", "bert-dora", "bert-hira"])
+    func adapterAndHeadGradientsMatchPyTorch(tag: String) throws {
+        let (t, batch) = try trainer(tag, variant: tag == "bert-hira" ? .hira : .lora)
+        let loss = t.lossAndGradients(batch, train: false)
+        #expect(abs(loss - Double(try TFx.grads.tensor("\(tag).loss").data[0])) < 1e-5)
+        var compared = 0
+        for name in TFx.grads.names where name.hasPrefix(tag + ".grad.") {
+            let key = String(name.dropFirst((tag + ".grad.").count))
+            var ours: [Float]?
+            if key.hasPrefix("classifier.") { ours = t.gradient(key) } else {
+                let module = String(key.split(separator: ".").dropLast(key.hasSuffix("lora_magnitude_vector.weight") ? 2 : 2).joined(separator: ".").dropFirst(5))
+                let part = key.contains("lora_A") ? ".lora_A" : key.contains("lora_B") ? ".lora_B" : ".lora_magnitude_vector"
+                ours = t.gradient(module + part)
+            }
+            let want = try TFx.grads.tensor(name).data
+            #expect(ours != nil, "\(key)")
+            if let ours { #expect(relErr(ours, want) <= 1e-4, "\(tag) \(key): relative error \(relErr(ours, want))"); compared += 1 }
+        }
+        #expect(compared >= 8)
+    }
+}
+
+@Suite struct SchedulerTests {
+    @Test func pSequenceFollowsTheSeedCallback() {
+        let s = CoToScheduler(totalSteps: 10)
+        #expect(s.end == 8)  // ceil(10 * 0.75)
+        let ps = (0..<10).map { s.p(step: $0) }
+        for k in 0..<8 { #expect(abs(ps[k] - (0.1 + 0.9 * Double(k) / 8)) < 1e-12) }
+        #expect(ps[8] == 1 && ps[9] == 1)
+        #expect(CoToScheduler(totalSteps: 10, enabled: false).p(step: 0) == 1)
+    }
+
+    @Test func drawsNeverLeaveEveryGroupOffAndPZeroPicksOne() {
+        var rng = SeededRNG(seed: 5)
+        let s = CoToScheduler(totalSteps: 100, initialP: 0.01)
+        for k in 0..<50 { #expect(s.draw(step: k, groups: 6, rng: &rng).contains(true)) }
+        let zero = CoToScheduler(totalSteps: 100, initialP: 0, finalP: 0)
+        for k in 0..<20 { #expect(zero.draw(step: k, groups: 4, rng: &rng).filter { $0 }.count == 1) }
+        // Statistically, the active fraction is p.
+        let half = CoToScheduler(totalSteps: 100, initialP: 0.5, finalP: 0.5)
+        var on = 0
+        for k in 0..<2000 { on += half.draw(step: k, groups: 10, rng: &rng).filter { $0 }.count }
+        #expect(abs(Double(on) / 20000 - 0.5) < 0.03)
+    }
+
+    @Test func inactiveParametersAndTheirAdamStateAreUntouched() throws {
+        let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
+        var c = TrainConfig()
+        c.rank = 2; c.coto = true; c.initialP = 0; c.finalP = 0; c.stage1Ratio = 1; c.steps = 6; c.batchSize = 2; c.lr = 1e-2
+        let t = try ClassificationTrainer(model: model, labels: ["0", "1", "2"], config: c)
+        let before = t.modules.map { (t.linears[$0]!.pA!.value, t.linears[$0]!.pA!.state.2) }
+        let data = [Example(ids: [2, 5, 9, 3], typeIds: [0, 0, 0, 0], label: 0), Example(ids: [2, 8, 3], typeIds: [0, 0, 0], label: 1)]
+        try t.train(data, eval: nil)
+        // p = 0: exactly one group per step; groups never drawn keep their values and step count 0.
+        for (i, m) in t.modules.enumerated() {
+            let p = t.linears[m]!.pA!
+            let drawn = t.log.contains { $0.activeGroups.contains(t.groupOf[m]!) }
+            if !drawn { #expect(p.value == before[i].0 && p.state.2 == 0) } else { #expect(p.state.2 == t.log.filter { $0.activeGroups.contains(t.groupOf[m]!) }.count) }
+        }
+        #expect(t.log.allSatisfy { $0.activeGroups.count == 1 })
+    }
+}
+
+@Suite struct OptimizerTests {
+    @Test func adamWMatchesTorchsFormula() {
+        // Two steps by hand (torch.optim.AdamW, lr 0.1, wd 0.01).
+        let p = Param(name: "w", value: [1, -2])
+        let opt = AdamW(weightDecay: 0.01)
+        p.grad = [0.5, -1]
+        opt.update(p, lr: 0.1)
+        // step 1: m = 0.1 g, v = 0.001 g², m̂ = g, v̂ = g²: p = p(1 - 0.001) - 0.1 · g / (|g| + 1e-8)
+        #expect(abs(p.value[0] - (0.999 - 0.1 * 0.5 / (0.5 + 1e-8))) < 1e-6)
+        #expect(abs(p.value[1] - (-1.998 + 0.1 * 1 / (1 + 1e-8))) < 1e-6)
+        #expect(p.state.2 == 1)
+    }
+
+    @Test func schedulesAndClipping() {
+        #expect(Schedule.linear.factor(step: 0, total: 10, warmup: 2) == 0)
+        #expect(Schedule.linear.factor(step: 1, total: 10, warmup: 2) == 0.5)
+        #expect(Schedule.linear.factor(step: 6, total: 10, warmup: 2) == 0.5)
+        #expect(abs(Schedule.cosine.factor(step: 6, total: 10, warmup: 2) - 0.5) < 1e-6)
+        #expect(Schedule.constant.factor(step: 9, total: 10, warmup: 2) == 1)
+        let p = Param(name: "g", value: [0, 0]); p.grad = [3, 4]
+        let n = clipGradNorm([p], maxNorm: 1)
+        #expect(n == 5 && abs(p.grad[0] - 0.6) < 1e-5 && abs(p.grad[1] - 0.8) < 1e-5)
+    }
+}
