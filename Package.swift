@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "coto-prune", targets: ["coto-prune"]),
         .executable(name: "coto-fuse", targets: ["coto-fuse"]),
         .executable(name: "coto-eval", targets: ["coto-eval"]),
+        .executable(name: "coto-train", targets: ["coto-train"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -48,6 +49,7 @@ let package = Package(
         .executableTarget(name: "coto-merge", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
+        .executableTarget(name: "coto-train", dependencies: ["CotoCLI", "Training", "Evaluation", "Model", "Checkpoint"]),
         .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Checkpoint"]),
         .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model"]),
 

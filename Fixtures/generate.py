@@ -622,6 +622,23 @@ def gradients():
     save_file(res, out("train", "gradients.safetensors"))
 
 
+def verify_trained(base_dir, adapter_dir, test_jsonl):
+    """An adapter trained by coto-train loads in PEFT and gives the accuracy coto-eval reports."""
+    import torch
+    from transformers import AutoTokenizer, AutoModelForSequenceClassification
+    from peft import PeftModel
+    labels = json.load(open(os.path.join(adapter_dir, "coto_labels.json")))
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    base = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=len(labels))
+    m = PeftModel.from_pretrained(base, adapter_dir).eval()
+    rows = [json.loads(l) for l in open(test_jsonl)]
+    enc = tok([r["text"] for r in rows], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        pred = m(**enc).logits.argmax(-1)
+    acc = float((pred == torch.tensor([labels.index(r["label"]) for r in rows])).float().mean())
+    print(f"PEFT accuracy of {adapter_dir}: {acc:.4f}")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
     if cmd == "smollm2":
@@ -636,6 +653,8 @@ if __name__ == "__main__":
         model_refs(sys.argv[2]); tokenizer_refs(sys.argv[2], sys.argv[3])
     elif cmd == "eval":
         wordnet_tasks(); minilm_adapter(sys.argv[2]); smollm2_mc(sys.argv[3])
+    elif cmd == "verify-trained":
+        verify_trained(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "gradients":
         gradients()
     elif cmd == "operators":

@@ -88,6 +88,10 @@ public struct Adapter: Sendable {
     /// ignores it: `coto_labels.json` in a directory, `__metadata__["coto_labels"]` in a file.
     public var labels: [String]? = nil
     public static let labelsFile = "coto_labels.json"
+    /// coto's own adapter facts PEFT has no field for (HiRA: {"variant": "hira"}).
+    public static let cotoFile = "coto_adapter.json"
+    /// "hira" for HiRA adapters (from coto_adapter.json), nil otherwise.
+    public var variant: String? = nil
     public static let metadataLabelsKey = "coto_labels"
 
     public init(config: LoraConfig, modules: [LoraModule], otherTensors: [(String, AdapterTensor)], source: String, configOrigin: String) {
@@ -134,6 +138,8 @@ public struct Adapter: Sendable {
             var a = try build(file: file, config: config, source: path, origin: configFile)
             let lp = FileSystem.join(path, labelsFile)
             if FileSystem.exists(lp) { a.labels = try parseLabels(FileSystem.readFile(lp, limit: 64 << 20), path: lp) }
+            let cp = FileSystem.join(path, cotoFile)
+            if FileSystem.exists(cp) { a.variant = (try? JSON.parse(FileSystem.readFile(cp, limit: 1 << 20)))?["variant"]?.stringValue }
             return a
         }
         let file = try SafeTensorsFile(path: path)

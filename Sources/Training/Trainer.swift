@@ -174,6 +174,55 @@ public final class ClassificationTrainer {
         return loss
     }
 
+    // MARK: checkpoints
+
+    /// Everything a resumed run needs: parameters, AdamW moments and step counts, step, RNG, log.
+    public func saveCheckpoint(to dir: String, baseModel: String) throws {
+        try FileSystem.makeDirectory(dir)
+        try adapter(baseModel: baseModel).save(to: FileSystem.join(dir, "adapter"))
+        var entries: [TensorEntry] = []
+        var meta: [(String, String)] = [("format", "pt"), ("step", String(step)),
+                                        ("rng", rng.state.map { String($0) }.joined(separator: ",")),
+                                        ("log", JSON.array(log.map(\.json)).compact)]
+        for p in params {
+            let (m, v, st) = p.state
+            entries.append(TensorEntry(name: p.name + ".value", tensor: Tensor(shape: [p.value.count], data: p.value)))
+            entries.append(TensorEntry(name: p.name + ".m", tensor: Tensor(shape: [m.count], data: m)))
+            entries.append(TensorEntry(name: p.name + ".v", tensor: Tensor(shape: [v.count], data: v)))
+            meta.append(("step:" + p.name, String(st)))
+        }
+        try SafeTensorsWriter.write(entries, metadata: meta, to: FileSystem.join(dir, "optimizer.safetensors"))
+    }
+
+    public func loadCheckpoint(from dir: String) throws {
+        let path = FileSystem.join(dir, "optimizer.safetensors")
+        let f = try SafeTensorsFile(path: path)
+        for p in params {
+            guard let v = try? f.tensor(p.name + ".value").data, v.count == p.value.count,
+                  let m = try? f.tensor(p.name + ".m").data, let vv = try? f.tensor(p.name + ".v").data,
+                  let st = f.metadataValue("step:" + p.name).flatMap(Int.init) else {
+                throw CheckpointError(path, .invalid("checkpoint does not match this run's configuration (parameter \(p.name))"))
+            }
+            p.value = v
+            p.restore(m: m, v: vv, step: st)
+        }
+        guard let st = f.metadataValue("step").flatMap(Int.init),
+              let r = f.metadataValue("rng").map({ $0.split(separator: ",").compactMap { UInt64($0) } }).flatMap(SeededRNG.init(state:)) else {
+            throw CheckpointError(path, .invalid("checkpoint has no step / RNG state"))
+        }
+        step = st
+        rng = r
+        if let text = f.metadataValue("log"), let arr = (try? JSON.parse(string: text))?.arrayValue {
+            log = arr.map { e in
+                StepLog(step: e["step"]?.intValue ?? 0, loss: e["loss"]?.doubleValue ?? 0, lr: Float(e["lr"]?.doubleValue ?? 0),
+                        p: e["p"]?.doubleValue ?? 1, activeGroups: e["active_groups"]?.arrayValue?.compactMap(\.intValue) ?? [],
+                        tokensPerSecond: e["tokens_per_s"]?.doubleValue ?? 0)
+            }
+        }
+        for m in modules { linears[m]!.sync() }
+        trainer.syncHead()
+    }
+
     /// Starts from an existing adapter's parameters (continued training; gradient tests).
     public func load(_ adapter: Adapter) throws {
         for m in adapter.modules {

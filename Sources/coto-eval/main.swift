@@ -31,8 +31,8 @@ struct Eval: ParsableCommand {
         @Option(help: "Adapter directory or .safetensors file applied in the forward pass.")
         var adapter: String?
 
-        @Option(help: "Adapter variant for adapters without a DoRA magnitude: lora or hira.")
-        var variant = "lora"
+        @Option(help: "Adapter variant for adapters without a DoRA magnitude: lora or hira (default: what the adapter says).")
+        var variant: String?
 
         @Option(help: "BLAS threads.")
         var threads = 2
@@ -44,13 +44,13 @@ struct Eval: ParsableCommand {
             var a: Adapter? = nil
             if let p = adapter {
                 a = try Adapter.load(p)
-                try m.attach(a!, variant: variant == "hira" ? .hira : .lora)
+                try m.attach(a!, variant: (variant ?? a!.variant) == "hira" ? .hira : .lora)
             }
             return (m, tok, a)
         }
 
         func validate() throws {
-            guard ["lora", "hira"].contains(variant) else { throw ValidationError("--variant must be lora or hira") }
+            if let v = variant, !["lora", "hira"].contains(v) { throw ValidationError("--variant must be lora or hira") }
             guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         }
     }

@@ -126,3 +126,47 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         #expect(n == 5 && abs(p.grad[0] - 0.6) < 1e-5 && abs(p.grad[1] - 0.8) < 1e-5)
     }
 }
+
+@Suite struct ResumeTests {
+    struct Crash: Error {}
+
+    func make(_ seed: UInt64) throws -> ClassificationTrainer {
+        let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
+        var c = TrainConfig()
+        c.rank = 2; c.steps = 12; c.batchSize = 2; c.lr = 5e-3; c.seed = seed; c.saveEvery = 5; c.loraDropout = 0.1; c.warmupRatio = 0.2
+        return try ClassificationTrainer(model: model, labels: ["0", "1", "2"], config: c)
+    }
+
+    let data = (0..<7).map { i in Example(ids: [2, 5 + i, 9, 13 - i, 3], typeIds: [0, 0, 0, 0, 0], label: i % 3) }
+
+    @Test func resumedRunEqualsUninterruptedRun() throws {
+        let full = try make(3)
+        try full.train(data, eval: nil)
+        let dir = NSTemporaryDirectory() + "coto-ckpt-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let crashed = try make(3)
+        #expect(throws: Crash.self) {
+            try crashed.train(data, eval: nil, checkpoint: { t in try t.saveCheckpoint(to: dir, baseModel: "tiny"); throw Crash() })
+        }
+        #expect(crashed.step == 5)
+        let resumed = try make(3)
+        try resumed.loadCheckpoint(from: dir)
+        #expect(resumed.step == 5)
+        try resumed.train(data, eval: nil)
+        #expect(resumed.step == 12)
+        let a = full.adapter(baseModel: "x"), b = resumed.adapter(baseModel: "x")
+        #expect(a.modules == b.modules)
+        #expect(a.otherTensors.map(\.1) == b.otherTensors.map(\.1))
+        #expect(full.log.map(\.activeGroups) == resumed.log.map(\.activeGroups))
+        #expect(full.log.map(\.loss) == resumed.log.map(\.loss))
+    }
+
+    @Test func sameSeedSameBytes() throws {
+        let x = try make(9), y = try make(9)
+        try x.train(data, eval: nil); try y.train(data, eval: nil)
+        #expect(x.adapter(baseModel: "m").modules == y.adapter(baseModel: "m").modules)
+        let z = try make(10)
+        try z.train(data, eval: nil)
+        #expect(x.adapter(baseModel: "m").modules != z.adapter(baseModel: "m").modules)
+    }
+}

@@ -1,0 +1,177 @@
+import ArgumentParser
+import Checkpoint
+import CotoCLI
+import Evaluation
+import Model
+import Numerics
+import Training
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coto-train",
+        abstract: "Train LoRA / rsLoRA / DoRA / HiRA adapters with or without CoTo on the CPU.",
+        discussion: """
+        CoTo (--coto, the default): each optimizer step, every group of adapters (a layer's, or each module's
+        with --coto-group module) is active with probability p, rising linearly from --initial-p to --final-p
+        over the first --stage1-ratio of the steps; inactive adapters are skipped and not updated. --no-coto
+        trains plain LoRA on the same code path. Output: a PEFT adapter directory with coto_labels.json,
+        train_log.jsonl (step, loss, lr, p, active groups, tokens/s) and metrics.json.
+
+        Examples:
+          coto-train --model minilm/ --data train.jsonl --eval-data dev.jsonl --task classification -o runs/coto-s0
+          coto-train --model minilm/ --data train.jsonl --task classification --no-coto --seed 1 -o runs/lora-s1
+          coto-train --model minilm/ --data train.jsonl --task classification --variant dora --rank 16 -o runs/dora
+        """)
+
+    @Option(help: "Model directory (BERT).") var model: String
+    @Option(help: "Training JSONL ({\"text\", \"label\"}).") var data: String
+    @Option(help: "Evaluation JSONL, scored every --eval-every steps and at the end.") var evalData: String?
+    @Option(help: "classification (causal-lm is not implemented yet).") var task = "classification"
+    @Option(name: .shortAndLong, help: "Output adapter directory.") var output: String
+    @Option(help: "lora, rslora, dora or hira.") var variant = "lora"
+    @Option(help: "LoRA rank.") var rank = 8
+    @Option(help: "lora_alpha (default: 2 x rank).") var alpha: Double?
+    @Option(help: "Target modules: names (query,value) or all-linear.") var targets = "query,value"
+    @Flag(inversion: .prefixedNo, help: "CoTo stochastic activation (default on).") var coto = true
+    @Option(help: "CoTo initial activation probability.") var initialP = 0.1
+    @Option(help: "CoTo final activation probability.") var finalP = 1.0
+    @Option(help: "Fraction of the steps over which p rises.") var stage1Ratio = 0.75
+    @Option(help: "CoTo groups: layer or module.") var cotoGroup = "layer"
+    @Option(help: "Epochs (ignored with --steps).") var epochs = 3
+    @Option(help: "Optimizer steps.") var steps: Int?
+    @Option(help: "Examples per micro-batch.") var batchSize = 16
+    @Option(help: "Micro-batches per optimizer step.") var gradAccum = 1
+    @Option(help: "Peak learning rate.") var lr: Float = 5e-4
+    @Option(help: "AdamW weight decay.") var weightDecay: Float = 0.01
+    @Option(help: "Fraction of steps of linear warmup.") var warmupRatio = 0.0
+    @Option(help: "linear, cosine or constant decay.") var schedule = "linear"
+    @Option(help: "Truncate inputs to this many tokens.") var maxLength = 128
+    @Option(help: "Dropout on the adapter input.") var loraDropout: Float = 0
+    @Option(help: "Gradient clipping by global norm.") var maxGradNorm: Float = 1
+    @Option(help: "Seed (initialization, data order, CoTo draws, dropout).") var seed: UInt64 = 0
+    @Option(help: "Threads.") var threads = 2
+    @Option(help: "Evaluate every N steps (0: only at the end).") var evalEvery = 0
+    @Option(help: "Write a resumable checkpoint every N steps (0: never).") var saveEvery = 0
+    @Flag(help: "Continue from OUTPUT/checkpoint.") var resume = false
+    @OptionGroup var out: OutputOptions
+
+    func validate() throws {
+        guard ["lora", "rslora", "dora", "hira"].contains(variant) else { throw ValidationError("--variant must be lora, rslora, dora or hira") }
+        guard task == "classification" || task == "causal-lm" else { throw ValidationError("--task must be classification or causal-lm") }
+        guard rank >= 1 else { throw ValidationError("--rank must be at least 1") }
+        guard initialP >= 0, finalP <= 1, initialP <= finalP else { throw ValidationError("need 0 <= --initial-p <= --final-p <= 1") }
+        guard stage1Ratio >= 0 && stage1Ratio <= 1 else { throw ValidationError("--stage1-ratio must be in [0, 1]") }
+        guard TrainConfig.Group(rawValue: cotoGroup) != nil else { throw ValidationError("--coto-group must be layer or module") }
+        guard Schedule(rawValue: schedule) != nil else { throw ValidationError("--schedule must be linear, cosine or constant") }
+        guard batchSize >= 1, gradAccum >= 1, epochs >= 1, (steps ?? 1) >= 1, maxLength >= 2, threads >= 1 else {
+            throw ValidationError("--batch-size, --grad-accum, --epochs, --steps, --threads must be positive and --max-length >= 2")
+        }
+        guard lr > 0, lr.isFinite, weightDecay >= 0, loraDropout >= 0, loraDropout < 1, warmupRatio >= 0, warmupRatio <= 1 else {
+            throw ValidationError("--lr must be positive, --weight-decay >= 0, --lora-dropout in [0, 1), --warmup-ratio in [0, 1]")
+        }
+    }
+
+    func run() throws {
+        // The training passes call BLAS directly on whole batches: let OpenBLAS use the threads.
+        Parallel.configure(threads: 1)
+        BLAS.setThreads(threads)
+        try checkOutputNotInput(output, inputs: [model, data] + (evalData.map { [$0] } ?? []))
+        guard task == "classification" else {
+            throw CommandError(model, "causal-LM training is not implemented yet (classification on BERT is)")
+        }
+        guard let bert = try ModelRegistry.load(model) as? BertModel else {
+            throw CommandError(model, "classification training runs on BERT models (model_type bert)")
+        }
+        let tok = try TokenizerLoader.load(modelDir: model)
+        let records = try JSONL.read(data)
+        var texts: [(String, String?, String)] = []
+        for r in records {
+            texts.append((try JSONL.text(r, "text", path: data)!, try JSONL.text(r, "text_pair", path: data, required: false), try JSONL.text(r, "label", path: data)!))
+        }
+        // The label list: the sorted set of training labels (as datasets' ClassLabel encodes them).
+        let labels = Array(Set(texts.map(\.2))).sorted()
+        let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
+        func examples(_ rows: [(String, String?, String)], path: String, lines: [Int]) throws -> [Example] {
+            try zip(rows, lines).map { row, line in
+                guard let y = index[row.2] else { throw CheckpointError("\(path):\(line)", .invalid("label '\(row.2)' is not in the training label set (\(labels.joined(separator: ", ")))")) }
+                let e = tok.encode(row.0, pair: row.1, addSpecialTokens: true, maxLength: maxLength)
+                return Example(ids: e.ids, typeIds: e.typeIds, label: y)
+            }
+        }
+        let train = try examples(texts, path: data, lines: records.map(\.line))
+        var dev: [Example]? = nil
+        if let e = evalData {
+            let er = try JSONL.read(e)
+            let rows = try er.map { (try JSONL.text($0, "text", path: e)!, try JSONL.text($0, "text_pair", path: e, required: false), try JSONL.text($0, "label", path: e)!) }
+            dev = try examples(rows, path: e, lines: er.map(\.line))
+        }
+        var c = TrainConfig()
+        c.variant = variant == "hira" ? .hira : .lora
+        c.rslora = variant == "rslora"
+        c.dora = variant == "dora"
+        c.rank = rank
+        c.alpha = alpha ?? Double(2 * rank)
+        c.targets = targets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        c.coto = coto
+        c.initialP = initialP; c.finalP = finalP; c.stage1Ratio = stage1Ratio
+        c.group = TrainConfig.Group(rawValue: cotoGroup)!
+        c.epochs = epochs; c.steps = steps; c.batchSize = batchSize; c.gradAccum = gradAccum
+        c.lr = lr; c.weightDecay = weightDecay; c.warmupRatio = warmupRatio; c.schedule = Schedule(rawValue: schedule)!
+        c.maxLength = maxLength; c.seed = seed; c.loraDropout = loraDropout; c.maxGradNorm = maxGradNorm
+        c.evalEvery = evalEvery; c.saveEvery = saveEvery
+        let trainer = try ClassificationTrainer(model: bert, labels: labels, config: c)
+        let ckpt = FileSystem.join(output, "checkpoint")
+        if resume {
+            guard FileSystem.exists(ckpt) else { throw CommandError(ckpt, "no checkpoint to resume from") }
+            try trainer.loadCheckpoint(from: ckpt)
+        }
+        var bar: ProgressRenderer? = nil
+        var lastEval: (Int, Double, Double)? = nil
+        try trainer.train(train, eval: dev, events: { e in
+            switch e {
+            case let .step(s, total):
+                if bar == nil { bar = ProgressRenderer(label: "training", total: total, unit: " steps", quiet: !out.chatty) }
+                bar?.update(s.step, detail: String(format: "loss %.4f p %.2f %.0f tok/s", s.loss, s.p, s.tokensPerSecond))
+            case let .eval(step, acc, loss):
+                lastEval = (step, acc, loss)
+                if out.chatty { Console.writeErr(String(format: "step %d: dev accuracy %.4f, loss %.4f", step, acc, loss)) }
+            case .saved: break
+            }
+        }, checkpoint: { t in try t.saveCheckpoint(to: ckpt, baseModel: model) })
+        bar?.finish()
+        if let d = dev, lastEval == nil {
+            let (acc, loss) = try trainer.evaluate(d)
+            lastEval = (trainer.step, acc, loss)
+        }
+        // Outputs: the adapter (atomic per file), the log, the metrics; then the checkpoint goes.
+        try FileSystem.makeDirectory(output)
+        let adapter = trainer.adapter(baseModel: model)
+        try adapter.save(to: output)
+        if variant == "hira" {
+            try AtomicFileWriter.write(JSON.object([("variant", .string("hira"))]).pretty + "\n", to: FileSystem.join(output, Adapter.cotoFile))
+        }
+        try AtomicFileWriter.write(trainer.log.map { $0.json.compact }.joined(separator: "\n") + "\n", to: FileSystem.join(output, "train_log.jsonl"))
+        var metrics: [(String, JSON)] = [("steps", .int(trainer.step)), ("coto", .bool(coto)), ("variant", .string(variant)),
+                                         ("labels", .array(labels.map { .string($0) })), ("final_loss", .double(trainer.log.last?.loss ?? .nan))]
+        if let (s, acc, loss) = lastEval { metrics += [("dev_step", .int(s)), ("dev_accuracy", .double(acc)), ("dev_loss", .double(loss))] }
+        try AtomicFileWriter.write(JSON.object(metrics).pretty + "\n", to: FileSystem.join(output, "metrics.json"))
+        if FileSystem.exists(ckpt) { try? removeTree(ckpt) }
+        if out.json { Console.writeOut(JSON.object(metrics).pretty) }
+        else if out.chatty {
+            Console.writeErr("wrote \(output): \(trainer.modules.count) modules, \(trainer.step) steps" + (lastEval.map { String(format: ", dev accuracy %.4f", $0.1) } ?? ""))
+        }
+    }
+
+    func removeTree(_ path: String) throws {
+        for name in try FileSystem.listDirectory(path) {
+            let p = FileSystem.join(path, name)
+            if FileSystem.isDirectory(p) { try removeTree(p) } else { unlink(p) }
+        }
+        rmdir(path)
+    }
+}
+
+runCommand(Train.self)
