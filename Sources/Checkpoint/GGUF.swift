@@ -205,6 +205,12 @@ public final class GGUFFile: @unchecked Sendable {
 
     // MARK: parsing
 
+    /// Validates GGUF bytes (no file needed); returns tensor infos and the data offset. Used by the fuzz targets.
+    public static func validate(bytes: UnsafeRawBufferPointer, path: String = "<bytes>") throws -> (metadata: [(String, GGUFValue)], tensors: [GGUFTensorInfo], dataOffset: Int) {
+        let p = try parse(bytes, path: path)
+        return (p.metadata, p.tensors, p.dataOffset)
+    }
+
     struct Parsed {
         var version: UInt32
         var metadata: [(String, GGUFValue)]
@@ -325,6 +331,8 @@ public final class GGUFFile: @unchecked Sendable {
             var count: UInt64 = 1
             for _ in 0..<Int(nd) {
                 let d = try c.read(UInt64.self, "dimension of '\(name)'")
+                // Each dimension on its own must be representable (a zero elsewhere keeps the product small).
+                guard d <= UInt64(Int.max) / 8 else { throw c.fail("tensor '\(name)': dimension \(d) is too large") }
                 let (p, o) = count.multipliedReportingOverflow(by: d)
                 guard !o, p <= UInt64(Int.max) / 8 else { throw c.fail("tensor '\(name)': element count overflows") }
                 count = p

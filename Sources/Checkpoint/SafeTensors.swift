@@ -116,6 +116,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     // MARK: header validation
 
+    /// Validates the bytes of a whole safetensors file (no file needed): its tensors in offset order and
+    /// metadata, or the error the reader would raise. Used by the fuzz targets.
+    public static func validate(bytes: UnsafeRawBufferPointer, path: String = "<bytes>") throws -> (tensors: [TensorInfo], metadata: [(String, String)]?, dataOffset: Int) {
+        let p = try parseHeader(bytes, path: path)
+        return (p.tensors, p.metadata, 8 + Int(p.headerSize))
+    }
+
     struct ParsedHeader {
         var headerSize: UInt64
         var tensors: [TensorInfo]

@@ -12,10 +12,14 @@ public final class ShardedCheckpoint: TensorStore, @unchecked Sendable {
     private let shardOf: [String: String]
     private var opened: [String: SafeTensorsFile] = [:]
 
-    public init(indexPath: String) throws {
+    public convenience init(indexPath: String) throws {
+        try self.init(indexBytes: FileSystem.readFile(indexPath, limit: 256 << 20), indexPath: indexPath)
+    }
+
+    /// Parses an index from its bytes (shards are opened lazily, relative to the index's directory).
+    public init(indexBytes bytes: [UInt8], indexPath: String) throws {
         self.indexPath = indexPath
         self.directory = FileSystem.dirname(of: indexPath)
-        let bytes = try FileSystem.readFile(indexPath, limit: 256 << 20)
         let json: JSON
         do { json = try JSON.parse(bytes) } catch let e as JSONParseError {
             throw CheckpointError(indexPath, .invalid("index is not valid JSON: \(e)"))

@@ -98,6 +98,8 @@ func ggufError(_ bytes: [UInt8]) -> String? {
         #expect(ggufError(oneTensor(dims: [30], type: 8, data: 64))?.contains("block size") == true)
         #expect(ggufError(oneTensor(dims: [4], data: 64, second: ("v", 0)))?.contains("overlaps") == true)
         #expect(ggufError(oneTensor(dims: [4], data: 64, second: ("w", 32)))?.contains("appears twice") == true)
+        // Found by the fuzzer: a zero dimension followed by one above Int.max trapped on conversion.
+        #expect(ggufError(oneTensor(dims: [0, UInt64.max - 5], data: 16))?.contains("too large") == true)
     }
 
     /// llama.cpp's converter permute (convert_hf_to_gguf.py), written independently of ours.
