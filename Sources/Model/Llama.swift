@@ -10,17 +10,17 @@ import Glibc
 public final class LlamaModel: AdaptableModel {
     public let config: ModelConfig
     public var modelType: String { config.modelType }
-    let H: Int, L: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, vocab: Int
-    let eps: Float
-    let invFreq: [Double]
-    let embed: AdaptedEmbedding
-    struct Layer {
-        var q, k, v, o, gate, up, down: AdaptedLinear
-        var inNorm, postNorm: [Float]
+    package let H: Int, L: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, vocab: Int
+    package let eps: Float
+    package let invFreq: [Double]
+    package let embed: AdaptedEmbedding
+    package struct Layer {
+        package var q, k, v, o, gate, up, down: AdaptedLinear
+        package var inNorm, postNorm: [Float]
     }
-    let layers: [Layer]
-    let norm: [Float]
-    let lmHead: [Float]   // [vocab, H] (the embedding table when tied)
+    package let layers: [Layer]
+    package let norm: [Float]
+    package let lmHead: [Float]   // [vocab, H] (the embedding table when tied)
     var score: AdaptedLinear?
     public private(set) var linears: [String: AdaptedLinear] = [:]
     public private(set) var embeddings: [String: AdaptedEmbedding] = [:]
@@ -93,14 +93,14 @@ public final class LlamaModel: AdaptableModel {
     }
 
     /// Rotates q/k rows in place: pairs (i, i + d/2) of each head by angle pos·invFreq[i].
-    func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, nHeads: Int, positions: (Int) -> Int) {
+    package func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, nHeads: Int, sign: Float = 1, positions: (Int) -> Int) {
         let half = headDim / 2
         for r in 0..<rows {
             let pos = Double(positions(r))
             for i in 0..<half {
                 // transformers computes the angle and cos/sin in Float32.
                 let angle = Float(pos) * Float(invFreq[i])
-                let c = cosf(angle), s = sinf(angle)
+                let c = cosf(angle), s = sign * sinf(angle)
                 for h in 0..<nHeads {
                     let base = x + r * nHeads * headDim + h * headDim
                     let a = base[i], b = base[i + half]

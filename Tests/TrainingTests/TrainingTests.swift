@@ -199,3 +199,23 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         #expect(t.log.first!.p == 0.1 && t.log.last!.p == 1)
     }
 }
+
+@Suite struct LlamaGradientTests {
+    @Test func causalLMAdapterGradientsMatchPyTorch() throws {
+        let model = try ModelRegistry.load(TFx.path("tiny-llama")) as! LlamaModel
+        let g = try CausalLMGradients(model: model, adapter: try Adapter.load(TFx.path("peft/llama-lora")))
+        let loss = g.lossAndGradients(ids: [[1, 5, 9, 13, 7, 3], [1, 8, 4, 3, 0, 0]], mask: [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]],
+                                      labels: [[-100, -100, 9, 13, 7, 3], [-100, 8, 4, 3, -100, -100]])
+        #expect(abs(loss - Double(try TFx.grads.tensor("llama-lora.loss").data[0])) < 1e-5)
+        var compared = 0
+        for name in TFx.grads.names where name.hasPrefix("llama-lora.grad.") {
+            let key = String(name.dropFirst("llama-lora.grad.model.".count))   // layers.0.self_attn.q_proj.lora_A.weight
+            let module = key.replacingOccurrences(of: ".lora_A.weight", with: ".lora_A").replacingOccurrences(of: ".lora_B.weight", with: ".lora_B")
+            let ours = try #require(g.gradient(module), "\(module)")
+            let want = try TFx.grads.tensor(name).data
+            #expect(relErr(ours, want) <= 1e-4, "\(module): \(relErr(ours, want))")
+            compared += 1
+        }
+        #expect(compared == 12)
+    }
+}
