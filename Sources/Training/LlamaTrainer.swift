@@ -178,43 +178,21 @@ final class LlamaTrainer {
     }
 }
 
-/// Causal-LM gradients for a LLaMA model with an adapter attached: the adapter's parameters become
-/// trainable; `lossAndGradients` computes transformers' shifted cross-entropy (labels −100 ignored)
-/// and accumulates the adapter gradients. (The training loop and CLI for causal LM are not wired yet.)
-public final class CausalLMGradients {
-    let model: LlamaModel
+/// Causal language modelling: transformers' shifted cross-entropy (position t predicts target t+1,
+/// −100 ignored), mean over the scored positions; the (tied) LM head is frozen.
+final class LlamaCausalLMTask: TrainTask {
     let trainer: LlamaTrainer
-    let linears: [String: TrainLinear]
+    init(_ t: LlamaTrainer) { trainer = t }
+    var headParams: [Param] { [] }
+    func syncHead() {}
+    var layerCount: Int { trainer.layers.count }
 
-    public init(model: LlamaModel, adapter: Adapter) throws {
-        self.model = model
-        try model.attach(adapter)
-        var tls: [String: TrainLinear] = [:]
-        for (name, lin) in model.linears {
-            let tl = TrainLinear(lin, name: name)
-            if lin.hasAdapter, let a = lin.a, let b = lin.b {
-                tl.pA = Param(name: name + ".lora_A", value: a)
-                tl.pB = Param(name: name + ".lora_B", value: b)
-            }
-            tls[name] = tl
-        }
-        linears = tls
-        trainer = LlamaTrainer(model: model, trainables: tls)
-    }
-
-    public func gradient(_ name: String) -> [Float]? {
-        for (n, t) in linears {
-            if name == n + ".lora_A" { return t.pA?.grad }
-            if name == n + ".lora_B" { return t.pB?.grad }
-        }
-        return nil
-    }
-
-    /// Mean cross-entropy of logits[:, t] against labels[:, t+1] over labels != -100.
-    public func lossAndGradients(ids: [[Int]], mask: [[Int]], labels: [[Int]]) -> Double {
-        var rng = SeededRNG(seed: 0)
-        let h = trainer.forward(ids: ids, mask: mask, train: false, rng: &rng)
-        let B = ids.count, T = ids[0].count, H = model.H, V = model.vocab
+    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
+        let model = trainer.model
+        let padded = Batch.padded(batch.map(\.ids), pad: 0)
+        let labels = batch.map { e in (e.targets ?? e.ids) + [Int](repeating: -100, count: padded.length - e.ids.count) }
+        let h = trainer.forward(ids: padded.ids, mask: padded.mask, train: train, rng: &rng)
+        let B = batch.count, T = padded.length, H = model.H, V = model.vocab
         var logits = [Float](repeating: 0, count: B * T * V)
         h.withUnsafeBufferPointer { ph in model.lmHead.withUnsafeBufferPointer { pw in logits.withUnsafeMutableBufferPointer { pl in
             BLAS.sgemm(transA: false, transB: true, m: B * T, n: V, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: V)
@@ -232,14 +210,16 @@ public final class CausalLMGradients {
             var z = 0.0
             for j in 0..<V { z += exp(Double(logits[row + j] - m)) }
             loss += Glibc.log(z) + Double(m) - Double(logits[row + y])
-            for j in 0..<V { dlogits[row + j] = Float(exp(Double(logits[row + j] - m)) / z / Double(count)) }
-            dlogits[row + y] -= 1 / Float(count)
+            let w = scale / Float(max(count, 1))
+            for j in 0..<V { dlogits[row + j] = Float(exp(Double(logits[row + j] - m)) / z) * w }
+            dlogits[row + y] -= w
         } }
+        guard count > 0 else { return 0 }
         var dh = [Float](repeating: 0, count: B * T * H)
         dlogits.withUnsafeBufferPointer { pd in model.lmHead.withUnsafeBufferPointer { pw in dh.withUnsafeMutableBufferPointer { ph in
             BLAS.sgemm(transA: false, transB: false, m: B * T, n: H, k: V, a: pd.baseAddress!, lda: V, b: pw.baseAddress!, ldb: H, c: ph.baseAddress!, ldc: H)
         } } }
-        trainer.backward(dh, lowestLayer: 0)
-        return loss / Double(max(count, 1))
+        trainer.backward(dh, lowestLayer: lowest)
+        return loss / Double(count)
     }
 }

@@ -58,17 +58,47 @@ public enum TrainEvent: Sendable {
 public struct Example: Sendable {
     public var ids: [Int]
     public var typeIds: [Int]
+    /// Classification label index.
     public var label: Int
-    public init(ids: [Int], typeIds: [Int], label: Int) { self.ids = ids; self.typeIds = typeIds; self.label = label }
+    /// Causal LM: the label of each position (−100: not scored), as transformers' `labels`.
+    public var targets: [Int]?
+    public init(ids: [Int], typeIds: [Int], label: Int) { self.ids = ids; self.typeIds = typeIds; self.label = label; targets = nil }
+    public init(ids: [Int], targets: [Int]) { self.ids = ids; typeIds = ids.map { _ in 0 }; label = 0; self.targets = targets }
+}
+
+/// The task-specific half of a trainer: the forward/backward pair, the always-trained head.
+protocol TrainTask: AnyObject {
+    var headParams: [Param] { get }
+    func syncHead()
+    var layerCount: Int { get }
+    /// Loss of the batch; gradients accumulated (scaled by `scale`); backward stops at `lowest`.
+    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double
+}
+
+final class BertClassificationTask: TrainTask {
+    let trainer: BertTrainer
+    let classes: Int
+    init(_ t: BertTrainer, classes: Int) { trainer = t; self.classes = classes }
+    var headParams: [Param] { [trainer.headW, trainer.headB] }
+    func syncHead() { trainer.syncHead() }
+    var layerCount: Int { trainer.layers.count }
+    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
+        let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
+        let logits = trainer.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
+        let (loss, d) = ClassificationTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: classes, scale: scale)
+        trainer.backward(d, lowestLayer: lowest)
+        return loss
+    }
 }
 
 /// Trains adapters (LoRA, rsLoRA, DoRA, HiRA) and a classification head on a BERT model, with or
 /// without CoTo. Base weights are frozen.
 public final class ClassificationTrainer {
-    public let model: BertModel
+    public let model: AdaptableModel
     public let config: TrainConfig
+    /// Classification labels (empty for causal LM).
     public let labels: [String]
-    let trainer: BertTrainer
+    let task: TrainTask
     let linears: [String: TrainLinear]
     /// Trainable modules (canonical name) in a fixed order, their group index.
     public let modules: [String]
@@ -79,16 +109,32 @@ public final class ClassificationTrainer {
     var rng: SeededRNG
     public private(set) var log: [StepLog] = []
 
-    public init(model: BertModel, labels: [String], config c: TrainConfig) throws {
-        self.model = model
-        self.config = c
-        self.labels = labels
+    /// Sequence classification on a BERT model.
+    public convenience init(model: BertModel, labels: [String], config c: TrainConfig) throws {
         var rng = SeededRNG(seed: c.seed)
         // Head: keep the model's if it fits the labels, else a new one as transformers initializes it.
         if model.classifier?.outFeatures != labels.count {
             let w = (0..<(labels.count * model.H)).map { _ in Float(rng.normal() * 0.02) }
             try model.setClassifier(weight: Tensor(shape: [labels.count, model.H], data: w), bias: Tensor(zeros: [labels.count]))
         }
+        try self.init(model: model, labels: labels, config: c, rng: rng) { tls in
+            let hd = model.config.raw(\.hiddenDropout) ?? 0.1, ad = model.config.raw(\.attentionDropout) ?? 0.1
+            return BertClassificationTask(try BertTrainer(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(ad)), classes: labels.count)
+        }
+    }
+
+    /// Causal language modelling on a LLaMA model (loss on the positions whose target is not −100).
+    public convenience init(causalLM model: LlamaModel, config c: TrainConfig) throws {
+        try self.init(model: model, labels: [], config: c, rng: SeededRNG(seed: c.seed)) { tls in
+            LlamaCausalLMTask(LlamaTrainer(model: model, trainables: tls))
+        }
+    }
+
+    init(model: AdaptableModel, labels: [String], config c: TrainConfig, rng seeded: SeededRNG, task makeTask: ([String: TrainLinear]) throws -> TrainTask) throws {
+        self.model = model
+        self.config = c
+        self.labels = labels
+        var rng = seeded
         // Adapters on the targeted linears: A Kaiming-uniform (a = √5, bound 1/√in), B zero; DoRA m = ‖W‖_row.
         var tls: [String: TrainLinear] = [:]
         var mods: [String] = []
@@ -136,13 +182,12 @@ public final class ClassificationTrainer {
         groupOf = groups
         groupCount = keys.count
         for (m, g) in groups { tls[m]!.group = g }
-        let hd = model.config.raw(\.hiddenDropout) ?? 0.1
-        trainer = try BertTrainer(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(model.config.raw(\.attentionDropout) ?? 0.1))
+        task = try makeTask(tls)
         adam = AdamW(weightDecay: c.weightDecay)
         self.rng = rng
     }
 
-    var params: [Param] { modules.flatMap { m -> [Param] in [linears[m]!.pA!, linears[m]!.pB!] + (linears[m]!.pM.map { [$0] } ?? []) } + [trainer.headW, trainer.headB] }
+    var params: [Param] { modules.flatMap { m -> [Param] in [linears[m]!.pA!, linears[m]!.pB!] + (linears[m]!.pM.map { [$0] } ?? []) } + task.headParams }
 
     /// Loss and dlogits of softmax cross-entropy (mean over the batch).
     static func crossEntropy(_ logits: [Float], labels: [Int], classes C: Int, scale: Float) -> (Double, [Float]) {
@@ -165,13 +210,9 @@ public final class ClassificationTrainer {
 
     /// One gradient computation on a batch (no update); returns the loss. Used by training and tests.
     public func lossAndGradients(_ batch: [Example], train: Bool, scale: Float = 1) -> Double {
-        let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
-        let logits = trainer.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
-        let (loss, d) = ClassificationTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: labels.count, scale: scale)
         let active = modules.filter { model.linears[$0]!.active }
-        let lowest = active.compactMap { LoraModule.layerIndex(of: $0) }.min() ?? trainer.layers.count
-        trainer.backward(d, lowestLayer: lowest)
-        return loss
+        let lowest = active.compactMap { LoraModule.layerIndex(of: $0) }.min() ?? task.layerCount
+        return task.lossAndGradients(batch, train: train, scale: scale, lowest: lowest, rng: &rng)
     }
 
     // MARK: checkpoints
@@ -220,13 +261,13 @@ public final class ClassificationTrainer {
             }
         }
         for m in modules { linears[m]!.sync() }
-        trainer.syncHead()
+        task.syncHead()
     }
 
     /// Starts from an existing adapter's parameters (continued training; gradient tests).
     public func load(_ adapter: Adapter) throws {
         for m in adapter.modules {
-            let key = m.name.hasPrefix("bert.") ? String(m.name.dropFirst(5)) : m.name
+            let key = m.name.hasPrefix("bert.") ? String(m.name.dropFirst(5)) : m.name.hasPrefix("model.") ? String(m.name.dropFirst(6)) : m.name
             guard let tl = linears[key], let pA = tl.pA, let pB = tl.pB, pA.value.count == m.a.tensor.count, pB.value.count == m.b.tensor.count else {
                 throw CheckpointError(adapter.source, .invalid("module '\(m.name)' does not match the training configuration (targets / rank)"))
             }
@@ -235,13 +276,15 @@ public final class ClassificationTrainer {
             if let mag = m.magnitude { tl.pM?.value = mag.tensor.data }
             tl.lin.install(a: pA.value, b: pB.value, rank: m.rank, scaling: Float(m.scaling), magnitude: tl.pM?.value, variant: tl.lin.variant)
         }
-        if let w = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.weight") }), w.1.tensor.count == trainer.headW.value.count {
-            trainer.headW.value = w.1.tensor.data
+        if let head = task as? BertClassificationTask {
+            if let w = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.weight") }), w.1.tensor.count == head.trainer.headW.value.count {
+                head.trainer.headW.value = w.1.tensor.data
+            }
+            if let b = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.bias") }), b.1.tensor.count == head.trainer.headB.value.count {
+                head.trainer.headB.value = b.1.tensor.data
+            }
         }
-        if let b = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.bias") }), b.1.tensor.count == trainer.headB.value.count {
-            trainer.headB.value = b.1.tensor.data
-        }
-        trainer.syncHead()
+        task.syncHead()
     }
 
     /// Gradient of a parameter by PEFT-style name: `<module>.lora_A`, `.lora_B`, `.lora_magnitude_vector`, `classifier.weight|bias`.
@@ -279,12 +322,12 @@ public final class ClassificationTrainer {
             }
             let activeParams = modules.filter { active[groupOf[$0]!] }.flatMap { m -> [Param] in
                 [linears[m]!.pA!, linears[m]!.pB!] + (linears[m]!.pM.map { [$0] } ?? [])
-            } + [trainer.headW, trainer.headB]
+            } + task.headParams
             clipGradNorm(activeParams, maxNorm: c.maxGradNorm)
             let lr = c.lr * c.schedule.factor(step: step, total: T, warmup: warmup)
             for p in activeParams { adam.update(p, lr: lr) }
             for m in modules where active[groupOf[m]!] { linears[m]!.sync() }
-            trainer.syncHead()
+            task.syncHead()
             let entry = StepLog(step: step + 1, loss: loss, lr: lr, p: coto.p(step: step),
                                 activeGroups: (0..<groupCount).filter { active[$0] }, tokensPerSecond: Double(tokens) / max(now() - t0, 1e-9))
             log.append(entry)
@@ -300,9 +343,25 @@ public final class ClassificationTrainer {
         model.setActive(true)
     }
 
-    /// Accuracy and loss with every adapter active, no dropout.
+    /// Accuracy and loss with every adapter active, no dropout (causal LM: accuracy is next-token accuracy).
     public func evaluate(_ data: [Example]) throws -> (Double, Double) {
         model.setActive(true)
+        if labels.isEmpty {
+            var correct = 0, count = 0, nll = 0.0
+            for e in data {
+                guard let y = e.targets else { continue }
+                let out = try model.forward(Batch(ids: [e.ids]), outputLayers: false, head: .languageModel)
+                let V = out.logitsWidth
+                for t in 0..<(e.ids.count - 1) where y[t + 1] != -100 {
+                    let row = out.logits[(t * V)..<((t + 1) * V)]
+                    let m = row.max()!
+                    nll += Glibc.log(row.reduce(0.0) { $0 + exp(Double($1 - m)) }) + Double(m) - Double(row[row.startIndex + y[t + 1]])
+                    if row.indices.max(by: { row[$0] < row[$1] })! - t * V == y[t + 1] { correct += 1 }
+                    count += 1
+                }
+            }
+            return (Double(correct) / Double(max(count, 1)), nll / Double(max(count, 1)))
+        }
         var correct = 0, loss = 0.0
         for start in stride(from: 0, to: data.count, by: 32) {
             let batch = Array(data[start..<min(data.count, start + 32)])
@@ -327,23 +386,27 @@ public final class ClassificationTrainer {
         cfg.useRslora = config.rslora
         cfg.useDora = config.dora
         cfg.targetModules = .names(Array(Set(modules.map { String($0.split(separator: ".").last!) })).sorted())
-        cfg.modulesToSave = ["classifier", "score"]
-        cfg.taskType = "SEQ_CLS"
+        let classification = !labels.isEmpty
+        cfg.modulesToSave = classification ? ["classifier", "score"] : nil
+        cfg.taskType = classification ? "SEQ_CLS" : "CAUSAL_LM"
+        let prefix = model is BertModel ? "bert." : "model."
         cfg.baseModelNameOrPath = baseModel
         cfg.loraDropout = Double(config.loraDropout)
         let mods = modules.map { name -> LoraModule in
             let l = model.linears[name]!
-            return LoraModule(name: "bert." + name, a: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.rank, l.inFeatures], data: l.a!)),
+            return LoraModule(name: prefix + name, a: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.rank, l.inFeatures], data: l.a!)),
                               b: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures, l.rank], data: l.b!)),
                               magnitude: l.magnitude.map { AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures], data: $0)) },
                               alpha: cfg.loraAlpha, scaling: Double(l.scaling))
         }
-        let head: [(String, AdapterTensor)] = [
-            ("base_model.model.classifier.bias", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count], data: trainer.headB.value))),
-            ("base_model.model.classifier.weight", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count, model.H], data: trainer.headW.value))),
-        ]
+        var head: [(String, AdapterTensor)] = []
+        if let t = task as? BertClassificationTask {
+            let H = t.trainer.H
+            head = [("base_model.model.classifier.bias", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count], data: t.trainer.headB.value))),
+                    ("base_model.model.classifier.weight", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count, H], data: t.trainer.headW.value)))]
+        }
         var a = Adapter(config: cfg, modules: mods, otherTensors: head, source: "coto-train", configOrigin: "coto-train")
-        a.labels = labels
+        a.labels = classification ? labels : nil
         return a
     }
 
