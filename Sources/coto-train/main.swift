@@ -26,10 +26,10 @@ struct Train: ParsableCommand {
           coto-train --model minilm/ --data train.jsonl --task classification --variant dora --rank 16 -o runs/dora
         """)
 
-    @Option(help: "Model directory (BERT).") var model: String
-    @Option(help: "Training JSONL ({\"text\", \"label\"}).") var data: String
+    @Option(help: "Model directory (BERT for classification, LLaMA for causal-lm).") var model: String
+    @Option(help: "Training JSONL: {\"text\", \"label\"} (classification), {\"text\"} or {\"prompt\", \"completion\"} (causal-lm).") var data: String
     @Option(help: "Evaluation JSONL, scored every --eval-every steps and at the end.") var evalData: String?
-    @Option(help: "classification (causal-lm is not implemented yet).") var task = "classification"
+    @Option(help: "classification (BERT) or causal-lm (LLaMA).") var task = "classification"
     @Option(name: .shortAndLong, help: "Output adapter directory.") var output: String
     @Option(help: "lora, rslora, dora or hira.") var variant = "lora"
     @Option(help: "LoRA rank.") var rank = 8
@@ -79,13 +79,16 @@ struct Train: ParsableCommand {
         Parallel.configure(threads: 1)
         BLAS.setThreads(threads)
         try checkOutputNotInput(output, inputs: [model, data] + (evalData.map { [$0] } ?? []))
-        guard task == "classification" else {
-            throw CommandError(model, "causal-LM training is not implemented yet (classification on BERT is)")
+        let loaded = try ModelRegistry.load(model)
+        let tok = try TokenizerLoader.load(modelDir: model)
+        if task == "causal-lm" {
+            guard let llama = loaded as? LlamaModel else { throw CommandError(model, "causal-LM training runs on decoder models (model_type llama)") }
+            try trainCausalLM(llama, tok)
+            return
         }
-        guard let bert = try ModelRegistry.load(model) as? BertModel else {
+        guard let bert = loaded as? BertModel else {
             throw CommandError(model, "classification training runs on BERT models (model_type bert)")
         }
-        let tok = try TokenizerLoader.load(modelDir: model)
         let records = try JSONL.read(data)
         var texts: [(String, String?, String)] = []
         for r in records {
@@ -108,6 +111,31 @@ struct Train: ParsableCommand {
             let rows = try er.map { (try JSONL.text($0, "text", path: e)!, try JSONL.text($0, "text_pair", path: e, required: false), try JSONL.text($0, "label", path: e)!) }
             dev = try examples(rows, path: e, lines: er.map(\.line))
         }
+        let trainer = try ClassificationTrainer(model: bert, labels: labels, config: makeConfig())
+        try runAndSave(trainer, train: train, dev: dev, labels: labels)
+    }
+
+    /// Causal LM: {"text"} (every token after the first scored) or {"prompt", "completion"} (completion only).
+    func trainCausalLM(_ llama: LlamaModel, _ tok: Tokenizer) throws {
+        func read(_ path: String) throws -> [Example] {
+            try JSONL.read(path).map { r in
+                if r.json["prompt"] != nil || r.json["completion"] != nil {
+                    let p = tok.encode(try JSONL.text(r, "prompt", path: path)!, pair: nil, addSpecialTokens: false).ids
+                    let c = tok.encode(try JSONL.text(r, "prompt", path: path)! + (try JSONL.text(r, "completion", path: path)!), pair: nil, addSpecialTokens: false).ids
+                    let ids = Array(c.prefix(maxLength))
+                    return Example(ids: ids, targets: ids.enumerated().map { $0.offset < p.count ? -100 : $0.element })
+                }
+                let ids = Array(tok.encode(try JSONL.text(r, "text", path: path)!, pair: nil, addSpecialTokens: false).ids.prefix(maxLength))
+                return Example(ids: ids, targets: ids)
+            }.filter { $0.ids.count >= 2 }
+        }
+        let train = try read(data)
+        guard !train.isEmpty else { throw CommandError(data, "no example with at least two tokens") }
+        let trainer = try ClassificationTrainer(causalLM: llama, config: makeConfig())
+        try runAndSave(trainer, train: train, dev: try evalData.map(read), labels: [])
+    }
+
+    func makeConfig() -> TrainConfig {
         var c = TrainConfig()
         c.variant = variant == "hira" ? .hira : .lora
         c.rslora = variant == "rslora"
@@ -122,7 +150,10 @@ struct Train: ParsableCommand {
         c.lr = lr; c.weightDecay = weightDecay; c.warmupRatio = warmupRatio; c.schedule = Schedule(rawValue: schedule)!
         c.maxLength = maxLength; c.seed = seed; c.loraDropout = loraDropout; c.maxGradNorm = maxGradNorm
         c.evalEvery = evalEvery; c.saveEvery = saveEvery
-        let trainer = try ClassificationTrainer(model: bert, labels: labels, config: c)
+        return c
+    }
+
+    func runAndSave(_ trainer: ClassificationTrainer, train: [Example], dev: [Example]?, labels: [String]) throws {
         let ckpt = FileSystem.join(output, "checkpoint")
         if resume {
             guard FileSystem.exists(ckpt) else { throw CommandError(ckpt, "no checkpoint to resume from") }
@@ -137,7 +168,7 @@ struct Train: ParsableCommand {
                 bar?.update(s.step, detail: String(format: "loss %.4f p %.2f %.0f tok/s", s.loss, s.p, s.tokensPerSecond))
             case let .eval(step, acc, loss):
                 lastEval = (step, acc, loss)
-                if out.chatty { Console.writeErr(String(format: "step %d: dev accuracy %.4f, loss %.4f", step, acc, loss)) }
+                if out.chatty { Console.writeErr("step \(step): dev \(labels.isEmpty ? "next-token accuracy" : "accuracy") \(fmt(acc, 4)), loss \(fmt(loss, 4))") }
             case .saved: break
             }
         }, checkpoint: { t in try t.saveCheckpoint(to: ckpt, baseModel: model) })
@@ -154,7 +185,7 @@ struct Train: ParsableCommand {
             try AtomicFileWriter.write(JSON.object([("variant", .string("hira"))]).pretty + "\n", to: FileSystem.join(output, Adapter.cotoFile))
         }
         try AtomicFileWriter.write(trainer.log.map { $0.json.compact }.joined(separator: "\n") + "\n", to: FileSystem.join(output, "train_log.jsonl"))
-        var metrics: [(String, JSON)] = [("steps", .int(trainer.step)), ("coto", .bool(coto)), ("variant", .string(variant)),
+        var metrics: [(String, JSON)] = [("task", .string(task)), ("steps", .int(trainer.step)), ("coto", .bool(coto)), ("variant", .string(variant)),
                                          ("labels", .array(labels.map { .string($0) })), ("final_loss", .double(trainer.log.last?.loss ?? .nan))]
         if let (s, acc, loss) = lastEval { metrics += [("dev_step", .int(s)), ("dev_accuracy", .double(acc)), ("dev_loss", .double(loss))] }
         try AtomicFileWriter.write(JSON.object(metrics).pretty + "\n", to: FileSystem.join(output, "metrics.json"))
