@@ -53,18 +53,19 @@ let package = Package(
         .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Checkpoint"]),
         .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model"]),
 
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NumericsTests", dependencies: [
             "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "CheckpointTests", dependencies: [
+        .testTarget(name: "CheckpointTests", dependencies: ["TestSupport",
             "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ], resources: []),
-        .testTarget(name: "OperatorsTests", dependencies: [
+        .testTarget(name: "OperatorsTests", dependencies: ["TestSupport",
             "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Evaluation", "Checkpoint", "Numerics"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Checkpoint", "Numerics"]),
-        .testTarget(name: "CLITests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "ModelTests", dependencies: ["TestSupport", "Model", "Evaluation", "Checkpoint", "Numerics"]),
+        .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Model", "Checkpoint", "Numerics"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Checkpoint"]),
     ],
     swiftLanguageModes: [.v5]
 )

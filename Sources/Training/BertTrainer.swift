@@ -255,11 +255,7 @@ final class BertTrainer {
                 } } }
                 if !s.probsDrop.isEmpty { for i in 0..<(T * T) { dP[i] *= s.probsDrop[base + i] } }
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P)), times the score scale.
-                for t in 0..<T {
-                    var dot: Float = 0
-                    for u in 0..<T { dot += dP[t * T + u] * P[t * T + u] }
-                    for u in 0..<T { P[t * T + u] = P[t * T + u] * (dP[t * T + u] - dot) * scale }
-                }
+                softmaxBackward(&P, dP, rows: T, cols: T, scale: scale)
                 P.withUnsafeBufferPointer { pds in
                     s.k.withUnsafeBufferPointer { pk in dq.withUnsafeMutableBufferPointer { pdq in
                         BLAS.sgemm(transA: false, transB: false, m: T, n: hd, k: T, a: pds.baseAddress!, lda: T,

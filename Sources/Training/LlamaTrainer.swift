@@ -146,11 +146,7 @@ final class LlamaTrainer {
                     BLAS.sgemm(transA: true, transB: false, m: T, n: hd, k: T, a: pp.baseAddress!, lda: T, b: pdc.baseAddress! + b * T * nh * hd + h * hd, ldb: nh * hd,
                                beta: 1, c: pdv.baseAddress! + b * T * kv * hd + kh * hd, ldc: kv * hd)
                 } } }
-                for t in 0..<T {
-                    var dot: Float = 0
-                    for u in 0..<T { dot += dP[t * T + u] * P[t * T + u] }
-                    for u in 0..<T { P[t * T + u] = P[t * T + u] * (dP[t * T + u] - dot) * scale }
-                }
+                softmaxBackward(&P, dP, rows: T, cols: T, scale: scale)
                 P.withUnsafeBufferPointer { pds in
                     s.k.withUnsafeBufferPointer { pk in dq.withUnsafeMutableBufferPointer { pdq in
                         BLAS.sgemm(transA: false, transB: false, m: T, n: hd, k: T, a: pds.baseAddress!, lda: T, b: pk.baseAddress! + b * T * kv * hd + kh * hd, ldb: kv * hd,

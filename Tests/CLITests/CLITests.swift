@@ -1,14 +1,11 @@
 import Testing
 import Foundation
+import TestSupport
 import Checkpoint
 
 /// Runs the built executables as a user would: exit codes, one-line errors, JSON output.
 enum CLI {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
+    static let root = TestPaths.root
 
     static func binary(_ name: String) -> String {
         // Next to the test bundle (swift test builds every product into the same directory).

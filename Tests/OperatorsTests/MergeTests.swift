@@ -1,17 +1,13 @@
 import Testing
 import Foundation
+import TestSupport
 import PropertyBased
 @testable import Operators
 import Checkpoint
 import Numerics
 
 enum Fx {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static func path(_ p: String) -> String { root + "/Fixtures/" + p }
+    static func path(_ p: String) -> String { TestPaths.fixture(p) }
     static func adapter(_ n: String) throws -> Adapter { try Adapter.load(path("peft/" + n)) }
 }
 

