@@ -45,7 +45,9 @@ public enum Console {
 /// and renders any other error as one line `error: FILE: cause` with exit status 1.
 public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
     let threads = getenv("COTO_THREADS").flatMap { Int(String(cString: $0)) } ?? 2
-    Parallel.configure(threads: max(1, threads))
+    // Commands that call BLAS/LAPACK on whole matrices let OpenBLAS use the threads; the model-running
+    // commands (coto-eval, coto-bench forward) switch to coto's own parallelism themselves.
+    BLAS.setThreads(max(1, threads))
     var command: ParsableCommand
     do {
         command = try type.parseAsRoot()
