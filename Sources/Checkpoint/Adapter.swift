@@ -173,6 +173,18 @@ public struct Adapter: Sendable {
         return try build(file: file, config: config, source: path, origin: alpha == nil ? "inferred from shapes (lora_alpha = r)" : "inferred from shapes (lora_alpha from --alpha)")
     }
 
+    /// Whether a path holds an adapter: a directory with adapter_config.json, or a safetensors file with
+    /// our config metadata or LoRA tensors.
+    public static func isAdapter(path: String) -> Bool {
+        if FileSystem.isDirectory(path) { return FileSystem.exists(FileSystem.join(path, configFile)) }
+        guard let f = try? SafeTensorsFile(path: path) else { return false }
+        return isAdapter(file: f)
+    }
+
+    public static func isAdapter(file f: SafeTensorsFile) -> Bool {
+        f.metadataValue(metadataConfigKey) != nil || f.names.contains { classify($0) != nil }
+    }
+
     /// A label list file (`coto_labels.json`) on its own.
     public static func load(labelsOnly path: String) throws -> [String] {
         try parseLabels(FileSystem.readFile(path, limit: 64 << 20), path: path)

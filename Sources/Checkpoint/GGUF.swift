@@ -131,12 +131,8 @@ public final class GGUFFile: @unchecked Sendable {
         tensors = parsed.tensors
         alignment = parsed.alignment
         dataOffset = parsed.dataOffset
-        var idx: [String: Int] = [:]
-        for (i, t) in tensors.enumerated() { idx[t.name] = i }
-        index = idx
-        var m: [String: Int] = [:]
-        for (i, kv) in metadata.enumerated() { m[kv.0] = i }
-        metaIndex = m
+        index = Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        metaIndex = Dictionary(metadata.enumerated().map { ($1.0, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     public subscript(key: String) -> GGUFValue? { metaIndex[key].map { metadata[$0].1 } }

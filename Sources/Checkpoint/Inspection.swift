@@ -42,7 +42,7 @@ public struct Inspection {
         do { file = try SafeTensorsFile(path: path) } catch let e as CheckpointError where !path.hasSuffix(".safetensors") {
             throw CheckpointError(path, .invalid("not a safetensors, GGUF or index file (as safetensors: \(e.message))"))
         }
-        if file.metadataValue(Adapter.metadataConfigKey) != nil || file.names.contains(where: { $0.hasSuffix(".lora_A.weight") || $0.hasSuffix(".lora_embedding_A") }) {
+        if Adapter.isAdapter(file: file) {
             return try adapter(path, options: options, progress: progress)
         }
         return try tensors(file, kind: .safetensors, options: options, progress: progress)

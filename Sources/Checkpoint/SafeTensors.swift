@@ -89,9 +89,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         headerSize = parsed.headerSize
         tensors = parsed.tensors
         metadata = parsed.metadata
-        var idx: [String: Int] = [:]
-        for (i, t) in tensors.enumerated() { idx[t.name] = i }
-        index = idx
+        index = Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     public var names: [String] { tensors.map(\.name) }

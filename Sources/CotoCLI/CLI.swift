@@ -91,11 +91,7 @@ public final class ProgressRenderer {
         self.start = ProgressRenderer.now()
     }
 
-    public static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    public static func now() -> Double { Clock.now() }
 
     static func format(seconds s: Double) -> String {
         guard s.isFinite else { return "?" }

@@ -19,6 +19,9 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     let pre: [Pre]
     let byteToChar: [Character]
     public let padId: Int
+    private let idToToken: [Int: String]
+    private let charToByte: [Character: UInt8]
+    private let addedIds: Set<Int>
     private var cache: [String: [Int]] = [:]
     private let lock = NSLock()
 
@@ -37,6 +40,14 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         self.added = added
         byteToChar = GGUFConverter.byteToUnicode
         padId = added.first { $0.content.contains("pad") }?.id ?? 0
+        var inverse: [Int: String] = [:]
+        for (t, i) in vocab { inverse[i] = t }
+        for a in added { inverse[a.id] = a.content }
+        idToToken = inverse
+        var c2b: [Character: UInt8] = [:]
+        for (b, c) in GGUFConverter.byteToUnicode.enumerated() { c2b[c] = UInt8(b) }
+        charToByte = c2b
+        addedIds = Set(added.map(\.id))
         func parse(_ p: JSON) throws -> [Pre] {
             switch p["type"]?.stringValue {
             case "ByteLevel": return [.byteLevel(useRegex: p["use_regex"]?.boolValue ?? true)]
@@ -131,15 +142,10 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
 
     /// Ids back to text: tokens' byte-alphabet characters mapped back to bytes (added tokens verbatim).
     public func decode(_ ids: [Int]) -> String {
-        var inverse: [Int: String] = [:]
-        for (t, i) in vocab { inverse[i] = t }
-        for a in added { inverse[a.id] = a.content }
-        var charToByte: [Character: UInt8] = [:]
-        for (b, c) in byteToChar.enumerated() { charToByte[c] = UInt8(b) }
         var bytes: [UInt8] = []
         for id in ids {
-            guard let t = inverse[id] else { continue }
-            if added.contains(where: { $0.id == id }) { bytes += Array(t.utf8); continue }
+            guard let t = idToToken[id] else { continue }
+            if addedIds.contains(id) { bytes += Array(t.utf8); continue }
             for c in t { if let b = charToByte[c] { bytes.append(b) } else { bytes += Array(String(c).utf8) } }
         }
         return String(decoding: bytes, as: UTF8.self)

@@ -74,8 +74,7 @@ public final class BertModel: AdaptableModel {
     public var hasClassifier: Bool { classifier != nil }
 
     public func setClassifier(weight: Tensor, bias: Tensor?) throws {
-        guard weight.rank == 2, weight.cols == H else { throw ModelError.fail("classifier", "head weight \(weight.shape) does not take hidden size \(H)") }
-        classifier = AdaptedLinear(name: "classifier", weight: weight.data, bias: bias?.data, out: weight.rows, in: H)
+        classifier = try AdaptedLinear.head(name: "classifier", weight: weight, bias: bias, hidden: H)
     }
 
     public func forward(_ batch: Batch, outputLayers: Bool = false, head: Head = .none) throws -> ForwardOutput {

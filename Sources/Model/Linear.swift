@@ -39,6 +39,17 @@ public final class AdaptedLinear {
 
     public var hasAdapter: Bool { a != nil }
 
+    /// A classification head [labels, hidden] (+ bias [labels]) from tensors a file supplied, shapes checked.
+    public static func head(name: String, weight: Tensor, bias: Tensor?, hidden: Int) throws -> AdaptedLinear {
+        guard weight.rank == 2, weight.cols == hidden, weight.rows > 0 else {
+            throw CheckpointError(name, .invalid("head weight \(weight.shape) does not take hidden size \(hidden)"))
+        }
+        if let b = bias, b.count != weight.rows {
+            throw CheckpointError(name, .invalid("head bias \(b.shape) does not match the \(weight.rows) outputs of its weight"))
+        }
+        return AdaptedLinear(name: name, weight: weight.data, bias: bias?.data, out: weight.rows, in: hidden)
+    }
+
     /// Attaches a LoRA module (shapes checked by the caller's loader).
     public func attach(_ m: LoraModule, variant v: Variant) throws {
         guard m.a.tensor.shape == [m.rank, inFeatures], m.b.tensor.shape == [outFeatures, m.rank] else {

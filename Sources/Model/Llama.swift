@@ -88,19 +88,35 @@ public final class LlamaModel: AdaptableModel {
     public var hasClassifier: Bool { score != nil }
 
     public func setClassifier(weight: Tensor, bias: Tensor?) throws {
-        guard weight.rank == 2, weight.cols == H else { throw ModelError.fail("score", "head weight \(weight.shape) does not take hidden size \(H)") }
-        score = AdaptedLinear(name: "score", weight: weight.data, bias: bias?.data, out: weight.rows, in: H)
+        score = try AdaptedLinear.head(name: "score", weight: weight, bias: bias, hidden: H)
     }
 
-    /// Rotates q/k rows in place: pairs (i, i + d/2) of each head by angle pos·invFreq[i].
-    package func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, nHeads: Int, sign: Float = 1, positions: (Int) -> Int) {
+    /// cos/sin of pos·invFreq[i] for each row's position (transformers computes them in Float32);
+    /// built once per forward and shared by every layer's q and k.
+    package struct RopeTable {
+        let cos: [Float], sin: [Float]
+    }
+
+    package func ropeTable(rows: Int, positions: (Int) -> Int) -> RopeTable {
+        let half = headDim / 2
+        var c = [Float](repeating: 0, count: rows * half), s = c
+        for r in 0..<rows {
+            let pos = Float(positions(r))
+            for i in 0..<half {
+                let angle = pos * Float(invFreq[i])
+                c[r * half + i] = cosf(angle)
+                s[r * half + i] = sinf(angle)
+            }
+        }
+        return RopeTable(cos: c, sin: s)
+    }
+
+    /// Rotates q/k rows in place: pairs (i, i + d/2) of each head; sign −1 rotates back (the backward).
+    package func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, nHeads: Int, table: RopeTable, sign: Float = 1) {
         let half = headDim / 2
         for r in 0..<rows {
-            let pos = Double(positions(r))
             for i in 0..<half {
-                // transformers computes the angle and cos/sin in Float32.
-                let angle = Float(pos) * Float(invFreq[i])
-                let c = cosf(angle), s = sign * sinf(angle)
+                let c = table.cos[r * half + i], s = sign * table.sin[r * half + i]
                 for h in 0..<nHeads {
                     let base = x + r * nHeads * headDim + h * headDim
                     let a = base[i], b = base[i + half]
@@ -188,6 +204,7 @@ public final class LlamaModel: AdaptableModel {
         var kNew = [Float](repeating: 0, count: N * kvw), vNew = kNew
         var g = [Float](repeating: 0, count: N * ffn), u = g
         var layerOut: [[Float]] = []
+        let table = ropeTable(rows: N) { start + $0 % T }
         x.withUnsafeMutableBufferPointer { px in for b in 0..<B { embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }
         for (li, layer) in layers.enumerated() {
             x.withUnsafeMutableBufferPointer { px in xn.withUnsafeMutableBufferPointer { pn in tmp.withUnsafeMutableBufferPointer { pt in
@@ -198,8 +215,8 @@ public final class LlamaModel: AdaptableModel {
                 layer.q.forward(pn.baseAddress!, rows: N, into: pq.baseAddress!)
                 layer.k.forward(pn.baseAddress!, rows: N, into: pk.baseAddress!)
                 layer.v.forward(pn.baseAddress!, rows: N, into: pv.baseAddress!)
-                rope(pq.baseAddress!, rows: N, nHeads: heads) { start + $0 % T }
-                rope(pk.baseAddress!, rows: N, nHeads: kvHeads) { start + $0 % T }
+                rope(pq.baseAddress!, rows: N, nHeads: heads, table: table)
+                rope(pk.baseAddress!, rows: N, nHeads: kvHeads, table: table)
                 if let c = cache {
                     for i in 0..<(T * kvw) { c.k[li][start * kvw + i] = pk[i]; c.v[li][start * kvw + i] = pv[i] }
                     c.k[li].withUnsafeBufferPointer { ck in c.v[li].withUnsafeBufferPointer { cv in

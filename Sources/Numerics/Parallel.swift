@@ -1,4 +1,16 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Monotonic seconds, for progress, throughput and benchmarks.
+public enum Clock {
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}
 
 /// Data parallelism over row ranges. With `threads > 1`, work is split into that many contiguous chunks
 /// run concurrently and BLAS runs single-threaded inside each (no oversubscription, no OpenBLAS thread

@@ -19,6 +19,7 @@ final class LlamaTrainer {
     var saved: [Saved] = []
     var xL: [Float] = [], rL: [Float] = [], h: [Float] = []
     var B = 0, T = 0, mask: [[Int]] = []
+    var table: LlamaModel.RopeTable? = nil
 
     init(model: LlamaModel, trainables: [String: TrainLinear]) {
         self.model = model
@@ -56,13 +57,15 @@ final class LlamaTrainer {
     }
 
     func rope(_ x: inout [Float], heads: Int, sign: Float) {
-        let T = self.T
-        x.withUnsafeMutableBufferPointer { model.rope($0.baseAddress!, rows: B * T, nHeads: heads, sign: sign) { $0 % T } }
+        guard let table else { return }
+        x.withUnsafeMutableBufferPointer { model.rope($0.baseAddress!, rows: B * T, nHeads: heads, table: table, sign: sign) }
     }
 
     /// Final-normed hidden states [B*T, H].
     func forward(ids: [[Int]], mask: [[Int]], train: Bool, rng: inout SeededRNG) -> [Float] {
         B = ids.count; T = ids[0].count; self.mask = mask
+        let T = self.T
+        table = model.ropeTable(rows: B * T) { $0 % T }
         let N = B * T, H = model.H, hd = model.headDim, nh = model.heads, kv = model.kvHeads
         var x = [Float](repeating: 0, count: N * H)
         x.withUnsafeMutableBufferPointer { px in for b in 0..<B { model.embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }

@@ -85,15 +85,15 @@ final class BertClassificationTask: TrainTask {
     func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
         let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
         let logits = trainer.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
-        let (loss, d) = ClassificationTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: classes, scale: scale)
+        let (loss, d) = AdapterTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: classes, scale: scale)
         trainer.backward(d, lowestLayer: lowest)
         return loss
     }
 }
 
-/// Trains adapters (LoRA, rsLoRA, DoRA, HiRA) and a classification head on a BERT model, with or
-/// without CoTo. Base weights are frozen.
-public final class ClassificationTrainer {
+/// Trains adapters (LoRA, rsLoRA, DoRA, HiRA) with or without CoTo: sequence classification on BERT
+/// (with its head) or causal language modelling on LLaMA. Base weights are frozen.
+public final class AdapterTrainer {
     public let model: AdaptableModel
     public let config: TrainConfig
     /// Classification labels (empty for causal LM).
@@ -294,7 +294,7 @@ public final class ClassificationTrainer {
 
     /// Runs the whole training; `data` is tokenized and labelled, `eval` optional.
     public func train(_ data: [Example], eval: [Example]?, events: ((TrainEvent) -> Void)? = nil,
-                      checkpoint: ((ClassificationTrainer) throws -> Void)? = nil) throws {
+                      checkpoint: ((AdapterTrainer) throws -> Void)? = nil) throws {
         let c = config
         let perStep = c.batchSize * c.gradAccum
         let stepsPerEpoch = max(1, (data.count + perStep - 1) / perStep)
@@ -368,7 +368,7 @@ public final class ClassificationTrainer {
             let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
             let out = try model.forward(padded, outputLayers: false, head: .classification)
             let C = out.logitsWidth
-            let (l, _) = ClassificationTrainer.crossEntropy(out.logits, labels: batch.map(\.label), classes: C, scale: 1)
+            let (l, _) = AdapterTrainer.crossEntropy(out.logits, labels: batch.map(\.label), classes: C, scale: 1)
             loss += l * Double(batch.count)
             for (i, e) in batch.enumerated() {
                 let row = out.logits[(i * C)..<((i + 1) * C)]
@@ -410,9 +410,5 @@ public final class ClassificationTrainer {
         return a
     }
 
-    func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    func now() -> Double { Clock.now() }
 }

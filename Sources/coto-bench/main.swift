@@ -20,11 +20,7 @@ struct Bench: ParsableCommand {
         """,
         subcommands: [Read.self, WriteSynthetic.self, BlasInfo.self, Forward.self])
 
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    static func now() -> Double { Clock.now() }
 
     struct Read: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Open, validate and read every tensor of a safetensors file.")

@@ -76,7 +76,7 @@ struct Convert: ParsableCommand {
                 }
             }
             bar.finish()
-        } else if isAdapter(input) {
+        } else if Adapter.isAdapter(path: input) || (!FileSystem.isDirectory(input) && input.hasSuffix(".safetensors") && (try? SafeTensorsFile(path: input)) == nil) {
             kind = "adapter"
             let adapter = try Adapter.load(input, alpha: alpha)
             if FileSystem.isDirectory(input) && alpha != nil {
@@ -101,11 +101,6 @@ struct Convert: ParsableCommand {
         }
     }
 
-    func isAdapter(_ p: String) -> Bool {
-        if FileSystem.isDirectory(p) { return FileSystem.exists(FileSystem.join(p, Adapter.configFile)) }
-        guard let f = try? SafeTensorsFile(path: p) else { return p.hasSuffix(".safetensors") }
-        return f.metadataValue(Adapter.metadataConfigKey) != nil || f.names.contains { $0.contains(".lora_") }
-    }
 
     /// Reshard and/or recast a model directory, copying every other file.
     func convertModelDir() throws -> [String] {

@@ -111,7 +111,7 @@ struct Train: ParsableCommand {
             let rows = try er.map { (try JSONL.text($0, "text", path: e)!, try JSONL.text($0, "text_pair", path: e, required: false), try JSONL.text($0, "label", path: e)!) }
             dev = try examples(rows, path: e, lines: er.map(\.line))
         }
-        let trainer = try ClassificationTrainer(model: bert, labels: labels, config: makeConfig())
+        let trainer = try AdapterTrainer(model: bert, labels: labels, config: makeConfig())
         try runAndSave(trainer, train: train, dev: dev, labels: labels)
     }
 
@@ -131,7 +131,7 @@ struct Train: ParsableCommand {
         }
         let train = try read(data)
         guard !train.isEmpty else { throw CommandError(data, "no example with at least two tokens") }
-        let trainer = try ClassificationTrainer(causalLM: llama, config: makeConfig())
+        let trainer = try AdapterTrainer(causalLM: llama, config: makeConfig())
         try runAndSave(trainer, train: train, dev: try evalData.map(read), labels: [])
     }
 
@@ -153,7 +153,7 @@ struct Train: ParsableCommand {
         return c
     }
 
-    func runAndSave(_ trainer: ClassificationTrainer, train: [Example], dev: [Example]?, labels: [String]) throws {
+    func runAndSave(_ trainer: AdapterTrainer, train: [Example], dev: [Example]?, labels: [String]) throws {
         let ckpt = FileSystem.join(output, "checkpoint")
         if resume {
             guard FileSystem.exists(ckpt) else { throw CommandError(ckpt, "no checkpoint to resume from") }

@@ -19,7 +19,7 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
 
 @Suite struct GradientTests {
     /// A trainer set up like the PEFT fixture adapter, its parameters loaded from it.
-    func trainer(_ tag: String, variant: AdaptedLinear.Variant = .lora) throws -> (ClassificationTrainer, [Example]) {
+    func trainer(_ tag: String, variant: AdaptedLinear.Variant = .lora) throws -> (AdapterTrainer, [Example]) {
         let adapter = try Adapter.load(TFx.path("peft/" + (tag == "bert-hira" ? "bert-lora" : tag)))
         let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
         var c = TrainConfig()
@@ -29,7 +29,7 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         c.dora = adapter.config.useDora
         c.variant = variant
         c.targets = ["query", "value"]
-        let t = try ClassificationTrainer(model: model, labels: ["0", "1", "2"], config: c)
+        let t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
         try t.load(adapter)
         let batch = [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2)]
         return (t, batch)
@@ -84,7 +84,7 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
         var c = TrainConfig()
         c.rank = 2; c.coto = true; c.initialP = 0; c.finalP = 0; c.stage1Ratio = 1; c.steps = 6; c.batchSize = 2; c.lr = 1e-2
-        let t = try ClassificationTrainer(model: model, labels: ["0", "1", "2"], config: c)
+        let t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
         let before = t.modules.map { (t.linears[$0]!.pA!.value, t.linears[$0]!.pA!.state.2) }
         let data = [Example(ids: [2, 5, 9, 3], typeIds: [0, 0, 0, 0], label: 0), Example(ids: [2, 8, 3], typeIds: [0, 0, 0], label: 1)]
         try t.train(data, eval: nil)
@@ -126,11 +126,11 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
 @Suite struct ResumeTests {
     struct Crash: Error {}
 
-    func make(_ seed: UInt64) throws -> ClassificationTrainer {
+    func make(_ seed: UInt64) throws -> AdapterTrainer {
         let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
         var c = TrainConfig()
         c.rank = 2; c.steps = 12; c.batchSize = 2; c.lr = 5e-3; c.seed = seed; c.saveEvery = 5; c.loraDropout = 0.1; c.warmupRatio = 0.2
-        return try ClassificationTrainer(model: model, labels: ["0", "1", "2"], config: c)
+        return try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
     }
 
     let data = (0..<7).map { i in Example(ids: [2, 5 + i, 9, 13 - i, 3], typeIds: [0, 0, 0, 0, 0], label: i % 3) }
@@ -186,7 +186,7 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         }
         var c = TrainConfig()
         c.steps = 30; c.batchSize = 16; c.lr = 3e-3; c.rank = 8; c.alpha = 16; c.seed = 1
-        let t = try ClassificationTrainer(model: model, labels: labels, config: c)
+        let t = try AdapterTrainer(model: model, labels: labels, config: c)
         try t.train(ex(train), eval: nil)
         let (acc, _) = try t.evaluate(ex(test))
         // Chance is 1/8; the CoTo schedule had p rise from 0.1 over the first 23 steps.
@@ -201,7 +201,7 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         let adapter = try Adapter.load(TFx.path("peft/llama-lora"))
         var c = TrainConfig()
         c.rank = adapter.config.r; c.alpha = adapter.config.loraAlpha; c.targets = ["q_proj", "v_proj", "down_proj"]
-        let t = try ClassificationTrainer(causalLM: model, config: c)
+        let t = try AdapterTrainer(causalLM: model, config: c)
         try t.load(adapter)
         let batch = [Example(ids: [1, 5, 9, 13, 7, 3], targets: [-100, -100, 9, 13, 7, 3]), Example(ids: [1, 8, 4, 3], targets: [-100, 8, 4, 3])]
         let loss = t.lossAndGradients(batch, train: false)
@@ -222,7 +222,7 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         let model = try ModelRegistry.load(TFx.path("tiny-llama")) as! LlamaModel
         var c = TrainConfig()
         c.rank = 8; c.targets = ["all-linear"]; c.steps = 60; c.batchSize = 2; c.lr = 3e-2; c.weightDecay = 0
-        let t = try ClassificationTrainer(causalLM: model, config: c)
+        let t = try AdapterTrainer(causalLM: model, config: c)
         let data = (0..<4).map { i in Example(ids: [1, 10 + i, 20 + i, 30 + i, 40 + i], targets: [-100, 10 + i, 20 + i, 30 + i, 40 + i]) }
         let (_, before) = try t.evaluate(data)
         try t.train(data, eval: nil)
