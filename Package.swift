@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "coto-fuse", targets: ["coto-fuse"]),
         .executable(name: "coto-eval", targets: ["coto-eval"]),
         .executable(name: "coto-train", targets: ["coto-train"]),
+        .executable(name: "coto-data", targets: ["coto-data"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,7 +39,7 @@ let package = Package(
         // Backward passes beside their forwards, AdamW, schedules, the CoTo scheduler.
         .target(name: "Training", dependencies: ["Model", "Checkpoint", "Numerics"]),
         // Tasks, metrics, sweeps and reports.
-        .target(name: "Evaluation", dependencies: ["Model", "Checkpoint", "Numerics"]),
+        .target(name: "Evaluation", dependencies: ["Model", "Operators", "Checkpoint", "Numerics", "CZlib"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
         .target(name: "CotoCLI", dependencies: [
             "Checkpoint", "Operators",
@@ -50,7 +51,8 @@ let package = Package(
         .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-train", dependencies: ["CotoCLI", "Training", "Evaluation", "Model", "Checkpoint"]),
-        .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Checkpoint"]),
+        .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Operators", "Checkpoint"]),
+        .executableTarget(name: "coto-data", dependencies: ["CotoCLI", "Evaluation", "Checkpoint"]),
         .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model"]),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),

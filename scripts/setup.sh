@@ -4,7 +4,7 @@
 set -euo pipefail
 
 CACHE="${COTO_CACHE:-$HOME/.cache/coto}"
-PKGS=(libopenblas-dev liblapacke-dev zlib1g-dev pkg-config wordnet-base unzip)
+PKGS=(libopenblas-dev liblapacke-dev zlib1g-dev pkg-config wordnet-base fortunes fortunes-min unzip)
 
 missing=()
 for p in "${PKGS[@]}"; do
