@@ -2,7 +2,7 @@ import Checkpoint
 import Foundation
 
 /// One labelled example of a dataset task, with the id its split is decided by.
-public struct Example: Sendable {
+public struct LabeledText: Sendable {
     public var id: String
     public var text: String
     public var label: String
@@ -15,7 +15,7 @@ public enum Split: String, CaseIterable, Sendable { case train, dev, test }
 public struct DatasetTask: Sendable {
     public var name: String
     public var description: String
-    public var examples: [Split: [Example]]
+    public var examples: [Split: [LabeledText]]
 
     public static func splitOf(_ id: String) -> Split {
         let h = fnv1a64(id) % 100
@@ -25,12 +25,12 @@ public struct DatasetTask: Sendable {
     /// Splits `all` by id hash; per split, keeps at most `cap[split]` examples per class, chosen by a
     /// second hash of the id (deterministic, independent of the corpus order), then orders the split by
     /// that hash so classes are interleaved.
-    public init(name: String, description: String, examples all: [Example], capPerClass cap: [Split: Int] = [:]) {
+    public init(name: String, description: String, examples all: [LabeledText], capPerClass cap: [Split: Int] = [:]) {
         self.name = name
         self.description = description
-        var bySplit: [Split: [Example]] = [:]
+        var bySplit: [Split: [LabeledText]] = [:]
         for e in all { bySplit[DatasetTask.splitOf(e.id), default: []].append(e) }
-        var out: [Split: [Example]] = [:]
+        var out: [Split: [LabeledText]] = [:]
         for split in Split.allCases {
             var rows = (bySplit[split] ?? []).map { (fnv1a64("order:" + $0.id), $0) }
             rows.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1.id < $1.1.id }
@@ -150,17 +150,17 @@ public enum WordNet {
         let adjs = try read(FileSystem.join(dir, "data.adj"))
         let advs = try read(FileSystem.join(dir, "data.adv"))
         let nounSet = Set(nounClasses)
-        let noun8 = nouns.compactMap { s -> Example? in
+        let noun8 = nouns.compactMap { s -> LabeledText? in
             guard let name = lexnames[s.lexfile], name.hasPrefix("noun.") else { return nil }
             let cls = String(name.dropFirst(5))
-            return nounSet.contains(cls) ? Example(id: s.id, text: s.text, label: cls) : nil
+            return nounSet.contains(cls) ? LabeledText(id: s.id, text: s.text, label: cls) : nil
         }
-        let verb15 = verbs.compactMap { s -> Example? in
+        let verb15 = verbs.compactMap { s -> LabeledText? in
             guard let name = lexnames[s.lexfile], name.hasPrefix("verb.") else { return nil }
-            return Example(id: s.id, text: s.text, label: String(name.dropFirst(5)))
+            return LabeledText(id: s.id, text: s.text, label: String(name.dropFirst(5)))
         }
         let posName = ["n": "noun", "v": "verb", "a": "adjective", "s": "adjective", "r": "adverb"]
-        let pos4 = (nouns + verbs + adjs + advs).map { Example(id: $0.id, text: $0.text, label: posName[$0.pos] ?? $0.pos) }
+        let pos4 = (nouns + verbs + adjs + advs).map { LabeledText(id: $0.id, text: $0.text, label: posName[$0.pos] ?? $0.pos) }
         return [
             DatasetTask(name: "noun8", description: "WordNet noun supersense, 8 classes (\(nounClasses.joined(separator: ", ")))", examples: noun8, capPerClass: cap),
             DatasetTask(name: "pos4", description: "WordNet part of speech, 4 classes (satellite adjectives are adjectives)", examples: pos4, capPerClass: cap),
@@ -181,18 +181,18 @@ public enum Fortunes {
         guard FileSystem.isDirectory(dir) else {
             throw CheckpointError(dir, .invalid("not found (install Debian's fortunes and fortunes-min)"))
         }
-        var examples: [Example] = []
+        var examples: [LabeledText] = []
         for name in try FileSystem.listDirectory(dir).sorted() where !name.contains(".") {
             let path = FileSystem.join(dir, name)
             guard FileSystem.exists(path + ".dat"), !FileSystem.isDirectory(path) else { continue }
             let bytes = try FileSystem.readFile(path, limit: 1 << 28)
             let text = String(validatingUTF8: bytes.map { CChar(bitPattern: $0) } + [0]) ?? String(bytes.map { Character(Unicode.Scalar($0)) })
-            var quotes: [Example] = []
+            var quotes: [LabeledText] = []
             for chunk in text.components(separatedBy: "\n%\n") {
                 let q = chunk.trimmingCharacters(in: .whitespacesAndNewlines)
                 let flat = q.split(whereSeparator: { $0 == "\n" || $0 == "\t" }).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
                 guard !flat.isEmpty, flat.count <= maxCharacters, flat != "%" else { continue }
-                quotes.append(Example(id: "\(name):\(fnv1a64(flat))", text: flat, label: name))
+                quotes.append(LabeledText(id: "\(name):\(fnv1a64(flat))", text: flat, label: name))
             }
             if quotes.count >= minPerClass { examples += quotes }
         }

@@ -78,6 +78,20 @@ public final class BertModel: AdaptableModel {
     }
 
     public func forward(_ batch: Batch, outputLayers: Bool = false, head: Head = .none) throws -> ForwardOutput {
+        try forward(batch, outputLayers: outputLayers, head: head, cache: nil)
+    }
+
+    /// Which adapters of layer `i` take part in the forward pass (the key of a `PrefixCache`).
+    func signature(layer i: Int) -> [Bool] {
+        let l = layers[i]
+        return [l.q, l.k, l.v, l.attnOut, l.inter, l.out].map { $0.hasAdapter && $0.active }
+    }
+
+    /// With a `cache`, the hidden states after the embeddings and after each layer are kept; a later call
+    /// on the same batch whose adapters are switched the same way in layers 0..<j (and in the embeddings)
+    /// starts at layer j from the kept state. Only on/off switches are tracked: the caller clears the
+    /// cache when it changes adapter weights.
+    public func forward(_ batch: Batch, outputLayers: Bool = false, head: Head = .none, cache: PrefixCache?) throws -> ForwardOutput {
         let B = batch.count, T = batch.length
         guard T <= maxPos else { throw ModelError.fail("input", "sequence of \(T) tokens exceeds max_position_embeddings \(maxPos)") }
         for row in batch.ids { for id in row where id < 0 || id >= vocab { throw ModelError.fail("input", "token id \(id) outside the vocabulary (\(vocab))") } }
@@ -86,7 +100,21 @@ public final class BertModel: AdaptableModel {
         var q = x, k = x, v = x, ctx = x, tmp = x
         var mid = [Float](repeating: 0, count: N * ffn)
         var out = ForwardOutput(batch: B, length: T, hidden: H, lastHidden: [])
-        x.withUnsafeMutableBufferPointer { px in
+        let embSignature = embeddings.keys.sorted().map { embeddings[$0]!.active && embeddings[$0]!.a != nil }
+        let signatures = (0..<layers.count).map { signature(layer: $0) }
+        var start = 0
+        if let cache {
+            if cache.ids != batch.ids || cache.typeIds != batch.typeIds || cache.embeddingSignature != embSignature {
+                cache.reset(batch, embeddingSignature: embSignature)
+            }
+            while start < cache.layerSignatures.count && start < layers.count && cache.layerSignatures[start] == signatures[start] { start += 1 }
+            if start > 0 { x = cache.states[start] }
+            cache.layerSignatures.removeSubrange(start...)
+            if cache.states.count > start + 1 { cache.states.removeSubrange((start + 1)...) }
+            cache.reused += start
+            cache.computed += layers.count - start
+        }
+        if start == 0 || cache == nil { x.withUnsafeMutableBufferPointer { px in
             for b in 0..<B {
                 wordEmb.forward(batch.ids[b], into: px.baseAddress! + b * T * H)
                 for t in 0..<T {
@@ -96,7 +124,10 @@ public final class BertModel: AdaptableModel {
             }
             Ops.layerNorm(px.baseAddress!, rows: N, d: H, weight: embLN.0, bias: embLN.1, eps: eps)
         }
-        for layer in layers {
+            if let cache, cache.states.isEmpty { cache.states = [x] }
+        }
+        if outputLayers { for i in 0..<start { out.layerStates.append(cache!.states[i + 1]) } }
+        for (index, layer) in layers.enumerated() where index >= start {
             x.withUnsafeMutableBufferPointer { px in
                 q.withUnsafeMutableBufferPointer { pq in k.withUnsafeMutableBufferPointer { pk in v.withUnsafeMutableBufferPointer { pv in
                 ctx.withUnsafeMutableBufferPointer { pc in tmp.withUnsafeMutableBufferPointer { pt in mid.withUnsafeMutableBufferPointer { pm in
@@ -117,6 +148,7 @@ public final class BertModel: AdaptableModel {
                 } } } } } }
             }
             if outputLayers { out.layerStates.append(x) }
+            if let cache { cache.states.append(x); cache.layerSignatures.append(signatures[index]) }
         }
         out.lastHidden = x
         if head == .classification {

@@ -57,6 +57,29 @@ public protocol AdaptableModel: AnyObject {
 
 public enum Head: Sendable { case none, classification, languageModel }
 
+/// Hidden states of one batch after the embeddings and after each layer, keyed by which adapters were
+/// on in each layer, so that runs differing only in higher layers reuse the lower ones (Shapley sweeps).
+public final class PrefixCache {
+    var ids: [[Int]] = []
+    var typeIds: [[Int]]? = nil
+    var embeddingSignature: [Bool] = []
+    var layerSignatures: [[Bool]] = []
+    /// states[0]: after the embeddings; states[i + 1]: after layer i.
+    var states: [[Float]] = []
+    /// Layers taken from the cache and layers computed, over the cache's life.
+    public internal(set) var reused = 0, computed = 0
+
+    public init() {}
+
+    func reset(_ batch: Batch, embeddingSignature: [Bool]) {
+        ids = batch.ids; typeIds = batch.typeIds; self.embeddingSignature = embeddingSignature
+        layerSignatures = []; states = []
+    }
+
+    /// Forgets everything (call after changing adapter weights).
+    public func clear() { ids = []; layerSignatures = []; states = [] }
+}
+
 public enum ModelError {
     static func fail(_ path: String, _ m: String) -> CheckpointError { CheckpointError(path, .invalid(m)) }
 }

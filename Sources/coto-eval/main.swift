@@ -4,6 +4,7 @@ import CotoCLI
 import Evaluation
 import Model
 import Numerics
+import Operators
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,8 +21,15 @@ struct Eval: ParsableCommand {
           coto-eval --model minilm/ --adapter merged/ --head runs/nouns --data nouns-test.jsonl --task classification --json
           coto-eval --model smollm2/ --data mc.jsonl --task multiple-choice
           coto-eval generate --model smollm2/ --prompt "The capital of France is" --max-new-tokens 16
+
+        Sweeps (classification; each writes a results JSON into --out, a run directory):
+          coto-eval interpolate runs/lora-s0 runs/lora-s1 --model minilm/ --data test.jsonl --grid 0:1:0.1 -o sweeps/
+          coto-eval merge nouns/ pos/ verbs/ --model minilm/ --task-data nouns-test.jsonl,pos-test.jsonl,verbs-test.jsonl -o sweeps/
+          coto-eval prune runs/coto-s0 --model minilm/ --data test.jsonl --sparsity 0,0.5,0.9 --layers all,low,high -o sweeps/
+          coto-eval shapley runs/coto-s0 --model minilm/ --data test.jsonl --samples 64 -o sweeps/ --shard 1/2
+          coto-eval report runs/ sweeps/ -o report/
         """,
-        subcommands: [Run.self, Generate.self],
+        subcommands: [Run.self, Generate.self, Interpolate.self, MergeSweep.self, PruneSweep.self, Shapley.self, ReportCommand.self],
         defaultSubcommand: Run.self)
 
     struct ModelOptions: ParsableArguments {
@@ -164,6 +172,225 @@ struct Eval: ParsableCommand {
                 if out.chatty { Console.writeErr("\(outIds.count) tokens in \(fmt(dt, 3)) s (\(fmt(Double(outIds.count) / max(dt, 1e-9), 3)) tokens/s)") }
             }
         }
+    }
+}
+
+
+/// What every sweep shares: the model, batching, the run directory, the series name and the shard.
+struct SweepOptions: ParsableArguments {
+    @Option(help: "Model directory.") var model: String
+    @Option(name: .shortAndLong, help: "Run directory the results JSON goes into.") var out: String
+    @Option(help: "Series name in reports (default: coto/lora from the metrics.json coto-train wrote beside the adapter).") var name: String?
+    @Option(help: "Run only part i of n of the points (i/n); `coto-eval report` joins the parts.") var shard = "1/1"
+    @Option(help: "Examples per forward pass.") var batchSize = 32
+    @Option(help: "Truncate inputs to this many tokens.") var maxLength = 128
+    @Option(help: "Threads.") var threads = 2
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n (got '\(shard)')") }
+        guard batchSize >= 1, maxLength >= 2, threads >= 1 else { throw ValidationError("--batch-size and --threads must be positive, --max-length at least 2") }
+    }
+
+    var parsedShard: Shard { Shard.parse(shard) ?? .whole }
+
+    func evaluator() throws -> SweepEvaluator {
+        Parallel.configure(threads: threads)
+        let ev = SweepEvaluator(model: try ModelRegistry.load(model), tokenizer: try TokenizerLoader.load(modelDir: model))
+        ev.batchSize = batchSize
+        ev.maxLength = maxLength
+        return ev
+    }
+
+    func loadAdapter(_ path: String) throws -> Adapter {
+        let a = try Adapter.load(path)
+        guard !a.modules.isEmpty else { throw CommandError(path, "the adapter has no LoRA modules") }
+        return a
+    }
+
+    /// Runs `body` with a progress bar, writes its result into the run directory, prints a summary.
+    func run(_ label: String, _ body: (SweepEvaluator) throws -> JSON, summary: (JSON) -> String) throws {
+        let ev = try evaluator()
+        var bar: ProgressRenderer? = nil
+        ev.progress = { done, total in
+            if bar == nil { bar = ProgressRenderer(label: label, total: total, unit: " points", quiet: !output.chatty) }
+            bar?.update(done)
+        }
+        let result = try body(ev)
+        bar?.finish()
+        try FileSystem.makeDirectory(out)
+        let path = FileSystem.join(out, Sweeps.fileName(result))
+        try AtomicFileWriter.write(result.pretty + "\n", to: path)
+        if output.json { Console.writeOut(result.pretty) }
+        else if !output.quiet { Console.writeOut(summary(result) + "\nwrote \(path)") }
+    }
+}
+
+func pointLines(_ r: JSON, _ label: (JSON) -> String) -> String {
+    (r["points"]?.arrayValue ?? []).map { p in "\(label(p)): accuracy \(fmt(p["accuracy"]?.doubleValue ?? .nan, 4))" }.joined(separator: "\n")
+}
+
+struct Interpolate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Accuracy along (1-λ)A + λB (every adapter tensor and the heads); reports the barrier.")
+    @Argument(help: "Adapter A (λ = 0).") var a: String
+    @Argument(help: "Adapter B (λ = 1).") var b: String
+    @Option(help: "Classification JSONL.") var data: String
+    @Option(help: "λ values: start:stop:step or a list.") var grid = "0:1:0.1"
+    @OptionGroup var sweep: SweepOptions
+
+    func validate() throws {
+        guard Sweeps.parseGrid(grid) != nil else { throw ValidationError("--grid must be start:stop:step or a comma-separated list (got '\(grid)')") }
+    }
+
+    func run() throws {
+        let (A, B) = (try sweep.loadAdapter(a), try sweep.loadAdapter(b))
+        try sweep.run("interpolating", { ev in
+            try Sweeps.interpolate(ev, a: A, b: B, data: try ev.prepare(data), grid: Sweeps.parseGrid(grid)!, name: sweep.name ?? Sweeps.seriesName(a), shard: sweep.parsedShard)
+        }, summary: { r in
+            let pts = (r["points"]?.arrayValue ?? []).compactMap { p -> (Double, Double)? in
+                guard let l = p["lambda"]?.doubleValue, let acc = p["accuracy"]?.doubleValue else { return nil }
+                return (l, acc)
+            }
+            let barrier = sweep.parsedShard.count == 1 ? Sweeps.barrier(pts).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
+            return pointLines(r) { "λ=\(fmt($0["lambda"]?.doubleValue ?? .nan, 2))" } + barrier
+        })
+    }
+}
+
+struct MergeSweep: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "merge",
+        abstract: "Every merge method on every task, each task scored with its own adapter's head.",
+        discussion: "Default weights: 1 per adapter for the TIES family, 1/n for the others (--weights overrides all).")
+    @Argument(help: "One adapter per task.") var adapters: [String]
+    @Option(help: "Task files in adapter order, or ADAPTER=FILE pairs, comma-separated.") var taskData: String
+    @Option(help: "Merge methods, comma-separated.") var methods = "interpolate,task-arithmetic,ties,dare_ties,svd"
+    @Option(help: "Weights, comma-separated (default: per method).") var weights: String?
+    @Option(help: "Density for ties/dare/magnitude_prune.") var density = 0.5
+    @Option(help: "Seed of DARE's random pruning.") var seed: UInt64 = 0
+    @OptionGroup var sweep: SweepOptions
+
+    func validate() throws {
+        guard adapters.count >= 2 else { throw ValidationError("give at least two adapters") }
+        for m in methods.split(separator: ",") where MergeMethods.named(String(m)) == nil {
+            throw ValidationError("unknown method '\(m)' (known: \(MergeMethods.names.joined(separator: ", ")))")
+        }
+        guard density > 0, density <= 1 else { throw ValidationError("--density must be in (0, 1]") }
+    }
+
+    func taskFiles() throws -> [String] {
+        let parts = taskData.split(separator: ",").map { String($0) }
+        if parts.allSatisfy({ !$0.contains("=") }) {
+            guard parts.count == adapters.count else { throw ValidationError("--task-data has \(parts.count) files for \(adapters.count) adapters") }
+            return parts
+        }
+        var map: [String: String] = [:]
+        for p in parts {
+            guard let eq = p.firstIndex(of: "=") else { throw ValidationError("--task-data: mix of ADAPTER=FILE pairs and plain files") }
+            map[String(p[..<eq])] = String(p[p.index(after: eq)...])
+        }
+        return try adapters.map { a in
+            guard let f = map[a] ?? map[FileSystem.basename(of: a)] else { throw ValidationError("--task-data has no file for adapter '\(a)'") }
+            return f
+        }
+    }
+
+    func run() throws {
+        let files = try taskFiles()
+        let ws = try weights.map { try parseNumberList($0, option: "--weights") }
+        if let w = ws, w.count != adapters.count { throw ValidationError("--weights has \(w.count) values for \(adapters.count) adapters") }
+        let inputs = try adapters.map(sweep.loadAdapter)
+        let names = Set(adapters.map(Sweeps.seriesName))
+        try sweep.run("merging", { ev in
+            try Sweeps.merge(ev, adapters: inputs, data: try files.map(ev.prepare), methods: methods.split(separator: ",").map(String.init),
+                             weights: ws, density: density, seed: seed, name: sweep.name ?? (names.count == 1 ? names.first! : "mixed"), shard: sweep.parsedShard)
+        }, summary: { r in pointLines(r) { "\($0["method"]?.stringValue ?? "") on \($0["task"]?.stringValue ?? "")" } })
+    }
+}
+
+struct PruneSweep: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Pruning curves: magnitude sparsity, dropped layer sets and module kinds, rank.")
+    @Argument(help: "Adapter.") var adapter: String
+    @Option(help: "Classification JSONL.") var data: String
+    @Option(help: "Magnitude sparsities, comma-separated.") var sparsity: String?
+    @Option(help: "tensor or global magnitude threshold.") var scope = "tensor"
+    @Option(help: "Layer sets to drop: all, every-other, low, middle, high, index ranges like 0-2, or lists like 0;2;4 (comma-separated points; 'none' keeps all).") var layers: String?
+    @Option(help: "Module kinds to drop one at a time, comma-separated (query,key,value).") var modules: String?
+    @Option(help: "Ranks to truncate to, comma-separated.") var ranks: String?
+    @Option(help: "Rank method: svd or norm.") var rankMethod = "svd"
+    @OptionGroup var sweep: SweepOptions
+
+    func validate() throws {
+        guard sparsity != nil || layers != nil || modules != nil || ranks != nil else { throw ValidationError("give --sparsity, --layers, --modules or --ranks") }
+        guard PruneOptions.Scope(rawValue: scope) != nil else { throw ValidationError("--scope must be tensor or global") }
+        guard PruneOptions.RankMethod(rawValue: rankMethod) != nil else { throw ValidationError("--rank-method must be svd or norm") }
+    }
+
+    func run() throws {
+        let sp = try sparsity.map { try parseNumberList($0, option: "--sparsity") } ?? []
+        if sp.contains(where: { $0 < 0 || $0 >= 1 }) { throw ValidationError("--sparsity values must be in [0, 1)") }
+        let rk = try ranks.map { try parseNumberList($0, option: "--ranks").map { v -> Int in
+            guard v >= 1, v == v.rounded() else { throw ValidationError("--ranks must be positive integers") }
+            return Int(v)
+        } } ?? []
+        // Commas separate points, so an index list inside one point is written 0;2;4.
+        let ls = layers.map { $0.split(separator: ",").map { $0.replacingOccurrences(of: ";", with: ",") } } ?? []
+        let ms = modules.map { $0.split(separator: ",").map(String.init) } ?? []
+        let A = try sweep.loadAdapter(adapter)
+        let pts = Sweeps.prunePoints(sparsities: sp, scope: PruneOptions.Scope(rawValue: scope)!, layers: ls, modules: ms, ranks: rk,
+                                     rankMethod: PruneOptions.RankMethod(rawValue: rankMethod)!)
+        try sweep.run("pruning", { ev in
+            try Sweeps.prune(ev, adapter: A, data: try ev.prepare(data), points: pts, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
+        }, summary: { r in pointLines(r) { "\($0["kind"]?.stringValue ?? "") \($0["value"]?.stringValue ?? "")" } })
+    }
+}
+
+struct Shapley: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Shapley value of each adapter group (layer or module) by the multilinear extension.",
+        discussion: "Samples are spread over a grid of inclusion probabilities q; each distinct coalition is scored once, in an order that lets the forward pass reuse lower layers.")
+    @Argument(help: "Adapter.") var adapter: String
+    @Option(help: "Classification JSONL.") var data: String
+    @Option(help: "Random subsets (over all q).") var samples = 64
+    @Option(help: "Number of q values in (0, 1) (midpoints).") var grid = 8
+    @Option(help: "Players: layer or module.") var group = "layer"
+    @Option(help: "Seed of the subsets.") var seed: UInt64 = 0
+    @OptionGroup var sweep: SweepOptions
+
+    func validate() throws {
+        guard samples >= 1, grid >= 1 else { throw ValidationError("--samples and --grid must be at least 1") }
+        guard group == "layer" || group == "module" else { throw ValidationError("--group must be layer or module") }
+    }
+
+    func run() throws {
+        let A = try sweep.loadAdapter(adapter)
+        let players = Sweeps.players(of: A, group: group)
+        let plan = ShapleyPlan(players: players.count, samples: samples, grid: grid, seed: seed)
+        try sweep.run("shapley", { ev in
+            try Sweeps.shapley(ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
+        }, summary: { r in
+            guard sweep.parsedShard.count == 1 else { return "\(r["values"]?.objectPairs?.count ?? 0) coalitions scored (shard \(sweep.shard))" }
+            let table = Dictionary((r["values"]?.objectPairs ?? []).map { ($0.0, $0.1["accuracy"]?.doubleValue ?? .nan) }, uniquingKeysWith: { a, _ in a })
+            let est = plan.estimate { table[ShapleyPlan.key($0)] ?? .nan }
+            var lines = players.enumerated().map { "\($1.name): φ = \(fmt(est.values[$0], 4)) ± \(fmt(est.standardErrors[$0], 4))" }
+            lines.append("Σφ = \(fmt(est.sum, 4)); v(all) − v(none) = \(fmt(est.full - est.empty, 4)); layers reused \(r["layers_reused"]?.intValue ?? 0), computed \(r["layers_computed"]?.intValue ?? 0)")
+            return lines.joined(separator: "\n")
+        })
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "report",
+        abstract: "Join sweep results (and shards) and training runs into report.md, results.json and plots/*.png.")
+    @Argument(help: "Run directories (searched recursively) or result files.") var runs: [String]
+    @Option(name: .shortAndLong, help: "Report directory.") var output: String
+    @Option(help: "Title of report.md.") var title = "coto report"
+    @OptionGroup var out: OutputOptions
+
+    func run() throws {
+        let r = try Report.build(runs, title: title)
+        try Report.write(r, to: output)
+        for w in r.warnings where out.chatty { Console.writeErr("warning: \(w)") }
+        if out.json { Console.writeOut(r.results.pretty) }
+        else if !out.quiet { Console.writeOut("wrote \(FileSystem.join(output, "report.md")), results.json and \(r.plots.count) plots") }
     }
 }
 

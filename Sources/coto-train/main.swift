@@ -161,6 +161,7 @@ struct Train: ParsableCommand {
         }
         var bar: ProgressRenderer? = nil
         var lastEval: (Int, Double, Double)? = nil
+        let t0 = Clock.now()
         try trainer.train(train, eval: dev, events: { e in
             switch e {
             case let .step(s, total):
@@ -173,6 +174,7 @@ struct Train: ParsableCommand {
             }
         }, checkpoint: { t in try t.saveCheckpoint(to: ckpt, baseModel: model) })
         bar?.finish()
+        let trainSeconds = Clock.now() - t0
         if let d = dev, lastEval == nil {
             let (acc, loss) = try trainer.evaluate(d)
             lastEval = (trainer.step, acc, loss)
@@ -186,7 +188,11 @@ struct Train: ParsableCommand {
         }
         try AtomicFileWriter.write(trainer.log.map { $0.json.compact }.joined(separator: "\n") + "\n", to: FileSystem.join(output, "train_log.jsonl"))
         var metrics: [(String, JSON)] = [("task", .string(task)), ("steps", .int(trainer.step)), ("coto", .bool(coto)), ("variant", .string(variant)),
-                                         ("labels", .array(labels.map { .string($0) })), ("final_loss", .double(trainer.log.last?.loss ?? .nan))]
+                                         ("labels", .array(labels.map { .string($0) })), ("final_loss", .double(trainer.log.last?.loss ?? .nan)),
+                                         ("data", .string(data)), ("eval_data", evalData.map(JSON.string) ?? .null), ("seed", .uint(seed)),
+                                         ("rank", .int(rank)), ("targets", .string(targets)), ("threads", .int(threads)),
+                                         ("train_seconds", .double(trainSeconds)),
+                                         ("tokens_per_second", .double(trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count)))]
         if let (s, acc, loss) = lastEval { metrics += [("dev_step", .int(s)), ("dev_accuracy", .double(acc)), ("dev_loss", .double(loss))] }
         try AtomicFileWriter.write(JSON.object(metrics).pretty + "\n", to: FileSystem.join(output, "metrics.json"))
         if FileSystem.exists(ckpt) { try? removeTree(ckpt) }

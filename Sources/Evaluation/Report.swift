@@ -1,0 +1,358 @@
+import Checkpoint
+import Foundation
+
+/// `coto-eval report`: joins sweep results (and their shards) and training runs found under run
+/// directories into `report.md`, `results.json` and `plots/*.png`, LoRA and CoTo side by side, with the
+/// mean and standard deviation over seeds.
+public enum Report {
+    public struct Output {
+        public var markdown: String
+        public var results: JSON
+        public var plots: [(String, [UInt8])]
+        public var warnings: [String]
+    }
+
+    /// A sweep's results joined over its shards.
+    public struct Joined {
+        public var sweep: String
+        public var name: String
+        public var task: String
+        public var adapters: [String]
+        public var header: JSON
+        public var points: [JSON]
+        public var values: [(String, JSON)]
+        public var expected: Int
+        public var found: Int { sweep == "shapley" ? values.count : points.count }
+        public var complete: Bool { found >= expected }
+    }
+
+    public struct TrainingRun {
+        public var path: String
+        public var name: String
+        public var task: String
+        public var seed: Int?
+        public var metrics: JSON
+        public var log: [JSON]
+    }
+
+    // MARK: collecting
+
+    public static func collect(_ roots: [String]) throws -> (sweeps: [Joined], runs: [TrainingRun], warnings: [String]) {
+        var files: [String] = [], runDirs: [String] = []
+        func walk(_ dir: String, depth: Int) throws {
+            let names = try FileSystem.listDirectory(dir).sorted()
+            if names.contains("metrics.json") && names.contains("train_log.jsonl") { runDirs.append(dir) }
+            for n in names {
+                let p = FileSystem.join(dir, n)
+                if FileSystem.isDirectory(p) { if depth < 6 && n != "checkpoint" && n != "plots" { try walk(p, depth: depth + 1) } }
+                else if n.hasSuffix(".json") && n != "metrics.json" && n != "results.json" && n != "adapter_config.json" && n != "card.json" { files.append(p) }
+            }
+        }
+        for r in roots {
+            guard FileSystem.exists(r) else { throw CheckpointError(r, .notFound) }
+            if FileSystem.isDirectory(r) { try walk(r, depth: 0) } else { files.append(r) }
+        }
+        var warnings: [String] = []
+        var groups: [String: Joined] = [:], order: [String] = []
+        for f in files {
+            guard let bytes = try? FileSystem.readFile(f, limit: 1 << 30), let j = try? JSON.parse(bytes), let sweep = j["sweep"]?.stringValue else { continue }
+            let adapters = j["adapters"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let name = j["name"]?.stringValue ?? "adapter"
+            let key = [sweep, name, adapters.joined(separator: "|"), j["data"]?.compact ?? "", j["settings"]?.compact ?? ""].joined(separator: "\u{1}")
+            let expected: Int
+            switch sweep {
+            case "interpolate": expected = j["settings"]?["grid"]?.arrayValue?.count ?? 0
+            case "prune": expected = j["settings"]?["points"]?.arrayValue?.count ?? 0
+            case "merge": expected = ((j["settings"]?["methods"]?.arrayValue?.count ?? 0) + 1) * adapters.count
+            case "shapley": expected = j["coalitions"]?.intValue ?? 0
+            default: warnings.append("\(f): unknown sweep '\(sweep)', skipped"); continue
+            }
+            if groups[key] == nil {
+                groups[key] = Joined(sweep: sweep, name: name, task: j["task"]?.stringValue ?? "", adapters: adapters, header: j,
+                                     points: [], values: [], expected: expected)
+                order.append(key)
+            }
+            groups[key]!.points += j["points"]?.arrayValue ?? []
+            for (k, v) in j["values"]?.objectPairs ?? [] where !groups[key]!.values.contains(where: { $0.0 == k }) { groups[key]!.values.append((k, v)) }
+        }
+        let sweeps = order.map { groups[$0]! }
+        for s in sweeps where !s.complete {
+            warnings.append("\(s.sweep) \(s.name) on \(s.task) (\(s.adapters.joined(separator: ", "))): \(s.found) of \(s.expected) points (a shard is missing)")
+        }
+        var runs: [TrainingRun] = []
+        for d in runDirs {
+            guard let m = try? JSON.parse(try FileSystem.readFile(FileSystem.join(d, "metrics.json"), limit: 1 << 24)), m["coto"] != nil else { continue }
+            let logBytes = (try? FileSystem.readFile(FileSystem.join(d, "train_log.jsonl"), limit: 1 << 30)) ?? []
+            let log = String(decoding: logBytes, as: UTF8.self).split(separator: "\n").compactMap { try? JSON.parse(string: String($0)) }
+            let task = m["data"]?.stringValue.map(Sweeps.taskName) ?? "task"
+            runs.append(TrainingRun(path: d, name: Sweeps.seriesName(d), task: task, seed: m["seed"]?.intValue, metrics: m, log: log))
+        }
+        return (sweeps, runs, warnings)
+    }
+
+    // MARK: statistics
+
+    static func meanStd(_ v: [Double]) -> (Double, Double) {
+        guard !v.isEmpty else { return (.nan, .nan) }
+        let m = v.reduce(0, +) / Double(v.count)
+        guard v.count > 1 else { return (m, 0) }
+        return (m, (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot())
+    }
+
+    static func pm(_ v: [Double], _ digits: Int = 4) -> String {
+        let (m, s) = meanStd(v)
+        if !m.isFinite { return "–" }
+        return v.count > 1 ? String(format: "%.\(digits)f ± %.\(digits)f", m, s) : String(format: "%.\(digits)f", m)
+    }
+
+    static func stats(_ v: [Double]) -> JSON {
+        let (m, s) = meanStd(v)
+        return .object([("mean", .double(m)), ("std", .double(s)), ("n", .int(v.count)), ("values", .array(v.map { .double($0) }))])
+    }
+
+    static func num(_ j: JSON?) -> Double? { j?.doubleValue }
+
+    static func seriesOrder(_ names: [String]) -> [String] {
+        Array(Set(names)).sorted { a, b in
+            let ra = a.hasPrefix("coto") ? 1 : 0, rb = b.hasPrefix("coto") ? 1 : 0
+            return ra != rb ? ra < rb : a < b
+        }
+    }
+
+    static func mdTable(_ header: [String], _ rows: [[String]]) -> String {
+        var s = "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in "---|" }.joined() + "\n"
+        for r in rows { s += "| " + r.joined(separator: " | ") + " |\n" }
+        return s
+    }
+
+    static func slug(_ s: String) -> String {
+        String(s.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" })
+    }
+
+    // MARK: building
+
+    public static func build(_ roots: [String], title: String = "coto report") throws -> Output {
+        let (sweeps, runs, warnings) = try collect(roots)
+        var md = "# \(title)\n\n"
+        md += "Generated by `coto-eval report` from \(roots.joined(separator: ", ")): \(runs.count) training runs, \(sweeps.count) sweeps.\n"
+        md += "Values are mean ± standard deviation over seeds (adapters) where several exist.\n\n"
+        if !warnings.isEmpty { md += "**Warnings**\n\n" + warnings.map { "- \($0)" }.joined(separator: "\n") + "\n\n" }
+        var plots: [(String, [UInt8])] = []
+        var results: [(String, JSON)] = []
+        func addPlot(_ fig: Figure, _ file: String, alt: String) {
+            plots.append((file, fig.render().png()))
+            md += "![\(alt)](plots/\(file))\n\n"
+        }
+
+        // Training.
+        if !runs.isEmpty {
+            md += "## Training\n\n"
+            var rows: [[String]] = [], tj: [JSON] = []
+            let tasks = Array(Set(runs.map(\.task))).sorted()
+            for task in tasks {
+                for name in seriesOrder(runs.filter { $0.task == task }.map(\.name)) {
+                    let rs = runs.filter { $0.task == task && $0.name == name }
+                    let acc = rs.compactMap { num($0.metrics["dev_accuracy"]) }
+                    let secs = rs.compactMap { num($0.metrics["train_seconds"]) }
+                    let tps = rs.compactMap { num($0.metrics["tokens_per_second"]) }
+                    let steps = rs.compactMap { $0.metrics["steps"]?.intValue }
+                    rows.append([task, name, String(rs.count), steps.map(String.init).first ?? "–", pm(acc), pm(secs, 1), pm(tps, 0)])
+                    tj.append(.object([("task", .string(task)), ("name", .string(name)), ("seeds", .array(rs.map { $0.seed.map(JSON.int) ?? .null })),
+                                       ("dev_accuracy", stats(acc)), ("train_seconds", stats(secs)), ("tokens_per_second", stats(tps))]))
+                }
+            }
+            md += mdTable(["task", "adapter", "seeds", "steps", "dev accuracy", "training time (s)", "tokens/s"], rows) + "\n"
+            // Time: one bar group per task.
+            var fig = Figure(title: "Training time", xLabel: "task", yLabel: "seconds (mean over seeds)")
+            fig.categories = tasks; fig.bars = true
+            for name in seriesOrder(runs.map(\.name)) {
+                var x: [Double] = [], y: [Double] = [], e: [Double] = []
+                for (i, t) in tasks.enumerated() {
+                    let secs = runs.filter { $0.task == t && $0.name == name }.compactMap { num($0.metrics["train_seconds"]) }
+                    if secs.isEmpty { continue }
+                    let (m, s) = meanStd(secs); x.append(Double(i)); y.append(m); e.append(s)
+                }
+                fig.series.append(.init(name: name, x: x, y: y, err: e))
+            }
+            addPlot(fig, "training-time.png", alt: "training time")
+            for task in tasks {
+                var curve = Figure(title: "Training loss: \(task)", xLabel: "optimizer step", yLabel: "loss (mean over seeds, smoothed)")
+                for name in seriesOrder(runs.filter { $0.task == task }.map(\.name)) {
+                    let rs = runs.filter { $0.task == task && $0.name == name }
+                    var byStep: [Int: [Double]] = [:]
+                    for r in rs { for e in r.log { if let s = e["step"]?.intValue, let l = num(e["loss"]) { byStep[s, default: []].append(l) } } }
+                    let steps = byStep.keys.sorted()
+                    let raw = steps.map { meanStd(byStep[$0]!).0 }
+                    // Exponential moving average (0.8) so the CoTo and LoRA curves can be told apart.
+                    var ema: [Double] = [], acc = raw.first ?? 0
+                    for v in raw { acc = 0.8 * acc + 0.2 * v; ema.append(acc) }
+                    curve.series.append(.init(name: name, x: steps.map(Double.init), y: ema))
+                }
+                addPlot(curve, "training-loss-\(slug(task)).png", alt: "training loss on \(task)")
+            }
+            results.append(("training", .array(tj)))
+        }
+
+        // Interpolation.
+        let interp = sweeps.filter { $0.sweep == "interpolate" }
+        if !interp.isEmpty {
+            md += "## Interpolation\n\nAccuracy along θ(λ) = (1−λ)·A + λ·B between two adapters of the same task (different seeds). "
+            md += "The barrier is the largest drop below the straight line between the end points.\n\n"
+            var rows: [[String]] = [], ij: [JSON] = []
+            for task in Array(Set(interp.map(\.task))).sorted() {
+                var fig = Figure(title: "Interpolation: \(task)", xLabel: "λ", yLabel: "accuracy")
+                for name in seriesOrder(interp.filter { $0.task == task }.map(\.name)) {
+                    let runs = interp.filter { $0.task == task && $0.name == name }
+                    var byL: [Double: [Double]] = [:], barriers: [Double] = []
+                    for r in runs {
+                        let pts = r.points.compactMap { p -> (Double, Double)? in
+                            guard let l = num(p["lambda"]), let a = num(p["accuracy"]) else { return nil }
+                            return (l, a)
+                        }
+                        for (l, a) in pts { byL[l, default: []].append(a) }
+                        if r.complete, let b = Sweeps.barrier(pts) { barriers.append(b) }
+                    }
+                    let ls = byL.keys.sorted()
+                    fig.series.append(.init(name: name, x: ls, y: ls.map { meanStd(byL[$0]!).0 }, err: ls.map { meanStd(byL[$0]!).1 }))
+                    let mid = ls.min { abs($0 - 0.5) < abs($1 - 0.5) }
+                    rows.append([task, name, String(runs.count), pm(byL[0] ?? []), pm(mid.map { byL[$0]! } ?? []), pm(byL[1] ?? []), pm(barriers)])
+                    ij.append(.object([("task", .string(task)), ("name", .string(name)), ("pairs", .int(runs.count)),
+                                       ("lambda", .array(ls.map { .double($0) })), ("accuracy", .array(ls.map { stats(byL[$0]!) })),
+                                       ("barrier", stats(barriers))]))
+                }
+                addPlot(fig, "interpolation-\(slug(task)).png", alt: "interpolation on \(task)")
+            }
+            md += mdTable(["task", "adapter", "pairs", "λ=0", "λ=0.5", "λ=1", "barrier"], rows) + "\n"
+            results.append(("interpolation", .array(ij)))
+        }
+
+        // Merging.
+        let merges = sweeps.filter { $0.sweep == "merge" }
+        if !merges.isEmpty {
+            md += "## Multi-task merging\n\nEvery method merges one adapter per task; each task is scored with its own adapter's head. "
+            md += "`individual` is each adapter on its own task; the drop is individual − merged (mean over tasks).\n\n"
+            var mj: [JSON] = []
+            for name in seriesOrder(merges.map(\.name)) {
+                let runs = merges.filter { $0.name == name }
+                let tasks = Array(Set(runs.flatMap { $0.points.compactMap { $0["task"]?.stringValue } })).sorted()
+                var methods: [String] = ["individual"]
+                for r in runs { for p in r.points { if let m = p["method"]?.stringValue, !methods.contains(m) { methods.append(m) } } }
+                func accs(_ m: String, _ t: String) -> [Double] {
+                    runs.flatMap { r in r.points.filter { $0["method"]?.stringValue == m && $0["task"]?.stringValue == t }.compactMap { num($0["accuracy"]) } }
+                }
+                var rows: [[String]] = []
+                for m in methods {
+                    let per = tasks.map { accs(m, $0) }
+                    let meanAcc = per.allSatisfy { !$0.isEmpty } ? per.map { meanStd($0).0 }.reduce(0, +) / Double(max(1, per.count)) : .nan
+                    let drops = tasks.map { meanStd(accs("individual", $0)).0 - meanStd(accs(m, $0)).0 }
+                    let meanDrop = drops.reduce(0, +) / Double(max(1, drops.count))
+                    rows.append([m] + per.map { pm($0) } + [String(format: "%.4f", meanAcc), m == "individual" ? "–" : String(format: "%.4f", meanDrop)])
+                    mj.append(.object([("name", .string(name)), ("method", .string(m)),
+                                       ("tasks", .object(tasks.enumerated().map { ($1, stats(per[$0])) })),
+                                       ("mean_accuracy", .double(meanAcc)), ("mean_drop", .double(meanDrop))]))
+                }
+                md += "### \(name) (\(runs.count) set\(runs.count == 1 ? "" : "s") of adapters)\n\n"
+                md += mdTable(["method"] + tasks + ["mean", "mean drop"], rows) + "\n"
+            }
+            results.append(("merge", .array(mj)))
+        }
+
+        // Pruning.
+        let prunes = sweeps.filter { $0.sweep == "prune" }
+        if !prunes.isEmpty {
+            md += "## Pruning\n\nMagnitude pruning of lora_A/lora_B entries, dropping layer sets (`all` drops every adapter: the base "
+            md += "model with the trained head), dropping module kinds, truncating the rank (SVD).\n\n"
+            var pj: [JSON] = [], rows: [[String]] = []
+            for task in Array(Set(prunes.map(\.task))).sorted() {
+                for kind in ["sparsity", "layers", "modules", "rank"] {
+                    let names = seriesOrder(prunes.filter { $0.task == task }.map(\.name))
+                    var values: [String] = []
+                    for r in prunes where r.task == task { for p in r.points where p["kind"]?.stringValue == kind {
+                        if let v = p["value"]?.stringValue, !values.contains(v) { values.append(v) }
+                    } }
+                    if values.isEmpty { continue }
+                    let numeric = values.allSatisfy { Double($0) != nil }
+                    if numeric { values.sort { Double($0)! < Double($1)! } }
+                    var fig = Figure(title: "Pruning (\(kind)): \(task)",
+                                     xLabel: ["sparsity": "fraction of adapter entries zeroed", "layers": "adapter layers dropped",
+                                              "modules": "module kind dropped", "rank": "rank kept"][kind]!, yLabel: "accuracy")
+                    if !numeric { fig.categories = values; fig.bars = true }
+                    for name in names {
+                        let runs = prunes.filter { $0.task == task && $0.name == name }
+                        var x: [Double] = [], y: [Double] = [], e: [Double] = []
+                        for (i, v) in values.enumerated() {
+                            let a = runs.flatMap { r in r.points.filter { $0["kind"]?.stringValue == kind && $0["value"]?.stringValue == v }.compactMap { num($0["accuracy"]) } }
+                            if a.isEmpty { continue }
+                            let (m, s) = meanStd(a)
+                            x.append(numeric ? Double(v)! : Double(i)); y.append(m); e.append(s)
+                            rows.append([task, kind, v, name, pm(a)])
+                            pj.append(.object([("task", .string(task)), ("kind", .string(kind)), ("value", .string(v)), ("name", .string(name)), ("accuracy", stats(a))]))
+                        }
+                        fig.series.append(.init(name: name, x: x, y: y, err: e))
+                    }
+                    addPlot(fig, "pruning-\(kind)-\(slug(task)).png", alt: "pruning (\(kind)) on \(task)")
+                }
+            }
+            md += mdTable(["task", "rule", "value", "adapter", "accuracy"], rows) + "\n"
+            results.append(("pruning", .array(pj)))
+        }
+
+        // Shapley.
+        let shap = sweeps.filter { $0.sweep == "shapley" }
+        if !shap.isEmpty {
+            md += "## Shapley values\n\nContribution of each adapter group to accuracy (v(S) = accuracy with only the groups in S on), "
+            md += "estimated through the multilinear extension. Spread = coefficient of variation of the values over groups "
+            md += "(lower: contributions more even). Efficiency check: Σφ against v(all) − v(none).\n\n"
+            var sj: [JSON] = [], rows: [[String]] = []
+            for task in Array(Set(shap.map(\.task))).sorted() {
+                var fig = Figure(title: "Shapley values: \(task)", xLabel: "adapter group", yLabel: "Shapley value (accuracy)")
+                fig.bars = true
+                var playersAll: [String] = []
+                for name in seriesOrder(shap.filter { $0.task == task }.map(\.name)) {
+                    let runs = shap.filter { $0.task == task && $0.name == name && $0.complete }
+                    var perPlayer: [[Double]] = [], spreads: [Double] = [], ses: [[Double]] = []
+                    var effGap: [Double] = []
+                    for r in runs {
+                        let players = r.header["players"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                        let settings = r.header["settings"]?["plan"]
+                        guard let samples = settings?["samples"]?.intValue, let grid = settings?["grid"]?.intValue,
+                              let seed = settings?["seed"]?.uint64Value else { continue }
+                        let plan = ShapleyPlan(players: players.count, samples: samples, grid: grid, seed: seed)
+                        let table = Dictionary(r.values.map { ($0.0, num($0.1["accuracy"]) ?? .nan) }, uniquingKeysWith: { a, _ in a })
+                        let est = plan.estimate { table[ShapleyPlan.key($0)] ?? .nan }
+                        if playersAll.isEmpty { playersAll = players }
+                        if perPlayer.isEmpty { perPlayer = [[Double]](repeating: [], count: players.count); ses = perPlayer }
+                        guard players.count == perPlayer.count else { continue }
+                        for i in players.indices { perPlayer[i].append(est.values[i]); ses[i].append(est.standardErrors[i]) }
+                        let (m, s) = meanStd(est.values)
+                        spreads.append(abs(m) > 1e-12 ? s / abs(m) : .nan)
+                        effGap.append(est.sum - (est.full - est.empty))
+                    }
+                    if perPlayer.isEmpty { continue }
+                    let means = perPlayer.map { meanStd($0).0 }
+                    // Error bars: the std over seeds when there are several, else the estimator's standard error.
+                    let errs = perPlayer.indices.map { perPlayer[$0].count > 1 ? meanStd(perPlayer[$0]).1 : (ses[$0].first ?? 0) }
+                    fig.series.append(.init(name: name, x: means.indices.map(Double.init), y: means, err: errs))
+                    rows.append([task, name, String(runs.count), means.map { String(format: "%.3f", $0) }.joined(separator: " "), pm(spreads, 3), pm(effGap, 4)])
+                    sj.append(.object([("task", .string(task)), ("name", .string(name)), ("players", .array(playersAll.map { .string($0) })),
+                                       ("values", .array(perPlayer.map(stats))), ("standard_errors", .array(ses.map { .array($0.map { .double($0) }) })),
+                                       ("spread", stats(spreads)), ("efficiency_gap", stats(effGap))]))
+                }
+                fig.categories = playersAll.map { $0.replacingOccurrences(of: "layer ", with: "L") }
+                addPlot(fig, "shapley-\(slug(task)).png", alt: "Shapley values on \(task)")
+            }
+            md += mdTable(["task", "adapter", "seeds", "φ per group", "spread (CV)", "Σφ − (v(all) − v(none))"], rows) + "\n"
+            results.append(("shapley", .array(sj)))
+        }
+        let json = JSON.object([("roots", .array(roots.map { .string($0) })), ("warnings", .array(warnings.map { .string($0) }))] + results)
+        return Output(markdown: md, results: json, plots: plots, warnings: warnings)
+    }
+
+    /// Writes report.md, results.json and plots/ into `dir` (each file atomically).
+    public static func write(_ o: Output, to dir: String) throws {
+        try FileSystem.makeDirectory(FileSystem.join(dir, "plots"))
+        for (name, bytes) in o.plots { try AtomicFileWriter.write(bytes, to: FileSystem.join(FileSystem.join(dir, "plots"), name)) }
+        try AtomicFileWriter.write(o.results.pretty + "\n", to: FileSystem.join(dir, "results.json"))
+        try AtomicFileWriter.write(o.markdown, to: FileSystem.join(dir, "report.md"))
+    }
+}

@@ -1,0 +1,396 @@
+import Checkpoint
+import Foundation
+import Model
+import Numerics
+import Operators
+
+/// Metrics of one classification evaluation.
+public struct Score: Sendable {
+    public var accuracy: Double
+    public var macroF1: Double
+    public var loss: Double
+    public var examples: Int
+
+    public var pairs: [(String, JSON)] {
+        [("accuracy", .double(accuracy)), ("macro_f1", .double(macroF1)), ("loss", .double(loss)), ("examples", .int(examples))]
+    }
+}
+
+/// A classification file tokenized once and cut into padded batches.
+public struct PreparedData: Sendable {
+    public var path: String
+    public var gold: [String]
+    public var batches: [Batch]
+    public var dataLabels: [String] { Array(Set(gold)).sorted() }
+    /// "noun8" for ".../noun8-test.jsonl".
+    public var taskName: String { Sweeps.taskName(path) }
+}
+
+/// What the sweeps of `coto-eval` evaluate with: one model, one tokenizer, data prepared once.
+/// Progress goes to the callback (done, total); the library never prints.
+public final class SweepEvaluator {
+    public let model: AdaptableModel
+    public let tokenizer: Tokenizer
+    public var batchSize = 32
+    public var maxLength = 128
+    public var progress: ((Int, Int) -> Void)? = nil
+
+    public init(model: AdaptableModel, tokenizer: Tokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
+    public func prepare(_ path: String) throws -> PreparedData {
+        let records = try JSONL.read(path)
+        var encodings: [Encoding] = [], gold: [String] = []
+        for r in records {
+            let text = try JSONL.text(r, "text", path: path)!
+            let pair = try JSONL.text(r, "text_pair", path: path, required: false)
+            gold.append(try JSONL.text(r, "label", path: path)!)
+            encodings.append(tokenizer.encode(text, pair: pair, addSpecialTokens: true, maxLength: maxLength))
+        }
+        // Batches of similar lengths (less padding; padded positions never change a result).
+        let order = encodings.indices.sorted { (encodings[$0].ids.count, $0) < (encodings[$1].ids.count, $1) }
+        let batches = stride(from: 0, to: order.count, by: batchSize).map { s -> Batch in
+            let part = order[s..<min(order.count, s + batchSize)].map { encodings[$0] }
+            return Batch.padded(part.map(\.ids), typeIds: part.map(\.typeIds), pad: tokenizer.padId)
+        }
+        return PreparedData(path: path, gold: order.map { gold[$0] }, batches: batches)
+    }
+
+    /// Attaches `adapter` (nil: the base model alone) and, if given, a head from another adapter.
+    public func load(_ adapter: Adapter?, head: Adapter? = nil) throws {
+        model.detachAll()
+        if let a = adapter { try model.attach(a, variant: a.variant == "hira" ? .hira : .lora) }
+        if let h = head {
+            guard let (w, b) = model.classificationHead(of: h) else {
+                throw CheckpointError(h.source, .invalid("has no classification head (classifier/score in modules_to_save)"))
+            }
+            try model.setClassifier(weight: w, bias: b)
+        }
+    }
+
+    /// The label list: the head adapter's, else the adapter's, else the data's sorted labels.
+    public static func labels(for adapters: [Adapter?], data: PreparedData) -> [String] {
+        for a in adapters { if let l = a?.labels { return l } }
+        return data.dataLabels
+    }
+
+    /// Evaluates what is loaded; with `cache` (BERT), lower layers are reused between calls.
+    public func score(_ data: PreparedData, labels: [String], cache: PrefixCache.PerBatch? = nil) throws -> Score {
+        guard model.hasClassifier else {
+            throw CheckpointError(data.path, .invalid("the model has no classification head: the adapter needs one (modules_to_save)"))
+        }
+        let index = Dictionary(labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        var metrics = ClassificationMetrics(labels: labels)
+        var row = 0
+        for (bi, batch) in data.batches.enumerated() {
+            let out: ForwardOutput
+            if let bert = model as? BertModel, let c = cache?.batch(bi) { out = try bert.forward(batch, head: .classification, cache: c) }
+            else { out = try model.forward(batch, outputLayers: false, head: .classification) }
+            guard out.logitsWidth == labels.count else {
+                throw CheckpointError(data.path, .invalid("the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels"))
+            }
+            for i in 0..<batch.count {
+                guard let g = index[data.gold[row]] else {
+                    throw CheckpointError(data.path, .invalid("label '\(data.gold[row])' is not in the adapter's label set (\(labels.joined(separator: ", ")))"))
+                }
+                metrics.add(gold: g, logits: out.logits[(i * out.logitsWidth)..<((i + 1) * out.logitsWidth)])
+                row += 1
+            }
+        }
+        return Score(accuracy: metrics.accuracy, macroF1: metrics.macroF1, loss: metrics.loss, examples: metrics.count)
+    }
+}
+
+extension PrefixCache {
+    /// One cache per batch of a data set.
+    public final class PerBatch {
+        var caches: [Int: PrefixCache] = [:]
+        public init() {}
+        public func batch(_ i: Int) -> PrefixCache {
+            if let c = caches[i] { return c }
+            let c = PrefixCache(); caches[i] = c; return c
+        }
+        public var reused: Int { caches.values.reduce(0) { $0 + $1.reused } }
+        public var computed: Int { caches.values.reduce(0) { $0 + $1.computed } }
+    }
+}
+
+extension Optional where Wrapped == PrefixCache.PerBatch {
+    func batch(_ i: Int) -> PrefixCache? { self?.batch(i) }
+}
+
+/// `--shard i/n`: point k of a sweep belongs to shard (k mod n) + 1.
+public struct Shard: Sendable, Equatable {
+    public var index: Int
+    public var count: Int
+    public init(index: Int, count: Int) { self.index = index; self.count = count }
+    public static let whole = Shard(index: 1, count: 1)
+
+    public static func parse(_ s: String) -> Shard? {
+        let p = s.split(separator: "/")
+        guard p.count == 2, let i = Int(p[0]), let n = Int(p[1]), n >= 1, i >= 1, i <= n else { return nil }
+        return Shard(index: i, count: n)
+    }
+
+    public func owns(_ k: Int) -> Bool { k % count == index - 1 }
+    public var json: JSON { .array([.int(index), .int(count)]) }
+    public var suffix: String { count == 1 ? "" : "-shard-\(index)-of-\(count)" }
+}
+
+/// The sweeps of `coto-eval`: each returns a results object (JSON) for a run directory; `Report` joins
+/// shards and derives barriers, merge tables and Shapley estimates.
+public enum Sweeps {
+    public static func taskName(_ path: String) -> String {
+        var b = FileSystem.basename(of: path)
+        for s in [".jsonl", ".json"] where b.hasSuffix(s) { b.removeLast(s.count) }
+        for s in ["-test", "-dev", "-train", "_test", "_dev", "_train"] where b.hasSuffix(s) { b.removeLast(s.count) }
+        return b
+    }
+
+    /// The series an adapter belongs to in reports: `--name`, else from the metrics.json coto-train wrote
+    /// beside it ("coto" / "lora", prefixed by the variant when it is not plain LoRA), else "adapter".
+    public static func seriesName(_ path: String) -> String {
+        let m = FileSystem.join(FileSystem.isDirectory(path) ? path : FileSystem.dirname(of: path), "metrics.json")
+        guard FileSystem.exists(m), let bytes = try? FileSystem.readFile(m, limit: 1 << 20), let j = try? JSON.parse(bytes),
+              let coto = j["coto"]?.boolValue else { return "adapter" }
+        let variant = j["variant"]?.stringValue ?? "lora"
+        if coto { return variant == "lora" ? "coto" : "coto-\(variant)" }
+        return variant
+    }
+
+    /// The seed coto-train recorded beside an adapter, if any.
+    public static func seed(_ path: String) -> Int? {
+        let m = FileSystem.join(FileSystem.isDirectory(path) ? path : FileSystem.dirname(of: path), "metrics.json")
+        guard let bytes = try? FileSystem.readFile(m, limit: 1 << 20), let j = try? JSON.parse(bytes) else { return nil }
+        return j["seed"]?.intValue
+    }
+
+    static func header(_ sweep: String, name: String, adapters: [String], data: [String], shard: Shard, settings: [(String, JSON)]) -> [(String, JSON)] {
+        [("sweep", .string(sweep)), ("name", .string(name)), ("adapters", .array(adapters.map { .string($0) })),
+         ("data", .array(data.map { .string($0) })), ("task", .string(data.map(taskName).joined(separator: "+"))),
+         ("shard", shard.json), ("settings", .object(settings))]
+    }
+
+    /// λ grid "0:1:0.1" (start:stop:step, both ends included) or a list "0,0.5,1".
+    public static func parseGrid(_ s: String) -> [Double]? {
+        let p = s.split(separator: ":")
+        if p.count == 3, let a = Double(p[0]), let b = Double(p[1]), let st = Double(p[2]), st > 0, b >= a, (b - a) / st <= 10_000 {
+            let n = Int(((b - a) / st).rounded(.down) + 1e-9)
+            var g = (0...n).map { (a + Double($0) * st) }
+            g = g.map { ($0 * 1e9).rounded() / 1e9 }
+            if let last = g.last, b - last > st * 1e-6 { g.append(b) }
+            return g
+        }
+        let l = s.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        return l.count == s.split(separator: ",").count && !l.isEmpty ? l : nil
+    }
+
+    // MARK: interpolate
+
+    /// Metric along θ(λ) = (1−λ)·A + λ·B for every adapter tensor and the heads (the paper's linear path).
+    public static func interpolate(_ ev: SweepEvaluator, a: Adapter, b: Adapter, data: PreparedData, grid: [Double], name: String,
+                                   shard: Shard = .whole) throws -> JSON {
+        let labels = SweepEvaluator.labels(for: [a, b], data: data)
+        guard a.labels == nil || b.labels == nil || a.labels == b.labels else {
+            throw CheckpointError(b.source, .invalid("its label list differs from \(a.source)'s: the heads cannot be interpolated"))
+        }
+        let mine = grid.indices.filter(shard.owns)
+        var points: [JSON] = []
+        for (n, k) in mine.enumerated() {
+            let l = grid[k]
+            var o = MergeOptions(weights: [1 - l, l])
+            o.allowNonFinite = true
+            let merged = l == 0 ? a : (l == 1 ? b : try Interpolate().merge([a, b], options: o, progress: nil))
+            try ev.load(merged)
+            let s = try ev.score(data, labels: labels)
+            points.append(.object([("lambda", .double(l))] + s.pairs))
+            ev.progress?(n + 1, mine.count)
+        }
+        return .object(header("interpolate", name: name, adapters: [a.source, b.source], data: [data.path], shard: shard,
+                              settings: [("grid", .array(grid.map { .double($0) }))]) + [("points", .array(points))])
+    }
+
+    /// Largest drop of the curve below the straight line between its end points (0 if none).
+    public static func barrier(_ points: [(Double, Double)]) -> Double? {
+        let p = points.sorted { $0.0 < $1.0 }
+        guard let first = p.first, let last = p.last, last.0 > first.0 else { return nil }
+        var worst = 0.0
+        for (x, y) in p {
+            let t = (x - first.0) / (last.0 - first.0)
+            worst = max(worst, (1 - t) * first.1 + t * last.1 - y)
+        }
+        return worst
+    }
+
+    // MARK: merge
+
+    /// Default weights of a method for n adapters: 1 for the sign-electing methods (TIES and DARE-TIES,
+    /// as mergekit and PEFT's examples use them), 1/n for the averaging ones.
+    public static func defaultWeights(_ method: String, count n: Int) -> [Double] {
+        method.contains("ties") ? [Double](repeating: 1, count: n) : [Double](repeating: 1 / Double(n), count: n)
+    }
+
+    /// Every method on every task; each task is scored with its own adapter's head and label list.
+    /// The "individual" rows are each adapter on its own task (the reference for the drops).
+    public static func merge(_ ev: SweepEvaluator, adapters: [Adapter], data: [PreparedData], methods: [String], weights: [Double]?,
+                             density: Double, seed: UInt64, name: String, shard: Shard = .whole) throws -> JSON {
+        guard adapters.count == data.count, !adapters.isEmpty else {
+            throw CheckpointError("--task-data", .invalid("\(adapters.count) adapters but \(data.count) task files: give one task file per adapter"))
+        }
+        var work: [(String, Int)] = []
+        for t in data.indices { work.append(("individual", t)) }
+        for m in methods { for t in data.indices { work.append((m, t)) } }
+        let mine = work.indices.filter(shard.owns)
+        var mergedCache: [String: Adapter] = [:]
+        var points: [JSON] = []
+        for (n, k) in mine.enumerated() {
+            let (method, t) = work[k]
+            let adapter: Adapter
+            if method == "individual" { adapter = adapters[t] }
+            else if let m = mergedCache[method] { adapter = m }
+            else {
+                guard let m = MergeMethods.named(method) else { throw CheckpointError("--methods", .invalid("unknown merge method '\(method)'")) }
+                var o = MergeOptions(weights: weights ?? defaultWeights(method, count: adapters.count))
+                o.density = method.contains("ties") || method.contains("dare") || method.contains("magnitude") ? density : nil
+                o.seed = seed
+                o.heads = .drop
+                o.allowNonFinite = true
+                adapter = try m.merge(adapters, options: o, progress: nil)
+                mergedCache[method] = adapter
+            }
+            try ev.load(adapter, head: adapters[t])
+            let s = try ev.score(data[t], labels: SweepEvaluator.labels(for: [adapters[t]], data: data[t]))
+            points.append(.object([("method", .string(method)), ("task", .string(data[t].taskName)), ("adapter", .string(adapters[t].source))] + s.pairs))
+            ev.progress?(n + 1, mine.count)
+        }
+        return .object(header("merge", name: name, adapters: adapters.map(\.source), data: data.map(\.path), shard: shard,
+                              settings: [("methods", .array(methods.map { .string($0) })), ("weights", weights.map { .array($0.map { JSON.double($0) }) } ?? .string("default")),
+                                         ("density", .double(density)), ("seed", .uint(seed))]) + [("points", .array(points))])
+    }
+
+    // MARK: prune
+
+    public struct PrunePoint: Sendable {
+        public var kind: String      // sparsity, layers, modules, rank
+        public var value: String
+        public var options: PruneOptions?
+    }
+
+    public static func prunePoints(sparsities: [Double], scope: PruneOptions.Scope, layers: [String], modules: [String], ranks: [Int],
+                                   rankMethod: PruneOptions.RankMethod) -> [PrunePoint] {
+        var pts: [PrunePoint] = []
+        for s in sparsities {
+            var o = PruneOptions(); o.sparsity = s; o.scope = scope; o.allowNonFinite = true
+            pts.append(PrunePoint(kind: "sparsity", value: fmtValue(s), options: s == 0 ? nil : o))
+        }
+        for l in layers {
+            var o = PruneOptions(); o.allowNonFinite = true
+            if l == "none" { pts.append(PrunePoint(kind: "layers", value: l, options: nil)); continue }
+            o.dropLayers = l
+            pts.append(PrunePoint(kind: "layers", value: l, options: o))
+        }
+        for m in modules {
+            var o = PruneOptions(); o.dropModules = [m]; o.allowNonFinite = true
+            pts.append(PrunePoint(kind: "modules", value: m, options: o))
+        }
+        for r in ranks {
+            var o = PruneOptions(); o.rank = r; o.rankMethod = rankMethod; o.allowNonFinite = true
+            pts.append(PrunePoint(kind: "rank", value: String(r), options: o))
+        }
+        return pts
+    }
+
+    static func fmtValue(_ v: Double) -> String {
+        v == v.rounded() ? String(Int(v)) : String(format: "%g", v)
+    }
+
+    /// Pruning curves: magnitude sparsity, dropped layer sets (`all` drops every adapter), dropped module
+    /// kinds, rank truncation.
+    public static func prune(_ ev: SweepEvaluator, adapter: Adapter, data: PreparedData, points pts: [PrunePoint], name: String,
+                             shard: Shard = .whole) throws -> JSON {
+        let labels = SweepEvaluator.labels(for: [adapter], data: data)
+        let mine = pts.indices.filter(shard.owns)
+        var points: [JSON] = []
+        for (n, k) in mine.enumerated() {
+            let p = pts[k]
+            var pruned = adapter
+            var kept = 1.0, zeroed = 0, dropped = 0
+            if let o = p.options {
+                if p.kind == "layers" && p.value == "all" {
+                    pruned.modules = []
+                    kept = 0
+                    dropped = adapter.modules.reduce(0) { $0 + $1.a.tensor.count + $1.b.tensor.count }
+                } else {
+                    let (out, report) = try Pruner.prune(adapter, options: o)
+                    pruned = out; kept = report.normFractionKept; zeroed = report.zeroed; dropped = report.dropped
+                }
+            }
+            try ev.load(pruned)
+            let s = try ev.score(data, labels: labels)
+            points.append(.object([("kind", .string(p.kind)), ("value", .string(p.value)), ("norm_fraction_kept", .double(kept)),
+                                   ("zeroed", .int(zeroed)), ("dropped", .int(dropped))] + s.pairs))
+            ev.progress?(n + 1, mine.count)
+        }
+        return .object(header("prune", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
+                              settings: [("points", .array(pts.map { .string("\($0.kind)=\($0.value)") }))]) + [("points", .array(points))])
+    }
+
+    // MARK: shapley
+
+    /// Players: the adapter's layers, or each module.
+    public static func players(of adapter: Adapter, group: String) -> [(name: String, modules: Set<String>)] {
+        if group == "module" { return adapter.modules.map { ($0.name, [$0.name]) } }
+        var byLayer: [Int: Set<String>] = [:]
+        var rest: Set<String> = []
+        for m in adapter.modules { if let l = m.layer { byLayer[l, default: []].insert(m.name) } else { rest.insert(m.name) } }
+        var out = byLayer.keys.sorted().map { (name: "layer \($0)", modules: byLayer[$0]!) }
+        if !rest.isEmpty { out.insert((name: "no layer", modules: rest), at: 0) }
+        return out
+    }
+
+    /// Scores the coalitions owned by this shard (each once, in an order that shares lower layers).
+    public static func shapley(_ ev: SweepEvaluator, adapter: Adapter, data: PreparedData, group: String, plan: ShapleyPlan, name: String,
+                               shard: Shard = .whole) throws -> JSON {
+        let labels = SweepEvaluator.labels(for: [adapter], data: data)
+        let players = self.players(of: adapter, group: group)
+        guard players.count == plan.players else {
+            throw CheckpointError(adapter.source, .invalid("the plan has \(plan.players) players but the adapter has \(players.count) groups"))
+        }
+        try ev.load(adapter)
+        let coalitions = plan.coalitions
+        let mine = coalitions.indices.filter(shard.owns)
+        let cache = PrefixCache.PerBatch()
+        var values: [(String, JSON)] = []
+        for (n, k) in mine.enumerated() {
+            let c = coalitions[k]
+            var on = Set<String>()
+            for (i, p) in players.enumerated() where c[i] { on.formUnion(p.modules) }
+            ev.model.setActive(false)
+            ev.model.setActive(true) { key in on.contains { $0 == key || $0.hasSuffix("." + key) } }
+            let s = try ev.score(data, labels: labels, cache: cache)
+            values.append((ShapleyPlan.key(c), .object(s.pairs)))
+            ev.progress?(n + 1, mine.count)
+        }
+        ev.model.setActive(true)
+        return .object(header("shapley", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
+                              settings: [("group", .string(group)), ("plan", plan.json)])
+                       + [("players", .array(players.map { .string($0.name) })), ("coalitions", .int(coalitions.count)),
+                          ("layers_reused", .int(cache.reused)), ("layers_computed", .int(cache.computed)),
+                          ("values", .object(values))])
+    }
+}
+
+extension Sweeps {
+    /// `interpolate-coto-noun8-1a2b3c4d[-shard-1-of-4].json`: stable for the same adapters and settings.
+    public static func fileName(_ result: JSON) -> String {
+        let sweep = result["sweep"]?.stringValue ?? "sweep", name = result["name"]?.stringValue ?? "adapter"
+        let task = result["task"]?.stringValue ?? "task"
+        let id = fnv1a64((result["adapters"]?.compact ?? "") + (result["settings"]?.compact ?? "") + (result["data"]?.compact ?? ""))
+        var shard = ""
+        if let s = result["shard"]?.arrayValue, s.count == 2, let i = s[0].intValue, let n = s[1].intValue, n > 1 { shard = "-shard-\(i)-of-\(n)" }
+        let safe = { (s: String) in String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "+" ? $0 : "_" }) }
+        return "\(safe(sweep))-\(safe(name))-\(safe(task))-\(String(id & 0xffff_ffff, radix: 16))\(shard).json"
+    }
+}
