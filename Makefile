@@ -22,22 +22,11 @@ test: setup
 	swift build --build-tests -j $(JOBS)
 	swift test --skip-build
 
-# The main job. Today: build, convert the SmolLM2 GGUF, inspect both real models, evaluate them on
-# WordNet tasks (MiniLM with a PEFT-trained LoRA adapter; SmolLM2 zero-shot), prune and fuse the adapter.
+# The main job: WordNet tasks, LoRA and CoTo adapters on all-MiniLM-L6-v2 (3 tasks x 2 seeds), interpolation,
+# merge, pruning and Shapley sweeps, and the report in $(DEMO_OUT)/report/ (scripts/demo.sh). QUICK=1: smaller budgets.
+QUICK ?= 0
 demo: release
-	@mkdir -p $(DEMO_OUT)
-	.build/release/coto-convert $(SMOLLM2) -o $(DEMO_OUT)/smollm2
-	.build/release/coto-inspect $(DEMO_OUT)/smollm2 --validate --limit 8
-	.build/release/coto-inspect $(MINILM) --stats --limit 8
-	.build/release/coto-inspect $(SMOLLM2) --limit 8
-	.build/release/coto-eval --model $(MINILM) --adapter Fixtures/peft/minilm-noun8 --data Fixtures/wordnet/noun8-test.jsonl --task classification --max-length 64
-	.build/release/coto-prune Fixtures/peft/minilm-noun8 --drop-layers every-other -o $(DEMO_OUT)/minilm-noun8-half
-	.build/release/coto-eval --model $(MINILM) --adapter $(DEMO_OUT)/minilm-noun8-half --data Fixtures/wordnet/noun8-test.jsonl --task classification --max-length 64
-	.build/release/coto-fuse --model $(MINILM) --adapter Fixtures/peft/minilm-noun8 -o $(DEMO_OUT)/minilm-noun8-fused
-	.build/release/coto-eval --model $(DEMO_OUT)/minilm-noun8-fused --data Fixtures/wordnet/noun8-test.jsonl --task classification --max-length 64
-	.build/release/coto-eval --model $(DEMO_OUT)/smollm2 --data Fixtures/wordnet/noun-mc.jsonl --task multiple-choice
-	.build/release/coto-eval --model $(DEMO_OUT)/smollm2 --data Fixtures/wordnet/noun8-test.jsonl --task perplexity
-	.build/release/coto-eval generate --model $(DEMO_OUT)/smollm2 --prompt "A dog is a kind of" --max-new-tokens 16
+	QUICK=$(QUICK) DEMO_OUT=$(DEMO_OUT) bash scripts/demo.sh
 
 # libFuzzer targets (Fuzz/*.swift), SECONDS each; RUNS=N runs N executions each instead.
 SECONDS ?= 20

@@ -67,6 +67,7 @@ let package = Package(
         ]),
         .testTarget(name: "ModelTests", dependencies: ["TestSupport", "Model", "Evaluation", "Checkpoint", "Numerics"]),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Model", "Checkpoint", "Numerics"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["TestSupport", "Evaluation", "Model", "Checkpoint", "Numerics", "CZlib"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Checkpoint"]),
     ],
     swiftLanguageModes: [.v5]

@@ -35,9 +35,13 @@ public final class SweepEvaluator {
     public var maxLength = 128
     public var progress: ((Int, Int) -> Void)? = nil
 
+    /// The model's own head, restored whenever the adapter loaded next has none.
+    let baseHead: (Tensor, Tensor?)?
+
     public init(model: AdaptableModel, tokenizer: Tokenizer) {
         self.model = model
         self.tokenizer = tokenizer
+        baseHead = model.classifierHead
     }
 
     public func prepare(_ path: String) throws -> PreparedData {
@@ -58,16 +62,14 @@ public final class SweepEvaluator {
         return PreparedData(path: path, gold: order.map { gold[$0] }, batches: batches)
     }
 
-    /// Attaches `adapter` (nil: the base model alone) and, if given, a head from another adapter.
+    /// Attaches `adapter` (nil: the base model alone) with its head; `head` takes the head from another
+    /// adapter instead. Without any adapter head the model's own head is used.
     public func load(_ adapter: Adapter?, head: Adapter? = nil) throws {
         model.detachAll()
+        model.setActive(true)
+        if let (w, b) = baseHead { try model.setClassifier(weight: w, bias: b) }
         if let a = adapter { try model.attach(a, variant: a.variant == "hira" ? .hira : .lora) }
-        if let h = head {
-            guard let (w, b) = model.classificationHead(of: h) else {
-                throw CheckpointError(h.source, .invalid("has no classification head (classifier/score in modules_to_save)"))
-            }
-            try model.setClassifier(weight: w, bias: b)
-        }
+        if let h = head, let (w, b) = model.classificationHead(of: h) { try model.setClassifier(weight: w, bias: b) }
     }
 
     /// The label list: the head adapter's, else the adapter's, else the data's sorted labels.

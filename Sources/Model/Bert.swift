@@ -72,6 +72,7 @@ public final class BertModel: AdaptableModel {
     }
 
     public var hasClassifier: Bool { classifier != nil }
+    public var classifierHead: (Tensor, Tensor?)? { classifier?.weightTensors }
 
     public func setClassifier(weight: Tensor, bias: Tensor?) throws {
         classifier = try AdaptedLinear.head(name: "classifier", weight: weight, bias: bias, hidden: H)

@@ -39,6 +39,11 @@ public final class AdaptedLinear {
 
     public var hasAdapter: Bool { a != nil }
 
+    /// The frozen weight and bias as tensors (a head's copy).
+    public var weightTensors: (Tensor, Tensor?) {
+        (Tensor(shape: [outFeatures, inFeatures], data: weight), bias.map { Tensor(shape: [outFeatures], data: $0) })
+    }
+
     /// A classification head [labels, hidden] (+ bias [labels]) from tensors a file supplied, shapes checked.
     public static func head(name: String, weight: Tensor, bias: Tensor?, hidden: Int) throws -> AdaptedLinear {
         guard weight.rank == 2, weight.cols == hidden, weight.rows > 0 else {

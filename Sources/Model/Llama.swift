@@ -86,6 +86,7 @@ public final class LlamaModel: AdaptableModel {
     }
 
     public var hasClassifier: Bool { score != nil }
+    public var classifierHead: (Tensor, Tensor?)? { score?.weightTensors }
 
     public func setClassifier(weight: Tensor, bias: Tensor?) throws {
         score = try AdaptedLinear.head(name: "score", weight: weight, bias: bias, hidden: H)

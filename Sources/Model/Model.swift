@@ -52,6 +52,8 @@ public protocol AdaptableModel: AnyObject {
     /// Sets (or replaces) the classification head: weight [labels, hidden], bias [labels] or nil.
     func setClassifier(weight: Tensor, bias: Tensor?) throws
     var hasClassifier: Bool { get }
+    /// The current classification head (weight [labels, hidden], bias), if any.
+    var classifierHead: (Tensor, Tensor?)? { get }
     func forward(_ batch: Batch, outputLayers: Bool, head: Head) throws -> ForwardOutput
 }
 

@@ -64,6 +64,11 @@ final class BertTrainer {
         return (0..<n).map { _ in rng.uniformFloat() < keep ? 1 / keep : 0 }
     }
 
+    /// GELU'(x) = Φ(x) + x φ(x), with the same erf as the forward (Ops.gelu).
+    @inline(__always) static func geluGrad(_ x: Float) -> Float {
+        0.5 * (1 + Ops.erfApprox(x * 0.70710678118654752)) + x * expf(-0.5 * x * x) * 0.3989422804014327
+    }
+
     /// LayerNorm forward keeping x̂ and 1/σ per row.
     static func layerNormForward(_ x: inout [Float], rows: Int, d: Int, w: [Float], b: [Float], eps: Float) -> (mean: [Float], rstd: [Float], xhat: [Float]) {
         var mean = [Float](repeating: 0, count: rows), rstd = mean
@@ -221,11 +226,7 @@ final class BertTrainer {
             var dh1 = ds2
             if !s.outDrop.isEmpty { for i in ds2.indices { ds2[i] *= s.outDrop[i] } }
             var dg = l.out.backward(ds2, needDx: true)!
-            // GELU'(x) = Φ(x) + x φ(x)
-            for i in dg.indices {
-                let xi = s.inter[i]
-                dg[i] *= 0.5 * (1 + Ops.erfApprox(xi * 0.70710678118654752)) + xi * expf(-0.5 * xi * xi) * 0.3989422804014327
-            }
+            for i in dg.indices { dg[i] *= BertTrainer.geluGrad(s.inter[i]) }
             let dh1b = l.i.backward(dg, needDx: true)!
             for i in dh1.indices { dh1[i] += dh1b[i] }
             // h1 = LN1(a·drop + x0)

