@@ -54,6 +54,20 @@ final class BertTrainer {
         headB = Param(name: "classifier.bias", value: c.bias ?? [Float](repeating: 0, count: c.outFeatures))
     }
 
+    /// Adds this worker's adapter and head gradients into `main`'s (fixed order) and clears them.
+    func moveGradients(into main: BertTrainer) {
+        for (mine, theirs) in zip(layers, main.layers) {
+            for (a, b) in [(mine.q, theirs.q), (mine.k, theirs.k), (mine.v, theirs.v), (mine.o, theirs.o), (mine.i, theirs.i), (mine.out, theirs.out)] {
+                a.moveGradients(into: b)
+            }
+        }
+        if let p = pooler, let q = main.pooler { p.moveGradients(into: q) }
+        for (mine, theirs) in [(headW, main.headW), (headB, main.headB)] {
+            for i in mine.grad.indices { theirs.grad[i] += mine.grad[i] }
+            mine.zeroGrad()
+        }
+    }
+
     func syncHead() {
         model.classifier?.weight = headW.value
         model.classifier?.bias = headB.value

@@ -21,6 +21,27 @@ final class TrainLinear {
     }
 
     var trainable: Bool { pA != nil }
+
+    /// A second worker's view of this layer: the same frozen and adapter weights (`lin`), its own saved
+    /// activations and its own gradient buffers (values are never read from them).
+    func replica() -> TrainLinear {
+        let r = TrainLinear(lin, name: name)
+        r.group = group
+        r.dropout = dropout
+        r.pA = pA.map { Param(name: $0.name, value: $0.value) }
+        r.pB = pB.map { Param(name: $0.name, value: $0.value) }
+        r.pM = pM.map { Param(name: $0.name, value: $0.value) }
+        return r
+    }
+
+    /// Adds this layer's gradients into `main`'s and clears them.
+    func moveGradients(into main: TrainLinear) {
+        for (mine, theirs) in [(pA, main.pA), (pB, main.pB), (pM, main.pM)] {
+            guard let mine, let theirs else { continue }
+            for i in mine.grad.indices { theirs.grad[i] += mine.grad[i] }
+            mine.zeroGrad()
+        }
+    }
     var inF: Int { lin.inFeatures }
     var outF: Int { lin.outFeatures }
 

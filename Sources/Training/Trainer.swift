@@ -1,3 +1,4 @@
+import Dispatch
 import Checkpoint
 import Model
 import Numerics
@@ -31,6 +32,10 @@ public struct TrainConfig: Sendable {
     public var maxGradNorm: Float = 1.0
     public var evalEvery = 0
     public var saveEvery = 0
+    /// BERT classification: each micro-batch is split over this many workers (at most 2), each with its own
+    /// activations and gradient buffers and single-threaded BLAS; gradients are summed in a fixed order.
+    /// The result depends on the worker count (dropout streams per half), not on timing.
+    public var workers = 1
     public init() {}
 }
 
@@ -78,16 +83,44 @@ protocol TrainTask: AnyObject {
 final class BertClassificationTask: TrainTask {
     let trainer: BertTrainer
     let classes: Int
-    init(_ t: BertTrainer, classes: Int) { trainer = t; self.classes = classes }
+    /// The second worker: a BertTrainer over the same model and adapters with its own saved activations
+    /// and gradient-only parameters (the other half of each batch).
+    let replica: BertTrainer?
+
+    init(_ t: BertTrainer, classes: Int, replica: BertTrainer? = nil) { trainer = t; self.classes = classes; self.replica = replica }
     var headParams: [Param] { [trainer.headW, trainer.headB] }
     func syncHead() { trainer.syncHead() }
     var layerCount: Int { trainer.layers.count }
-    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
+
+    static func run(_ t: BertTrainer, _ batch: [Example], classes: Int, train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
         let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
-        let logits = trainer.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
+        let logits = t.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
         let (loss, d) = AdapterTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: classes, scale: scale)
-        trainer.backward(d, lowestLayer: lowest)
+        t.backward(d, lowestLayer: lowest)
         return loss
+    }
+
+    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
+        guard let replica, batch.count >= 2 else {
+            return BertClassificationTask.run(trainer, batch, classes: classes, train: train, scale: scale, lowest: lowest, rng: &rng)
+        }
+        // Two halves at once; each half's mean loss is weighted by its share so the sum is the batch mean.
+        replica.headW.value = trainer.headW.value
+        replica.headB.value = trainer.headB.value
+        let cut = (batch.count + 1) / 2
+        let parts = [Array(batch[..<cut]), Array(batch[cut...])]
+        var rngs = [SeededRNG(seed: rng.next()), SeededRNG(seed: rng.next())]
+        var losses = [0.0, 0.0]
+        let workers = [trainer, replica], classes = classes, n = Float(batch.count)
+        rngs.withUnsafeMutableBufferPointer { pr in losses.withUnsafeMutableBufferPointer { pl in
+            let pr = pr, pl = pl
+            DispatchQueue.concurrentPerform(iterations: 2) { i in
+                pl[i] = BertClassificationTask.run(workers[i], parts[i], classes: classes, train: train,
+                                                   scale: scale * Float(parts[i].count) / n, lowest: lowest, rng: &pr[i])
+            }
+        } }
+        replica.moveGradients(into: trainer)
+        return (losses[0] * Double(parts[0].count) + losses[1] * Double(parts[1].count)) / Double(batch.count)
     }
 }
 
@@ -119,7 +152,12 @@ public final class AdapterTrainer {
         }
         try self.init(model: model, labels: labels, config: c, rng: rng) { tls in
             let hd = model.config.raw(\.hiddenDropout) ?? 0.1, ad = model.config.raw(\.attentionDropout) ?? 0.1
-            return BertClassificationTask(try BertTrainer(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(ad)), classes: labels.count)
+            let main = try BertTrainer(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(ad))
+            var replica: BertTrainer? = nil
+            if c.workers >= 2 {
+                replica = try BertTrainer(model: model, trainables: tls.mapValues { $0.replica() }, hiddenDropout: Float(hd), attentionDropout: Float(ad))
+            }
+            return BertClassificationTask(main, classes: labels.count, replica: replica)
         }
     }
 

@@ -75,9 +75,14 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        // The training passes call BLAS directly on whole batches: let OpenBLAS use the threads.
-        Parallel.configure(threads: 1)
-        BLAS.setThreads(threads)
+        // Classification (BERT) splits each batch over two workers with single-threaded BLAS each; the
+        // causal-LM pass calls BLAS on whole batches and lets OpenBLAS use the threads.
+        if task == "classification" && threads >= 2 {
+            Parallel.configure(threads: threads)
+        } else {
+            Parallel.configure(threads: 1)
+            BLAS.setThreads(threads)
+        }
         try checkOutputNotInput(output, inputs: [model, data] + (evalData.map { [$0] } ?? []))
         let loaded = try ModelRegistry.load(model)
         let tok = try TokenizerLoader.load(modelDir: model)
@@ -150,6 +155,7 @@ struct Train: ParsableCommand {
         c.lr = lr; c.weightDecay = weightDecay; c.warmupRatio = warmupRatio; c.schedule = Schedule(rawValue: schedule)!
         c.maxLength = maxLength; c.seed = seed; c.loraDropout = loraDropout; c.maxGradNorm = maxGradNorm
         c.evalEvery = evalEvery; c.saveEvery = saveEvery
+        c.workers = min(threads, 2)
         return c
     }
 

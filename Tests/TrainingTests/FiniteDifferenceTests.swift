@@ -207,3 +207,37 @@ enum FD {
         #expect(worst <= 1, "worst violation ratio \(worst)")
     }
 }
+
+@Suite struct WorkerSplitTests {
+    /// Splitting each batch over two workers (own activations and gradient buffers) gives the gradients
+    /// and loss of one pass over the whole batch.
+    @Test(arguments: ["bert-lora", "bert-dora"])
+    func twoWorkersEqualOne(tag: String) throws {
+        let adapter = try Adapter.load(TestPaths.fixture("peft/" + tag))
+        func make(_ workers: Int) throws -> AdapterTrainer {
+            let model = try ModelRegistry.load(TestPaths.fixture("tiny-bert")) as! BertModel
+            var c = TrainConfig()
+            c.rank = adapter.config.r; c.alpha = adapter.config.loraAlpha; c.dora = adapter.config.useDora
+            c.targets = ["query", "value"]; c.workers = workers
+            let t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
+            try t.load(adapter)
+            return t
+        }
+        let batch = [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2),
+                     Example(ids: [2, 11, 3], typeIds: [0, 0, 0], label: 1), Example(ids: [2, 6, 6, 7, 8, 9, 10, 3], typeIds: [0, 0, 0, 0, 0, 0, 0, 0], label: 1),
+                     Example(ids: [2, 20, 21, 3], typeIds: [0, 0, 0, 0], label: 0)]
+        let one = try make(1), two = try make(2)
+        let l1 = one.lossAndGradients(batch, train: false), l2 = two.lossAndGradients(batch, train: false)
+        #expect(abs(l1 - l2) < 1e-6)
+        #expect(one.params.count == two.params.count && one.params.count >= 10)
+        for (p, q) in zip(one.params, two.params) {
+            #expect(p.name == q.name)
+            #expect(relErr(q.grad, p.grad) < 1e-5, "\(p.name): \(relErr(q.grad, p.grad))")
+        }
+        // A second call starts from cleared worker buffers (no gradient counted twice).
+        for p in one.params { p.zeroGrad() }
+        for p in two.params { p.zeroGrad() }
+        _ = one.lossAndGradients(batch, train: false); _ = two.lossAndGradients(batch, train: false)
+        for (p, q) in zip(one.params, two.params) { #expect(relErr(q.grad, p.grad) < 1e-5, "\(p.name) (second call)") }
+    }
+}

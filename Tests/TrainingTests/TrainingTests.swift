@@ -126,16 +126,18 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
 @Suite struct ResumeTests {
     struct Crash: Error {}
 
-    func make(_ seed: UInt64) throws -> AdapterTrainer {
+    func make(_ seed: UInt64, workers: Int = 1) throws -> AdapterTrainer {
         let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
         var c = TrainConfig()
         c.rank = 2; c.steps = 12; c.batchSize = 2; c.lr = 5e-3; c.seed = seed; c.saveEvery = 5; c.loraDropout = 0.1; c.warmupRatio = 0.2
+        c.workers = workers
         return try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
     }
 
     let data = (0..<7).map { i in Example(ids: [2, 5 + i, 9, 13 - i, 3], typeIds: [0, 0, 0, 0, 0], label: i % 3) }
 
-    @Test func resumedRunEqualsUninterruptedRun() throws {
+    @Test(arguments: [1, 2]) func resumedRunEqualsUninterruptedRun(workers: Int) throws {
+        let make = { (seed: UInt64) in try self.make(seed, workers: workers) }
         let full = try make(3)
         try full.train(data, eval: nil)
         let dir = NSTemporaryDirectory() + "coto-ckpt-" + UUID().uuidString
@@ -157,7 +159,8 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
         #expect(full.log.map(\.loss) == resumed.log.map(\.loss))
     }
 
-    @Test func sameSeedSameBytes() throws {
+    @Test(arguments: [1, 2]) func sameSeedSameBytes(workers: Int) throws {
+        let make = { (seed: UInt64) in try self.make(seed, workers: workers) }
         let x = try make(9), y = try make(9)
         try x.train(data, eval: nil); try y.train(data, eval: nil)
         #expect(x.adapter(baseModel: "m").modules == y.adapter(baseModel: "m").modules)
