@@ -82,6 +82,15 @@ import Checkpoint
             Case(name: "empty jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["emptyjsonl"]!, "--task", "perplexity"], status: 1, mentions: "empty"),
             Case(name: "malformed jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["badjsonl"]!, "--task", "perplexity"], status: 1, mentions: p["badjsonl"]! + ":2"),
             Case(name: "label not in the set", tool: "coto-eval", args: ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "--data", p["labels"]!, "--task", "classification", "--labels", "x,y,w"], status: 1, mentions: p["labels"]! + ":2"),
+            // Sweeps, reports, data sets.
+            Case(name: "sweep bad grid", tool: "coto-eval", args: ["interpolate", A, A, "--model", bert, "--data", p["labels"]!, "--grid", "1:0:0.1", "-o", out], status: 64, mentions: "--grid"),
+            Case(name: "sweep bad shard", tool: "coto-eval", args: ["prune", A, "--model", bert, "--data", p["labels"]!, "--sparsity", "0.5", "--shard", "3/2", "-o", out], status: 64, mentions: "--shard"),
+            Case(name: "sweep missing adapter", tool: "coto-eval", args: ["shapley", missing, "--model", bert, "--data", p["labels"]!, "-o", out], status: 1, mentions: missing),
+            Case(name: "merge sweep task files", tool: "coto-eval", args: ["merge", A, C, "--model", bert, "--task-data", p["labels"]!, "-o", out], status: 64, mentions: "--task-data"),
+            Case(name: "sweep label outside the head", tool: "coto-eval", args: ["prune", CLI.fixture("peft/bert-lora"), "--model", bert, "--data", p["labels"]!, "--sparsity", "0", "-o", out], status: 1, mentions: p["labels"]!),
+            Case(name: "report missing run dir", tool: "coto-eval", args: ["report", missing, "-o", out], status: 1, mentions: missing),
+            Case(name: "data without wordnet", tool: "coto-data", args: ["wordnet", "--wordnet", missing, "-o", out], status: 1, mentions: missing),
+            Case(name: "data bad cap", tool: "coto-data", args: ["fortunes", "--cap-train", "0", "-o", out], status: 64, mentions: "--cap-train"),
             // Output equal to an input; an output directory nobody can write (even root cannot write /proc).
             Case(name: "output is the input", tool: "coto-prune", args: [A, "--sparsity", "0.5", "-o", A], status: 1, mentions: "output path is the input"),
             Case(name: "read-only output dir", tool: "coto-merge", args: [A, A, "-o", "/proc/coto-readonly/out.safetensors"], status: 1, mentions: "/proc/coto-readonly"),

@@ -195,13 +195,7 @@ enum FD {
     }
 
     @Test func llamaAdapterGradients() throws {
-        let model = try ModelRegistry.load(TestPaths.fixture("tiny-llama")) as! LlamaModel
-        let adapter = try Adapter.load(TestPaths.fixture("peft/llama-lora"))
-        var c = TrainConfig()
-        c.rank = adapter.config.r; c.alpha = adapter.config.loraAlpha; c.targets = ["q_proj", "v_proj", "down_proj"]
-        let t = try AdapterTrainer(causalLM: model, config: c)
-        try t.load(adapter)
-        let batch = [Example(ids: [1, 5, 9, 13, 7, 3], targets: [-100, -100, 9, 13, 7, 3]), Example(ids: [1, 8, 4, 3], targets: [-100, 8, 4, 3])]
+        let (t, batch) = try TFx.llamaTrainer()
         let (worst, n) = check(t, batch)
         #expect(n >= 40)
         #expect(worst <= 1, "worst violation ratio \(worst)")

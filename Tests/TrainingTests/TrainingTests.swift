@@ -9,6 +9,17 @@ import Numerics
 enum TFx {
     static func path(_ p: String) -> String { TestPaths.fixture(p) }
     static let grads = try! SafeTensorsFile(path: path("train/gradients.safetensors"))
+
+    /// The tiny LLaMA with PEFT's LoRA fixture on q, v and down projections, and a batch with ignored targets.
+    static func llamaTrainer() throws -> (AdapterTrainer, [Example]) {
+        let model = try ModelRegistry.load(path("tiny-llama")) as! LlamaModel
+        let adapter = try Adapter.load(path("peft/llama-lora"))
+        var c = TrainConfig()
+        c.rank = adapter.config.r; c.alpha = adapter.config.loraAlpha; c.targets = ["q_proj", "v_proj", "down_proj"]
+        let t = try AdapterTrainer(causalLM: model, config: c)
+        try t.load(adapter)
+        return (t, [Example(ids: [1, 5, 9, 13, 7, 3], targets: [-100, -100, 9, 13, 7, 3]), Example(ids: [1, 8, 4, 3], targets: [-100, 8, 4, 3])])
+    }
 }
 
 func relErr(_ x: [Float], _ y: [Float]) -> Double {
@@ -200,13 +211,7 @@ func relErr(_ x: [Float], _ y: [Float]) -> Double {
 
 @Suite struct LlamaGradientTests {
     @Test func causalLMAdapterGradientsMatchPyTorch() throws {
-        let model = try ModelRegistry.load(TFx.path("tiny-llama")) as! LlamaModel
-        let adapter = try Adapter.load(TFx.path("peft/llama-lora"))
-        var c = TrainConfig()
-        c.rank = adapter.config.r; c.alpha = adapter.config.loraAlpha; c.targets = ["q_proj", "v_proj", "down_proj"]
-        let t = try AdapterTrainer(causalLM: model, config: c)
-        try t.load(adapter)
-        let batch = [Example(ids: [1, 5, 9, 13, 7, 3], targets: [-100, -100, 9, 13, 7, 3]), Example(ids: [1, 8, 4, 3], targets: [-100, 8, 4, 3])]
+        let (t, batch) = try TFx.llamaTrainer()
         let loss = t.lossAndGradients(batch, train: false)
         #expect(abs(loss - Double(try TFx.grads.tensor("llama-lora.loss").data[0])) < 1e-5)
         var compared = 0
