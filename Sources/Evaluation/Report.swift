@@ -112,12 +112,13 @@ public enum Report {
 
     static func num(_ j: JSON?) -> Double? { j?.doubleValue }
 
-    static func seriesOrder(_ names: [String]) -> [String] {
-        Array(Set(names)).sorted { a, b in
-            let ra = a.hasPrefix("coto") ? 1 : 0, rb = b.hasPrefix("coto") ? 1 : 0
-            return ra != rb ? ra < rb : a < b
-        }
+    /// Series order in tables and legends: plain adapters first, CoTo ones after, each by name.
+    static func seriesLess(_ a: String, _ b: String) -> Bool {
+        let ra = a.hasPrefix("coto") ? 1 : 0, rb = b.hasPrefix("coto") ? 1 : 0
+        return ra != rb ? ra < rb : a < b
     }
+
+    static func seriesOrder(_ names: [String]) -> [String] { Array(Set(names)).sorted(by: seriesLess) }
 
     static func mdTable(_ header: [String], _ rows: [[String]]) -> String {
         var s = "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in "---|" }.joined() + "\n"
@@ -361,7 +362,7 @@ public enum Report {
         for s in sweeps where s.sweep != "merge" { add(s.task, s.name) }
         for r in runs { add(r.task, r.name) }
         guard !keys.isEmpty else { return ("", .null) }
-        keys.sort { $0.0 != $1.0 ? $0.0 < $1.0 : seriesOrder([$0.1, $1.1]).first == $0.1 }
+        keys.sort { $0.0 != $1.0 ? $0.0 < $1.0 : seriesLess($0.1, $1.1) }
         func prunePoint(_ t: String, _ n: String, _ kind: String, _ value: String) -> [Double] {
             sweeps.filter { $0.sweep == "prune" && $0.task == t && $0.name == n }.flatMap { s in
                 s.points.filter { $0["kind"]?.stringValue == kind && $0["value"]?.stringValue == value }.compactMap { num($0["accuracy"]) }

@@ -78,49 +78,49 @@ public final class SweepEvaluator {
         return data.dataLabels
     }
 
-    /// Evaluates what is loaded; with `cache` (BERT), lower layers are reused between calls.
-    public func score(_ data: PreparedData, labels: [String], cache: PrefixCache.PerBatch? = nil) throws -> Score {
+    /// Evaluates what is loaded.
+    public func score(_ data: PreparedData, labels: [String]) throws -> Score {
+        try score(data, labels: labels, configurations: 1, configure: { _ in }).scores[0]
+    }
+
+    /// Evaluates `configurations` settings of the loaded model (`configure(c)` switches to setting c)
+    /// batch by batch: each batch runs every setting before the next batch, so on BERT a prefix cache of
+    /// that one batch lets settings that agree on their lower layers reuse them. Returns one score per
+    /// setting and the layers reused / computed.
+    public func score(_ data: PreparedData, labels: [String], configurations: Int, configure: (Int) -> Void,
+                      batchDone: ((Int, Int) -> Void)? = nil) throws -> (scores: [Score], reused: Int, computed: Int) {
         guard model.hasClassifier else {
             throw CheckpointError(data.path, .invalid("the model has no classification head: the adapter needs one (modules_to_save)"))
         }
         let index = Dictionary(labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
-        var metrics = ClassificationMetrics(labels: labels)
-        var row = 0
+        var metrics = [ClassificationMetrics](repeating: ClassificationMetrics(labels: labels), count: configurations)
+        var row = 0, reused = 0, computed = 0
         for (bi, batch) in data.batches.enumerated() {
-            let out: ForwardOutput
-            if let bert = model as? BertModel, let c = cache?.batch(bi) { out = try bert.forward(batch, head: .classification, cache: c) }
-            else { out = try model.forward(batch, outputLayers: false, head: .classification) }
-            guard out.logitsWidth == labels.count else {
-                throw CheckpointError(data.path, .invalid("the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels"))
-            }
+            let cache: PrefixCache? = configurations > 1 ? PrefixCache() : nil
+            var gold: [Int] = []
             for i in 0..<batch.count {
-                guard let g = index[data.gold[row]] else {
-                    throw CheckpointError(data.path, .invalid("label '\(data.gold[row])' is not in the adapter's label set (\(labels.joined(separator: ", ")))"))
+                guard let g = index[data.gold[row + i]] else {
+                    throw CheckpointError(data.path, .invalid("label '\(data.gold[row + i])' is not in the adapter's label set (\(labels.joined(separator: ", ")))"))
                 }
-                metrics.add(gold: g, logits: out.logits[(i * out.logitsWidth)..<((i + 1) * out.logitsWidth)])
-                row += 1
+                gold.append(g)
             }
+            for c in 0..<configurations {
+                if configurations > 1 { configure(c) }
+                let out: ForwardOutput
+                if let bert = model as? BertModel, let cache { out = try bert.forward(batch, head: .classification, cache: cache) }
+                else { out = try model.forward(batch, outputLayers: false, head: .classification) }
+                guard out.logitsWidth == labels.count else {
+                    throw CheckpointError(data.path, .invalid("the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels"))
+                }
+                for (i, g) in gold.enumerated() { metrics[c].add(gold: g, logits: out.logits[(i * out.logitsWidth)..<((i + 1) * out.logitsWidth)]) }
+            }
+            reused += cache?.reused ?? 0
+            computed += cache?.computed ?? 0
+            row += batch.count
+            batchDone?(bi + 1, data.batches.count)
         }
-        return Score(accuracy: metrics.accuracy, macroF1: metrics.macroF1, loss: metrics.loss, examples: metrics.count)
+        return (metrics.map { Score(accuracy: $0.accuracy, macroF1: $0.macroF1, loss: $0.loss, examples: $0.count) }, reused, computed)
     }
-}
-
-extension PrefixCache {
-    /// One cache per batch of a data set.
-    public final class PerBatch {
-        var caches: [Int: PrefixCache] = [:]
-        public init() {}
-        public func batch(_ i: Int) -> PrefixCache {
-            if let c = caches[i] { return c }
-            let c = PrefixCache(); caches[i] = c; return c
-        }
-        public var reused: Int { caches.values.reduce(0) { $0 + $1.reused } }
-        public var computed: Int { caches.values.reduce(0) { $0 + $1.computed } }
-    }
-}
-
-extension Optional where Wrapped == PrefixCache.PerBatch {
-    func batch(_ i: Int) -> PrefixCache? { self?.batch(i) }
 }
 
 /// `--shard i/n`: point k of a sweep belongs to shard (k mod n) + 1.
@@ -363,23 +363,21 @@ public enum Sweeps {
         try ev.load(adapter)
         let coalitions = plan.coalitions
         let mine = coalitions.indices.filter(shard.owns)
-        let cache = PrefixCache.PerBatch()
-        var values: [(String, JSON)] = []
-        for (n, k) in mine.enumerated() {
-            let c = coalitions[k]
+        let switches: [Set<String>] = mine.map { k in
             var on = Set<String>()
-            for (i, p) in players.enumerated() where c[i] { on.formUnion(p.modules) }
-            ev.model.setActive(false)
-            ev.model.setActive(true) { key in on.contains { $0 == key || $0.hasSuffix("." + key) } }
-            let s = try ev.score(data, labels: labels, cache: cache)
-            values.append((ShapleyPlan.key(c), .object(s.pairs)))
-            ev.progress?(n + 1, mine.count)
+            for (i, p) in players.enumerated() where coalitions[k][i] { on.formUnion(p.modules) }
+            return on
         }
+        let (scores, reused, computed) = try ev.score(data, labels: labels, configurations: mine.count, configure: { c in
+            ev.model.setActive(false)
+            ev.model.setActive(true) { key in switches[c].contains { $0 == key || $0.hasSuffix("." + key) } }
+        }, batchDone: ev.progress)
+        let values: [(String, JSON)] = zip(mine, scores).map { (ShapleyPlan.key(coalitions[$0.0]), .object($0.1.pairs)) }
         ev.model.setActive(true)
         return .object(header("shapley", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
                               settings: [("group", .string(group)), ("plan", plan.json)])
                        + [("players", .array(players.map { .string($0.name) })), ("coalitions", .int(coalitions.count)),
-                          ("layers_reused", .int(cache.reused)), ("layers_computed", .int(cache.computed)),
+                          ("layers_reused", .int(reused)), ("layers_computed", .int(computed)),
                           ("values", .object(values))])
     }
 }

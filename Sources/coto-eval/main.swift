@@ -209,11 +209,11 @@ struct SweepOptions: ParsableArguments {
     }
 
     /// Runs `body` with a progress bar, writes its result into the run directory, prints a summary.
-    func run(_ label: String, _ body: (SweepEvaluator) throws -> JSON, summary: (JSON) -> String) throws {
+    func run(_ label: String, unit: String = " points", _ body: (SweepEvaluator) throws -> JSON, summary: (JSON) -> String) throws {
         let ev = try evaluator()
         var bar: ProgressRenderer? = nil
         ev.progress = { done, total in
-            if bar == nil { bar = ProgressRenderer(label: label, total: total, unit: " points", quiet: !output.chatty) }
+            if bar == nil { bar = ProgressRenderer(label: label, total: total, unit: unit, quiet: !output.chatty) }
             bar?.update(done)
         }
         let result = try body(ev)
@@ -364,7 +364,7 @@ struct Shapley: ParsableCommand {
         let A = try sweep.loadAdapter(adapter)
         let players = Sweeps.players(of: A, group: group)
         let plan = ShapleyPlan(players: players.count, samples: samples, grid: grid, seed: seed)
-        try sweep.run("shapley", { ev in
+        try sweep.run("shapley", unit: " batches (every coalition)", { ev in
             try Sweeps.shapley(ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
         }, summary: { r in
             guard sweep.parsedShard.count == 1 else { return "\(r["values"]?.objectPairs?.count ?? 0) coalitions scored (shard \(sweep.shard))" }
