@@ -134,8 +134,14 @@ public struct Figure {
         return t
     }
 
+    /// A tick label with as many decimals as the step needs (0.025 → 3), so neighbours never print alike.
     static func label(_ v: Double, step: Double) -> String {
-        let digits = max(0, min(4, Int(ceil(-log10(step) - 1e-9))))
+        var digits = 0
+        while digits < 6 {
+            let scaled = step * pow(10, Double(digits))
+            if abs(scaled - scaled.rounded()) < 1e-6 * max(1, scaled) { break }
+            digits += 1
+        }
         return String(format: "%.\(digits)f", v)
     }
 

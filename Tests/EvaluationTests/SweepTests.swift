@@ -348,6 +348,11 @@ enum PNGCheck {
         #expect(colours.contains([p0.r, p0.g, p0.b]) && colours.contains([p1.r, p1.g, p1.b]) && colours.contains([0, 0, 0]))
         #expect(Figure.ticks(0, 1) == [0, 0.2, 0.4, 0.6000000000000001, 0.8, 1] || Figure.ticks(0, 1).count == 6)
         #expect(Figure.ticks(0.74, 0.82).allSatisfy { $0 >= 0.74 - 1e-12 && $0 <= 0.82 + 1e-12 })
+        // Labels have the step's decimals: 0.725, 0.750, ... never print alike.
+        let t = Figure.ticks(0.72, 0.84)
+        let labels = t.map { Figure.label($0, step: t[1] - t[0]) }
+        #expect(Set(labels).count == labels.count, "\(labels)")
+        #expect(Figure.label(0.825, step: 0.025) == "0.825" && Figure.label(0.5, step: 0.1) == "0.5" && Figure.label(20, step: 5) == "20")
     }
 }
 
