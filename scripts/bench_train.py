@@ -13,7 +13,8 @@ ENV["OMP_NUM_THREADS"] = "2"
 STEPS = 24
 
 
-def peft_run(minilm, data):
+def peft_setup(minilm, data):
+    """MiniLM with a fresh head and PEFT LoRA r = 8, alpha 16 on query/value; the rows and sorted labels of `data`."""
     import torch
     from transformers import AutoTokenizer, AutoModelForSequenceClassification
     from peft import LoraConfig, get_peft_model, TaskType
@@ -23,6 +24,12 @@ def peft_run(minilm, data):
     tok = AutoTokenizer.from_pretrained(minilm)
     model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=len(labels)),
                            LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, target_modules=["query", "value"]))
+    return rows, labels, tok, model
+
+
+def peft_run(minilm, data):
+    import torch
+    rows, labels, tok, model = peft_setup(minilm, data)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3, weight_decay=0.01)
     model.train()
     t0 = time.perf_counter()

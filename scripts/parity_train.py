@@ -12,20 +12,17 @@ truncated at 64 tokens, no dropout on the adapter input (the model's own dropout
 """
 import argparse, json, os, subprocess, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 EPOCHS, BATCH, LR = 3, 32, 2e-3
 
 
 def peft_train(minilm, train, seed, out):
     import random, torch
-    from transformers import AutoTokenizer, AutoModelForSequenceClassification, get_linear_schedule_with_warmup
-    from peft import LoraConfig, get_peft_model, TaskType
+    from transformers import get_linear_schedule_with_warmup
+    from bench_train import peft_setup
     torch.manual_seed(seed); random.seed(seed)
-    torch.set_num_threads(2)
-    rows = [json.loads(l) for l in open(train)]
-    labels = sorted({r["label"] for r in rows})
-    tok = AutoTokenizer.from_pretrained(minilm)
-    model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=len(labels)),
-                           LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, target_modules=["query", "value"]))
+    rows, labels, tok, model = peft_setup(minilm, train)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.01)
     steps = EPOCHS * ((len(rows) + BATCH - 1) // BATCH)

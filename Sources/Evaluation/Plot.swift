@@ -1,3 +1,4 @@
+import Checkpoint
 import CZlib
 import Foundation
 
@@ -69,7 +70,7 @@ public struct Canvas {
     }
 
     /// PNG bytes: signature, IHDR (8-bit RGB), one zlib IDAT (filter 0 per row), IEND; CRCs by zlib.
-    public func png() -> [UInt8] {
+    public func png() throws -> [UInt8] {
         var raw = [UInt8]()
         raw.reserveCapacity(height * (width * 3 + 1))
         for y in 0..<height {
@@ -82,7 +83,7 @@ public struct Canvas {
             compress2(zp.baseAddress!, &destLen, rp.baseAddress!, uLong(raw.count), 9)
         } }
         // compress2 only fails for lack of memory or a too-small buffer; compressBound rules the latter out.
-        if rc != Z_OK { return [] }
+        guard rc == Z_OK else { throw CheckpointError("plot", .invalid("zlib compress2 failed (\(rc)) for a \(width)x\(height) image")) }
         z.removeSubrange(Int(destLen)...)
         var out: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 255), UInt8((v >> 8) & 255), UInt8(v & 255)] }

@@ -140,8 +140,8 @@ public enum Report {
         if !warnings.isEmpty { md += "**Warnings**\n\n" + warnings.map { "- \($0)" }.joined(separator: "\n") + "\n\n" }
         var plots: [(String, [UInt8])] = []
         var results: [(String, JSON)] = []
-        func addPlot(_ fig: Figure, _ file: String, alt: String) {
-            plots.append((file, fig.render().png()))
+        func addPlot(_ fig: Figure, _ file: String, alt: String) throws {
+            plots.append((file, try fig.render().png()))
             md += "![\(alt)](plots/\(file))\n\n"
         }
 
@@ -175,7 +175,7 @@ public enum Report {
                 }
                 fig.series.append(.init(name: name, x: x, y: y, err: e))
             }
-            addPlot(fig, "training-time.png", alt: "training time")
+            try addPlot(fig, "training-time.png", alt: "training time")
             for task in tasks {
                 var curve = Figure(title: "Training loss: \(task)", xLabel: "optimizer step", yLabel: "loss (mean over seeds, smoothed)")
                 for name in seriesOrder(runs.filter { $0.task == task }.map(\.name)) {
@@ -189,7 +189,7 @@ public enum Report {
                     for v in raw { acc = 0.8 * acc + 0.2 * v; ema.append(acc) }
                     curve.series.append(.init(name: name, x: steps.map(Double.init), y: ema))
                 }
-                addPlot(curve, "training-loss-\(slug(task)).png", alt: "training loss on \(task)")
+                try addPlot(curve, "training-loss-\(slug(task)).png", alt: "training loss on \(task)")
             }
             results.append(("training", .array(tj)))
         }
@@ -221,7 +221,7 @@ public enum Report {
                                        ("lambda", .array(ls.map { .double($0) })), ("accuracy", .array(ls.map { stats(byL[$0]!) })),
                                        ("barrier", stats(barriers))]))
                 }
-                addPlot(fig, "interpolation-\(slug(task)).png", alt: "interpolation on \(task)")
+                try addPlot(fig, "interpolation-\(slug(task)).png", alt: "interpolation on \(task)")
             }
             md += mdTable(["task", "adapter", "pairs", "λ=0", "λ=0.5", "λ=1", "barrier"], rows) + "\n"
             results.append(("interpolation", .array(ij)))
@@ -291,7 +291,7 @@ public enum Report {
                         }
                         fig.series.append(.init(name: name, x: x, y: y, err: e))
                     }
-                    addPlot(fig, "pruning-\(kind)-\(slug(task)).png", alt: "pruning (\(kind)) on \(task)")
+                    try addPlot(fig, "pruning-\(kind)-\(slug(task)).png", alt: "pruning (\(kind)) on \(task)")
                 }
             }
             md += mdTable(["task", "rule", "value", "adapter", "accuracy"], rows) + "\n"
@@ -340,7 +340,7 @@ public enum Report {
                                        ("spread", stats(spreads)), ("efficiency_gap", stats(effGap))]))
                 }
                 fig.categories = playersAll.map { $0.replacingOccurrences(of: "layer ", with: "L") }
-                addPlot(fig, "shapley-\(slug(task)).png", alt: "Shapley values on \(task)")
+                try addPlot(fig, "shapley-\(slug(task)).png", alt: "Shapley values on \(task)")
             }
             md += mdTable(["task", "adapter", "seeds", "φ per group", "spread (CV)", "Σφ − (v(all) − v(none))"], rows) + "\n"
             results.append(("shapley", .array(sj)))

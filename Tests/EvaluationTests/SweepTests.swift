@@ -331,7 +331,7 @@ enum PNGCheck {
         var c = Canvas(width: 7, height: 5)
         c.line(0, 0, 6, 4, .black)
         c.set(6, 0, .init(1, 2, 3))
-        let img = try PNGCheck.decode(c.png())
+        let img = try PNGCheck.decode(try c.png())
         #expect(img.width == 7 && img.height == 5)
         #expect(Array(img.rows[0][18..<21]) == [1, 2, 3])
         #expect(Array(img.rows[0][0..<3]) == [0, 0, 0] && Array(img.rows[4][18..<21]) == [0, 0, 0])
