@@ -116,7 +116,7 @@ final class LlamaTrainer {
     /// Backward from dh (gradient w.r.t. the final-normed hidden states).
     func backward(_ dh: [Float], lowestLayer: Int) {
         guard lowestLayer < layers.count else { return }
-        let N = B * T, H = model.H, hd = model.headDim, nh = model.heads, kv = model.kvHeads
+        let N = B * T, hd = model.headDim, nh = model.heads, kv = model.kvHeads
         var dx = rmsBackward(dh, x: xL, r: rL, w: model.norm, rows: N)
         for li in stride(from: layers.count - 1, through: lowestLayer, by: -1) {
             let l = layers[li], s = saved[li]
