@@ -85,7 +85,7 @@ public enum Report {
             let logBytes = (try? FileSystem.readFile(FileSystem.join(d, "train_log.jsonl"), limit: 1 << 30)) ?? []
             let log = String(decoding: logBytes, as: UTF8.self).split(separator: "\n").compactMap { try? JSON.parse(string: String($0)) }
             let task = m["data"]?.stringValue.map(Sweeps.taskName) ?? "task"
-            runs.append(TrainingRun(path: d, name: Sweeps.seriesName(d), task: task, seed: m["seed"]?.intValue, metrics: m, log: log))
+            runs.append(TrainingRun(path: d, name: Sweeps.seriesName(metrics: m), task: task, seed: m["seed"]?.intValue, metrics: m, log: log))
         }
         return (sweeps, runs, warnings)
     }
@@ -206,10 +206,7 @@ public enum Report {
                     let runs = interp.filter { $0.task == task && $0.name == name }
                     var byL: [Double: [Double]] = [:], barriers: [Double] = []
                     for r in runs {
-                        let pts = r.points.compactMap { p -> (Double, Double)? in
-                            guard let l = num(p["lambda"]), let a = num(p["accuracy"]) else { return nil }
-                            return (l, a)
-                        }
+                        let pts = Sweeps.curve(r.points)
                         for (l, a) in pts { byL[l, default: []].append(a) }
                         if r.complete, let b = Sweeps.barrier(pts) { barriers.append(b) }
                     }
@@ -315,12 +312,8 @@ public enum Report {
                     var effGap: [Double] = []
                     for r in runs {
                         let players = r.header["players"]?.arrayValue?.compactMap(\.stringValue) ?? []
-                        let settings = r.header["settings"]?["plan"]
-                        guard let samples = settings?["samples"]?.intValue, let grid = settings?["grid"]?.intValue,
-                              let seed = settings?["seed"]?.uint64Value else { continue }
-                        let plan = ShapleyPlan(players: players.count, samples: samples, grid: grid, seed: seed)
-                        let table = Dictionary(r.values.map { ($0.0, num($0.1["accuracy"]) ?? .nan) }, uniquingKeysWith: { a, _ in a })
-                        let est = plan.estimate { table[ShapleyPlan.key($0)] ?? .nan }
+                        guard let plan = ShapleyPlan(plan: r.header["settings"]?["plan"], players: players.count) else { continue }
+                        let est = plan.estimate(scored: r.values)
                         if playersAll.isEmpty { playersAll = players }
                         if perPlayer.isEmpty { perPlayer = [[Double]](repeating: [], count: players.count); ses = perPlayer }
                         guard players.count == perPlayer.count else { continue }
@@ -380,7 +373,7 @@ public enum Report {
             }
             var mid: [Double] = [], barrier: [Double] = []
             for s in sweeps where s.sweep == "interpolate" && s.task == t && s.name == n {
-                let pts = s.points.compactMap { p -> (Double, Double)? in num(p["lambda"]).flatMap { l in num(p["accuracy"]).map { (l, $0) } } }
+                let pts = Sweeps.curve(s.points)
                 if let m = pts.min(by: { abs($0.0 - 0.5) < abs($1.0 - 0.5) }) { mid.append(m.1) }
                 if s.complete, let b = Sweeps.barrier(pts) { barrier.append(b) }
             }
@@ -388,11 +381,8 @@ public enum Report {
             let half = prunePoint(t, n, "layers", "every-other")
             var cv: [Double] = []
             for s in sweeps where s.sweep == "shapley" && s.task == t && s.name == n && s.complete {
-                let players = s.header["players"]?.arrayValue?.count ?? 0
-                guard let plan = s.header["settings"]?["plan"], let samples = plan["samples"]?.intValue, let grid = plan["grid"]?.intValue,
-                      let seed = plan["seed"]?.uint64Value else { continue }
-                let table = Dictionary(s.values.map { ($0.0, num($0.1["accuracy"]) ?? .nan) }, uniquingKeysWith: { a, _ in a })
-                let est = ShapleyPlan(players: players, samples: samples, grid: grid, seed: seed).estimate { table[ShapleyPlan.key($0)] ?? .nan }
+                guard let plan = ShapleyPlan(plan: s.header["settings"]?["plan"], players: s.header["players"]?.arrayValue?.count ?? 0) else { continue }
+                let est = plan.estimate(scored: s.values)
                 let (m, sd) = meanStd(est.values)
                 if abs(m) > 1e-12 { cv.append(sd / abs(m)) }
             }

@@ -94,4 +94,17 @@ public struct ShapleyPlan: Sendable {
     public var json: JSON {
         .object([("players", .int(players)), ("samples", .int(samples)), ("grid", .int(grid)), ("per_q", .int(perQ)), ("seed", .uint(seed))])
     }
+
+    /// The plan a Shapley results object was run with (its `settings.plan`), for `players` players.
+    public init?(plan j: JSON?, players: Int) {
+        guard let samples = j?["samples"]?.intValue, let grid = j?["grid"]?.intValue, let seed = j?["seed"]?.uint64Value else { return nil }
+        self.init(players: players, samples: samples, grid: grid, seed: seed)
+    }
+
+    /// The estimate from scored coalitions (`values` of a results object: bit string → metrics); the
+    /// game's value is the accuracy, NaN for a coalition not scored.
+    public func estimate(scored: [(String, JSON)]) -> Estimate {
+        let table = Dictionary(scored.map { ($0.0, $0.1["accuracy"]?.doubleValue ?? .nan) }, uniquingKeysWith: { a, _ in a })
+        return estimate { table[ShapleyPlan.key($0)] ?? .nan }
+    }
 }

@@ -155,18 +155,24 @@ public enum Sweeps {
     /// beside it ("coto" / "lora", prefixed by the variant when it is not plain LoRA), else "adapter".
     public static func seriesName(_ path: String) -> String {
         let m = FileSystem.join(FileSystem.isDirectory(path) ? path : FileSystem.dirname(of: path), "metrics.json")
-        guard FileSystem.exists(m), let bytes = try? FileSystem.readFile(m, limit: 1 << 20), let j = try? JSON.parse(bytes),
-              let coto = j["coto"]?.boolValue else { return "adapter" }
+        guard FileSystem.exists(m), let bytes = try? FileSystem.readFile(m, limit: 1 << 20), let j = try? JSON.parse(bytes) else { return "adapter" }
+        return seriesName(metrics: j)
+    }
+
+    /// The series of a coto-train run from its parsed metrics.json.
+    public static func seriesName(metrics j: JSON) -> String {
+        guard let coto = j["coto"]?.boolValue else { return "adapter" }
         let variant = j["variant"]?.stringValue ?? "lora"
         if coto { return variant == "lora" ? "coto" : "coto-\(variant)" }
         return variant
     }
 
-    /// The seed coto-train recorded beside an adapter, if any.
-    public static func seed(_ path: String) -> Int? {
-        let m = FileSystem.join(FileSystem.isDirectory(path) ? path : FileSystem.dirname(of: path), "metrics.json")
-        guard let bytes = try? FileSystem.readFile(m, limit: 1 << 20), let j = try? JSON.parse(bytes) else { return nil }
-        return j["seed"]?.intValue
+    /// (λ, accuracy) of an interpolation sweep's points.
+    public static func curve(_ points: [JSON]) -> [(Double, Double)] {
+        points.compactMap { p in
+            guard let l = p["lambda"]?.doubleValue, let a = p["accuracy"]?.doubleValue else { return nil }
+            return (l, a)
+        }
     }
 
     static func header(_ sweep: String, name: String, adapters: [String], data: [String], shard: Shard, settings: [(String, JSON)]) -> [(String, JSON)] {

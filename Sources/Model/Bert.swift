@@ -101,10 +101,11 @@ public final class BertModel: AdaptableModel {
         var q = x, k = x, v = x, ctx = x, tmp = x
         var mid = [Float](repeating: 0, count: N * ffn)
         var out = ForwardOutput(batch: B, length: T, hidden: H, lastHidden: [])
-        let embSignature = embeddings.keys.sorted().map { embeddings[$0]!.active && embeddings[$0]!.a != nil }
-        let signatures = (0..<layers.count).map { signature(layer: $0) }
+        // Which adapters are on, per layer: only a cached run needs it.
+        let signatures = cache == nil ? [] : (0..<layers.count).map { signature(layer: $0) }
         var start = 0
         if let cache {
+            let embSignature = embeddings.keys.sorted().map { embeddings[$0]!.active && embeddings[$0]!.a != nil }
             if cache.ids != batch.ids || cache.typeIds != batch.typeIds || cache.embeddingSignature != embSignature {
                 cache.reset(batch, embeddingSignature: embSignature)
             }

@@ -13,7 +13,10 @@ final class BertTrainer {
     let eps: Float
     var hiddenDropout: Float
     var attentionDropout: Float
-    struct L { var q, k, v, o, i, out: TrainLinear }
+    struct L {
+        var q, k, v, o, i, out: TrainLinear
+        var all: [TrainLinear] { [q, k, v, o, i, out] }
+    }
     let layers: [L]
     let pooler: TrainLinear?
     var headW: Param, headB: Param
@@ -57,9 +60,7 @@ final class BertTrainer {
     /// Adds this worker's adapter and head gradients into `main`'s (fixed order) and clears them.
     func moveGradients(into main: BertTrainer) {
         for (mine, theirs) in zip(layers, main.layers) {
-            for (a, b) in [(mine.q, theirs.q), (mine.k, theirs.k), (mine.v, theirs.v), (mine.o, theirs.o), (mine.i, theirs.i), (mine.out, theirs.out)] {
-                a.moveGradients(into: b)
-            }
+            for (a, b) in zip(mine.all, theirs.all) { a.moveGradients(into: b) }
         }
         if let p = pooler, let q = main.pooler { p.moveGradients(into: q) }
         for (mine, theirs) in [(headW, main.headW), (headB, main.headB)] {

@@ -247,11 +247,7 @@ struct Interpolate: ParsableCommand {
         try sweep.run("interpolating", { ev in
             try Sweeps.interpolate(ev, a: A, b: B, data: try ev.prepare(data), grid: Sweeps.parseGrid(grid)!, name: sweep.name ?? Sweeps.seriesName(a), shard: sweep.parsedShard)
         }, summary: { r in
-            let pts = (r["points"]?.arrayValue ?? []).compactMap { p -> (Double, Double)? in
-                guard let l = p["lambda"]?.doubleValue, let acc = p["accuracy"]?.doubleValue else { return nil }
-                return (l, acc)
-            }
-            let barrier = sweep.parsedShard.count == 1 ? Sweeps.barrier(pts).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
+            let barrier = sweep.parsedShard.count == 1 ? Sweeps.barrier(Sweeps.curve(r["points"]?.arrayValue ?? [])).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
             return pointLines(r) { "λ=\(fmt($0["lambda"]?.doubleValue ?? .nan, 2))" } + barrier
         })
     }
@@ -368,8 +364,7 @@ struct Shapley: ParsableCommand {
             try Sweeps.shapley(ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
         }, summary: { r in
             guard sweep.parsedShard.count == 1 else { return "\(r["values"]?.objectPairs?.count ?? 0) coalitions scored (shard \(sweep.shard))" }
-            let table = Dictionary((r["values"]?.objectPairs ?? []).map { ($0.0, $0.1["accuracy"]?.doubleValue ?? .nan) }, uniquingKeysWith: { a, _ in a })
-            let est = plan.estimate { table[ShapleyPlan.key($0)] ?? .nan }
+            let est = plan.estimate(scored: r["values"]?.objectPairs ?? [])
             var lines = players.enumerated().map { "\($1.name): φ = \(fmt(est.values[$0], 4)) ± \(fmt(est.standardErrors[$0], 4))" }
             lines.append("Σφ = \(fmt(est.sum, 4)); v(all) − v(none) = \(fmt(est.full - est.empty, 4)); layers reused \(r["layers_reused"]?.intValue ?? 0), computed \(r["layers_computed"]?.intValue ?? 0)")
             return lines.joined(separator: "\n")

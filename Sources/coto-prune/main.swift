@@ -59,11 +59,8 @@ struct Prune: ParsableCommand {
     @Option(help: "svd (best rank-k of s·B·A) or norm (components with the largest ||b_i||·||a_i||).")
     var rankMethod = "svd"
 
-
     @Option(help: "Output dtype: keep, f32, f16 or bf16.")
     var dtype = "keep"
-
-
 
     @OptionGroup var adapterOptions: AdapterInputOptions
 
