@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "OperatorsTests", dependencies: ["TestSupport",
             "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "ModelTests", dependencies: ["TestSupport", "Model", "Evaluation", "Checkpoint", "Numerics"]),
+        .testTarget(name: "ModelTests", dependencies: ["TestSupport", "Model", "Evaluation", "Operators", "Checkpoint", "Numerics"]),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Model", "Checkpoint", "Numerics"]),
         .testTarget(name: "EvaluationTests", dependencies: ["TestSupport", "Evaluation", "Model", "Checkpoint", "Numerics", "CZlib"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Checkpoint"]),

@@ -585,9 +585,12 @@ def gradients():
             if p.requires_grad and p.grad is not None:
                 key = n.removeprefix("base_model.model.").replace(".default", "").replace("modules_to_save.", "")
                 res[f"{tag}.grad.{key}"] = p.grad.detach().contiguous()
-    # HiRA: W_eff = W * (1 + B A) on the modules of bert-lora, with bert-lora's A and B.
+    # HiRA: W_eff = W * (1 + s B A), s = lora_alpha / r, on the modules of bert-lora, with bert-lora's A and B.
     from safetensors.torch import load_file
     ad = load_file(os.path.join(ROOT, "peft", "bert-lora", "adapter_model.safetensors"))
+    hcfg = json.load(open(os.path.join(ROOT, "peft", "bert-lora", "adapter_config.json")))
+    hs = hcfg["lora_alpha"] / hcfg["r"]
+    assert hs != 1, "the HiRA gradient fixture must exercise the scaling"
     base = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval()
     base.classifier.weight.data = ad["base_model.model.classifier.weight"].clone()
     base.classifier.bias.data = ad["base_model.model.classifier.bias"].clone()
@@ -599,7 +602,7 @@ def gradients():
             B = ad[key + ".lora_B.weight"].clone().requires_grad_(True)
             leaves[n] = (A, B)
             def fwd(x, mod=mod, A=A, B=B):
-                return F.linear(x, mod.weight * (1 + B @ A), mod.bias)
+                return F.linear(x, mod.weight * (1 + hs * (B @ A)), mod.bias)
             mod.forward = fwd
     o = base(input_ids=ids, attention_mask=mask, labels=labels)
     o.loss.backward()

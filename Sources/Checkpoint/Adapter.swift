@@ -1,5 +1,14 @@
 import Numerics
 
+/// How an adapter's factors change a linear layer. Persisted with the adapter (`coto_adapter.json` in a
+/// directory, `__metadata__["coto_variant"]` in a single file) so every operator and reader sees it.
+///   lora: W + s·B·A (rsLoRA is LoRA with s = alpha/sqrt(r));
+///   dora: m ⊙ (W + s·B·A) / ||W + s·B·A||_row (PEFT's use_dora; the magnitude vectors say so);
+///   hira: W ⊙ (1 + s·B·A) (HiRA; PEFT has no field for it).
+public enum AdapterVariant: String, Sendable, CaseIterable, Codable {
+    case lora, dora, hira
+}
+
 /// A tensor of an adapter, decoded to Float32, remembering the dtype it was stored in.
 public struct AdapterTensor: Equatable, Sendable {
     public var dtype: DType
@@ -90,9 +99,11 @@ public struct Adapter: Sendable {
     public static let labelsFile = "coto_labels.json"
     /// coto's own adapter facts PEFT has no field for (HiRA: {"variant": "hira"}).
     public static let cotoFile = "coto_adapter.json"
-    /// "hira" for HiRA adapters (from coto_adapter.json), nil otherwise.
-    public var variant: String? = nil
     public static let metadataLabelsKey = "coto_labels"
+    public static let metadataVariantKey = "coto_variant"
+    /// How the factors act on the base layer. `.dora` exactly when the modules carry magnitude vectors;
+    /// `.hira` from `coto_adapter.json` / `__metadata__["coto_variant"]`; `.lora` otherwise.
+    public var variant: AdapterVariant = .lora
 
     public init(config: LoraConfig, modules: [LoraModule], otherTensors: [(String, AdapterTensor)], source: String, configOrigin: String) {
         self.config = config
@@ -100,6 +111,40 @@ public struct Adapter: Sendable {
         self.otherTensors = otherTensors
         self.source = source
         self.configOrigin = configOrigin
+        self.variant = self.modules.contains { $0.isDora } ? .dora : .lora
+    }
+
+    /// Sets the variant a file declared, checked against the modules (HiRA has no rule for DoRA magnitudes
+    /// or embeddings; a declared DoRA needs magnitudes).
+    mutating func declare(_ v: AdapterVariant, path: String) throws {
+        switch v {
+        case .hira:
+            if let m = modules.first(where: { $0.isDora }) {
+                throw CheckpointError(path, .invalid("declares variant hira but module '\(m.name)' has a DoRA magnitude vector"))
+            }
+            if let m = modules.first(where: { $0.isEmbedding }) {
+                throw CheckpointError(path, .invalid("declares variant hira but module '\(m.name)' is an embedding (HiRA adapts linear layers only)"))
+            }
+            if let m = modules.first(where: { $0.bias != nil }) {
+                throw CheckpointError(path, .invalid("declares variant hira but module '\(m.name)' has a lora_B.bias (HiRA has no rule for it)"))
+            }
+        case .dora:
+            if modules.contains(where: { !$0.isDora }) {
+                throw CheckpointError(path, .invalid("declares variant dora but not every module has a lora_magnitude_vector"))
+            }
+        case .lora:
+            if let m = modules.first(where: { $0.isDora }) {
+                throw CheckpointError(path, .invalid("declares variant lora but module '\(m.name)' has a DoRA magnitude vector"))
+            }
+        }
+        variant = v
+    }
+
+    static func parseVariant(_ text: String, path: String) throws -> AdapterVariant {
+        guard let v = AdapterVariant(rawValue: text) else {
+            throw CheckpointError(path, .invalid("unknown adapter variant '\(text)' (lora, dora or hira)"))
+        }
+        return v
     }
 
     /// Head tensors (modules_to_save), keyed by full key.
@@ -139,7 +184,13 @@ public struct Adapter: Sendable {
             let lp = FileSystem.join(path, labelsFile)
             if FileSystem.exists(lp) { a.labels = try parseLabels(FileSystem.readFile(lp, limit: 64 << 20), path: lp) }
             let cp = FileSystem.join(path, cotoFile)
-            if FileSystem.exists(cp) { a.variant = (try? JSON.parse(FileSystem.readFile(cp, limit: 1 << 20)))?["variant"]?.stringValue }
+            if FileSystem.exists(cp) {
+                guard let obj = try? JSON.parse(FileSystem.readFile(cp, limit: 1 << 20)), case .object = obj else {
+                    throw CheckpointError(cp, .invalid("not a JSON object"))
+                }
+                guard let text = obj["variant"]?.stringValue else { throw CheckpointError(cp, .invalid("no string field \"variant\"")) }
+                try a.declare(parseVariant(text, path: cp), path: cp)
+            }
             return a
         }
         let file = try SafeTensorsFile(path: path)
@@ -148,6 +199,10 @@ public struct Adapter: Sendable {
             let config = try LoraConfig(bytes: Array(text.utf8), path: path + " (__metadata__.\(metadataConfigKey))")
             var a = try build(file: file, config: config, source: path, origin: "file metadata")
             a.labels = labels
+            if let text = file.metadataValue(metadataVariantKey) {
+                let where_ = path + " (__metadata__.\(metadataVariantKey))"
+                try a.declare(parseVariant(text, path: where_), path: where_)
+            }
             return a
         }
         // A bare file from elsewhere: r from the shapes, alpha = r unless given.
@@ -287,7 +342,8 @@ public struct Adapter: Sendable {
     public func save(to path: String, dtype: DType? = nil, extraMetadata: [(String, String)] = []) throws {
         let labelMeta = labels.map { [(Adapter.metadataLabelsKey, JSON.array($0.map { .string($0) }).compact)] } ?? []
         if path.hasSuffix(".safetensors") && !FileSystem.isDirectory(path) {
-            let meta = [("format", "pt"), (Adapter.metadataConfigKey, config.json.compact)] + labelMeta + extraMetadata
+            let variantMeta = variant == .hira ? [(Adapter.metadataVariantKey, variant.rawValue)] : []
+            let meta = [("format", "pt"), (Adapter.metadataConfigKey, config.json.compact)] + labelMeta + variantMeta + extraMetadata
             try SafeTensorsWriter.write(entries(dtype: dtype), metadata: meta, to: path)
             return
         }
@@ -297,6 +353,14 @@ public struct Adapter: Sendable {
         try AtomicFileWriter.write(config.json.pretty, to: FileSystem.join(path, Adapter.configFile))
         if let l = labels {
             try AtomicFileWriter.write(JSON.array(l.map { .string($0) }).pretty + "\n", to: FileSystem.join(path, Adapter.labelsFile))
+        } else if FileSystem.exists(FileSystem.join(path, Adapter.labelsFile)) {
+            try FileSystem.remove(FileSystem.join(path, Adapter.labelsFile))  // a stale list from an earlier write
+        }
+        let cp = FileSystem.join(path, Adapter.cotoFile)
+        if variant == .hira {
+            try AtomicFileWriter.write(JSON.object([("variant", .string(variant.rawValue))]).pretty + "\n", to: cp)
+        } else if FileSystem.exists(cp) {
+            try FileSystem.remove(cp)  // a stale declaration from an earlier write
         }
     }
 }

@@ -131,6 +131,11 @@ public enum FileSystem {
         return a.hasSuffix("/") ? a + b : a + "/" + b
     }
 
+    /// Removes a file (not a directory); a missing file is fine.
+    public static func remove(_ path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT { throw CheckpointError(path, .io("cannot remove: \(errnoMessage())")) }
+    }
+
     /// Same inode (so "output equals input" can be detected through links and relative paths).
     public static func sameFile(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()

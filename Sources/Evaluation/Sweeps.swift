@@ -68,7 +68,7 @@ public final class SweepEvaluator {
         model.detachAll()
         model.setActive(true)
         if let (w, b) = baseHead { try model.setClassifier(weight: w, bias: b) }
-        if let a = adapter { try model.attach(a, variant: a.variant == "hira" ? .hira : .lora) }
+        if let a = adapter { try model.attach(a) }
         if let h = head, let (w, b) = model.classificationHead(of: h) { try model.setClassifier(weight: w, bias: b) }
     }
 

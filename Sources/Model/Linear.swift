@@ -3,10 +3,10 @@ import Numerics
 
 /// A linear layer y = x Wᵀ + b with an optional adapter in the forward pass, unmerged:
 /// LoRA / rsLoRA: y += s·(x Aᵀ) Bᵀ (+ s·b_B with lora_bias); DoRA as PEFT:
-/// y = b + (m / ||W + sBA||_row) ⊙ (x Wᵀ + s·x Aᵀ Bᵀ); HiRA: W_eff = W ⊙ (1 + B·A).
+/// y = b + (m / ||W + sBA||_row) ⊙ (x Wᵀ + s·x Aᵀ Bᵀ); HiRA: W_eff = W ⊙ (1 + s·B·A).
 /// `active = false` gives exactly the base layer.
 public final class AdaptedLinear {
-    public enum Variant: String, Sendable { case lora, dora, hira }
+    public typealias Variant = AdapterVariant
 
     public let name: String
     public let inFeatures: Int
@@ -27,7 +27,7 @@ public final class AdaptedLinear {
     public var active = true
 
     package var doraScale: [Float]? = nil     // m / ||W + sBA||_row, cached
-    package var hiraWeight: [Float]? = nil    // W ⊙ (1 + BA), cached
+    package var hiraWeight: [Float]? = nil    // W ⊙ (1 + s·BA), cached
 
     public init(name: String, weight: [Float], bias: [Float]?, out: Int, in inF: Int) {
         self.name = name
@@ -66,7 +66,8 @@ public final class AdaptedLinear {
         scaling = Float(m.scaling)
         loraBias = m.bias?.tensor.data
         magnitude = m.magnitude?.tensor.data
-        variant = m.isDora ? .dora : v
+        // DoRA exactly when the module has a magnitude vector; otherwise the adapter's LoRA or HiRA.
+        variant = m.isDora ? .dora : (v == .hira ? .hira : .lora)
         doraScale = nil
         hiraWeight = nil
         if variant == .dora { computeDoraScale() }
@@ -118,7 +119,7 @@ public final class AdaptedLinear {
     func computeHira() {
         let d = deltaBA()
         var w = weight
-        for i in w.indices { w[i] *= 1 + d[i] }
+        for i in w.indices { w[i] *= 1 + scaling * d[i] }
         hiraWeight = w
     }
 

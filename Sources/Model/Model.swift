@@ -104,12 +104,15 @@ public enum ModelRegistry {
 }
 
 extension AdaptableModel {
-    /// Attaches an adapter's LoRA modules (and its classification head, if it has one).
+    /// Attaches an adapter's LoRA modules (and its classification head, if it has one) as the variant the
+    /// adapter declares (`variant` overrides it: `.hira` runs LoRA factors as HiRA, `.lora` the reverse).
     /// Module names are matched with and without the task prefix (`bert.`, `model.`).
-    public func attach(_ adapter: Adapter, variant: AdaptedLinear.Variant = .lora) throws {
+    public func attach(_ adapter: Adapter, variant override: AdapterVariant? = nil) throws {
+        let variant = override ?? adapter.variant
         for m in adapter.modules {
             let key = canonical(m.name)
             if m.isEmbedding {
+                if variant == .hira { throw CheckpointError(adapter.source, .invalid("module '\(m.name)' is an embedding: HiRA adapts linear layers only")) }
                 guard let e = embeddings[key] else { throw CheckpointError(adapter.source, .invalid("module '\(m.name)': no such embedding in the \(modelType) model")) }
                 try e.attach(m)
             } else {

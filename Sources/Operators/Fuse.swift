@@ -18,7 +18,7 @@ public struct FuseReport: Sendable {
 }
 
 /// W' = W + Σ w_i s_i B_i A_i for every targeted module (transposed for fan_in_fan_out and embeddings;
-/// DoRA: m ⊙ (W+ΔW)/||W+ΔW||_row; lora_B bias added to the layer bias; modules_to_save tensors replace
+/// HiRA: W ⊙ (1 + Σ w_i s_i B_i A_i); DoRA: m ⊙ (W+ΔW)/||W+ΔW||_row; lora_B bias added to the layer bias; modules_to_save tensors replace
 /// the base's), streamed tensor by tensor from the (mapped, possibly sharded) base into a new directory
 /// with the base's dtypes; every other file of the base directory is copied.
 public enum Fuser {
@@ -26,6 +26,7 @@ public enum Fuser {
         var adapter: Int
         var module: LoraModule
         var fanInFanOut: Bool
+        var hira = false
     }
 
     /// The base tensor an adapter module path refers to: `path`, or `path` without its first component
@@ -43,6 +44,7 @@ public enum Fuser {
         guard weights.count == adapters.count else { throw MergeError(nil, "\(weights.count) weights for \(adapters.count) adapters") }
         if let w = weights.first(where: { !$0.isFinite }) { throw MergeError(nil, "weight \(w) is not finite") }
         if !o.allowNonFinite { for a in adapters { try MergeSupport.checkFinite(a, where: a.source) } }
+        try MergeSupport.checkVariants(adapters)
         let outNorm = FileSystem.dirname(of: outDir) + "/" + FileSystem.basename(of: outDir)
         let baseNorm = FileSystem.dirname(of: base.path) + "/" + FileSystem.basename(of: base.path)
         if outNorm == baseNorm || FileSystem.sameFile(outDir, base.path) || (outNorm + "/").hasPrefix(baseNorm + "/") {
@@ -72,7 +74,7 @@ public enum Fuser {
                     throw MergeError(a.source, "module '\(m.name)' is DoRA: it can only be fused alone with weight 1")
                 }
                 if m.isDora && m.isEmbedding { throw MergeError(a.source, "module '\(m.name)': DoRA embeddings cannot be fused") }
-                weightTargets[w, default: []].append(Target(adapter: ai, module: m, fanInFanOut: a.config.fanInFanOut))
+                weightTargets[w, default: []].append(Target(adapter: ai, module: m, fanInFanOut: a.config.fanInFanOut, hira: a.variant == .hira))
                 if m.bias != nil {
                     guard let b = resolve(m.name, suffix: ".bias", in: names, modelType: modelType) else {
                         throw MergeError(a.source, "module '\(m.name)' has lora_B.bias but the base layer has no bias (PEFT cannot merge it either)")
@@ -164,6 +166,12 @@ public enum Fuser {
             let d = t.module.delta(fanInFanOut: t.fanInFanOut || t.module.isEmbedding)
             let s = Float(weights[t.adapter])
             for j in delta.data.indices { delta.data[j] += s * d.data[j] }
+        }
+        if targets.contains(where: \.hira) {
+            // HiRA: W ⊙ (1 + ΔW), the same W_eff as the unmerged forward (inputs are all HiRA: checked).
+            var out = w
+            for j in out.data.indices { out.data[j] += w.data[j] * delta.data[j] }
+            return out
         }
         if let dora = targets.first(where: { $0.module.isDora }) {
             // m ⊙ (W + ΔW) / ||W + ΔW|| over each output row (columns with fan_in_fan_out).

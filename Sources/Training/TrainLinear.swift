@@ -4,7 +4,7 @@ import Numerics
 /// An adapted linear layer in training: forward keeps what its backward needs (llm.c style pair).
 /// y = x Wᵀ + b + s·(drop(x) Aᵀ) Bᵀ  (LoRA / rsLoRA)
 /// y = b + m/‖W + sBA‖_row ⊙ (x Wᵀ + s·drop(x) Aᵀ Bᵀ)   (DoRA, norm detached as PEFT)
-/// y = x (W ⊙ (1 + BA))ᵀ + b   (HiRA)
+/// y = x (W ⊙ (1 + s·BA))ᵀ + b   (HiRA)
 /// W is frozen; A, B (and m) are trainable when the layer has an adapter.
 final class TrainLinear {
     let lin: AdaptedLinear
@@ -94,13 +94,14 @@ final class TrainLinear {
         let n = rows
         var dx: [Float]? = needDx ? [Float](repeating: 0, count: n * inF) : nil
         if usedAdapter && lin.variant == .hira, let pA, let pB, let a = lin.a, let b = lin.b, let weff = lin.hiraWeight {
-            // dW_eff = dyᵀ x; d(BA) = dW_eff ⊙ W; dB = d(BA) Aᵀ; dA = Bᵀ d(BA); dx = dy W_eff.
+            // dW_eff = dyᵀ x; d(BA) = s·(dW_eff ⊙ W); dB = d(BA) Aᵀ; dA = Bᵀ d(BA); dx = dy W_eff.
             let r = lin.rank
             var dW = [Float](repeating: 0, count: outF * inF)
             dy.withUnsafeBufferPointer { pdy in x.withUnsafeBufferPointer { px in dW.withUnsafeMutableBufferPointer { pw in
                 BLAS.sgemm(transA: true, transB: false, m: outF, n: inF, k: n, a: pdy.baseAddress!, lda: outF, b: px.baseAddress!, ldb: inF, c: pw.baseAddress!, ldc: inF)
             } } }
-            for i in dW.indices { dW[i] *= lin.weight[i] }
+            let s = lin.scaling
+            for i in dW.indices { dW[i] *= s * lin.weight[i] }
             dW.withUnsafeBufferPointer { pd in
                 a.withUnsafeBufferPointer { pa in pB.grad.withUnsafeMutableBufferPointer { pg in
                     BLAS.sgemm(transA: false, transB: true, m: outF, n: r, k: inF, a: pd.baseAddress!, lda: inF, b: pa.baseAddress!, ldb: inF, beta: 1, c: pg.baseAddress!, ldc: r)

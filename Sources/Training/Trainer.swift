@@ -445,6 +445,7 @@ public final class AdapterTrainer {
         }
         var a = Adapter(config: cfg, modules: mods, otherTensors: head, source: "coto-train", configOrigin: "coto-train")
         a.labels = classification ? labels : nil
+        a.variant = config.dora ? .dora : config.variant
         return a
     }
 

@@ -39,7 +39,7 @@ struct Eval: ParsableCommand {
         @Option(help: "Adapter directory or .safetensors file applied in the forward pass.")
         var adapter: String?
 
-        @Option(help: "Adapter variant for adapters without a DoRA magnitude: lora or hira (default: what the adapter says).")
+        @Option(help: "Run the adapter's factors as this variant instead of the one it declares: lora or hira (default: what the adapter says; DoRA modules stay DoRA).")
         var variant: String?
 
         @Option(help: "BLAS threads.")
@@ -52,7 +52,7 @@ struct Eval: ParsableCommand {
             var a: Adapter? = nil
             if let p = adapter {
                 a = try Adapter.load(p)
-                try m.attach(a!, variant: (variant ?? a!.variant) == "hira" ? .hira : .lora)
+                try m.attach(a!, variant: variant.flatMap(AdapterVariant.init(rawValue:)))
             }
             return (m, tok, a)
         }

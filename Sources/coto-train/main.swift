@@ -188,10 +188,7 @@ struct Train: ParsableCommand {
         // Outputs: the adapter (atomic per file), the log, the metrics; then the checkpoint goes.
         try FileSystem.makeDirectory(output)
         let adapter = trainer.adapter(baseModel: model)
-        try adapter.save(to: output)
-        if variant == "hira" {
-            try AtomicFileWriter.write(JSON.object([("variant", .string("hira"))]).pretty + "\n", to: FileSystem.join(output, Adapter.cotoFile))
-        }
+        try adapter.save(to: output)  // writes the variant (coto_adapter.json for HiRA) and the label list
         try AtomicFileWriter.write(trainer.log.map { $0.json.compact }.joined(separator: "\n") + "\n", to: FileSystem.join(output, "train_log.jsonl"))
         var metrics: [(String, JSON)] = [("task", .string(task)), ("steps", .int(trainer.step)), ("coto", .bool(coto)), ("variant", .string(variant)),
                                          ("labels", .array(labels.map { .string($0) })), ("final_loss", .double(trainer.log.last?.loss ?? .nan)),

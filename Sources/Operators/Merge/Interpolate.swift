@@ -44,6 +44,6 @@ public struct Interpolate: MergeMethod {
         }
         var config = ref.config
         if o.heads == .drop { config.modulesToSave = nil }
-        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, o: o, method: name)
+        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, inputs: inputs, o: o, method: name)
     }
 }

@@ -69,6 +69,33 @@ enum MergeSupport {
         }
         let flags = Set(inputs.map { $0.config.fanInFanOut })
         if flags.count > 1 { throw MergeError(nil, "inputs disagree on fan_in_fan_out; they were made for different base layers") }
+        try checkVariants(inputs)
+        if o.heads != .drop { _ = try labels(inputs, heads: o.heads) }
+    }
+
+    /// HiRA's delta W ⊙ (s·B·A) is linear in B·A, so every factor rule holds among HiRA inputs; it does
+    /// not add to a LoRA or DoRA delta, so mixing them is refused.
+    static func checkVariants(_ inputs: [Adapter]) throws {
+        guard let h = inputs.first(where: { $0.variant == .hira }), let o = inputs.first(where: { $0.variant != .hira }) else { return }
+        throw MergeError(h.source, "is a HiRA adapter (W ⊙ (1 + s·B·A)) but \(o.source) is \(o.variant.rawValue): their deltas do not add; merge HiRA adapters only with HiRA adapters")
+    }
+
+    /// The label list of the merged head: the first input's with `--heads first`, none with `--heads drop`;
+    /// when heads are averaged, every input that has a list must have the same one (an input without a list,
+    /// e.g. trained by PEFT, is taken to share it).
+    static func labels(_ inputs: [Adapter], heads: MergeOptions.Heads) throws -> [String]? {
+        switch heads {
+        case .drop: return nil
+        case .first: return inputs[0].labels
+        case .average:
+            guard let (i0, first) = inputs.enumerated().first(where: { $0.1.labels != nil }).map({ ($0.0, $0.1.labels!) }) else { return nil }
+            for (i, a) in inputs.enumerated() {
+                if let l = a.labels, l != first {
+                    throw MergeError(a.source, "its label list (\(l.joined(separator: ", "))) differs from input \(i0 + 1)'s (\(first.joined(separator: ", "))): averaging the heads would mix classes; use --heads drop (or --heads first) (input \(i + 1))")
+                }
+            }
+            return first
+        }
     }
 
     static func checkFinite(_ a: Adapter, where path: String) throws {
@@ -170,8 +197,13 @@ enum MergeSupport {
         }
     }
 
-    static func finish(_ modules: [LoraModule], heads: [(String, AdapterTensor)], config: LoraConfig, o: MergeOptions, method: String) throws -> Adapter {
-        let out = Adapter(config: config, modules: modules, otherTensors: heads, source: "merge(\(method))", configOrigin: "merge")
+    /// The merged adapter: the inputs' variant (HiRA stays HiRA; DoRA follows the modules' magnitudes) and
+    /// label list travel with it.
+    static func finish(_ modules: [LoraModule], heads: [(String, AdapterTensor)], config: LoraConfig, inputs: [Adapter], o: MergeOptions,
+                       method: String) throws -> Adapter {
+        var out = Adapter(config: config, modules: modules, otherTensors: heads, source: "merge(\(method))", configOrigin: "merge")
+        if inputs.contains(where: { $0.variant == .hira }) { out.variant = .hira }
+        out.labels = heads.isEmpty ? nil : try labels(inputs, heads: o.heads)
         if !o.allowNonFinite {
             do { try checkFinite(out, where: "result") } catch let e as MergeError {
                 throw MergeError(nil, "the \(method) merge produced non-finite values: \(e.message)")

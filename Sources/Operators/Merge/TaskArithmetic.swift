@@ -24,7 +24,7 @@ public struct TaskArithmetic: MergeMethod {
             modules.append(MergeSupport.unitModule(name: name, b: b, a: a, bias: MergeSupport.mergedBias(mods, o.weights), like: mods[0].1, o: o))
         }
         let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
-        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, o: o, method: name)
+        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, inputs: inputs, o: o, method: name)
     }
 }
 

@@ -55,6 +55,6 @@ public struct TaskVectorMerge: MergeMethod {
                                                    bias: MergeSupport.mergedBias(mods, o.weights), like: m0, o: o))
         }
         let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
-        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, o: o, method: name)
+        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, inputs: inputs, o: o, method: name)
     }
 }
