@@ -194,6 +194,19 @@ enum FD {
         #expect(worst <= 1, "worst violation ratio \(worst)")
     }
 
+    /// CoTo's partial activation: with a random subset of groups active (lowest active layer above 0), the
+    /// early-stopped backward matches central differences; inactive adapters' gradients are 0 = d loss.
+    @Test(arguments: ["bert-lora-module", "bert-hira-layer", "llama-lora-layer"])
+    func gradientsWithASubsetActive(tag: String) throws {
+        let (t, batch) = try PartialActivationTests.trainer(tag)
+        let active = PartialActivationTests.subsets(t, count: 1, seed: 11)[0]
+        #expect(active.contains(false) && active.contains(true))
+        for m in t.modules { t.model.linears[m]!.active = active[t.groupOf[m]!] }
+        let (worst, n) = check(t, batch)
+        #expect(n >= 40)
+        #expect(worst <= 1, "\(tag): worst violation ratio \(worst)")
+    }
+
     @Test func llamaAdapterGradients() throws {
         let (t, batch) = try TFx.llamaTrainer()
         let (worst, n) = check(t, batch)
