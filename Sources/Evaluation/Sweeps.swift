@@ -51,7 +51,7 @@ public final class SweepEvaluator {
             let text = try JSONL.text(r, "text", path: path)!
             let pair = try JSONL.text(r, "text_pair", path: path, required: false)
             gold.append(try JSONL.text(r, "label", path: path)!)
-            encodings.append(tokenizer.encode(text, pair: pair, addSpecialTokens: true, maxLength: maxLength))
+            encodings.append(try encodeChecked(model, tokenizer, text: text, pair: pair, maxLength: maxLength, at: "\(path):\(r.line)"))
         }
         // Batches of similar lengths (less padding; padded positions never change a result).
         let order = encodings.indices.sorted { (encodings[$0].ids.count, $0) < (encodings[$1].ids.count, $1) }

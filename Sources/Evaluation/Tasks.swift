@@ -20,6 +20,20 @@ public struct EvalResult {
     public var summary: String
 }
 
+/// Runs `body`; an error about the model's input (path "input") is re-raised at `place` (file:line).
+func at<T>(_ place: String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as CheckpointError where e.path == "input" { throw CheckpointError(place, e.kind) }
+}
+
+/// Encodes a classification text (and pair) and checks it against the model's tables: an empty text, a
+/// token or type id outside them, or too many positions is an error at `place`, never a trap.
+func encodeChecked(_ model: AdaptableModel, _ tok: Tokenizer, text: String, pair: String?, maxLength: Int, at place: String) throws -> Encoding {
+    if text.allSatisfy(\.isWhitespace) { throw CheckpointError(place, .invalid("empty text")) }
+    let e = tok.encode(text, pair: pair, addSpecialTokens: true, maxLength: maxLength)
+    try model.inputLimits.check(ids: e.ids, typeIds: e.typeIds, at: place)
+    return e
+}
+
 public enum Evaluator {
     /// Classification: `{"text", "label"}` (+ optional `text_pair`).
     public static func classification(model: AdaptableModel, tokenizer: Tokenizer, data path: String, labels adapterLabels: [String]?,
@@ -30,7 +44,8 @@ public enum Evaluator {
             let text = try JSONL.text(r, "text", path: path)!
             let pair = try JSONL.text(r, "text_pair", path: path, required: false)
             let label = try JSONL.text(r, "label", path: path)!
-            items.append((tokenizer.encode(text, pair: pair, addSpecialTokens: true, maxLength: o.maxLength), label, r.line))
+            let e = try encodeChecked(model, tokenizer, text: text, pair: pair, maxLength: o.maxLength, at: "\(path):\(r.line)")
+            items.append((e, label, r.line))
         }
         let labelSource: String
         let labels: [String]
@@ -84,6 +99,8 @@ public enum Evaluator {
         contIds = Array(inputIds.suffix(contIds.count))
         let input = Array(inputIds.dropLast())
         guard !input.isEmpty else { return (0, 0) }
+        // Every id, the scored last one included, must be inside the embedding / LM-head table.
+        try model.inputLimits.check(ids: inputIds, typeIds: nil, at: "input")
         let out = try model.forward(Batch(ids: [input]), outputLayers: false, head: .languageModel)
         var ll = 0.0
         let V = out.logitsWidth
@@ -111,7 +128,7 @@ public enum Evaluator {
             }
             var lls: [Double] = [], norms: [Double] = []
             for c in choices {
-                let (ll, _) = try continuationLogLikelihood(model, tokenizer, context: context, continuation: c, maxLength: o.maxLength)
+                let (ll, _) = try at("\(path):\(r.line)") { try continuationLogLikelihood(model, tokenizer, context: context, continuation: c, maxLength: o.maxLength) }
                 lls.append(ll)
                 norms.append(ll / Double(max(1, c.utf8.count)))
             }
@@ -134,12 +151,14 @@ public enum Evaluator {
         for (n, r) in records.enumerated() {
             if r.json["prompt"] != nil || r.json["completion"] != nil {
                 let p = try JSONL.text(r, "prompt", path: path)!, c = try JSONL.text(r, "completion", path: path)!
-                let (ll, k) = try continuationLogLikelihood(model, tokenizer, context: p, continuation: c, maxLength: o.maxLength)
+                let (ll, k) = try at("\(path):\(r.line)") { try continuationLogLikelihood(model, tokenizer, context: p, continuation: c, maxLength: o.maxLength) }
                 nll -= ll; tokens += k
             } else {
                 let t = try JSONL.text(r, "text", path: path)!
+                if t.allSatisfy(\.isWhitespace) { throw CheckpointError("\(path):\(r.line)", .invalid("empty text")) }
                 let ids = Array(tokenizer.encode(t, pair: nil, addSpecialTokens: false).ids.prefix(o.maxLength))
-                if ids.count < 2 { continue }
+                if ids.count < 2 { continue }  // one token: nothing to predict (counted in no total)
+                try model.inputLimits.check(ids: ids, typeIds: nil, at: "\(path):\(r.line)")
                 let out = try model.forward(Batch(ids: [Array(ids.dropLast())]), outputLayers: false, head: .languageModel)
                 let V = out.logitsWidth
                 for j in 0..<(ids.count - 1) { nll -= logProb(out.logits[(j * V)..<((j + 1) * V)], ids[j + 1]) }

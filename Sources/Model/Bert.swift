@@ -96,6 +96,9 @@ public final class BertModel: AdaptableModel {
         let B = batch.count, T = batch.length
         guard T <= maxPos else { throw ModelError.fail("input", "sequence of \(T) tokens exceeds max_position_embeddings \(maxPos)") }
         for row in batch.ids { for id in row where id < 0 || id >= vocab { throw ModelError.fail("input", "token id \(id) outside the vocabulary (\(vocab))") } }
+        for row in batch.typeIds ?? [] {
+            for t in row where t < 0 || t >= types { throw ModelError.fail("input", "token type id \(t) outside the \(types) token types (type_vocab_size)") }
+        }
         let N = B * T
         var x = [Float](repeating: 0, count: N * H)
         var q = x, k = x, v = x, ctx = x, tmp = x

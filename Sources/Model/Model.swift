@@ -164,3 +164,51 @@ func load(_ store: TensorStore, _ name: String, shape: [Int]) throws -> [Float] 
 func optionalTensor(_ store: TensorStore, _ name: String, shape: [Int]) throws -> [Float]? {
     store.tensorInfo(name) == nil ? nil : try load(store, name, shape: shape)
 }
+
+/// What one input sequence may hold for a model: token ids inside the embedding table, type ids inside
+/// the token-type table (BERT), at most max_position_embeddings tokens. Checked where data enters
+/// (training and evaluation readers, with file:line), so a bad input is an error, never a trap.
+public struct InputLimits: Sendable, Equatable {
+    public var vocab: Int
+    public var maxPositions: Int?
+    public var typeVocab: Int?
+
+    public init(vocab: Int, maxPositions: Int?, typeVocab: Int?) {
+        self.vocab = vocab; self.maxPositions = maxPositions; self.typeVocab = typeVocab
+    }
+
+    /// The truncation length to use: `requested` (an error above max_position_embeddings, naming the
+    /// model's config.json), or `fallback` lowered to max_position_embeddings.
+    public func maxLength(requested: Int?, fallback: Int, modelDir: String) throws -> Int {
+        guard let mp = maxPositions else { return requested ?? fallback }
+        if let r = requested {
+            guard r <= mp else {
+                throw CheckpointError(modelDir.hasSuffix(".json") ? modelDir : modelDir + "/config.json",
+                                      .invalid("--max-length \(r) exceeds the model's max_position_embeddings \(mp)"))
+            }
+            return r
+        }
+        return min(fallback, mp)
+    }
+
+    /// Why this sequence cannot run through the model (nil: it can). `place` is "file:line".
+    public func check(ids: [Int], typeIds: [Int]?, at place: String) throws {
+        func fail(_ m: String) -> CheckpointError { CheckpointError(place, .invalid(m)) }
+        guard !ids.isEmpty else { throw fail("the text gives no tokens") }
+        if let mp = maxPositions, ids.count > mp { throw fail("\(ids.count) tokens exceed max_position_embeddings \(mp) (lower --max-length)") }
+        if let bad = ids.first(where: { $0 < 0 || $0 >= vocab }) {
+            throw fail("token id \(bad) is outside the model's embedding table of \(vocab) (tokenizer and model do not match)")
+        }
+        if let t = typeIds, let tv = typeVocab, let bad = t.first(where: { $0 < 0 || $0 >= tv }) {
+            throw fail("token type id \(bad) is outside the model's \(tv) token types (type_vocab_size; a text_pair needs 2)")
+        }
+    }
+}
+
+extension AdaptableModel {
+    /// The model's input limits from its config (BERT: type_vocab_size, default 2, as transformers).
+    public var inputLimits: InputLimits {
+        InputLimits(vocab: config.vocabSize ?? 0, maxPositions: modelType == "bert" ? (config.maxPositionEmbeddings ?? 512) : config.maxPositionEmbeddings,
+                    typeVocab: modelType == "bert" ? (config.typeVocabSize ?? 2) : nil)
+    }
+}

@@ -330,9 +330,31 @@ public final class AdapterTrainer {
 
     public var totalSteps: Int = 0
 
+    /// Throws (never traps) on an example the model cannot run: ids or type ids outside the tables, more
+    /// tokens than max_position_embeddings, a label index outside the head, targets of another length.
+    /// Readers check their files with file:line first; this guards callers of the library.
+    public func check(_ data: [Example], name: String) throws {
+        let limits = model.inputLimits
+        for (i, e) in data.enumerated() {
+            let place = "\(name) example \(i + 1)"
+            try limits.check(ids: e.ids, typeIds: e.typeIds, at: place)
+            guard e.typeIds.count == e.ids.count else { throw CheckpointError(place, .invalid("\(e.typeIds.count) type ids for \(e.ids.count) tokens")) }
+            if let t = e.targets {
+                guard t.count == e.ids.count, e.ids.count >= 2 else { throw CheckpointError(place, .invalid("needs at least two tokens and one target per token")) }
+                if let bad = t.first(where: { $0 != -100 && ($0 < 0 || $0 >= limits.vocab) }) {
+                    throw CheckpointError(place, .invalid("target \(bad) is outside the vocabulary of \(limits.vocab)"))
+                }
+            } else if !labels.isEmpty, !(0..<labels.count).contains(e.label) {
+                throw CheckpointError(place, .invalid("label index \(e.label) is outside the \(labels.count) labels"))
+            }
+        }
+    }
+
     /// Runs the whole training; `data` is tokenized and labelled, `eval` optional.
     public func train(_ data: [Example], eval: [Example]?, events: ((TrainEvent) -> Void)? = nil,
                       checkpoint: ((AdapterTrainer) throws -> Void)? = nil) throws {
+        try check(data, name: "training")
+        if let e = eval { try check(e, name: "evaluation") }
         let c = config
         let perStep = c.batchSize * c.gradAccum
         let stepsPerEpoch = max(1, (data.count + perStep - 1) / perStep)

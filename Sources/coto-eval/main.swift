@@ -83,15 +83,15 @@ struct Eval: ParsableCommand {
         @Option(help: "Examples per forward pass.")
         var batchSize = 16
 
-        @Option(help: "Truncate inputs to this many tokens.")
-        var maxLength = 512
+        @Option(help: "Truncate inputs to this many tokens (default 512, or the model's max_position_embeddings if lower; above it is an error).")
+        var maxLength: Int?
 
         @OptionGroup var out: OutputOptions
 
         func validate() throws {
             guard EvalTask(rawValue: task) != nil else { throw ValidationError("--task must be classification, multiple-choice or perplexity (got '\(task)')") }
             guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-            guard maxLength >= 2 else { throw ValidationError("--max-length must be at least 2") }
+            guard (maxLength ?? 2) >= 2 else { throw ValidationError("--max-length must be at least 2") }
         }
 
         func run() throws {
@@ -110,7 +110,7 @@ struct Eval: ParsableCommand {
             }
             var o = EvalOptions()
             o.batchSize = batchSize
-            o.maxLength = maxLength
+            o.maxLength = try model.inputLimits.maxLength(requested: maxLength, fallback: 512, modelDir: modelOptions.model)
             o.labels = labels.map { $0.split(separator: ",").map { String($0) } }
             var bar: ProgressRenderer? = nil
             let progress: (Int, Int) -> Void = { done, total in
@@ -183,22 +183,23 @@ struct SweepOptions: ParsableArguments {
     @Option(help: "Series name in reports (default: coto/lora from the metrics.json coto-train wrote beside the adapter).") var name: String?
     @Option(help: "Run only part i of n of the points (i/n); `coto-eval report` joins the parts.") var shard = "1/1"
     @Option(help: "Examples per forward pass.") var batchSize = 32
-    @Option(help: "Truncate inputs to this many tokens.") var maxLength = 128
+    @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength: Int?
     @Option(help: "Threads.") var threads = 2
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n (got '\(shard)')") }
-        guard batchSize >= 1, maxLength >= 2, threads >= 1 else { throw ValidationError("--batch-size and --threads must be positive, --max-length at least 2") }
+        guard batchSize >= 1, (maxLength ?? 2) >= 2, threads >= 1 else { throw ValidationError("--batch-size and --threads must be positive, --max-length at least 2") }
     }
 
     var parsedShard: Shard { Shard.parse(shard) ?? .whole }
 
     func evaluator() throws -> SweepEvaluator {
         Parallel.configure(threads: threads)
-        let ev = SweepEvaluator(model: try ModelRegistry.load(model), tokenizer: try TokenizerLoader.load(modelDir: model))
+        let m = try ModelRegistry.load(model)
+        let ev = SweepEvaluator(model: m, tokenizer: try TokenizerLoader.load(modelDir: model))
         ev.batchSize = batchSize
-        ev.maxLength = maxLength
+        ev.maxLength = try m.inputLimits.maxLength(requested: maxLength, fallback: 128, modelDir: model)
         return ev
     }
 

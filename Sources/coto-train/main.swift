@@ -48,7 +48,7 @@ struct Train: ParsableCommand {
     @Option(help: "AdamW weight decay.") var weightDecay: Float = 0.01
     @Option(help: "Fraction of steps of linear warmup.") var warmupRatio = 0.0
     @Option(help: "linear, cosine or constant decay.") var schedule = "linear"
-    @Option(help: "Truncate inputs to this many tokens.") var maxLength = 128
+    @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength: Int?
     @Option(help: "Dropout on the adapter input.") var loraDropout: Float = 0
     @Option(help: "Gradient clipping by global norm.") var maxGradNorm: Float = 1
     @Option(help: "Seed (initialization, data order, CoTo draws, dropout).") var seed: UInt64 = 0
@@ -66,7 +66,7 @@ struct Train: ParsableCommand {
         guard stage1Ratio >= 0 && stage1Ratio <= 1 else { throw ValidationError("--stage1-ratio must be in [0, 1]") }
         guard TrainConfig.Group(rawValue: cotoGroup) != nil else { throw ValidationError("--coto-group must be layer or module") }
         guard Schedule(rawValue: schedule) != nil else { throw ValidationError("--schedule must be linear, cosine or constant") }
-        guard batchSize >= 1, gradAccum >= 1, epochs >= 1, (steps ?? 1) >= 1, maxLength >= 2, threads >= 1 else {
+        guard batchSize >= 1, gradAccum >= 1, epochs >= 1, (steps ?? 1) >= 1, (maxLength ?? 2) >= 2, threads >= 1 else {
             throw ValidationError("--batch-size, --grad-accum, --epochs, --steps, --threads must be positive and --max-length >= 2")
         }
         guard lr > 0, lr.isFinite, weightDecay >= 0, loraDropout >= 0, loraDropout < 1, warmupRatio >= 0, warmupRatio <= 1 else {
@@ -86,9 +86,11 @@ struct Train: ParsableCommand {
         try checkOutputNotInput(output, inputs: [model, data] + (evalData.map { [$0] } ?? []))
         let loaded = try ModelRegistry.load(model)
         let tok = try TokenizerLoader.load(modelDir: model)
+        let limits = loaded.inputLimits
+        let maxLength = try limits.maxLength(requested: self.maxLength, fallback: 128, modelDir: model)
         if task == "causal-lm" {
             guard let llama = loaded as? LlamaModel else { throw CommandError(model, "causal-LM training runs on decoder models (model_type llama)") }
-            try trainCausalLM(llama, tok)
+            try trainCausalLM(llama, tok, maxLength: maxLength)
             return
         }
         guard let bert = loaded as? BertModel else {
@@ -104,8 +106,11 @@ struct Train: ParsableCommand {
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
         func examples(_ rows: [(String, String?, String)], path: String, lines: [Int]) throws -> [Example] {
             try zip(rows, lines).map { row, line in
-                guard let y = index[row.2] else { throw CheckpointError("\(path):\(line)", .invalid("label '\(row.2)' is not in the training label set (\(labels.joined(separator: ", ")))")) }
+                let place = "\(path):\(line)"
+                guard let y = index[row.2] else { throw CheckpointError(place, .invalid("label '\(row.2)' is not in the training label set (\(labels.joined(separator: ", ")))")) }
+                if row.0.allSatisfy(\.isWhitespace) { throw CheckpointError(place, .invalid("empty text")) }
                 let e = tok.encode(row.0, pair: row.1, addSpecialTokens: true, maxLength: maxLength)
+                try limits.check(ids: e.ids, typeIds: e.typeIds, at: place)
                 return Example(ids: e.ids, typeIds: e.typeIds, label: y)
             }
         }
@@ -116,31 +121,45 @@ struct Train: ParsableCommand {
             let rows = try er.map { (try JSONL.text($0, "text", path: e)!, try JSONL.text($0, "text_pair", path: e, required: false), try JSONL.text($0, "label", path: e)!) }
             dev = try examples(rows, path: e, lines: er.map(\.line))
         }
-        let trainer = try AdapterTrainer(model: bert, labels: labels, config: makeConfig())
+        let trainer = try AdapterTrainer(model: bert, labels: labels, config: makeConfig(maxLength: maxLength))
         try runAndSave(trainer, train: train, dev: dev, labels: labels)
     }
 
     /// Causal LM: {"text"} (every token after the first scored) or {"prompt", "completion"} (completion only).
-    func trainCausalLM(_ llama: LlamaModel, _ tok: Tokenizer) throws {
+    func trainCausalLM(_ llama: LlamaModel, _ tok: Tokenizer, maxLength: Int) throws {
+        let limits = llama.inputLimits
         func read(_ path: String) throws -> [Example] {
             try JSONL.read(path).map { r in
+                let place = "\(path):\(r.line)"
+                let e: Example
                 if r.json["prompt"] != nil || r.json["completion"] != nil {
-                    let p = tok.encode(try JSONL.text(r, "prompt", path: path)!, pair: nil, addSpecialTokens: false).ids
-                    let c = tok.encode(try JSONL.text(r, "prompt", path: path)! + (try JSONL.text(r, "completion", path: path)!), pair: nil, addSpecialTokens: false).ids
+                    let prompt = try JSONL.text(r, "prompt", path: path)!, completion = try JSONL.text(r, "completion", path: path)!
+                    if completion.allSatisfy(\.isWhitespace) { throw CheckpointError(place, .invalid("empty completion")) }
+                    let p = tok.encode(prompt, pair: nil, addSpecialTokens: false).ids
+                    let c = tok.encode(prompt + completion, pair: nil, addSpecialTokens: false).ids
                     let ids = Array(c.prefix(maxLength))
-                    return Example(ids: ids, targets: ids.enumerated().map { $0.offset < p.count ? -100 : $0.element })
+                    e = Example(ids: ids, targets: ids.enumerated().map { $0.offset < p.count ? -100 : $0.element })
+                    if !e.targets!.contains(where: { $0 != -100 }) {
+                        throw CheckpointError(place, .invalid("the completion is cut off by --max-length \(maxLength): nothing to score"))
+                    }
+                } else {
+                    let text = try JSONL.text(r, "text", path: path)!
+                    if text.allSatisfy(\.isWhitespace) { throw CheckpointError(place, .invalid("empty text")) }
+                    let ids = Array(tok.encode(text, pair: nil, addSpecialTokens: false).ids.prefix(maxLength))
+                    if ids.count < 2 { throw CheckpointError(place, .invalid("the text gives \(ids.count) token: nothing to predict")) }
+                    e = Example(ids: ids, targets: ids)
                 }
-                let ids = Array(tok.encode(try JSONL.text(r, "text", path: path)!, pair: nil, addSpecialTokens: false).ids.prefix(maxLength))
-                return Example(ids: ids, targets: ids)
-            }.filter { $0.ids.count >= 2 }
+                try limits.check(ids: e.ids, typeIds: nil, at: place)
+                return e
+            }
         }
         let train = try read(data)
-        guard !train.isEmpty else { throw CommandError(data, "no example with at least two tokens") }
-        let trainer = try AdapterTrainer(causalLM: llama, config: makeConfig())
+        guard !train.isEmpty else { throw CommandError(data, "no examples") }
+        let trainer = try AdapterTrainer(causalLM: llama, config: makeConfig(maxLength: maxLength))
         try runAndSave(trainer, train: train, dev: try evalData.map(read), labels: [])
     }
 
-    func makeConfig() -> TrainConfig {
+    func makeConfig(maxLength: Int) -> TrainConfig {
         var c = TrainConfig()
         c.variant = variant == "hira" ? .hira : .lora
         c.rslora = variant == "rslora"

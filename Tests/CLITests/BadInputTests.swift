@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import TestSupport
 import Checkpoint
+import Numerics
 
 /// The bad-input matrix: every command, the mistakes users make. Each case: the exit code (64 usage,
 /// 1 other), one line `error: ...` naming the file or option, and nothing written.
@@ -33,6 +34,45 @@ import Checkpoint
         _ = fm.createFile(atPath: p["badjsonl"]!, contents: Data("{\"text\": \"a\", \"label\": \"x\"}\n{not json}\n".utf8))
         p["labels"] = t.path + "/labels.jsonl"
         _ = fm.createFile(atPath: p["labels"]!, contents: Data("{\"text\": \"a b\", \"label\": \"x\"}\n{\"text\": \"a\", \"label\": \"zzz\"}\n".utf8))
+        // Inputs the model cannot take: empty text, words past the embedding table, a text pair for a model
+        // with one token type, a label outside the training labels, causal-LM texts the same way.
+        func write(_ name: String, _ lines: [String]) -> String {
+            let path = t.path + "/" + name
+            _ = fm.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
+            return path
+        }
+        p["emptytext"] = write("emptytext.jsonl", [#"{"text": "a b", "label": "x"}"#, #"{"text": "  ", "label": "y"}"#])
+        p["bigwords"] = write("bigwords.jsonl", [#"{"text": "a b", "label": "x"}"#, #"{"text": "zzextra a", "label": "y"}"#])
+        p["pairs"] = write("pairs.jsonl", [#"{"text": "a b", "text_pair": "b", "label": "x"}"#])
+        p["devlabel"] = write("devlabel.jsonl", [#"{"text": "a b", "label": "x"}"#, #"{"text": "b", "label": "nope"}"#])
+        // tiny BERT whose vocab.txt is longer than its embedding table (64 rows).
+        p["bigvocab"] = t.path + "/bigvocab"
+        try fm.createDirectory(atPath: p["bigvocab"]!, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] { try fm.copyItem(atPath: CLI.fixture("tiny-bert/" + f), toPath: p["bigvocab"]! + "/" + f) }
+        let vocab = try String(contentsOfFile: CLI.fixture("tiny-bert/vocab.txt"), encoding: .utf8)
+        try (vocab + (vocab.hasSuffix("\n") ? "" : "\n") + "zzextra\nzzmore\n").write(toFile: p["bigvocab"]! + "/vocab.txt", atomically: true, encoding: .utf8)
+        // tiny BERT with one token type (type_vocab_size 1): a text pair has type id 1.
+        p["onetype"] = t.path + "/onetype"
+        try fm.createDirectory(atPath: p["onetype"]!, withIntermediateDirectories: true)
+        let src = try SafeTensorsFile(path: CLI.fixture("tiny-bert/model.safetensors"))
+        var entries: [TensorEntry] = []
+        for n in src.names {
+            var tensor = try src.tensor(n)
+            if n.hasSuffix("token_type_embeddings.weight") { tensor = Tensor(shape: [1, tensor.cols], data: Array(tensor.data.prefix(tensor.cols))) }
+            entries.append(TensorEntry(name: n, tensor: tensor))
+        }
+        try SafeTensorsWriter.write(entries, to: p["onetype"]! + "/model.safetensors")
+        let cfg = try String(contentsOfFile: CLI.fixture("tiny-bert/config.json"), encoding: .utf8)
+        try cfg.replacingOccurrences(of: "\"type_vocab_size\": 2", with: "\"type_vocab_size\": 1").write(toFile: p["onetype"]! + "/config.json", atomically: true, encoding: .utf8)
+        try fm.copyItem(atPath: CLI.fixture("tiny-bert/vocab.txt"), toPath: p["onetype"]! + "/vocab.txt")
+        // tiny LLaMA (64-row embedding table, 64 positions) with a 70-word tokenizer.
+        p["llama"] = t.path + "/llama"
+        try fm.createDirectory(atPath: p["llama"]!, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] { try fm.copyItem(atPath: CLI.fixture("tiny-llama/" + f), toPath: p["llama"]! + "/" + f) }
+        try (["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + (0..<66).map { "w\($0)" }).joined(separator: "\n").write(toFile: p["llama"]! + "/vocab.txt", atomically: true, encoding: .utf8)
+        p["lmgood"] = write("lmgood.jsonl", [#"{"text": "w1 w2 w3 w4"}"#])
+        p["lmempty"] = write("lmempty.jsonl", [#"{"text": "w1 w2 w3"}"#, #"{"text": ""}"#])
+        p["lmbig"] = write("lmbig.jsonl", [#"{"text": "w1 w2 w3"}"#, #"{"prompt": "w1 w2", "completion": " w65"}"#])
         p["out"] = t.path + "/out"
         return p
     }
@@ -82,6 +122,21 @@ import Checkpoint
             Case(name: "empty jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["emptyjsonl"]!, "--task", "perplexity"], status: 1, mentions: "empty"),
             Case(name: "malformed jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["badjsonl"]!, "--task", "perplexity"], status: 1, mentions: p["badjsonl"]! + ":2"),
             Case(name: "label not in the set", tool: "coto-eval", args: ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "--data", p["labels"]!, "--task", "classification", "--labels", "x,y,w"], status: 1, mentions: p["labels"]! + ":2"),
+            // Inputs the model cannot take (training, evaluation, causal LM): one line naming file:line, nothing written.
+            Case(name: "train max-length above the positions", tool: "coto-train", args: ["--model", minilm, "--data", p["labels"]!, "--max-length", "1000", "--steps", "1", "-o", out], status: 1, mentions: "max_position_embeddings 512"),
+            Case(name: "train empty text", tool: "coto-train", args: ["--model", bert, "--data", p["emptytext"]!, "--steps", "1", "-o", out], status: 1, mentions: p["emptytext"]! + ":2: empty text"),
+            Case(name: "train token id outside the table", tool: "coto-train", args: ["--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--steps", "1", "-o", out], status: 1, mentions: p["bigwords"]! + ":2: token id 64"),
+            Case(name: "train type id outside the table", tool: "coto-train", args: ["--model", p["onetype"]!, "--data", p["pairs"]!, "--steps", "1", "-o", out], status: 1, mentions: p["pairs"]! + ":1: token type id 1"),
+            Case(name: "train dev label not in the label list", tool: "coto-train", args: ["--model", bert, "--data", p["labels"]!, "--eval-data", p["devlabel"]!, "--steps", "1", "-o", out], status: 1, mentions: p["devlabel"]! + ":2: label 'nope'"),
+            Case(name: "causal LM max-length above the positions", tool: "coto-train", args: ["--model", p["llama"]!, "--data", p["lmgood"]!, "--task", "causal-lm", "--max-length", "65", "--steps", "1", "-o", out], status: 1, mentions: "max_position_embeddings 64"),
+            Case(name: "causal LM empty text", tool: "coto-train", args: ["--model", p["llama"]!, "--data", p["lmempty"]!, "--task", "causal-lm", "--steps", "1", "-o", out], status: 1, mentions: p["lmempty"]! + ":2: empty text"),
+            Case(name: "causal LM token id outside the table", tool: "coto-train", args: ["--model", p["llama"]!, "--data", p["lmbig"]!, "--task", "causal-lm", "--steps", "1", "-o", out], status: 1, mentions: p["lmbig"]! + ":2: token id"),
+            Case(name: "eval max-length above the positions", tool: "coto-eval", args: ["--model", minilm, "--data", p["labels"]!, "--task", "classification", "--max-length", "513"], status: 1, mentions: "max_position_embeddings 512"),
+            Case(name: "eval empty text", tool: "coto-eval", args: ["--model", bert, "--data", p["emptytext"]!, "--task", "classification"], status: 1, mentions: p["emptytext"]! + ":2: empty text"),
+            Case(name: "eval token id outside the table", tool: "coto-eval", args: ["--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--task", "classification"], status: 1, mentions: p["bigwords"]! + ":2: token id 64"),
+            Case(name: "eval type id outside the table", tool: "coto-eval", args: ["--model", p["onetype"]!, "--data", p["pairs"]!, "--task", "classification"], status: 1, mentions: p["pairs"]! + ":1: token type id 1"),
+            Case(name: "eval perplexity token id outside the table", tool: "coto-eval", args: ["--model", p["llama"]!, "--data", p["lmbig"]!, "--task", "perplexity"], status: 1, mentions: p["lmbig"]! + ":2: token id"),
+            Case(name: "sweep token id outside the table", tool: "coto-eval", args: ["prune", CLI.fixture("peft/bert-lora"), "--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--sparsity", "0", "-o", out], status: 1, mentions: p["bigwords"]! + ":2: token id 64"),
             // Sweeps, reports, data sets.
             Case(name: "sweep bad grid", tool: "coto-eval", args: ["interpolate", A, A, "--model", bert, "--data", p["labels"]!, "--grid", "1:0:0.1", "-o", out], status: 64, mentions: "--grid"),
             Case(name: "sweep bad shard", tool: "coto-eval", args: ["prune", A, "--model", bert, "--data", p["labels"]!, "--sparsity", "0.5", "--shard", "3/2", "-o", out], status: 64, mentions: "--shard"),
@@ -106,6 +161,6 @@ import Checkpoint
             if !ok { failures.append("\(c.name): status \(r.status), stderr: \(r.err.prefix(300))") }
         }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
-        #expect(cases.count >= 30)
+        #expect(cases.count >= 50)
     }
 }
