@@ -15,10 +15,18 @@ mkdir -p "$OUT"
 INC="-I Sources/CBLAS -I Sources/CLAPACKE $(pkg-config --cflags-only-I openblas lapacke | sed 's/-I/-Xcc -I/g') -I $OUT"
 LIBS="$(pkg-config --libs openblas lapacke)"
 SAN="-sanitize=fuzzer,address -O -g"
+compile() {  # LOGNAME swiftc-arguments... : a failed build fails the script (warnings are not shown)
+  local log="$OUT/$1.build.log"; shift
+  if ! swiftc "$@" > "$log" 2>&1; then
+    grep -v "warning:" "$log" >&2 || true
+    echo "fuzz: BUILD FAILED ($log)" >&2
+    exit 1
+  fi
+}
 build_lib() {  # name sources...
   local name="$1"; shift
-  swiftc -parse-as-library -package-name coto -module-name "$name" -emit-module -emit-module-path "$OUT/$name.swiftmodule" \
-    -emit-library -static -o "$OUT/lib$name.a" $SAN $INC "$@" 2>&1 | grep -v "warning:" || true
+  compile "lib$name" -parse-as-library -package-name coto -module-name "$name" -emit-module -emit-module-path "$OUT/$name.swiftmodule" \
+    -emit-library -static -o "$OUT/lib$name.a" $SAN $INC "$@"
 }
 if [ ! -f "$OUT/libModel.a" ] || [ -n "$(find Sources/Numerics Sources/Checkpoint Sources/Model -newer "$OUT/libModel.a" -name '*.swift' | head -1)" ]; then
   echo "fuzz: building instrumented libraries"
@@ -31,7 +39,7 @@ export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
 for f in Fuzz/*.swift; do
   t="$(basename "$f" .swift)"
   if [ -n "${FUZZ_ONLY:-}" ] && [[ " $FUZZ_ONLY " != *" $t "* ]]; then continue; fi
-  swiftc -parse-as-library -sanitize=fuzzer,address -O -g $INC "$f" -L "$OUT" -lModel -lCheckpoint -lNumerics $LIBS -o "$OUT/fuzz-$t" 2>&1 | grep -v "warning:" || true
+  compile "fuzz-$t" -parse-as-library -sanitize=fuzzer,address -O -g $INC "$f" -L "$OUT" -lModel -lCheckpoint -lNumerics $LIBS -o "$OUT/fuzz-$t"
   corpus="$OUT/corpus-$t"
   mkdir -p "$corpus"
   cp -n Fixtures/fuzz/"$t"/* "$corpus"/ 2>/dev/null || true

@@ -30,15 +30,31 @@ func relErr(_ x: Tensor, _ y: Tensor) -> Double {
         let majority_sign_method: String?
     }
 
+    static func load() throws -> [String: Case] {
+        let path = Fx.path("merges/cases.json")
+        guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError(path, .notFound) }
+        return try JSONDecoder().decode([String: Case].self, from: data)
+    }
+
+    /// The case names; a missing or unparsable cases.json gives one case that fails with the reason, never
+    /// zero cases and a green suite.
     static let cases: [String] = {
-        let data = FileManager.default.contents(atPath: Fx.path("merges/cases.json")) ?? Data()
-        return ((try? JSONDecoder().decode([String: Case].self, from: data)) ?? [:]).keys.sorted()
+        do { return try load().keys.sorted() } catch { return ["cases.json unreadable: \(error)"] }
     }()
+
+    /// Every reference file the generator wrote has its case (and the list is not empty).
+    @Test func everyReferenceFileHasACase() throws {
+        let all = try Self.load()
+        let refs = try FileManager.default.contentsOfDirectory(atPath: Fx.path("merges")).filter { $0.hasSuffix(".safetensors") }
+            .map { String($0.dropLast(".safetensors".count)) }
+        #expect(all.count >= 14)
+        #expect(Set(all.keys) == Set(refs), "cases without a reference or references without a case: \(Set(all.keys).symmetricDifference(refs).sorted())")
+    }
 
     @Test(arguments: cases)
     func matchesPEFTAddWeightedAdapter(caseName: String) throws {
-        let all = try JSONDecoder().decode([String: Case].self, from: FileManager.default.contents(atPath: Fx.path("merges/cases.json"))!)
-        let c = all[caseName]!
+        let all = try Self.load()
+        let c = try #require(all[caseName], "no case \(caseName)")
         let inputs = try c.adapters.map(Fx.adapter)
         var o = MergeOptions(weights: c.weights)
         o.density = c.density
