@@ -130,6 +130,34 @@ def peft_adapters():
         json.dump(summary, f, indent=1, sort_keys=True)
 
 
+def bias_alpha():
+    """A lora_bias adapter with lora_alpha != r (the bias is scaled too: PEFT adds s * lora_B.bias) and the
+    tiny BERT's logits and hidden states with it, in their own small reference file."""
+    import torch
+    from transformers import BertForSequenceClassification
+    from peft import LoraConfig, get_peft_model, TaskType, PeftModel
+    from safetensors.torch import save_file
+    torch.manual_seed(12)
+    base = BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval()
+    cfg = LoraConfig(task_type=TaskType.SEQ_CLS, init_lora_weights=False, r=2, lora_alpha=7, lora_bias=True,
+                     target_modules=["query", "value"])
+    model = get_peft_model(base, cfg)
+    with torch.no_grad():  # a bias large enough to move the logits visibly
+        for n, p in model.named_parameters():
+            if "lora_B" in n and n.endswith("bias"):
+                p.copy_(torch.randn_like(p) * 0.5)
+    d = os.path.join(ROOT, "peft", "bert-bias-alpha")
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d)
+    ids = torch.tensor([[2, 5, 9, 13, 7, 3], [2, 8, 4, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    m = PeftModel.from_pretrained(BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval(), d).eval()
+    with torch.no_grad():
+        o = m(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    save_file({"bert.bert-bias-alpha.logits": o.logits.contiguous(), "bert.bert-bias-alpha.hidden0": o.hidden_states[1].contiguous(),
+               "bert.bert-bias-alpha.hidden_last": o.hidden_states[-1].contiguous()}, out("model", "bias_alpha_refs.safetensors"))
+
+
 def merge_inputs():
     """Adapters for the merge oracle: no modules_to_save (PEFT refuses to merge two heads)."""
     import torch
@@ -660,6 +688,8 @@ if __name__ == "__main__":
         verify_trained(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "gradients":
         gradients()
+    elif cmd == "bias-alpha":
+        bias_alpha()
     elif cmd == "operators":
         merge_inputs(); merges(); fused()
     else:
