@@ -430,6 +430,21 @@ def tokenizer_refs(minilm_dir, smollm2_converted):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
+def gguf_tokenizer_ids(gguf_path):
+    """Adds to tokenizer/corpus.jsonl the ids of transformers' own GGUF tokenizer for SmolLM2 (its GGUF ->
+    tokenizer conversion, independent of ours): the field "bpe_transformers_gguf"."""
+    from transformers import AutoTokenizer
+    d, f = os.path.dirname(gguf_path), os.path.basename(gguf_path)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    path = out("tokenizer", "corpus.jsonl")
+    recs = [json.loads(l) for l in open(path, encoding="utf-8") if l.strip()]
+    for r in recs:
+        r["bpe_transformers_gguf"] = tok(r["text"])["input_ids"]
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in recs:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
 def model_refs(minilm_dir):
     """Logits and hidden states of the tiny models (with and without PEFT adapters, padded batch) and
     MiniLM sentence embeddings."""
@@ -688,6 +703,8 @@ if __name__ == "__main__":
         verify_trained(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "gradients":
         gradients()
+    elif cmd == "gguf-tokenizer-ids":
+        gguf_tokenizer_ids(sys.argv[2])
     elif cmd == "bias-alpha":
         bias_alpha()
     elif cmd == "operators":

@@ -8,6 +8,8 @@ import Checkpoint
         let text: String
         let wordpiece: [Int]
         let bpe: [Int]
+        /// transformers' own GGUF tokenizer (AutoTokenizer.from_pretrained(gguf_file=...)) on SmolLM2.
+        let bpe_transformers_gguf: [Int]
         let wordpiece_pair: [Int]?
         let wordpiece_pair_types: [Int]?
     }
@@ -46,9 +48,22 @@ import Checkpoint
         #expect(FileManager.default.fileExists(atPath: MFx.smollm2), "run make setup")
         let conv = GGUFConverter(gguf: try GGUFFile(path: MFx.smollm2))
         let tok = try TokenizerLoader.load(json: try conv.tokenizerJSON(), path: MFx.smollm2)
-        var bad: [String] = []
-        for l in try Self.corpus() where tok.encode(l.text, pair: nil, addSpecialTokens: true).ids != l.bpe { bad.append(l.text) }
-        #expect(bad.isEmpty, "\(bad.count) lines differ, first: \(bad.first.map { $0.debugDescription } ?? "")")
+        var bad: [String] = [], badGGUF: [String] = []
+        let corpus = try Self.corpus()
+        #expect(corpus.count >= 250)
+        for l in corpus {
+            let ids = tok.encode(l.text, pair: nil, addSpecialTokens: true).ids
+            if ids != l.bpe { bad.append(l.text) }
+            // The conversion itself, against an independent one: transformers reading the same GGUF.
+            if ids != l.bpe_transformers_gguf { badGGUF.append(l.text) }
+        }
+        #expect(bad.isEmpty, "\(bad.count) lines differ from HF tokenizers on our tokenizer.json, first: \(bad.first.map { $0.debugDescription } ?? "")")
+        #expect(badGGUF.isEmpty, "\(badGGUF.count) lines differ from transformers' GGUF tokenizer, first: \(badGGUF.first.map { $0.debugDescription } ?? "")")
+        // And the texts of the logits reference, tokenized by transformers when it loaded the GGUF.
+        let ref = try SafeTensorsFile(path: MFx.path("smollm2/reference.safetensors"))
+        let want = try JSONDecoder().decode([String: [Int]].self, from: Data(try #require(ref.metadataValue("token_ids")).utf8))
+        #expect(want.count == 3)
+        for (text, ids) in want { #expect(tok.encode(text, pair: nil, addSpecialTokens: true).ids == ids, "\(text.debugDescription)") }
     }
 }
 
