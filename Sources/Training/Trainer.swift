@@ -32,6 +32,9 @@ public struct TrainConfig: Sendable {
     public var maxGradNorm: Float = 1.0
     public var evalEvery = 0
     public var saveEvery = 0
+    /// Shuffle the data each epoch (seeded). Off: the file's order, every epoch (benchmarks feed a peer the
+    /// same batches; curricula).
+    public var shuffle = true
     /// BERT classification: each micro-batch is split over this many workers (at most 2), each with its own
     /// activations and gradient buffers and single-threaded BLAS; gradients are summed in a fixed order.
     /// The result depends on the worker count (dropout streams per half), not on timing.
@@ -47,9 +50,12 @@ public struct StepLog: Sendable {
     public var p: Double
     public var activeGroups: [Int]
     public var tokensPerSecond: Double
+    /// Wall time of the step (forward, backward, optimizer).
+    public var seconds: Double = 0
     public var json: JSON {
         .object([("step", .int(step)), ("loss", .double(loss)), ("lr", .double(Double(lr))), ("p", .double(p)),
-                 ("active_groups", .array(activeGroups.map { JSON.int($0) })), ("tokens_per_s", .double(tokensPerSecond))])
+                 ("active_groups", .array(activeGroups.map { JSON.int($0) })), ("tokens_per_s", .double(tokensPerSecond)),
+                 ("seconds", .double(seconds))])
     }
 }
 
@@ -295,7 +301,7 @@ public final class AdapterTrainer {
             log = arr.map { e in
                 StepLog(step: e["step"]?.intValue ?? 0, loss: e["loss"]?.doubleValue ?? 0, lr: Float(e["lr"]?.doubleValue ?? 0),
                         p: e["p"]?.doubleValue ?? 1, activeGroups: e["active_groups"]?.arrayValue?.compactMap(\.intValue) ?? [],
-                        tokensPerSecond: e["tokens_per_s"]?.doubleValue ?? 0)
+                        tokensPerSecond: e["tokens_per_s"]?.doubleValue ?? 0, seconds: e["seconds"]?.doubleValue ?? 0)
             }
         }
         for m in modules { linears[m]!.sync() }
@@ -367,8 +373,10 @@ public final class AdapterTrainer {
             // Data order: a shuffle per epoch from the seed, so a resumed run sees the same batches.
             let epoch = step / stepsPerEpoch, within = step % stepsPerEpoch
             var order = Array(data.indices)
-            var drng = SeededRNG(seed: c.seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
-            drng.shuffle(&order)
+            if c.shuffle {
+                var drng = SeededRNG(seed: c.seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
+                drng.shuffle(&order)
+            }
             let active = coto.draw(step: step, groups: groupCount, rng: &rng)
             for m in modules { model.linears[m]!.active = active[groupOf[m]!] }
             for p in params { p.zeroGrad() }
@@ -388,8 +396,9 @@ public final class AdapterTrainer {
             for p in activeParams { adam.update(p, lr: lr) }
             for m in modules where active[groupOf[m]!] { linears[m]!.sync() }
             task.syncHead()
+            let dt = max(now() - t0, 1e-9)
             let entry = StepLog(step: step + 1, loss: loss, lr: lr, p: coto.p(step: step),
-                                activeGroups: (0..<groupCount).filter { active[$0] }, tokensPerSecond: Double(tokens) / max(now() - t0, 1e-9))
+                                activeGroups: (0..<groupCount).filter { active[$0] }, tokensPerSecond: Double(tokens) / dt, seconds: dt)
             log.append(entry)
             step += 1
             model.setActive(true)

@@ -56,6 +56,7 @@ struct Train: ParsableCommand {
     @Option(help: "Evaluate every N steps (0: only at the end).") var evalEvery = 0
     @Option(help: "Write a resumable checkpoint every N steps (0: never).") var saveEvery = 0
     @Flag(help: "Continue from OUTPUT/checkpoint.") var resume = false
+    @Flag(inversion: .prefixedNo, help: "Shuffle the training data every epoch (seeded); --no-shuffle keeps the file's order.") var shuffle = true
     @OptionGroup var out: OutputOptions
 
     func validate() throws {
@@ -173,7 +174,7 @@ struct Train: ParsableCommand {
         c.epochs = epochs; c.steps = steps; c.batchSize = batchSize; c.gradAccum = gradAccum
         c.lr = lr; c.weightDecay = weightDecay; c.warmupRatio = warmupRatio; c.schedule = Schedule(rawValue: schedule)!
         c.maxLength = maxLength; c.seed = seed; c.loraDropout = loraDropout; c.maxGradNorm = maxGradNorm
-        c.evalEvery = evalEvery; c.saveEvery = saveEvery
+        c.evalEvery = evalEvery; c.saveEvery = saveEvery; c.shuffle = shuffle
         c.workers = min(threads, 2)
         return c
     }
