@@ -67,7 +67,7 @@ let package = Package(
         ]),
         .testTarget(name: "ModelTests", dependencies: ["TestSupport", "Model", "Evaluation", "Operators", "Checkpoint", "Numerics"]),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Model", "Checkpoint", "Numerics"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["TestSupport", "Evaluation", "Model", "Checkpoint", "Numerics", "CZlib"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["TestSupport", "Evaluation", "Model", "Operators", "Checkpoint", "Numerics", "CZlib"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Checkpoint", "Numerics"]),
     ],
     swiftLanguageModes: [.v5]

@@ -60,6 +60,9 @@ public final class AdaptedLinear {
         guard m.a.tensor.shape == [m.rank, inFeatures], m.b.tensor.shape == [outFeatures, m.rank] else {
             throw CheckpointError(name, .invalid("adapter module '\(m.name)' has lora_A \(m.a.tensor.shape) / lora_B \(m.b.tensor.shape), the layer is \(outFeatures)x\(inFeatures)"))
         }
+        if v == .hira && !m.isDora && m.bias != nil {
+            throw CheckpointError(name, .invalid("adapter module '\(m.name)' has a lora_B.bias: HiRA has no rule for it"))
+        }
         a = m.a.tensor.data
         b = m.b.tensor.data
         rank = m.rank

@@ -191,7 +191,7 @@ public struct InputLimits: Sendable, Equatable {
         return min(fallback, mp)
     }
 
-    /// Why this sequence cannot run through the model (nil: it can). `place` is "file:line".
+    /// Throws, naming `place` ("file:line"), when this sequence cannot run through the model.
     public func check(ids: [Int], typeIds: [Int]?, at place: String) throws {
         func fail(_ m: String) -> CheckpointError { CheckpointError(place, .invalid(m)) }
         guard !ids.isEmpty else { throw fail("the text gives no tokens") }

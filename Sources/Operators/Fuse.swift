@@ -74,6 +74,9 @@ public enum Fuser {
                     throw MergeError(a.source, "module '\(m.name)' is DoRA: it can only be fused alone with weight 1")
                 }
                 if m.isDora && m.isEmbedding { throw MergeError(a.source, "module '\(m.name)': DoRA embeddings cannot be fused") }
+                if a.variant == .hira && (m.isEmbedding || m.bias != nil) {
+                    throw MergeError(a.source, "module '\(m.name)': HiRA adapts linear weights only (no embeddings, no lora_B.bias)")
+                }
                 weightTargets[w, default: []].append(Target(adapter: ai, module: m, fanInFanOut: a.config.fanInFanOut, hira: a.variant == .hira))
                 if m.bias != nil {
                     guard let b = resolve(m.name, suffix: ".bias", in: names, modelType: modelType) else {

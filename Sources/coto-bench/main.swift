@@ -77,12 +77,14 @@ struct Bench: ParsableCommand {
             let b = Batch(ids: ids)
             let head: Head = m is LlamaModel ? .languageModel : .none
             _ = try m.forward(b, outputLayers: false, head: head)  // warm-up
-            var best = Double.infinity
+            var times: [Double] = []
             for _ in 0..<repeatCount {
                 let t0 = Bench.now()
                 _ = try m.forward(b, outputLayers: false, head: head)
-                best = min(best, Bench.now() - t0)
+                times.append(Bench.now() - t0)
             }
+            times.sort()
+            let best = times[times.count / 2]  // the median (named `best` below for the GFLOP/s figures)
             // FLOPs: 2·tokens·(linear weights) + attention (2·2·T²·hidden per sequence and layer) + LM head.
             let tokens = Double(batch * length)
             let linearParams = m.linears.values.reduce(0.0) { $0 + Double($1.inFeatures * $1.outFeatures) }
@@ -104,8 +106,9 @@ struct Bench: ParsableCommand {
                 sbest = min(sbest, Bench.now() - t0)
             }
             let sgemmGF = 2 * Double(mm * nn * kk) / sbest / 1e9
-            print(String(format: "coto forward: %@ batch %d x %d tokens: %.4f s = %.1f sequences/s, %.1f GFLOP/s (plain sgemm %dx%dx%d: %.1f GFLOP/s; %.0f%%)",
-                         m.modelType, batch, length, best, Double(batch) / best, flops / best / 1e9, mm, nn, kk, sgemmGF, 100 * flops / best / 1e9 / sgemmGF))
+            print(String(format: "coto forward: %@ batch %d x %d tokens: %.4f s = %.1f sequences/s, %.1f GFLOP/s (plain sgemm %dx%dx%d: %.1f GFLOP/s; %.0f%%); median of %d, min %.4f, max %.4f",
+                         m.modelType, batch, length, best, Double(batch) / best, flops / best / 1e9, mm, nn, kk, sgemmGF, 100 * flops / best / 1e9 / sgemmGF,
+                         times.count, times.first!, times.last!))
         }
     }
 

@@ -150,6 +150,34 @@ final class Tmp {
         #expect(try Adapter.load(t.path + "/s.safetensors").modules.allSatisfy { $0.rank == 3 })
     }
 
+    /// A HiRA adapter with a label list through the commands: convert (dir → file → dir), merge, prune; each
+    /// output reloads as HiRA with the labels; merging it with a LoRA adapter is one error line.
+    @Test func hiraAndLabelsSurviveConvertMergeAndPrune() throws {
+        let t = Tmp()
+        var h = try Adapter.load(CLI.fixture("peft/bert-lora"))
+        h.variant = .hira
+        h.labels = ["neg", "neu", "pos"]
+        try h.save(to: t.path + "/h")
+        #expect(FileManager.default.fileExists(atPath: t.path + "/h/coto_adapter.json"))
+        let steps: [(String, [String], String)] = [
+            ("coto-convert", [t.path + "/h", "-o", t.path + "/h.safetensors"], t.path + "/h.safetensors"),
+            ("coto-convert", [t.path + "/h.safetensors", "-o", t.path + "/h2"], t.path + "/h2"),
+            ("coto-merge", [t.path + "/h", t.path + "/h2", "--lambda", "0.3", "-o", t.path + "/m"], t.path + "/m"),
+            ("coto-merge", [t.path + "/h", t.path + "/h2", "--method", "task-arithmetic", "-o", t.path + "/ta.safetensors"], t.path + "/ta.safetensors"),
+            ("coto-prune", [t.path + "/h", "--sparsity", "0.5", "-o", t.path + "/p"], t.path + "/p"),
+        ]
+        for (tool, args, out) in steps {
+            let r = try CLI.run(tool, args)
+            #expect(r.status == 0, "\(tool) \(args): \(r.err)")
+            let back = try Adapter.load(out)
+            #expect(back.variant == .hira, "\(out) reloads as \(back.variant)")
+            #expect(back.labels == h.labels, "\(out) labels \(back.labels ?? [])")
+        }
+        let r = try CLI.run("coto-merge", [t.path + "/h", CLI.fixture("peft/bert-lora"), "-o", t.path + "/mixed"])
+        #expect(r.status == 1 && r.err.hasPrefix("error: ") && r.err.contains("HiRA") && r.err.split(separator: "\n").count == 1, "\(r.err)")
+        #expect(!FileManager.default.fileExists(atPath: t.path + "/mixed"))
+    }
+
     @Test func dareWithTheSameSeedWritesIdenticalBytes() throws {
         let t = Tmp()
         let a = CLI.fixture("peft/merge-a"), b = CLI.fixture("peft/merge-b")

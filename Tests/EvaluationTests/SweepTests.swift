@@ -3,6 +3,7 @@ import Foundation
 import CZlib
 @testable import Evaluation
 import Model
+import Operators
 import Checkpoint
 import Numerics
 import TestSupport
@@ -124,6 +125,27 @@ enum EFx {
         #expect(abs(Sweeps.barrier([(0, 0.8), (0.5, 0.6), (1, 0.9)])! - 0.25) < 1e-12)
         #expect(Sweeps.barrier([(0, 0.8), (0.5, 0.9), (1, 0.8)])! == 0)
         #expect(Sweeps.parseGrid("0:1:0.1")!.count == 11 && Sweeps.parseGrid("0,0.5,1") == [0, 0.5, 1] && Sweeps.parseGrid("1:0:0.1") == nil)
+    }
+
+    /// HiRA inputs: every interior point of the path runs as HiRA (the merged adapter keeps the variant), so
+    /// the midpoint equals evaluating the interpolated factors attached as HiRA, not as LoRA.
+    @Test func interpolationOfHiRAAdaptersRunsEveryPointAsHiRA() throws {
+        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ev = try EFx.evaluator()
+        let data = try ev.prepare(try EFx.data(in: dir))
+        var (a, b) = try EFx.pair()
+        for i in a.modules.indices { a.modules[i].b.tensor = 30 * a.modules[i].b.tensor; b.modules[i].b.tensor = 30 * b.modules[i].b.tensor }
+        a.variant = .hira; b.variant = .hira
+        let r = try Sweeps.interpolate(ev, a: a, b: b, data: data, grid: [0, 0.5, 1], name: "t")
+        let mid = EFx.points(r)[1]
+        let merged = try Interpolate().merge([a, b], options: MergeOptions(weights: [0.5, 0.5]), progress: nil)
+        #expect(merged.variant == .hira)
+        try ev.load(merged); let asHiRA = try ev.score(data, labels: data.dataLabels)
+        var lora = merged
+        lora.variant = .lora
+        try ev.load(lora); let asLoRA = try ev.score(data, labels: data.dataLabels)
+        #expect(abs(EFx.loss(mid) - asHiRA.loss) < 1e-9)
+        #expect(abs(asHiRA.loss - asLoRA.loss) > 1e-4, "the variant does not change the loss here: the test cannot tell them apart")
     }
 
     @Test func pruneAtSparsityZeroEqualsTheUnprunedAdapter() throws {
