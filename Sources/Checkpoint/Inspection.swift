@@ -127,6 +127,8 @@ public struct Inspection {
         ins.report.append(("lora_alpha", .double(c.loraAlpha)))
         ins.report.append(("use_rslora", .bool(c.useRslora)))
         ins.report.append(("use_dora", .bool(c.useDora)))
+        ins.report.append(("variant", .string(a.variant.rawValue)))
+        ins.report.append(("labels", a.labels.map { .array($0.map(JSON.string)) } ?? .null))
         ins.report.append(("fan_in_fan_out", .bool(c.fanInFanOut)))
         ins.report.append(("module_count", .int(a.modules.count)))
         ins.report.append(("parameter_count", .int(a.parameterCount)))

@@ -83,7 +83,8 @@ struct Convert: ParsableCommand {
                 throw CommandError(input, "--alpha applies to a bare adapter file only; this directory has adapter_config.json")
             }
             try adapter.save(to: output, dtype: outDType)
-            written = output.hasSuffix(".safetensors") ? [output] : [Adapter.weightsFile, Adapter.configFile]
+            written = output.hasSuffix(".safetensors") ? [output]
+                : [Adapter.weightsFile, Adapter.configFile, Adapter.labelsFile, Adapter.cotoFile].filter { FileSystem.exists(FileSystem.join(output, $0)) }
             if !quiet && !json && adapter.configOrigin.hasPrefix("inferred") {
                 Console.writeErr("note: \(input): config \(adapter.configOrigin)")
             }

@@ -68,7 +68,7 @@ struct Inspect: ParsableCommand {
         }
         switch ins.kind {
         case .adapter:
-            for k in ["config_origin", "base_model", "task_type", "r", "lora_alpha", "use_rslora", "use_dora", "module_count", "parameter_count", "layers"] { field(k) }
+            for k in ["config_origin", "base_model", "task_type", "r", "lora_alpha", "use_rslora", "use_dora", "variant", "labels", "module_count", "parameter_count", "layers"] { field(k) }
             let mods = r["modules"]?.arrayValue ?? []
             var rows: [[String]] = []
             for m in mods {
