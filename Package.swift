@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "coto-eval", targets: ["coto-eval"]),
         .executable(name: "coto-train", targets: ["coto-train"]),
         .executable(name: "coto-data", targets: ["coto-data"]),
+        .executable(name: "coto-extract", targets: ["coto-extract"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,7 +47,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coto-inspect", dependencies: ["CotoCLI", "Checkpoint"]),
-        .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint"]),
+        .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint", "Operators"]),
+        .executableTarget(name: "coto-extract", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-merge", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
         .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),

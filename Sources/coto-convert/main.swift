@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoint
 import CotoCLI
 import Numerics
+import Operators
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +20,11 @@ struct Convert: ParsableCommand {
           coto-convert runs/coto-s0 -o coto-s0.safetensors
           coto-convert lora.safetensors --alpha 16 -o lora-dir/
           coto-convert big-model/ --max-shard-size 2GB --dtype bf16 -o big-model-bf16/
+          coto-convert runs/dora --to-lora --base minilm/ --rank 16 -o runs/dora-as-lora
+
+        --to-lora (DoRA or HiRA adapter, needs --base): per module the best rank-k LoRA of the adapter's
+        effective change of the base weight (what coto-fuse would add), k = 2r unless --rank; the error of
+        each module is reported.
         """)
 
     @Argument(help: "Input checkpoint.")
@@ -36,6 +42,15 @@ struct Convert: ParsableCommand {
     @Option(help: "lora_alpha for a bare adapter file that carries no config (default: r).")
     var alpha: Double?
 
+    @Flag(help: "Turn a DoRA or HiRA adapter into plain LoRA (best rank-k approximation of its effective delta; needs --base).")
+    var toLora = false
+
+    @Option(help: "Base model directory (for --to-lora).")
+    var base: String?
+
+    @Option(help: "Rank of every converted module (for --to-lora; default: 2 x its rank).")
+    var rank: Int?
+
     @Flag(help: "Machine-readable JSON summary on stdout.")
     var json = false
 
@@ -52,6 +67,9 @@ struct Convert: ParsableCommand {
             throw ValidationError("--max-shard-size must be a size like 2GB, 500MB or 1000000 (got '\(s)')")
         }
         if let a = alpha, !(a.isFinite && a > 0) { throw ValidationError("--alpha must be a positive number") }
+        if toLora && base == nil { throw ValidationError("--to-lora needs --base (the model the adapter was trained on)") }
+        if !toLora && (base != nil || rank != nil) { throw ValidationError("--base and --rank go with --to-lora") }
+        if let k = rank, k < 1 { throw ValidationError("--rank must be at least 1 (got \(k))") }
     }
 
     var outDType: DType? { dtype == "keep" ? nil : DType(userName: dtype) }
@@ -61,6 +79,7 @@ struct Convert: ParsableCommand {
         try checkOutputNotInput(output, inputs: [input])
         var written: [String] = []
         var kind = ""
+        var conversion: [VariantConversion.Entry] = []
         if !FileSystem.isDirectory(input) && Inspection.isGGUF(input) {
             kind = "gguf"
             var conv = GGUFConverter(gguf: try GGUFFile(path: input))
@@ -78,9 +97,18 @@ struct Convert: ParsableCommand {
             bar.finish()
         } else if Adapter.isAdapter(path: input) || (!FileSystem.isDirectory(input) && input.hasSuffix(".safetensors") && (try? SafeTensorsFile(path: input)) == nil) {
             kind = "adapter"
-            let adapter = try Adapter.load(input, alpha: alpha)
+            var adapter = try Adapter.load(input, alpha: alpha)
             if FileSystem.isDirectory(input) && alpha != nil {
                 throw CommandError(input, "--alpha applies to a bare adapter file only; this directory has adapter_config.json")
+            }
+            if toLora, let b = base {
+                let (converted, entries) = try VariantConversion.toLoRA(adapter, base: try HFModelDir(path: b), rank: rank,
+                                                                        progress: operatorProgress(label: "converting", quiet: quiet || json))
+                adapter = converted
+                conversion = entries
+                if !quiet && !json {
+                    Console.writeErr(table(["module", "rank", "relative error"], entries.map { [$0.module, "\($0.rankBefore)→\($0.rank)", fmt($0.relativeError, 3)] }))
+                }
             }
             try adapter.save(to: output, dtype: outDType)
             written = output.hasSuffix(".safetensors") ? [output]
@@ -88,6 +116,8 @@ struct Convert: ParsableCommand {
             if !quiet && !json && adapter.configOrigin.hasPrefix("inferred") {
                 Console.writeErr("note: \(input): config \(adapter.configOrigin)")
             }
+        } else if toLora {
+            throw CommandError(input, "--to-lora converts an adapter; this is not one")
         } else if FileSystem.isDirectory(input) {
             kind = "model"
             written = try convertModelDir()
@@ -95,8 +125,15 @@ struct Convert: ParsableCommand {
             throw CommandError(input, "not a GGUF file, adapter or model directory; nothing to convert")
         }
         if json {
-            Console.writeOut(JSON.object([("input", .string(input)), ("kind", .string(kind)), ("output", .string(output)),
-                                          ("files", .array(written.map { .string($0) }))]).pretty)
+            var fields: [(String, JSON)] = [("input", .string(input)), ("kind", .string(kind)), ("output", .string(output)),
+                                            ("files", .array(written.map { .string($0) }))]
+            if toLora {
+                fields.append(("to_lora", .array(conversion.map { e in
+                    .object([("name", .string(e.module)), ("rank_before", .int(e.rankBefore)), ("rank", .int(e.rank)),
+                             ("delta_norm", .double(e.deltaNorm)), ("relative_error", .double(e.relativeError))])
+                })))
+            }
+            Console.writeOut(JSON.object(fields).pretty)
         } else if !quiet {
             Console.writeErr("wrote \(output): \(written.joined(separator: ", "))")
         }

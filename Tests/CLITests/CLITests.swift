@@ -43,7 +43,7 @@ final class Tmp {
 
 @Suite struct InspectCLITests {
     @Test func helpHasAnExampleAndExitsZero() throws {
-        for tool in ["coto-inspect", "coto-convert"] {
+        for tool in ["coto-inspect", "coto-convert", "coto-extract", "coto-merge", "coto-prune", "coto-fuse", "coto-train", "coto-eval", "coto-data"] {
             let r = try CLI.run(tool, ["--help"])
             #expect(r.status == 0)
             #expect(r.out.contains("Examples:"))
@@ -176,6 +176,38 @@ final class Tmp {
         let r = try CLI.run("coto-merge", [t.path + "/h", CLI.fixture("peft/bert-lora"), "-o", t.path + "/mixed"])
         #expect(r.status == 1 && r.err.hasPrefix("error: ") && r.err.contains("HiRA") && r.err.split(separator: "\n").count == 1, "\(r.err)")
         #expect(!FileManager.default.fileExists(atPath: t.path + "/mixed"))
+    }
+
+    /// coto-extract on a fused tiny BERT and coto-convert --to-lora on a DoRA adapter, as a user runs them.
+    @Test func extractAndToLoRACommands() throws {
+        let t = Tmp()
+        let bert = CLI.fixture("tiny-bert")
+        #expect(try CLI.run("coto-fuse", ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "-q", "-o", t.path + "/fused"]).status == 0)
+        var r = try CLI.run("coto-extract", ["--base", bert, "--tuned", t.path + "/fused", "--energy", "0.9999", "--json", "-o", t.path + "/x"])
+        #expect(r.status == 0, "\(r.err)")
+        let j = try JSON.parse(string: r.out)
+        let mods = j["report"]?["modules"]?.arrayValue ?? []
+        #expect(mods.count == 4)  // query and value of two layers (the head PEFT saved is the base's, unchanged)
+        #expect(mods.allSatisfy { ($0["relative_error"]?.doubleValue ?? 1) < 0.01 && ($0["rank"]?.intValue ?? 99) <= 4 })
+        #expect(j["report"]?["changed_not_extracted"]?.arrayValue?.isEmpty == true)
+        #expect((j["report"]?["unchanged"]?.arrayValue?.count ?? 0) >= 10)
+        #expect(try Adapter.load(t.path + "/x").modules.count == 4)
+        // Usage errors and a model that is not a fine-tune of the base.
+        #expect(try CLI.run("coto-extract", ["--base", bert, "--tuned", t.path + "/fused", "-o", t.path + "/y"]).status == 64)
+        #expect(try CLI.run("coto-extract", ["--base", bert, "--tuned", t.path + "/fused", "--rank", "2", "--energy", "0.5", "-o", t.path + "/y"]).status == 64)
+        r = try CLI.run("coto-extract", ["--base", bert, "--tuned", CLI.fixture("tiny-llama"), "--rank", "2", "-o", t.path + "/y"])
+        #expect(r.status == 1 && r.err.hasPrefix("error: ") && r.err.split(separator: "\n").count == 1, "\(r.err)")
+        #expect(!FileManager.default.fileExists(atPath: t.path + "/y"))
+        // DoRA -> LoRA.
+        r = try CLI.run("coto-convert", [CLI.fixture("peft/bert-dora"), "--to-lora", "--base", bert, "--rank", "16", "--json", "-o", t.path + "/l"])
+        #expect(r.status == 0, "\(r.err)")
+        let conv = try JSON.parse(string: r.out)["to_lora"]?.arrayValue ?? []
+        #expect(conv.count == 4 && conv.allSatisfy { ($0["relative_error"]?.doubleValue ?? 1) < 1e-5 })
+        let l = try Adapter.load(t.path + "/l")
+        #expect(l.variant == .lora && l.modules.allSatisfy { $0.magnitude == nil })
+        #expect(try CLI.run("coto-convert", [CLI.fixture("peft/bert-dora"), "--to-lora", "-o", t.path + "/m"]).status == 64)
+        r = try CLI.run("coto-convert", [CLI.fixture("peft/bert-lora"), "--to-lora", "--base", bert, "-o", t.path + "/m"])
+        #expect(r.status == 1 && r.err.contains("already a LoRA adapter"), "\(r.err)")
     }
 
     @Test func dareWithTheSameSeedWritesIdenticalBytes() throws {
