@@ -9,7 +9,8 @@ struct Convert: ParsableCommand {
         commandName: "coto-convert",
         abstract: "Convert checkpoints: GGUF -> Hugging Face dir; adapter dir <-> adapter file; reshard or recast a model dir.",
         discussion: """
-        INPUT kinds and what OUTPUT becomes:
+        INPUT kinds and what OUTPUT becomes (adapter -> OUTPUT.gguf: a llama.cpp LoRA adapter for --base BASE.gguf;
+        a llama.cpp LoRA adapter .gguf + --base BASE.gguf -> a PEFT adapter):
           model.gguf (llama)   -> OUTPUT directory: config.json, model.safetensors (dequantized), tokenizer.json, ...
           PEFT adapter dir     -> OUTPUT.safetensors (one file, config in its metadata) or another adapter dir
           adapter .safetensors -> OUTPUT dir (adapter_config.json + adapter_model.safetensors) or file
@@ -21,6 +22,8 @@ struct Convert: ParsableCommand {
           coto-convert lora.safetensors --alpha 16 -o lora-dir/
           coto-convert big-model/ --max-shard-size 2GB --dtype bf16 -o big-model-bf16/
           coto-convert runs/dora --to-lora --base minilm/ --rank 16 -o runs/dora-as-lora
+          coto-convert runs/smol-lora -o smol-lora.gguf --base SmolLM2-135M-Instruct.Q4_1.gguf    # for llama.cpp (--lora)
+          coto-convert smol-lora.gguf --base SmolLM2-135M-Instruct.Q4_1.gguf -o runs/smol-lora     # and back
 
         --to-lora (DoRA or HiRA adapter, needs --base): per module the best rank-k LoRA of the adapter's
         effective change of the base weight (what coto-fuse would add), k = 2r unless --rank; the error of
@@ -45,7 +48,7 @@ struct Convert: ParsableCommand {
     @Flag(help: "Turn a DoRA or HiRA adapter into plain LoRA (best rank-k approximation of its effective delta; needs --base).")
     var toLora = false
 
-    @Option(help: "Base model directory (for --to-lora).")
+    @Option(help: "Base model: a directory for --to-lora; the base GGUF for llama.cpp LoRA adapters (either direction).")
     var base: String?
 
     @Option(help: "Rank of every converted module (for --to-lora; default: 2 x its rank).")
@@ -68,7 +71,7 @@ struct Convert: ParsableCommand {
         }
         if let a = alpha, !(a.isFinite && a > 0) { throw ValidationError("--alpha must be a positive number") }
         if toLora && base == nil { throw ValidationError("--to-lora needs --base (the model the adapter was trained on)") }
-        if !toLora && (base != nil || rank != nil) { throw ValidationError("--base and --rank go with --to-lora") }
+        if !toLora && rank != nil { throw ValidationError("--rank goes with --to-lora") }
         if let k = rank, k < 1 { throw ValidationError("--rank must be at least 1 (got \(k))") }
     }
 
@@ -80,7 +83,14 @@ struct Convert: ParsableCommand {
         var written: [String] = []
         var kind = ""
         var conversion: [VariantConversion.Entry] = []
-        if !FileSystem.isDirectory(input) && Inspection.isGGUF(input) {
+        if !FileSystem.isDirectory(input) && Inspection.isGGUF(input), try GGUFFile(path: input)["general.type"]?.string == "adapter" {
+            // llama.cpp LoRA adapter -> PEFT adapter (dir or file).
+            kind = "gguf-adapter"
+            guard let b = base else { throw CommandError(input, "a llama.cpp LoRA adapter needs --base BASE.gguf (its q/k rows and names are the base's)") }
+            let adapter = try GGUFLoRA.read(input, base: try GGUFFile(path: b))
+            try adapter.save(to: output, dtype: outDType)
+            written = output.hasSuffix(".safetensors") ? [output] : [Adapter.weightsFile, Adapter.configFile]
+        } else if !FileSystem.isDirectory(input) && Inspection.isGGUF(input) {
             kind = "gguf"
             var conv = GGUFConverter(gguf: try GGUFFile(path: input))
             conv.dtype = outDType ?? .f32
@@ -110,9 +120,19 @@ struct Convert: ParsableCommand {
                     Console.writeErr(table(["module", "rank", "relative error"], entries.map { [$0.module, "\($0.rankBefore)→\($0.rank)", fmt($0.relativeError, 3)] }))
                 }
             }
-            try adapter.save(to: output, dtype: outDType)
-            written = output.hasSuffix(".safetensors") ? [output]
-                : [Adapter.weightsFile, Adapter.configFile, Adapter.labelsFile, Adapter.cotoFile].filter { FileSystem.exists(FileSystem.join(output, $0)) }
+            if output.hasSuffix(".gguf") {
+                // PEFT adapter -> llama.cpp LoRA adapter.
+                guard let b = base, Inspection.isGGUF(b) else {
+                    throw CommandError(output, "a llama.cpp LoRA adapter is written against its base: give --base BASE.gguf")
+                }
+                kind = "adapter-to-gguf"
+                try GGUFLoRA.write(adapter, base: try GGUFFile(path: b), to: output, dtype: outDType ?? .f32)
+                written = [output]
+            } else {
+                try adapter.save(to: output, dtype: outDType)
+                written = output.hasSuffix(".safetensors") ? [output]
+                    : [Adapter.weightsFile, Adapter.configFile, Adapter.labelsFile, Adapter.cotoFile].filter { FileSystem.exists(FileSystem.join(output, $0)) }
+            }
             if !quiet && !json && adapter.configOrigin.hasPrefix("inferred") {
                 Console.writeErr("note: \(input): config \(adapter.configOrigin)")
             }
