@@ -430,6 +430,53 @@ def tokenizer_refs(minilm_dir, smollm2_converted):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
+def verify_llamacpp_lora(gguf_path, converted_dir, coto_bin, work):
+    """llama.cpp itself (llama-cpp-python) runs SmolLM2 with adapters coto-convert wrote: the change of its
+    logits from the adapter against transformers + PEFT's on the dequantized base (which equals coto-eval's
+    forward to 1e-4, ForwardTests). LoRA and rsLoRA, mixed ranks (rank_pattern) on q, k, v, o and down."""
+    import subprocess, torch
+    from transformers import AutoModelForCausalLM
+    from peft import LoraConfig, get_peft_model, PeftModel
+    from llama_cpp import Llama
+    text = "The quick brown fox jumps over the lazy dog. Adapters change what a model says next, one token at a time."
+    for name, rslora in (("lora", False), ("rslora", True)):
+        torch.manual_seed(5)
+        base = AutoModelForCausalLM.from_pretrained(converted_dir, dtype=torch.float32).eval()
+        cfg = LoraConfig(r=8, lora_alpha=16, use_rslora=rslora, init_lora_weights=False,
+                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
+                         rank_pattern={"k_proj": 4, "down_proj": 2}, task_type="CAUSAL_LM")
+        m = get_peft_model(base, cfg)
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if "lora_B" in n:
+                    p.mul_(3.0)  # a change large enough to move the logits visibly
+        d = os.path.join(work, name)
+        m.save_pretrained(d)
+        g = os.path.join(work, name + ".gguf")
+        subprocess.run([os.path.join(coto_bin, "coto-convert"), d, "--base", gguf_path, "-q", "-o", g], check=True)
+        llm = Llama(model_path=gguf_path, n_ctx=256, logits_all=True, n_threads=2, verbose=False)
+        toks = llm.tokenize(text.encode(), add_bos=False)
+        def run(lora):
+            l = Llama(model_path=gguf_path, lora_path=lora, n_ctx=256, logits_all=True, n_threads=2, verbose=False) if lora else llm
+            l.reset(); l.eval(toks)
+            return np.array(l.scores[:len(toks)], dtype=np.float64)
+        lb, la = run(None), run(g)
+        ids = torch.tensor([toks])
+        with torch.no_grad():
+            tb = AutoModelForCausalLM.from_pretrained(converted_dir, dtype=torch.float32).eval()(ids).logits[0].double().numpy()
+            pm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(converted_dir, dtype=torch.float32).eval(), d).eval()
+            ta = pm(ids).logits[0].double().numpy()
+        dl, dt = la - lb, ta - tb
+        rel = np.linalg.norm(dl - dt) / np.linalg.norm(dt)
+        top_adapted = (la.argmax(-1) == ta.argmax(-1)).mean()
+        top_base = (lb.argmax(-1) == tb.argmax(-1)).mean()
+        changed = (ta.argmax(-1) != tb.argmax(-1)).mean()
+        print(f"{name}: {len(toks)} positions; |delta logits| (transformers+PEFT) {np.linalg.norm(dt):.1f}, adapter changes top-1 at "
+              f"{changed:.0%} of positions; llama.cpp delta vs transformers+PEFT delta: relative error {rel:.4f}; "
+              f"top-1 agreement with the adapter {top_adapted:.1%} (base alone: {top_base:.1%}); "
+              f"llama.cpp base vs dequantized base max |logit diff| {np.abs(lb - tb).max():.3f}")
+
+
 def gguf_tokenizer_ids(gguf_path):
     """Adds to tokenizer/corpus.jsonl the ids of transformers' own GGUF tokenizer for SmolLM2 (its GGUF ->
     tokenizer conversion, independent of ours): the field "bpe_transformers_gguf"."""
@@ -703,6 +750,8 @@ if __name__ == "__main__":
         verify_trained(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "gradients":
         gradients()
+    elif cmd == "verify-llamacpp-lora":
+        verify_llamacpp_lora(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == "gguf-tokenizer-ids":
         gguf_tokenizer_ids(sys.argv[2])
     elif cmd == "bias-alpha":
