@@ -430,10 +430,33 @@ def tokenizer_refs(minilm_dir, smollm2_converted):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
-def verify_llamacpp_lora(gguf_path, converted_dir, coto_bin, work):
+def f32_gguf(src, dst):
+    """The GGUF with every tensor dequantized to F32 (same metadata): a llama.cpp base whose weights are
+    exactly the dequantized ones transformers and coto run, so llama.cpp's own noise is all that is left."""
+    from gguf import GGUFReader, GGUFWriter, GGUFValueType
+    import gguf
+    r = GGUFReader(src)
+    w = GGUFWriter(dst, r.fields["general.architecture"].contents())
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name in ("general.architecture", "general.alignment"):
+            continue
+        if f.types[0] == GGUFValueType.ARRAY:
+            w.add_key_value(name, f.contents(), f.types[0], sub_type=f.types[-1])
+        else:
+            w.add_key_value(name, f.contents(), f.types[0])
+    for t in r.tensors:
+        a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        w.add_tensor(t.name, a.reshape([int(x) for x in reversed(t.shape)]))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+
+def verify_llamacpp_lora(gguf_path, converted_dir, coto_bin, work, mult=1.0):
     """llama.cpp itself (llama-cpp-python) runs SmolLM2 with adapters coto-convert wrote: the change of its
     logits from the adapter against transformers + PEFT's on the dequantized base (which equals coto-eval's
-    forward to 1e-4, ForwardTests). LoRA and rsLoRA, mixed ranks (rank_pattern) on q, k, v, o and down."""
+    forward to 1e-4, ForwardTests). LoRA and rsLoRA, mixed ranks (rank_pattern) on q, k, v, o and down
+    (TARGETS=... to choose). Use an F32 base GGUF (`f32-gguf`) to compare without the Q4_1 noise. Printed
+    beside the delta's error: how far the two systems' base logits are apart (the floor any comparison of
+    theirs has) and llama.cpp with the same adapter's B set to zero against llama.cpp without it."""
     import subprocess, torch
     from transformers import AutoModelForCausalLM
     from peft import LoraConfig, get_peft_model, PeftModel
@@ -443,24 +466,32 @@ def verify_llamacpp_lora(gguf_path, converted_dir, coto_bin, work):
         torch.manual_seed(5)
         base = AutoModelForCausalLM.from_pretrained(converted_dir, dtype=torch.float32).eval()
         cfg = LoraConfig(r=8, lora_alpha=16, use_rslora=rslora, init_lora_weights=False,
-                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
-                         rank_pattern={"k_proj": 4, "down_proj": 2}, task_type="CAUSAL_LM")
+                         target_modules=os.environ.get("TARGETS", "q_proj,k_proj,v_proj,o_proj,down_proj").split(","),
+                         rank_pattern={k: v for k, v in {"k_proj": 4, "down_proj": 2}.items() if k in os.environ.get("TARGETS", "k_proj,down_proj")}, task_type="CAUSAL_LM")
         m = get_peft_model(base, cfg)
         with torch.no_grad():
             for n, p in m.named_parameters():
                 if "lora_B" in n:
-                    p.mul_(3.0)  # a change large enough to move the logits visibly
+                    p.mul_(mult)  # how large a change (PEFT's init_lora_weights=False draws are small)
         d = os.path.join(work, name)
         m.save_pretrained(d)
         g = os.path.join(work, name + ".gguf")
         subprocess.run([os.path.join(coto_bin, "coto-convert"), d, "--base", gguf_path, "-q", "-o", g], check=True)
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if "lora_B" in n:
+                    p.zero_()
+        dz = os.path.join(work, name + "-zero")
+        m.save_pretrained(dz)
+        gz = os.path.join(work, name + "-zero.gguf")
+        subprocess.run([os.path.join(coto_bin, "coto-convert"), dz, "--base", gguf_path, "-q", "-o", gz], check=True)
         llm = Llama(model_path=gguf_path, n_ctx=256, logits_all=True, n_threads=2, verbose=False)
         toks = llm.tokenize(text.encode(), add_bos=False)
         def run(lora):
             l = Llama(model_path=gguf_path, lora_path=lora, n_ctx=256, logits_all=True, n_threads=2, verbose=False) if lora else llm
             l.reset(); l.eval(toks)
             return np.array(l.scores[:len(toks)], dtype=np.float64)
-        lb, la = run(None), run(g)
+        lb, la, lz = run(None), run(g), run(gz)
         ids = torch.tensor([toks])
         with torch.no_grad():
             tb = AutoModelForCausalLM.from_pretrained(converted_dir, dtype=torch.float32).eval()(ids).logits[0].double().numpy()
@@ -474,7 +505,9 @@ def verify_llamacpp_lora(gguf_path, converted_dir, coto_bin, work):
         print(f"{name}: {len(toks)} positions; |delta logits| (transformers+PEFT) {np.linalg.norm(dt):.1f}, adapter changes top-1 at "
               f"{changed:.0%} of positions; llama.cpp delta vs transformers+PEFT delta: relative error {rel:.4f}; "
               f"top-1 agreement with the adapter {top_adapted:.1%} (base alone: {top_base:.1%}); "
-              f"llama.cpp base vs dequantized base max |logit diff| {np.abs(lb - tb).max():.3f}")
+              f"llama.cpp base vs dequantized base max |logit diff| {np.abs(lb - tb).max():.3f}; "
+              f"|llama.cpp delta - reference delta| {np.linalg.norm(dl - dt):.2f}, against |llama.cpp base - reference base| "
+              f"{np.linalg.norm(lb - tb):.2f} and |llama.cpp with the zero adapter - without| {np.linalg.norm(lz - lb):.2f}")
 
 
 def gguf_tokenizer_ids(gguf_path):
@@ -750,8 +783,10 @@ if __name__ == "__main__":
         verify_trained(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "gradients":
         gradients()
+    elif cmd == "f32-gguf":
+        f32_gguf(sys.argv[2], sys.argv[3])
     elif cmd == "verify-llamacpp-lora":
-        verify_llamacpp_lora(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+        verify_llamacpp_lora(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]) if len(sys.argv) > 6 else 1.0)
     elif cmd == "gguf-tokenizer-ids":
         gguf_tokenizer_ids(sys.argv[2])
     elif cmd == "bias-alpha":
