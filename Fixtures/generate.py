@@ -430,6 +430,43 @@ def tokenizer_refs(minilm_dir, smollm2_converted):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
+def mergekit_breadcrumbs():
+    """Dense merged deltas of merge-a and merge-b computed with mergekit 0.1.5's own code: its
+    `magnitude_outliers` sparsification and `get_mask` sign consensus, combined as its
+    GeneralizedTaskArithmeticMerge.merge_group does (breadcrumbs: no normalize, no rescale)."""
+    import torch
+    from safetensors.torch import save_file
+    from mergekit.sparsify import magnitude_outliers
+    from mergekit.merge_methods.generalized_task_arithmetic import get_mask
+
+    def deltas(name):
+        d = os.path.join(ROOT, "peft", name)
+        cfg = json.load(open(os.path.join(d, "adapter_config.json")))
+        from safetensors.torch import load_file
+        t = load_file(os.path.join(d, "adapter_model.safetensors"))
+        out = {}
+        for k in t:
+            if k.endswith(".lora_A.weight"):
+                m = k[len("base_model.model."):-len(".lora_A.weight")]
+                out[m] = (cfg["lora_alpha"] / cfg["r"]) * (t[k.replace("lora_A", "lora_B")] @ t[k])
+        return out
+    da, db = deltas("merge-a"), deltas("merge-b")
+    res = {}
+    for case, weights, ties in (("breadcrumbs", [0.7, 0.3], False), ("breadcrumbs_ties", [1.0, 0.6], True)):
+        for m in sorted(set(da) | set(db)):
+            ds = [d.get(m, torch.zeros_like(next(iter(da.values())))) for d in (da, db)]
+            sp = torch.stack([magnitude_outliers(x.clone(), density=0.5, gamma=0.1) for x in ds])
+            w = torch.tensor(weights, dtype=sp.dtype).view(-1, 1, 1)
+            sp = sp * w
+            if ties:
+                mixed = (sp * get_mask(sp, method="sum", mask_dtype=sp.dtype)).sum(0)
+            else:
+                mixed = sp.sum(0)
+            res[f"{case}.{m}.delta"] = mixed.contiguous()
+    save_file(res, out("mergekit", "breadcrumbs.safetensors"),
+              metadata={"density": "0.5", "gamma": "0.1", "weights.breadcrumbs": "0.7,0.3", "weights.breadcrumbs_ties": "1.0,0.6"})
+
+
 def f32_gguf(src, dst):
     """The GGUF with every tensor dequantized to F32 (same metadata): a llama.cpp base whose weights are
     exactly the dequantized ones transformers and coto run, so llama.cpp's own noise is all that is left."""
@@ -783,6 +820,8 @@ if __name__ == "__main__":
         verify_trained(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "gradients":
         gradients()
+    elif cmd == "mergekit":
+        mergekit_breadcrumbs()
     elif cmd == "f32-gguf":
         f32_gguf(sys.argv[2], sys.argv[3])
     elif cmd == "verify-llamacpp-lora":

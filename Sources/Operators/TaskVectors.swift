@@ -12,6 +12,20 @@ public enum TaskVectors {
         return acc.map { Float($0) }
     }
 
+    /// mergekit's `magnitude_outliers`: with n entries, keep k = ⌊density·n⌋ of them, after dropping the
+    /// max(0, n − k − ⌊γ·n⌋) smallest by |x| (so about γ·n of the largest go too); density ≥ 1 keeps all.
+    /// Equal magnitudes are ordered by position (torch.sort leaves their order unspecified).
+    public static func magnitudeOutliers(_ t: [Float], density: Double, gamma: Double) -> [Float] {
+        guard density < 1 else { return t }
+        let n = t.count
+        let k = Int(density * Double(n)), top = Int(gamma * Double(n))
+        let bottom = max(0, n - k - top)
+        let order = t.indices.sorted { (abs(t[$0]), $0) < (abs(t[$1]), $1) }
+        var out = [Float](repeating: 0, count: n)
+        for i in order[bottom..<min(n, bottom + k)] { out[i] = t[i] }
+        return out
+    }
+
     /// Keeps the k = int(density · n) largest magnitudes (density >= 1: unchanged), as `magnitude_based_pruning`.
     /// Equal magnitudes keep the lower index first.
     public static func magnitudePrune(_ t: [Float], density: Double) -> [Float] {
@@ -112,14 +126,34 @@ public enum TaskVectors {
     /// The combination functions of merge_utils: task_arithmetic, ties, dare_linear, dare_ties, magnitude_prune.
     public enum Combine: String, Sendable, CaseIterable {
         case taskArithmetic = "task_arithmetic", ties, dareLinear = "dare_linear", dareTies = "dare_ties", magnitudePrune = "magnitude_prune"
+        /// mergekit's Model Breadcrumbs (arXiv 2312.06795): each task vector loses its γ largest and its
+        /// smallest entries by magnitude (keeping ⌊density·n⌋), then Σ w_i·t_i; `_ties` adds mergekit's sign
+        /// consensus (the sign of Σ w_i·t_i, ties to +) over the weighted vectors, without normalizing.
+        case breadcrumbs, breadcrumbsTies = "breadcrumbs_ties"
 
         public var needsDensity: Bool { self != .taskArithmetic }
     }
 
     public static func combine(_ ts: [[Float]], weights: [Double], how: Combine, density: Double?, majority: MajoritySign,
-                               rng: inout SeededRNG) -> [Float] {
+                               gamma: Double = 0.01, rng: inout SeededRNG) -> [Float] {
         let d = density ?? 1
         switch how {
+        case .breadcrumbs:
+            return weightedSum(ts.map { magnitudeOutliers($0, density: d, gamma: gamma) }, weights)
+        case .breadcrumbsTies:
+            // mergekit's GeneralizedTaskArithmetic with consensus "sum": weights first, then the mask.
+            let wt = zip(ts, weights).map { t, w in t.map { Float(Double($0) * w) } }
+                .map { magnitudeOutliers($0, density: d, gamma: gamma) }
+            var out = [Float](repeating: 0, count: ts[0].count)
+            for j in out.indices {
+                var sum: Float = 0
+                for t in wt { sum += t[j] }
+                let sign: Float = sum >= 0 ? 1 : -1
+                var acc: Float = 0
+                for t in wt where (t[j] > 0 ? 1 : t[j] < 0 ? -1 : 0) == sign { acc += t[j] }
+                out[j] = acc
+            }
+            return out
         case .taskArithmetic:
             return weightedSum(ts, weights)
         case .magnitudePrune:

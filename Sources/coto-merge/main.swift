@@ -48,6 +48,9 @@ struct Merge: ParsableCommand {
     @Option(help: "Clamp SVD factors at this quantile (svd family).")
     var svdClamp: Double?
 
+    @Option(help: "breadcrumbs / breadcrumbs_ties: fraction of the largest-magnitude entries dropped as outliers (mergekit's gamma).")
+    var gamma = 0.01
+
     @Option(help: "Majority sign for ties: total or frequency.")
     var majoritySign = "total"
 
@@ -84,6 +87,7 @@ struct Merge: ParsableCommand {
         if let d = density, !(d >= 0 && d <= 1) { throw ValidationError("--density must be in [0, 1] (got \(d))") }
         if let k = rank, k < 1 { throw ValidationError("--rank must be at least 1 (got \(k))") }
         if let q = svdClamp, !(q >= 0 && q <= 1) { throw ValidationError("--svd-clamp must be a quantile in [0, 1] (got \(q))") }
+        guard gamma >= 0 && gamma < 1 else { throw ValidationError("--gamma must be in [0, 1) (got \(gamma))") }
         guard TaskVectors.MajoritySign(rawValue: majoritySign) != nil else { throw ValidationError("--majority-sign must be total or frequency") }
         guard MergeOptions.Heads(rawValue: heads) != nil else { throw ValidationError("--heads must be average, first or drop") }
         _ = try parseOutputDType(dtype)
@@ -99,6 +103,7 @@ struct Merge: ParsableCommand {
         o.density = density
         o.rank = rank
         o.svdClamp = svdClamp
+        o.gamma = gamma
         o.majoritySign = TaskVectors.MajoritySign(rawValue: majoritySign)!
         o.seed = seed
         o.heads = MergeOptions.Heads(rawValue: heads)!

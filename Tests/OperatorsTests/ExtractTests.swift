@@ -109,3 +109,40 @@ import Numerics
         if variant == "hira" { #expect(throws: MergeError.self) { try VariantConversion.toLoRA(plain, base: model) } }
     }
 }
+
+/// Merges beyond PEFT, against the reference implementation's own code on a small case.
+@Suite struct MergekitMethodTests {
+    /// breadcrumbs and breadcrumbs_ties as mergekit 0.1.5 computes them (Fixtures/generate.py mergekit: its
+    /// magnitude_outliers and get_mask on the dense deltas of merge-a and merge-b); our result at full rank
+    /// is the dense merge, so its s·B·A must equal mergekit's merged delta.
+    @Test(arguments: [("breadcrumbs", [0.7, 0.3]), ("breadcrumbs_ties", [1.0, 0.6])])
+    func breadcrumbsEqualsMergekit(method: String, weights: [Double]) throws {
+        let ref = try SafeTensorsFile(path: Fx.path("mergekit/breadcrumbs.safetensors"))
+        var o = MergeOptions(weights: weights)
+        o.density = 0.5
+        o.gamma = 0.1
+        o.rank = 16
+        let merged = try #require(MergeMethods.named(method)).merge([try Fx.adapter("merge-a"), try Fx.adapter("merge-b")], options: o, progress: nil)
+        let names = ref.names.filter { $0.hasPrefix(method + ".") && $0.hasSuffix(".delta") }
+        #expect(names.count == 6 && merged.modules.count == names.count)
+        for m in merged.modules {
+            let want = try ref.tensor("\(method).\(m.name).delta")
+            #expect(relErr(m.delta(), want) <= 1e-5, "\(method) \(m.name): \(relErr(m.delta(), want))")
+        }
+        // The outliers matter: without dropping them (gamma 0) the result is another one.
+        o.gamma = 0
+        let plain = try #require(MergeMethods.named(method)).merge([try Fx.adapter("merge-a"), try Fx.adapter("merge-b")], options: o, progress: nil)
+        #expect(relErr(plain.modules[0].delta(), try ref.tensor("\(method).\(plain.modules[0].name).delta")) > 1e-3)
+        // At the default rank (the inputs' r) it is the best rank-r approximation of that merge.
+        o.gamma = 0.1; o.rank = nil
+        let low = try #require(MergeMethods.named(method)).merge([try Fx.adapter("merge-a"), try Fx.adapter("merge-b")], options: o, progress: nil)
+        #expect(low.modules.allSatisfy { $0.rank == 4 })
+    }
+
+    @Test func magnitudeOutliersKeepsTheMiddle() {
+        let t: [Float] = [0.1, -5, 0.3, 2, -0.2, 9, 0.05, -1, 4, 0.7]   // |t| order: .05 .1 .2 .3 .7 1 2 4 5 9
+        // n 10, density 0.4 -> keep 4; gamma 0.2 -> drop the 2 largest (9, -5); bottom = 10 - 4 - 2 = 4.
+        #expect(TaskVectors.magnitudeOutliers(t, density: 0.4, gamma: 0.2) == [0, 0, 0, 2, 0, 0, 0, -1, 4, 0.7])
+        #expect(TaskVectors.magnitudeOutliers(t, density: 1, gamma: 0.2) == t)
+    }
+}

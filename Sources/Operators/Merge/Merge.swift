@@ -9,6 +9,8 @@ public struct MergeOptions: Sendable {
     public var density: Double? = nil
     public var rank: Int? = nil
     public var svdClamp: Double? = nil
+    /// breadcrumbs: the fraction of largest-magnitude entries dropped as outliers (mergekit's gamma).
+    public var gamma: Double = 0.01
     public var majoritySign: TaskVectors.MajoritySign = .total
     public var seed: UInt64 = 0
     public var heads: Heads = .average
@@ -47,6 +49,7 @@ public enum MergeMethods {
         TaskVectorMerge(.linear), TaskVectorMerge(.ties), TaskVectorMerge(.dareLinear), TaskVectorMerge(.dareTies),
         TaskVectorMerge(.magnitudePrune), Cat(),
         SVDMerge(.svd), SVDMerge(.tiesSVD), SVDMerge(.dareLinearSVD), SVDMerge(.dareTiesSVD), SVDMerge(.magnitudePruneSVD),
+        SVDMerge(.breadcrumbs), SVDMerge(.breadcrumbsTies),
     ]
     public static var names: [String] { all.map(\.name) }
     public static func named(_ n: String) -> MergeMethod? { all.first { $0.name == n } }
@@ -64,6 +67,7 @@ enum MergeSupport {
         if needsDensity && o.density == nil { throw MergeError(nil, "method \(method) needs --density") }
         if let k = o.rank, k < 1 { throw MergeError(nil, "--rank must be at least 1, got \(k)") }
         if let q = o.svdClamp, !(q >= 0 && q <= 1) { throw MergeError(nil, "--svd-clamp must be a quantile in [0, 1], got \(q)") }
+        if !(o.gamma >= 0 && o.gamma < 1) { throw MergeError(nil, "--gamma must be in [0, 1), got \(o.gamma)") }
         if !o.allowNonFinite {
             for a in inputs { try checkFinite(a, where: a.source) }
         }

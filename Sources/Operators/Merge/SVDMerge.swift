@@ -12,6 +12,8 @@ import Numerics
 public struct SVDMerge: MergeMethod {
     public enum Kind: String, Sendable {
         case svd, tiesSVD = "ties_svd", dareLinearSVD = "dare_linear_svd", dareTiesSVD = "dare_ties_svd", magnitudePruneSVD = "magnitude_prune_svd"
+        /// Beyond PEFT: mergekit's breadcrumbs on the dense deltas, then the same best rank-k factorization.
+        case breadcrumbs, breadcrumbsTies = "breadcrumbs_ties"
 
         var combine: TaskVectors.Combine {
             switch self {
@@ -20,6 +22,8 @@ public struct SVDMerge: MergeMethod {
             case .dareLinearSVD: return .dareLinear
             case .dareTiesSVD: return .dareTies
             case .magnitudePruneSVD: return .magnitudePrune
+            case .breadcrumbs: return .breadcrumbs
+            case .breadcrumbsTies: return .breadcrumbsTies
             }
         }
     }
@@ -50,7 +54,8 @@ public struct SVDMerge: MergeMethod {
                 }
                 let deltas = mods.map { $0.1.delta().data }
                 let merged = Tensor(shape: [m0.b.tensor.rows, m0.a.tensor.cols], data: TaskVectors.combine(
-                    deltas, weights: mods.map { o.weights[$0.0] }, how: kind.combine, density: o.density, majority: o.majoritySign, rng: &rng))
+                    deltas, weights: mods.map { o.weights[$0.0] }, how: kind.combine, density: o.density, majority: o.majoritySign,
+                    gamma: o.gamma, rng: &rng))
                 (b, a) = try SVDMerge.topK(merged, k: newRank, signsAsPEFT: o.svdClamp != nil)
             }
             (b, a) = LowRank.pad(b: b, a: a, to: newRank)
