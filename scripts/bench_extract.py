@@ -16,7 +16,7 @@ ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OP
 ENV["OMP_NUM_THREADS"] = "2"
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_operators import measure, make_adapter  # noqa: E402
+from bench_operators import measure, make_adapter, llama_linear_shapes  # noqa: E402
 
 
 def errors(base, tuned, adapter_dir):
@@ -55,14 +55,7 @@ def main():
     w = a.work
     os.makedirs(w, exist_ok=True)
     print(subprocess.run([f"{a.coto}/coto-bench", "blas-info"], env=ENV, capture_output=True, text=True).stdout.strip())
-    cfg = json.load(open(os.path.join(a.smollm2, "config.json")))
-    h, f, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
-    kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])
-    shapes = {}
-    for l in range(L):
-        for p, s in (("self_attn.q_proj", (h, h)), ("self_attn.k_proj", (kv, h)), ("self_attn.v_proj", (kv, h)), ("self_attn.o_proj", (h, h)),
-                     ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)), ("mlp.down_proj", (h, f))):
-            shapes[f"model.layers.{l}.{p}"] = s
+    shapes = llama_linear_shapes(a.smollm2)
     change = os.path.join(w, "rank32")
     make_adapter(change, shapes, 32, 7, 32)
     tuned = os.path.join(w, "tuned")

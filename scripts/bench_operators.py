@@ -44,6 +44,19 @@ def make_adapter(path, shapes, r, seed, alpha):
               open(os.path.join(path, "adapter_config.json"), "w"))
 
 
+def llama_linear_shapes(model_dir):
+    """{module path: (out, in)} of every linear layer of a LLaMA-style HF model directory."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    h, f, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])
+    shapes = {}
+    for l in range(L):
+        for p, s in (("self_attn.q_proj", (h, h)), ("self_attn.k_proj", (kv, h)), ("self_attn.v_proj", (kv, h)),
+                     ("self_attn.o_proj", (h, h)), ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)), ("mlp.down_proj", (h, f))):
+            shapes[f"model.layers.{l}.{p}"] = s
+    return shapes
+
+
 PEFT_MERGE = r"""
 import sys, time, torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -170,18 +183,7 @@ def main():
             print("    " + (chk.stdout.strip() or chk.stderr[-1000:]))
 
     if args.smollm2:
-        shapes = {}
-        cfg = json.load(open(os.path.join(args.smollm2, "config.json")))
-        h, f, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
-        kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])
-        for l in range(L):
-            shapes[f"model.layers.{l}.self_attn.q_proj"] = (h, h)
-            shapes[f"model.layers.{l}.self_attn.k_proj"] = (kv, h)
-            shapes[f"model.layers.{l}.self_attn.v_proj"] = (kv, h)
-            shapes[f"model.layers.{l}.self_attn.o_proj"] = (h, h)
-            shapes[f"model.layers.{l}.mlp.gate_proj"] = (f, h)
-            shapes[f"model.layers.{l}.mlp.up_proj"] = (f, h)
-            shapes[f"model.layers.{l}.mlp.down_proj"] = (h, f)
+        shapes = llama_linear_shapes(args.smollm2)
         ad = os.path.join(w, "smol-adapter")
         make_adapter(ad, shapes, 16, 3, 32)
         largest = max(os.path.getsize(os.path.join(args.smollm2, "model.safetensors")) and 0, 49152 * 576 * 4)
