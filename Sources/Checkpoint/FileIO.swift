@@ -136,6 +136,25 @@ public enum FileSystem {
         if unlink(path) != 0 && errno != ENOENT { throw CheckpointError(path, .io("cannot remove: \(errnoMessage())")) }
     }
 
+    /// A new private directory under $TMPDIR (or /tmp).
+    public static func makeTemporaryDirectory(prefix: String) throws -> String {
+        let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array(join(base, prefix + "XXXXXX").utf8CString)
+        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw CheckpointError(base, .io("cannot create a temporary directory: \(errnoMessage())"))
+        }
+        return String(cString: p)
+    }
+
+    /// Removes a directory tree we created (best effort: what cannot be removed stays).
+    public static func removeTree(_ path: String) {
+        for name in (try? listDirectory(path)) ?? [] {
+            let p = join(path, name)
+            if isDirectory(p) { removeTree(p) } else { unlink(p) }
+        }
+        rmdir(path)
+    }
+
     /// Same inode (so "output equals input" can be detected through links and relative paths).
     public static func sameFile(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()

@@ -142,6 +142,28 @@ public final class HFModelDir {
         }
     }
 
+    /// A GGUF model as an HF model directory without converting its weights: config.json, tokenizer.json,
+    /// tokenizer_config.json and generation_config.json are written into `sideFilesIn` (a directory the
+    /// caller owns and removes), the weights are the GGUF's, dequantized to Float32 on demand.
+    public init(gguf: GGUFFile, sideFilesIn dir: String) throws {
+        let conv = GGUFConverter(gguf: gguf)
+        let cfg = try conv.config()
+        try FileSystem.makeDirectory(dir)
+        var files: [(String, String)] = [("generation_config.json", conv.generationConfigJSON().pretty + "\n")]
+        if let t = try? conv.tokenizerJSON() {
+            files += [("tokenizer.json", t.compact), ("tokenizer_config.json", conv.tokenizerConfigJSON().pretty + "\n")]
+        }
+        for (name, text) in files { try AtomicFileWriter.write(text, to: FileSystem.join(dir, name)) }
+        let cfgText = cfg.pretty + "\n"
+        try AtomicFileWriter.write(cfgText, to: FileSystem.join(dir, "config.json"))
+        path = dir
+        configJSON = cfg
+        config = try ModelConfig.decode(Array(cfgText.utf8), path: gguf.path)
+        weights = try GGUFTensorStore(conv)
+        weightFiles = []
+        otherFiles = files.map(\.0).sorted()
+    }
+
     /// Tokenizer-related files present.
     public var tokenizerFiles: [String] {
         otherFiles.filter { ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json",

@@ -218,20 +218,13 @@ struct Train: ParsableCommand {
                                          ("tokens_per_second", .double(trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count)))]
         if let (s, acc, loss) = lastEval { metrics += [("dev_step", .int(s)), ("dev_accuracy", .double(acc)), ("dev_loss", .double(loss))] }
         try AtomicFileWriter.write(JSON.object(metrics).pretty + "\n", to: FileSystem.join(output, "metrics.json"))
-        if FileSystem.exists(ckpt) { try? removeTree(ckpt) }
+        if FileSystem.exists(ckpt) { FileSystem.removeTree(ckpt) }
         if out.json { Console.writeOut(JSON.object(metrics).pretty) }
         else if out.chatty {
             Console.writeErr("wrote \(output): \(trainer.modules.count) modules, \(trainer.step) steps" + (lastEval.map { String(format: ", dev accuracy %.4f", $0.1) } ?? ""))
         }
     }
 
-    func removeTree(_ path: String) throws {
-        for name in try FileSystem.listDirectory(path) {
-            let p = FileSystem.join(path, name)
-            if FileSystem.isDirectory(p) { try removeTree(p) } else { unlink(p) }
-        }
-        rmdir(path)
-    }
 }
 
 runCommand(Train.self)

@@ -2,7 +2,7 @@ import Testing
 import Foundation
 import TestSupport
 @testable import Operators
-import Checkpoint
+@testable import Checkpoint
 import Numerics
 
 /// LoRA extraction (coto-extract) and variant conversion (coto-convert --to-lora).
@@ -144,5 +144,35 @@ import Numerics
         // n 10, density 0.4 -> keep 4; gamma 0.2 -> drop the 2 largest (9, -5); bottom = 10 - 4 - 2 = 4.
         #expect(TaskVectors.magnitudeOutliers(t, density: 0.4, gamma: 0.2) == [0, 0, 0, 2, 0, 0, 0, -1, 4, 0.7])
         #expect(TaskVectors.magnitudeOutliers(t, density: 1, gamma: 0.2) == t)
+    }
+}
+
+/// coto-fuse onto a llama.cpp GGUF base (dequantized tensor by tensor, no converted copy on disk).
+@Suite struct GGUFBaseFuseTests {
+    @Test func fusingOntoTheGGUFEqualsFusingOntoItsConversion() throws {
+        #expect(FileManager.default.fileExists(atPath: TestPaths.smollm2), "run make setup")
+        let dir = NSTemporaryDirectory() + "coto-gguf-fuse-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let gguf = try GGUFFile(path: TestPaths.smollm2)
+        var rng = SeededRNG(seed: 3)
+        func t(_ r: Int, _ c: Int) -> Tensor { Tensor(shape: [r, c], data: (0..<(r * c)).map { _ in Float(rng.normal() * 0.05) }) }
+        let mods = [LoraModule(name: "model.layers.0.self_attn.q_proj", a: AdapterTensor(dtype: .f32, tensor: t(4, 576)), b: AdapterTensor(dtype: .f32, tensor: t(576, 4)), alpha: 8, scaling: 2),
+                    LoraModule(name: "model.layers.29.mlp.down_proj", a: AdapterTensor(dtype: .f32, tensor: t(4, 1536)), b: AdapterTensor(dtype: .f32, tensor: t(576, 4)), alpha: 8, scaling: 2)]
+        var c = LoraConfig(); c.r = 4; c.loraAlpha = 8
+        let adapter = Adapter(config: c, modules: mods, otherTensors: [], source: "test", configOrigin: "test")
+        let side = dir + "/side"
+        let base = try HFModelDir(gguf: gguf, sideFilesIn: side)
+        #expect(base.config.modelType == "llama" && base.otherFiles.contains("tokenizer.json"))
+        let report = try Fuser.fuse(base: base, adapters: [adapter], options: FuseOptions(), to: dir + "/fused")
+        #expect(report.fusedModules.count == 2 && report.files.contains("config.json") && report.files.contains("tokenizer.json"))
+        let out = try HFModelDir(path: dir + "/fused")
+        #expect(out.weights.tensorNames.count == base.weights.tensorNames.count)
+        // Fused modules: the GGUF weight (dequantized, q rows un-permuted) + s·B·A; others: the dequantized weight.
+        let q = GGUFConverter.unpermute(try gguf.dequantize("blk.0.attn_q.weight"), heads: 9)
+        #expect(try out.weights.loadTensor("model.layers.0.self_attn.q_proj.weight").maxAbsDiff(q + mods[0].delta()) <= 1e-6)
+        #expect(try out.weights.loadTensor("model.layers.29.mlp.down_proj.weight").maxAbsDiff(try gguf.dequantize("blk.29.ffn_down.weight") + mods[1].delta()) <= 1e-6)
+        #expect(try out.weights.loadTensor("model.layers.3.mlp.up_proj.weight") == gguf.dequantize("blk.3.ffn_up.weight"))
+        #expect(try out.weights.loadTensor("model.layers.5.self_attn.k_proj.weight") == GGUFConverter.unpermute(try gguf.dequantize("blk.5.attn_k.weight"), heads: 3))
     }
 }
