@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import TestSupport
 import Checkpoint
+import Numerics
 
 /// Runs the built executables as a user would: exit codes, one-line errors, JSON output.
 enum CLI {
@@ -208,6 +209,41 @@ final class Tmp {
         #expect(try CLI.run("coto-convert", [CLI.fixture("peft/bert-dora"), "--to-lora", "-o", t.path + "/m"]).status == 64)
         r = try CLI.run("coto-convert", [CLI.fixture("peft/bert-lora"), "--to-lora", "--base", bert, "-o", t.path + "/m"])
         #expect(r.status == 1 && r.err.contains("already a LoRA adapter"), "\(r.err)")
+    }
+
+    /// llama.cpp LoRA adapters through coto-convert both ways, and coto-fuse onto the GGUF base itself.
+    @Test func ggufAdapterRoundTripAndFuseOntoAGGUFBase() throws {
+        let t = Tmp()
+        let base = TestPaths.smollm2
+        #expect(FileManager.default.fileExists(atPath: base), "run make setup")
+        var rng = SeededRNG(seed: 8)
+        func m(_ r: Int, _ c: Int) -> Tensor { Tensor(shape: [r, c], data: (0..<(r * c)).map { _ in Float(rng.normal() * 0.05) }) }
+        var c = LoraConfig(); c.r = 4; c.loraAlpha = 8; c.targetModules = .names(["q_proj", "v_proj"]); c.taskType = "CAUSAL_LM"
+        let a = Adapter(config: c, modules: [
+            LoraModule(name: "model.layers.0.self_attn.q_proj", a: AdapterTensor(dtype: .f32, tensor: m(4, 576)), b: AdapterTensor(dtype: .f32, tensor: m(576, 4)), alpha: 8, scaling: 2),
+            LoraModule(name: "model.layers.1.self_attn.v_proj", a: AdapterTensor(dtype: .f32, tensor: m(4, 576)), b: AdapterTensor(dtype: .f32, tensor: m(192, 4)), alpha: 8, scaling: 2),
+        ], otherTensors: [], source: "test", configOrigin: "test")
+        try a.save(to: t.path + "/a")
+        var r = try CLI.run("coto-convert", [t.path + "/a", "-o", t.path + "/a.gguf", "--base", base, "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try JSON.parse(string: r.out)["kind"]?.stringValue == "adapter-to-gguf")
+        r = try CLI.run("coto-convert", [t.path + "/a.gguf", "-o", t.path + "/back"])
+        #expect(r.status == 1 && r.err.hasPrefix("error: ") && r.err.contains("--base") && r.err.split(separator: "\n").count == 1, "\(r.err)")
+        r = try CLI.run("coto-convert", [t.path + "/a.gguf", "--base", base, "-o", t.path + "/back"])
+        #expect(r.status == 0, "\(r.err)")
+        let back = try Adapter.load(t.path + "/back")
+        #expect(back.modules.count == 2)
+        for (x, y) in zip(back.modules, a.modules) { #expect(x.name == y.name && x.delta().maxAbsDiff(y.delta()) <= 1e-6) }
+        // Fuse onto the Q4_1 GGUF directly: an HF directory with the derived files; the temporary side
+        // directory is gone afterwards.
+        let tmpBefore = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("coto-gguf-base-") }.count
+        r = try CLI.run("coto-fuse", ["--model", base, "--adapter", t.path + "/a", "-q", "-o", t.path + "/fused"])
+        #expect(r.status == 0, "\(r.err)")
+        for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"] {
+            #expect(FileManager.default.fileExists(atPath: t.path + "/fused/" + f), "\(f)")
+        }
+        let tmpAfter = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("coto-gguf-base-") }.count
+        #expect(tmpAfter == tmpBefore)
     }
 
     @Test func dareWithTheSameSeedWritesIdenticalBytes() throws {
