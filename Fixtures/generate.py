@@ -430,10 +430,10 @@ def tokenizer_refs(minilm_dir, smollm2_converted):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
-def mergekit_breadcrumbs():
-    """Dense merged deltas of merge-a and merge-b computed with mergekit 0.1.5's own code: its
-    `magnitude_outliers` sparsification and `get_mask` sign consensus, combined as its
-    GeneralizedTaskArithmeticMerge.merge_group does (breadcrumbs: no normalize, no rescale)."""
+def beyond_peft_merges():
+    """Dense merged deltas of the merge-* adapters computed by the reference implementations' own code:
+    mergekit 0.1.5's `magnitude_outliers` and `get_mask`, combined as its GeneralizedTaskArithmeticMerge.
+    merge_group does (breadcrumbs: no normalize, no rescale); Iso-C as the paper's `isotropic_sum`."""
     import torch
     from safetensors.torch import save_file
     from mergekit.sparsify import magnitude_outliers
@@ -463,7 +463,16 @@ def mergekit_breadcrumbs():
             else:
                 mixed = sp.sum(0)
             res[f"{case}.{m}.delta"] = mixed.contiguous()
-    save_file(res, out("mergekit", "breadcrumbs.safetensors"),
+    # Iso-C with the reference code's lines (danielm1405/iso-merging `isotropic_sum`): the sum of the three
+    # adapters' deltas, thin SVD, every singular value replaced by their mean.
+    dc = deltas("merge-c")
+    for m in sorted(set(da) | set(db) | set(dc)):
+        z = torch.zeros_like(next(iter(da.values())))
+        cum = da.get(m, z) + db.get(m, z) + dc.get(m, z)
+        u, sv, v = torch.linalg.svd(cum, full_matrices=False)
+        iso = torch.ones_like(sv) * sv.mean()
+        res[f"iso_c.{m}.delta"] = torch.linalg.multi_dot((u, torch.diag(iso), v)).contiguous()
+    save_file(res, out("beyond-peft", "merges.safetensors"),
               metadata={"density": "0.5", "gamma": "0.1", "weights.breadcrumbs": "0.7,0.3", "weights.breadcrumbs_ties": "1.0,0.6"})
 
 
@@ -820,8 +829,8 @@ if __name__ == "__main__":
         verify_trained(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "gradients":
         gradients()
-    elif cmd == "mergekit":
-        mergekit_breadcrumbs()
+    elif cmd == "beyond-peft":
+        beyond_peft_merges()
     elif cmd == "f32-gguf":
         f32_gguf(sys.argv[2], sys.argv[3])
     elif cmd == "verify-llamacpp-lora":

@@ -112,12 +112,12 @@ import Numerics
 
 /// Merges beyond PEFT, against the reference implementation's own code on a small case.
 @Suite struct MergekitMethodTests {
-    /// breadcrumbs and breadcrumbs_ties as mergekit 0.1.5 computes them (Fixtures/generate.py mergekit: its
+    /// breadcrumbs and breadcrumbs_ties as mergekit 0.1.5 computes them (Fixtures/generate.py beyond-peft: its
     /// magnitude_outliers and get_mask on the dense deltas of merge-a and merge-b); our result at full rank
     /// is the dense merge, so its s·B·A must equal mergekit's merged delta.
     @Test(arguments: [("breadcrumbs", [0.7, 0.3]), ("breadcrumbs_ties", [1.0, 0.6])])
     func breadcrumbsEqualsMergekit(method: String, weights: [Double]) throws {
-        let ref = try SafeTensorsFile(path: Fx.path("mergekit/breadcrumbs.safetensors"))
+        let ref = try SafeTensorsFile(path: Fx.path("beyond-peft/merges.safetensors"))
         var o = MergeOptions(weights: weights)
         o.density = 0.5
         o.gamma = 0.1
@@ -137,6 +137,38 @@ import Numerics
         o.gamma = 0.1; o.rank = nil
         let low = try #require(MergeMethods.named(method)).merge([try Fx.adapter("merge-a"), try Fx.adapter("merge-b")], options: o, progress: nil)
         #expect(low.modules.allSatisfy { $0.rank == 4 })
+    }
+
+    /// Iso-C against the paper's `isotropic_sum` lines on merge-a + merge-b + merge-c: where the sum has full
+    /// rank 16 and is well conditioned (σ_min/σ_max > 1e-4 in Float32; two of the four query/value modules)
+    /// the result is the reference's; everywhere it is isotropic on the sum's numerical span (key, only in
+    /// merge-b: rank 4).
+    @Test func isoCEqualsTheReferenceAtFullRankAndIsIsotropicOnTheSpan() throws {
+        let ref = try SafeTensorsFile(path: Fx.path("beyond-peft/merges.safetensors"))
+        let ins = [try Fx.adapter("merge-a"), try Fx.adapter("merge-b"), try Fx.adapter("merge-c")]
+        let merged = try #require(MergeMethods.named("iso_c")).merge(ins, options: MergeOptions(weights: [1, 1, 1]), progress: nil)
+        var full = 0
+        for m in merged.modules {
+            let rank = ins.compactMap { $0.modules.first { $0.name == m.name }?.rank }.reduce(0, +)
+            var sum = Tensor(zeros: [16, 16])
+            for a in ins { if let x = a.modules.first(where: { $0.name == m.name }) { sum = sum + x.delta() } }
+            let (_, ss, _) = try LAPACK.svd(sum)
+            let d = m.delta()
+            let (_, s, _) = try LAPACK.svd(d)
+            let nonzero = s.filter { $0 > s[0] * 1e-5 }
+            // Isotropic: every singular value on the span equals the mean.
+            #expect(nonzero.count <= min(rank, 16) && nonzero.count >= min(rank, 16) - 1, "\(m.name): \(s)")
+            #expect(nonzero.allSatisfy { abs($0 - nonzero[0]) <= 1e-4 * nonzero[0] }, "\(m.name): \(s)")
+            if rank >= 16 && ss[15] > 1e-4 * ss[0] {
+                full += 1
+                let want = try ref.tensor("iso_c.\(m.name).delta")
+                #expect(relErr(d, want) <= 1e-5, "\(m.name): \(relErr(d, want))")
+            }
+        }
+        #expect(full == 2)
+        // The common weight is the paper's α: it scales the result linearly.
+        let twice = try IsoC().merge(ins, options: MergeOptions(weights: [2, 2, 2]), progress: nil)
+        #expect(relErr(twice.modules[0].delta(), 2 * merged.modules[0].delta()) <= 1e-5)
     }
 
     @Test func magnitudeOutliersKeepsTheMiddle() {

@@ -1,0 +1,39 @@
+import Checkpoint
+import Numerics
+
+/// Iso-C, isotropic merging (Marczak et al., "No Task Left Behind", arXiv 2502.04959): the task-arithmetic
+/// sum Δ = Σ w_i s_i B_i A_i with its spectrum flattened, U·σ̄·Vᵀ where σ̄ is the mean singular value
+/// (the reference code: `torch.linalg.svd(Δ)`, `ones_like(s) * s.mean()`, `multi_dot(u, diag, v)`; the
+/// paper's α is the common weight, `--weights α,α,...`, default 1). Low-rank: Δ is never formed (QR of
+/// the stacked factors, SVD of the small core), and the isotropic spectrum is kept on Δ's own span: where
+/// Σ r_i ≥ min(out, in) this is exactly the reference; where the sum has lower rank the reference's thin
+/// SVD also spreads σ̄ (a mean diluted by the zero singular values) over directions the inputs never
+/// touched, whose basis is whatever LAPACK returns; here the mean is over the span's singular values and
+/// nothing is added outside it. Output rank: the numerical rank of Δ (singular values above 1e-6·σ_max;
+/// Float32 cannot resolve smaller ones, and the reference's direction for them is noise).
+public struct IsoC: MergeMethod {
+    public let name = "iso_c"
+    public init() {}
+
+    public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
+        try MergeSupport.check(inputs, o, method: name)
+        try MergeSupport.refuseDora(inputs, method: name)
+        let aligned = MergeSupport.aligned(inputs)
+        var modules: [LoraModule] = []
+        for (idx, (mname, mods)) in aligned.enumerated() {
+            progress?(.module(name: mname, index: idx, total: aligned.count))
+            let (cb, ca) = try Concat.factors(mods, weights: o.weights, source: inputs)
+            var (b, a, s) = try LowRank.truncate(b: cb, a: ca, k: cb.cols)   // B = Q_b·U·S, A = Vᵀ·Q_aᵀ
+            let top = s.first ?? 0
+            let k = max(1, min(b.cols, s.prefix { $0 > top * 1e-6 }.count))
+            let mean = s.prefix(k).reduce(0) { $0 + Double($1) } / Double(k)
+            var nb = Tensor(zeros: [b.rows, k]), na = Tensor(zeros: [k, a.cols])
+            for i in 0..<b.rows { for j in 0..<k { nb[i, j] = s[j] > 0 ? Float(Double(b[i, j]) / Double(s[j]) * mean) : 0 } }
+            for j in 0..<k { for c in 0..<a.cols { na[j, c] = a[j, c] } }
+            (b, a) = (nb, na)
+            modules.append(MergeSupport.unitModule(name: mname, b: b, a: a, bias: MergeSupport.mergedBias(mods, o.weights), like: mods[0].1, o: o))
+        }
+        let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
+        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, inputs: inputs, o: o, method: name)
+    }
+}
