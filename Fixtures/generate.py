@@ -472,6 +472,31 @@ def beyond_peft_merges():
         u, sv, v = torch.linalg.svd(cum, full_matrices=False)
         iso = torch.ones_like(sv) * sv.mean()
         res[f"iso_c.{m}.delta"] = torch.linalg.multi_dot((u, torch.diag(iso), v)).contiguous()
+    # TSV-M with the reference's steps (per-task thin SVD truncated to min(m, n) / T, concatenation, polar
+    # factors by SVD, U_perp diag(s) V_perp) on merge-c and merge-d (r = 8 = 16 / 2: every kept triplet is
+    # a real one). merge-d is made here (PEFT, seed 9, r 8, alpha 16 on query/value).
+    from transformers import BertForSequenceClassification
+    from peft import LoraConfig, get_peft_model
+    torch.manual_seed(9)
+    md = get_peft_model(BertForSequenceClassification.from_pretrained(os.path.join(ROOT, "tiny-bert")).eval(),
+                        LoraConfig(init_lora_weights=False, r=8, lora_alpha=16, target_modules=["query", "value"]))
+    dd = os.path.join(ROOT, "peft", "merge-d")
+    shutil.rmtree(dd, ignore_errors=True)
+    md.save_pretrained(dd)
+    for f in os.listdir(dd):
+        if f == "README.md":
+            os.remove(os.path.join(dd, f))
+    d4 = deltas("merge-d")
+    for m in sorted(dc):
+        mats = [dc[m], d4[m]]
+        decs = [torch.linalg.svd(x, full_matrices=False) for x in mats]
+        k = max(1, int(min(mats[0].shape) * (1 / len(mats))))
+        left = torch.cat([u[:, :k] for u, _, _ in decs], 1)
+        vals = torch.cat([s[:k] for _, s, _ in decs])
+        right = torch.cat([v[:k] for _, _, v in decs], 0)
+        lu, _, lv = torch.linalg.svd(left, full_matrices=False)
+        ru, _, rv = torch.linalg.svd(right, full_matrices=False)
+        res[f"tsv.{m}.delta"] = torch.linalg.multi_dot((lu @ lv, torch.diag(vals), ru @ rv)).contiguous()
     save_file(res, out("beyond-peft", "merges.safetensors"),
               metadata={"density": "0.5", "gamma": "0.1", "weights.breadcrumbs": "0.7,0.3", "weights.breadcrumbs_ties": "1.0,0.6"})
 

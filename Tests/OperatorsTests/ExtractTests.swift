@@ -171,6 +171,23 @@ import Numerics
         #expect(relErr(twice.modules[0].delta(), 2 * merged.modules[0].delta()) <= 1e-5)
     }
 
+    /// TSV-M against the reference's steps on merge-c + merge-d (rank 8 each = 16 / 2 tasks, so every kept
+    /// triplet is a real one): equal to 1e-5; the result's left and right factors are orthonormal.
+    @Test func tsvEqualsTheReference() throws {
+        let ref = try SafeTensorsFile(path: Fx.path("beyond-peft/merges.safetensors"))
+        let merged = try TSV().merge([try Fx.adapter("merge-c"), try Fx.adapter("merge-d")], options: MergeOptions(weights: [1, 1]), progress: nil)
+        #expect(merged.modules.count == 4)
+        for m in merged.modules {
+            let want = try ref.tensor("tsv.\(m.name).delta")
+            #expect(relErr(m.delta(), want) <= 1e-5, "\(m.name): \(relErr(m.delta(), want))")
+            let aat = BLAS.matmul(m.a.tensor, m.a.tensor, transB: true)   // A has orthonormal rows
+            for i in 0..<aat.rows { for j in 0..<aat.cols { #expect(abs(aat[i, j] - (i == j ? 1 : 0)) <= 1e-4) } }
+        }
+        // With the weights halved, the singular values halve and the directions stay.
+        let half = try TSV().merge([try Fx.adapter("merge-c"), try Fx.adapter("merge-d")], options: MergeOptions(weights: [0.5, 0.5]), progress: nil)
+        #expect(relErr(half.modules[0].delta(), 0.5 * merged.modules[0].delta()) <= 1e-5)
+    }
+
     @Test func magnitudeOutliersKeepsTheMiddle() {
         let t: [Float] = [0.1, -5, 0.3, 2, -0.2, 9, 0.05, -1, 4, 0.7]   // |t| order: .05 .1 .2 .3 .7 1 2 4 5 9
         // n 10, density 0.4 -> keep 4; gamma 0.2 -> drop the 2 largest (9, -5); bottom = 10 - 4 - 2 = 4.

@@ -49,7 +49,7 @@ public enum MergeMethods {
         TaskVectorMerge(.linear), TaskVectorMerge(.ties), TaskVectorMerge(.dareLinear), TaskVectorMerge(.dareTies),
         TaskVectorMerge(.magnitudePrune), Cat(),
         SVDMerge(.svd), SVDMerge(.tiesSVD), SVDMerge(.dareLinearSVD), SVDMerge(.dareTiesSVD), SVDMerge(.magnitudePruneSVD),
-        SVDMerge(.breadcrumbs), SVDMerge(.breadcrumbsTies), IsoC(),
+        SVDMerge(.breadcrumbs), SVDMerge(.breadcrumbsTies), IsoC(), TSV(),
     ]
     public static var names: [String] { all.map(\.name) }
     public static func named(_ n: String) -> MergeMethod? { all.first { $0.name == n } }

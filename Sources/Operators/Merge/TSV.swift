@@ -1,0 +1,65 @@
+import Checkpoint
+import Numerics
+
+/// TSV-M, task singular vectors merging (Gargiulo et al., CVPR 2025): per module, each task's delta
+/// Δ_i = w_i s_i B_i A_i keeps its top k singular triplets (k = ⌊min(out, in) / T⌋ for T tasks, as the
+/// reference's compression factor), the left and right singular vectors of all tasks are concatenated and
+/// each concatenation is replaced by its nearest orthogonal matrix (polar factor u·vᵀ of its thin SVD),
+/// and the merge is U_⊥ · diag(σ_cat) · V_⊥ᵀ. Low-rank: the per-task SVDs come from the factors (QR and a
+/// small core), the polar factors from the thin [out, K] and [K, in] concatenations; out×in is never
+/// formed. A task of rank r_i < k contributes its r_i nonzero triplets only (the reference's thin SVD of a
+/// rank-deficient delta also appends zero-σ triplets whose vectors are arbitrary yet enter the polar
+/// factors); with r_i ≥ k the result is the reference's. Output rank K = Σ k_i.
+public struct TSV: MergeMethod {
+    public let name = "tsv"
+    public init() {}
+
+    public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
+        try MergeSupport.check(inputs, o, method: name)
+        try MergeSupport.refuseDora(inputs, method: name)
+        let aligned = MergeSupport.aligned(inputs)
+        var modules: [LoraModule] = []
+        for (idx, (mname, mods)) in aligned.enumerated() {
+            progress?(.module(name: mname, index: idx, total: aligned.count))
+            let m0 = mods[0].1
+            let out = m0.b.tensor.rows, inF = m0.a.tensor.cols
+            let k = max(1, min(out, inF) / inputs.count)
+            var us: [Tensor] = [], vs: [Tensor] = [], sigma: [Float] = []
+            for (i, m) in mods {
+                guard m.b.tensor.rows == out, m.a.tensor.cols == inF, m.isEmbedding == m0.isEmbedding else {
+                    throw MergeError(inputs[i].source, "module '\(mname)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(out)x\(inF)")
+                }
+                let scaled = Float(o.weights[i] * m.scaling) * m.b.tensor
+                let (b, a, s) = try LowRank.truncate(b: scaled, a: m.a.tensor, k: k)   // b = U_k·S_k, a = V_kᵀ
+                let top = s.first ?? 0
+                let kk = min(b.cols, s.prefix { $0 > top * 1e-6 }.count)
+                guard kk > 0 else { continue }
+                var u = Tensor(zeros: [out, kk]), v = Tensor(zeros: [kk, inF])
+                for r in 0..<out { for j in 0..<kk { u[r, j] = b[r, j] / s[j] } }
+                for j in 0..<kk { for c in 0..<inF { v[j, c] = a[j, c] } }
+                us.append(u); vs.append(v); sigma += s.prefix(kk)
+            }
+            guard !sigma.isEmpty else { continue }
+            let K = sigma.count
+            var uCat = Tensor(zeros: [out, K]), vCat = Tensor(zeros: [K, inF])
+            var off = 0
+            for (u, v) in zip(us, vs) {
+                for r in 0..<out { for j in 0..<u.cols { uCat[r, off + j] = u[r, j] } }
+                for j in 0..<v.rows { for c in 0..<inF { vCat[off + j, c] = v[j, c] } }
+                off += u.cols
+            }
+            var b = try TSV.polar(uCat)                  // [out, K]
+            let a = try TSV.polar(vCat)                  // [K, in]
+            for r in 0..<out { for j in 0..<K { b[r, j] *= sigma[j] } }
+            modules.append(MergeSupport.unitModule(name: mname, b: b, a: a, bias: MergeSupport.mergedBias(mods, o.weights), like: m0, o: o))
+        }
+        let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
+        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, inputs: inputs, o: o, method: name)
+    }
+
+    /// The nearest matrix with orthonormal columns (or rows): u·vᵀ of the thin SVD u·s·vᵀ.
+    static func polar(_ m: Tensor) throws -> Tensor {
+        let (u, _, vt) = try LAPACK.svd(m)
+        return BLAS.matmul(u, vt)
+    }
+}
