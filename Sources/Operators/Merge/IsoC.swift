@@ -16,24 +16,16 @@ public struct IsoC: MergeMethod {
     public init() {}
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
-        try MergeSupport.check(inputs, o, method: name)
-        try MergeSupport.refuseDora(inputs, method: name)
-        let aligned = MergeSupport.aligned(inputs)
-        var modules: [LoraModule] = []
-        for (idx, (mname, mods)) in aligned.enumerated() {
-            progress?(.module(name: mname, index: idx, total: aligned.count))
+        try MergeSupport.perModule(inputs, o, method: name, progress: progress) { _, mods in
             let (cb, ca) = try Concat.factors(mods, weights: o.weights, source: inputs)
-            var (b, a, s) = try LowRank.truncate(b: cb, a: ca, k: cb.cols)   // B = Q_b·U·S, A = Vᵀ·Q_aᵀ
+            let (b, a, s) = try LowRank.truncate(b: cb, a: ca, k: cb.cols)   // B = Q_b·U·S, A = Vᵀ·Q_aᵀ
             let top = s.first ?? 0
             let k = max(1, min(b.cols, s.prefix { $0 > top * 1e-6 }.count))
             let mean = s.prefix(k).reduce(0) { $0 + Double($1) } / Double(k)
             var nb = Tensor(zeros: [b.rows, k]), na = Tensor(zeros: [k, a.cols])
             for i in 0..<b.rows { for j in 0..<k { nb[i, j] = s[j] > 0 ? Float(Double(b[i, j]) / Double(s[j]) * mean) : 0 } }
             for j in 0..<k { for c in 0..<a.cols { na[j, c] = a[j, c] } }
-            (b, a) = (nb, na)
-            modules.append(MergeSupport.unitModule(name: mname, b: b, a: a, bias: MergeSupport.mergedBias(mods, o.weights), like: mods[0].1, o: o))
+            return (nb, na)
         }
-        let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
-        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, inputs: inputs, o: o, method: name)
     }
 }

@@ -201,6 +201,24 @@ enum MergeSupport {
         }
     }
 
+    /// The common shape of the factor-space merges (task arithmetic, Iso-C, TSV): checks, then per module
+    /// (name, the inputs that have it) the new factors (B [out, k], A [k, in]) at scaling 1, or nil to leave
+    /// the module out; biases, config, heads, variant and labels as every merge does.
+    static func perModule(_ inputs: [Adapter], _ o: MergeOptions, method: String, progress: ((OperatorProgress) -> Void)?,
+                          _ factors: (String, [(Int, LoraModule)]) throws -> (b: Tensor, a: Tensor)?) throws -> Adapter {
+        try check(inputs, o, method: method)
+        try refuseDora(inputs, method: method)
+        let modulesIn = aligned(inputs)
+        var modules: [LoraModule] = []
+        for (idx, (name, mods)) in modulesIn.enumerated() {
+            progress?(.module(name: name, index: idx, total: modulesIn.count))
+            guard let (b, a) = try factors(name, mods) else { continue }
+            modules.append(unitModule(name: name, b: b, a: a, bias: mergedBias(mods, o.weights), like: mods[0].1, o: o))
+        }
+        let config = fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
+        return try finish(modules, heads: try heads(inputs, o), config: config, inputs: inputs, o: o, method: method)
+    }
+
     /// The merged adapter: the inputs' variant (HiRA stays HiRA; DoRA follows the modules' magnitudes) and
     /// label list travel with it.
     static func finish(_ modules: [LoraModule], heads: [(String, AdapterTensor)], config: LoraConfig, inputs: [Adapter], o: MergeOptions,

@@ -15,12 +15,7 @@ public struct TSV: MergeMethod {
     public init() {}
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
-        try MergeSupport.check(inputs, o, method: name)
-        try MergeSupport.refuseDora(inputs, method: name)
-        let aligned = MergeSupport.aligned(inputs)
-        var modules: [LoraModule] = []
-        for (idx, (mname, mods)) in aligned.enumerated() {
-            progress?(.module(name: mname, index: idx, total: aligned.count))
+        try MergeSupport.perModule(inputs, o, method: name, progress: progress) { mname, mods in
             let m0 = mods[0].1
             let out = m0.b.tensor.rows, inF = m0.a.tensor.cols
             let k = max(1, min(out, inF) / inputs.count)
@@ -39,7 +34,7 @@ public struct TSV: MergeMethod {
                 for j in 0..<kk { for c in 0..<inF { v[j, c] = a[j, c] } }
                 us.append(u); vs.append(v); sigma += s.prefix(kk)
             }
-            guard !sigma.isEmpty else { continue }
+            guard !sigma.isEmpty else { return nil }
             let K = sigma.count
             var uCat = Tensor(zeros: [out, K]), vCat = Tensor(zeros: [K, inF])
             var off = 0
@@ -51,10 +46,8 @@ public struct TSV: MergeMethod {
             var b = try TSV.polar(uCat)                  // [out, K]
             let a = try TSV.polar(vCat)                  // [K, in]
             for r in 0..<out { for j in 0..<K { b[r, j] *= sigma[j] } }
-            modules.append(MergeSupport.unitModule(name: mname, b: b, a: a, bias: MergeSupport.mergedBias(mods, o.weights), like: m0, o: o))
+            return (b, a)
         }
-        let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
-        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, inputs: inputs, o: o, method: name)
     }
 
     /// The nearest matrix with orthonormal columns (or rows): u·vᵀ of the thin SVD u·s·vᵀ.

@@ -10,21 +10,14 @@ public struct TaskArithmetic: MergeMethod {
     public init() {}
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
-        try MergeSupport.check(inputs, o, method: name)
-        try MergeSupport.refuseDora(inputs, method: name)
-        let aligned = MergeSupport.aligned(inputs)
-        var modules: [LoraModule] = []
-        for (idx, (name, mods)) in aligned.enumerated() {
-            progress?(.module(name: name, index: idx, total: aligned.count))
+        try MergeSupport.perModule(inputs, o, method: name, progress: progress) { _, mods in
             var (b, a) = try Concat.factors(mods, weights: o.weights, source: inputs)
             if let k = o.rank, k < a.rows {
                 let t = try LowRank.truncate(b: b, a: a, k: k)
                 (b, a) = (t.b, t.a)
             }
-            modules.append(MergeSupport.unitModule(name: name, b: b, a: a, bias: MergeSupport.mergedBias(mods, o.weights), like: mods[0].1, o: o))
+            return (b, a)
         }
-        let config = MergeSupport.fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
-        return try MergeSupport.finish(modules, heads: try MergeSupport.heads(inputs, o), config: config, inputs: inputs, o: o, method: name)
     }
 }
 
