@@ -497,6 +497,41 @@ def beyond_peft_merges():
         lu, _, lv = torch.linalg.svd(left, full_matrices=False)
         ru, _, rv = torch.linalg.svd(right, full_matrices=False)
         res[f"tsv.{m}.delta"] = torch.linalg.multi_dot((lu @ lv, torch.diag(vals), ru @ rv)).contiguous()
+    # DELLA and DELLA-linear (mergekit's della_magprune through its `sparsify`, l1 rescale; consensus and
+    # normalize as merge_group does). Its Bernoulli draws are recorded (torch.bernoulli wrapped) with their
+    # probabilities, so the test can replay them.
+    from mergekit.sparsify import sparsify, SparsificationMethod, RescaleNorm
+    drawn = []
+    bernoulli = torch.bernoulli
+    def recording(p, *args, **kwargs):
+        m = bernoulli(p, *args, **kwargs)
+        drawn.append((p.clone(), m.clone()))
+        return m
+    torch.manual_seed(21)
+    torch.bernoulli = recording
+    try:
+        for case, weights, linear in (("della", [1.0, 0.6], False), ("della_linear", [0.7, 0.3], True)):
+            for m in sorted(set(da) | set(db)):
+                z = torch.zeros_like(next(iter(da.values())))
+                drawn.clear()
+                sp = torch.stack([sparsify(x.clone(), density=0.5, method=SparsificationMethod.della_magprune, epsilon=0.2,
+                                           rescale_norm=RescaleNorm.l1) for x in (da.get(m, z), db.get(m, z))])
+                for i, (p, msk) in enumerate(drawn):
+                    res[f"{case}.{m}.probs{i}"] = p.float().contiguous()
+                    res[f"{case}.{m}.mask{i}"] = msk.float().contiguous()
+                w = torch.tensor(weights, dtype=sp.dtype).view(-1, 1, 1)
+                sp = sp * w
+                if linear:
+                    mixed = sp.sum(0)
+                else:
+                    mask = get_mask(sp, method="sum", mask_dtype=sp.dtype)
+                    mixed = (sp * mask).sum(0)
+                    divisor = (w * mask).sum(0)
+                    divisor[divisor == 0] = 1
+                    mixed = mixed / divisor
+                res[f"{case}.{m}.delta"] = mixed.contiguous()
+    finally:
+        torch.bernoulli = bernoulli
     save_file(res, out("beyond-peft", "merges.safetensors"),
               metadata={"density": "0.5", "gamma": "0.1", "weights.breadcrumbs": "0.7,0.3", "weights.breadcrumbs_ties": "1.0,0.6"})
 

@@ -12,6 +12,48 @@ public enum TaskVectors {
         return acc.map { Float($0) }
     }
 
+    /// MagPrune's keep probabilities (mergekit `della_magprune`): per row of `cols` entries, rank r = 1…cols
+    /// by |x| (equal magnitudes by position), p = (density − ε) + 2ε·(r − 1)/(cols − 1).
+    static func dellaProbabilities(_ t: [Float], cols: Int, density: Double, epsilon: Double) -> [Double] {
+        var p = [Double](repeating: 0, count: t.count)
+        for start in stride(from: 0, to: t.count, by: cols) {
+            let idx = (start..<min(t.count, start + cols)).sorted { (abs(t[$0]), $0) < (abs(t[$1]), $1) }
+            let n = idx.count
+            for (r, i) in idx.enumerated() { p[i] = (density - epsilon) + (n > 1 ? Double(r) / Double(n - 1) : 0) * 2 * epsilon }
+        }
+        return p
+    }
+
+    /// DELLA as mergekit composes it: per task the MagPrune mask (`draw` turns probabilities into a 0/1 mask),
+    /// the masked task vector rescaled to the original L1 norm (unless either norm is below 1e-7), then
+    /// weighted; `linear`: their sum; else mergekit's sign consensus (sign of the weighted sum, ties to +)
+    /// and a division by the agreeing weights (normalize on, zero divisors taken as 1).
+    static func della(_ ts: [[Float]], weights: [Double], cols: Int, density: Double, epsilon: Double, linear: Bool,
+                      draw: ([Double]) -> [Float]) -> [Float] {
+        let n = ts[0].count
+        var wt: [[Float]] = []
+        for (t, w) in zip(ts, weights) {
+            var masked = t   // density >= 1: mergekit leaves the task vector as it is
+            if density < 1 {
+                let mask = draw(dellaProbabilities(t, cols: cols, density: density, epsilon: epsilon))
+                masked = zip(t, mask).map { $0 * $1 }
+                let before = t.reduce(Float(0)) { $0 + abs($1) }, after = masked.reduce(Float(0)) { $0 + abs($1) }
+                if before >= 1e-7 && after >= 1e-7 { let f = before / after; masked = masked.map { $0 * f } }
+            }
+            wt.append(masked.map { Float(Double($0) * w) })
+        }
+        if linear { return (0..<n).map { j in wt.reduce(Float(0)) { $0 + $1[j] } } }
+        var out = [Float](repeating: 0, count: n)
+        for j in 0..<n {
+            let sum = wt.reduce(Float(0)) { $0 + $1[j] }
+            let sign: Float = sum >= 0 ? 1 : -1
+            var acc: Float = 0, div: Float = 0
+            for (t, w) in zip(wt, weights) where (t[j] > 0 ? 1 : t[j] < 0 ? -1 : 0) == sign { acc += t[j]; div += Float(w) }
+            out[j] = acc / (div == 0 ? 1 : div)
+        }
+        return out
+    }
+
     /// mergekit's `magnitude_outliers`: with n entries, keep k = ⌊density·n⌋ of them, after dropping the
     /// max(0, n − k − ⌊γ·n⌋) smallest by |x| (so about γ·n of the largest go too); density ≥ 1 keeps all.
     /// Equal magnitudes are ordered by position (torch.sort leaves their order unspecified).
@@ -130,14 +172,22 @@ public enum TaskVectors {
         /// smallest entries by magnitude (keeping ⌊density·n⌋), then Σ w_i·t_i; `_ties` adds mergekit's sign
         /// consensus (the sign of Σ w_i·t_i, ties to +) over the weighted vectors, without normalizing.
         case breadcrumbs, breadcrumbsTies = "breadcrumbs_ties"
+        /// mergekit's DELLA (arXiv 2406.11617): MagPrune keeps each entry with a probability that rises with
+        /// its magnitude rank within its row, from density − ε to density + ε, then rescales the tensor to its
+        /// L1 norm; `della` adds the sign consensus and divides by the agreeing weights, `della_linear` sums.
+        case della, dellaLinear = "della_linear"
 
         public var needsDensity: Bool { self != .taskArithmetic }
     }
 
     public static func combine(_ ts: [[Float]], weights: [Double], how: Combine, density: Double?, majority: MajoritySign,
-                               gamma: Double = 0.01, rng: inout SeededRNG) -> [Float] {
+                               gamma: Double = 0.01, epsilon: Double = 0.15, cols: Int = 0, rng: inout SeededRNG) -> [Float] {
         let d = density ?? 1
         switch how {
+        case .della, .dellaLinear:
+            return della(ts, weights: weights, cols: cols > 0 ? cols : ts[0].count, density: d, epsilon: epsilon, linear: how == .dellaLinear) { probs in
+                probs.map { rng.uniformFloat() < Float($0) ? 1 : 0 }
+            }
         case .breadcrumbs:
             return weightedSum(ts.map { magnitudeOutliers($0, density: d, gamma: gamma) }, weights)
         case .breadcrumbsTies:

@@ -51,6 +51,9 @@ struct Merge: ParsableCommand {
     @Option(help: "breadcrumbs / breadcrumbs_ties: fraction of the largest-magnitude entries dropped as outliers (mergekit's gamma).")
     var gamma = 0.01
 
+    @Option(help: "della / della_linear: keep probabilities run from density - epsilon to density + epsilon (mergekit's epsilon).")
+    var epsilon = 0.15
+
     @Option(help: "Majority sign for ties: total or frequency.")
     var majoritySign = "total"
 
@@ -104,6 +107,7 @@ struct Merge: ParsableCommand {
         o.rank = rank
         o.svdClamp = svdClamp
         o.gamma = gamma
+        o.epsilon = epsilon
         o.majoritySign = TaskVectors.MajoritySign(rawValue: majoritySign)!
         o.seed = seed
         o.heads = MergeOptions.Heads(rawValue: heads)!

@@ -188,6 +188,37 @@ import Numerics
         #expect(relErr(half.modules[0].delta(), 0.5 * merged.modules[0].delta()) <= 1e-5)
     }
 
+    /// DELLA and DELLA-linear against mergekit's own `sparsify(..., della_magprune)` and merge_group steps,
+    /// replaying the Bernoulli masks it drew (recorded by the generator): same keep probabilities, same
+    /// merged delta. Then the merge end to end with our seeded RNG, and the epsilon bound.
+    @Test(arguments: [("della", [1.0, 0.6]), ("della_linear", [0.7, 0.3])])
+    func dellaEqualsMergekitWithItsDraws(method: String, weights: [Double]) throws {
+        let ref = try SafeTensorsFile(path: Fx.path("beyond-peft/merges.safetensors"))
+        let (a, b) = (try Fx.adapter("merge-a"), try Fx.adapter("merge-b"))
+        var compared = 0
+        for name in Set(a.modules.map(\.name) + b.modules.map(\.name)).sorted() {
+            let ds = [a, b].map { ad in ad.modules.first { $0.name == name }?.delta().data ?? [Float](repeating: 0, count: 256) }
+            var task = 0
+            let got = TaskVectors.della(ds, weights: weights, cols: 16, density: 0.5, epsilon: 0.2, linear: method == "della_linear") { probs in
+                defer { task += 1 }
+                let want = (try? ref.tensor("\(method).\(name).probs\(task)").data) ?? []
+                #expect(want.count == probs.count && zip(probs, want).allSatisfy { abs($0 - Double($1)) <= 1e-6 }, "\(name) task \(task): probabilities")
+                return (try? ref.tensor("\(method).\(name).mask\(task)").data) ?? []
+            }
+            #expect(task == 2)
+            let want = try ref.tensor("\(method).\(name).delta")
+            #expect(relErr(Tensor(shape: [16, 16], data: got), want) <= 1e-5, "\(method) \(name): \(relErr(Tensor(shape: [16, 16], data: got), want))")
+            compared += 1
+        }
+        #expect(compared == 6)
+        var o = MergeOptions(weights: weights)
+        o.density = 0.5; o.epsilon = 0.2; o.rank = 16; o.seed = 3
+        let merged = try #require(MergeMethods.named(method)).merge([a, b], options: o, progress: nil)
+        #expect(merged.modules.count == 6)
+        o.epsilon = 0.6
+        #expect(throws: MergeError.self) { try MergeMethods.named(method)!.merge([a, b], options: o, progress: nil) }
+    }
+
     @Test func magnitudeOutliersKeepsTheMiddle() {
         let t: [Float] = [0.1, -5, 0.3, 2, -0.2, 9, 0.05, -1, 4, 0.7]   // |t| order: .05 .1 .2 .3 .7 1 2 4 5 9
         // n 10, density 0.4 -> keep 4; gamma 0.2 -> drop the 2 largest (9, -5); bottom = 10 - 4 - 2 = 4.

@@ -11,6 +11,8 @@ public struct MergeOptions: Sendable {
     public var svdClamp: Double? = nil
     /// breadcrumbs: the fraction of largest-magnitude entries dropped as outliers (mergekit's gamma).
     public var gamma: Double = 0.01
+    /// della / della_linear: keep probabilities run from density − epsilon to density + epsilon (mergekit's).
+    public var epsilon: Double = 0.15
     public var majoritySign: TaskVectors.MajoritySign = .total
     public var seed: UInt64 = 0
     public var heads: Heads = .average
@@ -49,7 +51,7 @@ public enum MergeMethods {
         TaskVectorMerge(.linear), TaskVectorMerge(.ties), TaskVectorMerge(.dareLinear), TaskVectorMerge(.dareTies),
         TaskVectorMerge(.magnitudePrune), Cat(),
         SVDMerge(.svd), SVDMerge(.tiesSVD), SVDMerge(.dareLinearSVD), SVDMerge(.dareTiesSVD), SVDMerge(.magnitudePruneSVD),
-        SVDMerge(.breadcrumbs), SVDMerge(.breadcrumbsTies), IsoC(), TSV(),
+        SVDMerge(.breadcrumbs), SVDMerge(.breadcrumbsTies), SVDMerge(.della), SVDMerge(.dellaLinear), IsoC(), TSV(),
     ]
     public static var names: [String] { all.map(\.name) }
     public static func named(_ n: String) -> MergeMethod? { all.first { $0.name == n } }
@@ -68,6 +70,9 @@ enum MergeSupport {
         if let k = o.rank, k < 1 { throw MergeError(nil, "--rank must be at least 1, got \(k)") }
         if let q = o.svdClamp, !(q >= 0 && q <= 1) { throw MergeError(nil, "--svd-clamp must be a quantile in [0, 1], got \(q)") }
         if !(o.gamma >= 0 && o.gamma < 1) { throw MergeError(nil, "--gamma must be in [0, 1), got \(o.gamma)") }
+        if method.hasPrefix("della"), let d = o.density, d < 1, !(d - o.epsilon > 0 && d + o.epsilon < 1) {
+            throw MergeError(nil, "--epsilon \(o.epsilon) with --density \(d): density ± epsilon must stay inside (0, 1)")
+        }
         if !o.allowNonFinite {
             for a in inputs { try checkFinite(a, where: a.source) }
         }

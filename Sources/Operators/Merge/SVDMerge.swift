@@ -14,6 +14,8 @@ public struct SVDMerge: MergeMethod {
         case svd, tiesSVD = "ties_svd", dareLinearSVD = "dare_linear_svd", dareTiesSVD = "dare_ties_svd", magnitudePruneSVD = "magnitude_prune_svd"
         /// Beyond PEFT: mergekit's breadcrumbs on the dense deltas, then the same best rank-k factorization.
         case breadcrumbs, breadcrumbsTies = "breadcrumbs_ties"
+        /// Beyond PEFT: mergekit's DELLA and DELLA-linear (MagPrune) on the dense deltas, then rank k.
+        case della, dellaLinear = "della_linear"
 
         var combine: TaskVectors.Combine {
             switch self {
@@ -24,6 +26,8 @@ public struct SVDMerge: MergeMethod {
             case .magnitudePruneSVD: return .magnitudePrune
             case .breadcrumbs: return .breadcrumbs
             case .breadcrumbsTies: return .breadcrumbsTies
+            case .della: return .della
+            case .dellaLinear: return .dellaLinear
             }
         }
     }
@@ -55,7 +59,7 @@ public struct SVDMerge: MergeMethod {
                 let deltas = mods.map { $0.1.delta().data }
                 let merged = Tensor(shape: [m0.b.tensor.rows, m0.a.tensor.cols], data: TaskVectors.combine(
                     deltas, weights: mods.map { o.weights[$0.0] }, how: kind.combine, density: o.density, majority: o.majoritySign,
-                    gamma: o.gamma, rng: &rng))
+                    gamma: o.gamma, epsilon: o.epsilon, cols: m0.a.tensor.cols, rng: &rng))
                 (b, a) = try SVDMerge.topK(merged, k: newRank, signsAsPEFT: o.svdClamp != nil)
             }
             (b, a) = LowRank.pad(b: b, a: a, to: newRank)
