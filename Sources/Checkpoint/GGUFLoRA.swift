@@ -107,7 +107,11 @@ public enum GGUFLoRA {
     /// Reads a llama.cpp LoRA GGUF back into a PEFT adapter (module names as transformers names them for
     /// `base`'s architecture; q/k `lora_b` rows un-permuted; one scaling alpha / r per module).
     public static func read(_ path: String, base: GGUFFile) throws -> Adapter {
-        let f = try GGUFFile(path: path)
+        try read(try GGUFFile(path: path), base: base)
+    }
+
+    public static func read(_ f: GGUFFile, base: GGUFFile) throws -> Adapter {
+        let path = f.path
         guard f["general.type"]?.string == "adapter", f["adapter.type"]?.string == "lora" else {
             throw CheckpointError(path, .invalid("not a llama.cpp LoRA adapter (general.type = adapter, adapter.type = lora)"))
         }

@@ -16,6 +16,18 @@ public enum LowRank {
         return (newB, newA, s)
     }
 
+    /// The thin SVD of B·A on its numerical span (σ > 1e-6·σ_max; Float32 resolves no smaller ones), at most
+    /// `maxRank` triplets: U [out, k], σ (descending), Vᵀ [k, in]. Never forms out×in.
+    public static func span(b: Tensor, a: Tensor, maxRank: Int? = nil) throws -> (u: Tensor, s: [Float], vt: Tensor) {
+        let (us, vt, s) = try truncate(b: b, a: a, k: maxRank ?? b.cols)   // us = U·S
+        let top = s.first ?? 0
+        let k = min(us.cols, s.prefix { $0 > top * 1e-6 }.count)
+        var u = Tensor(zeros: [us.rows, k]), v = Tensor(zeros: [k, vt.cols])
+        for i in 0..<us.rows { for j in 0..<k { u[i, j] = us[i, j] / s[j] } }
+        for j in 0..<k { for c in 0..<vt.cols { v[j, c] = vt[j, c] } }
+        return (u, Array(s.prefix(k)), v)
+    }
+
     /// (U_k·S_k, V_kᵀ) from an SVD, k clamped to the number of singular values.
     public static func top(u: Tensor, s: [Float], vt: Tensor, k: Int) -> (Tensor, Tensor) {
         let kk = min(k, s.count)

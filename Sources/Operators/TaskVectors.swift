@@ -42,14 +42,23 @@ public enum TaskVectors {
             }
             wt.append(masked.map { Float(Double($0) * w) })
         }
-        if linear { return (0..<n).map { j in wt.reduce(Float(0)) { $0 + $1[j] } } }
-        var out = [Float](repeating: 0, count: n)
-        for j in 0..<n {
+        return linear ? (0..<n).map { j in wt.reduce(Float(0)) { $0 + $1[j] } } : signConsensus(wt, normalizeBy: weights)
+    }
+
+    /// mergekit's consensus "sum" over weighted task vectors: per entry, the values whose sign is that of
+    /// their sum (ties to +; zeros never agree) are added; with `normalizeBy`, divided by the sum of those
+    /// tasks' weights (a zero divisor taken as 1), as its `normalize` does.
+    static func signConsensus(_ wt: [[Float]], normalizeBy weights: [Double]?) -> [Float] {
+        var out = [Float](repeating: 0, count: wt[0].count)
+        for j in out.indices {
             let sum = wt.reduce(Float(0)) { $0 + $1[j] }
             let sign: Float = sum >= 0 ? 1 : -1
             var acc: Float = 0, div: Float = 0
-            for (t, w) in zip(wt, weights) where (t[j] > 0 ? 1 : t[j] < 0 ? -1 : 0) == sign { acc += t[j]; div += Float(w) }
-            out[j] = acc / (div == 0 ? 1 : div)
+            for (i, t) in wt.enumerated() where (t[j] > 0 ? 1 : t[j] < 0 ? -1 : 0) == sign {
+                acc += t[j]
+                div += Float(weights?[i] ?? 0)
+            }
+            out[j] = weights == nil ? acc : acc / (div == 0 ? 1 : div)
         }
         return out
     }
@@ -191,19 +200,9 @@ public enum TaskVectors {
         case .breadcrumbs:
             return weightedSum(ts.map { magnitudeOutliers($0, density: d, gamma: gamma) }, weights)
         case .breadcrumbsTies:
-            // mergekit's GeneralizedTaskArithmetic with consensus "sum": weights first, then the mask.
-            let wt = zip(ts, weights).map { t, w in t.map { Float(Double($0) * w) } }
-                .map { magnitudeOutliers($0, density: d, gamma: gamma) }
-            var out = [Float](repeating: 0, count: ts[0].count)
-            for j in out.indices {
-                var sum: Float = 0
-                for t in wt { sum += t[j] }
-                let sign: Float = sum >= 0 ? 1 : -1
-                var acc: Float = 0
-                for t in wt where (t[j] > 0 ? 1 : t[j] < 0 ? -1 : 0) == sign { acc += t[j] }
-                out[j] = acc
-            }
-            return out
+            // mergekit: sparsify, weight, then its sign consensus ("sum"), without normalizing.
+            let wt = zip(ts, weights).map { t, w in magnitudeOutliers(t, density: d, gamma: gamma).map { Float(Double($0) * w) } }
+            return signConsensus(wt, normalizeBy: nil)
         case .taskArithmetic:
             return weightedSum(ts, weights)
         case .magnitudePrune:

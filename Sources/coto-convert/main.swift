@@ -83,16 +83,17 @@ struct Convert: ParsableCommand {
         var written: [String] = []
         var kind = ""
         var conversion: [VariantConversion.Entry] = []
-        if !FileSystem.isDirectory(input) && Inspection.isGGUF(input), try GGUFFile(path: input)["general.type"]?.string == "adapter" {
+        let gguf = !FileSystem.isDirectory(input) && Inspection.isGGUF(input) ? try GGUFFile(path: input) : nil
+        if let g = gguf, g["general.type"]?.string == "adapter" {
             // llama.cpp LoRA adapter -> PEFT adapter (dir or file).
             kind = "gguf-adapter"
             guard let b = base else { throw CommandError(input, "a llama.cpp LoRA adapter needs --base BASE.gguf (its q/k rows and names are the base's)") }
-            let adapter = try GGUFLoRA.read(input, base: try GGUFFile(path: b))
+            let adapter = try GGUFLoRA.read(g, base: try GGUFFile(path: b))
             try adapter.save(to: output, dtype: outDType)
             written = output.hasSuffix(".safetensors") ? [output] : [Adapter.weightsFile, Adapter.configFile]
-        } else if !FileSystem.isDirectory(input) && Inspection.isGGUF(input) {
+        } else if let g = gguf {
             kind = "gguf"
-            var conv = GGUFConverter(gguf: try GGUFFile(path: input))
+            var conv = GGUFConverter(gguf: g)
             conv.dtype = outDType ?? .f32
             conv.maxShardSize = maxShardSize.flatMap(parseByteSize)
             let total = conv.gguf.tensors.count

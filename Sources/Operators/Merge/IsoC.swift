@@ -18,14 +18,10 @@ public struct IsoC: MergeMethod {
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
         try MergeSupport.perModule(inputs, o, method: name, progress: progress) { _, mods in
             let (cb, ca) = try Concat.factors(mods, weights: o.weights, source: inputs)
-            let (b, a, s) = try LowRank.truncate(b: cb, a: ca, k: cb.cols)   // B = Q_b·U·S, A = Vᵀ·Q_aᵀ
-            let top = s.first ?? 0
-            let k = max(1, min(b.cols, s.prefix { $0 > top * 1e-6 }.count))
-            let mean = s.prefix(k).reduce(0) { $0 + Double($1) } / Double(k)
-            var nb = Tensor(zeros: [b.rows, k]), na = Tensor(zeros: [k, a.cols])
-            for i in 0..<b.rows { for j in 0..<k { nb[i, j] = s[j] > 0 ? Float(Double(b[i, j]) / Double(s[j]) * mean) : 0 } }
-            for j in 0..<k { for c in 0..<a.cols { na[j, c] = a[j, c] } }
-            return (nb, na)
+            let (u, s, vt) = try LowRank.span(b: cb, a: ca)
+            guard !s.isEmpty else { return nil }
+            let mean = Float(s.reduce(0) { $0 + Double($1) } / Double(s.count))
+            return (mean * u, vt)
         }
     }
 }

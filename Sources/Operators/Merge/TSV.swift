@@ -24,15 +24,9 @@ public struct TSV: MergeMethod {
                 guard m.b.tensor.rows == out, m.a.tensor.cols == inF, m.isEmbedding == m0.isEmbedding else {
                     throw MergeError(inputs[i].source, "module '\(mname)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(out)x\(inF)")
                 }
-                let scaled = Float(o.weights[i] * m.scaling) * m.b.tensor
-                let (b, a, s) = try LowRank.truncate(b: scaled, a: m.a.tensor, k: k)   // b = U_k·S_k, a = V_kᵀ
-                let top = s.first ?? 0
-                let kk = min(b.cols, s.prefix { $0 > top * 1e-6 }.count)
-                guard kk > 0 else { continue }
-                var u = Tensor(zeros: [out, kk]), v = Tensor(zeros: [kk, inF])
-                for r in 0..<out { for j in 0..<kk { u[r, j] = b[r, j] / s[j] } }
-                for j in 0..<kk { for c in 0..<inF { v[j, c] = a[j, c] } }
-                us.append(u); vs.append(v); sigma += s.prefix(kk)
+                let (u, s, v) = try LowRank.span(b: Float(o.weights[i] * m.scaling) * m.b.tensor, a: m.a.tensor, maxRank: k)
+                guard !s.isEmpty else { continue }
+                us.append(u); vs.append(v); sigma += s
             }
             guard !sigma.isEmpty else { return nil }
             let K = sigma.count
