@@ -430,6 +430,16 @@ def tokenizer_refs(minilm_dir, smollm2_converted):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
+def peft_factors(name):
+    """{module: (scaling, B, A)} of a committed PEFT adapter directory (plain LoRA, one r and alpha)."""
+    from safetensors.torch import load_file
+    d = os.path.join(ROOT, "peft", name)
+    cfg = json.load(open(os.path.join(d, "adapter_config.json")))
+    t = load_file(os.path.join(d, "adapter_model.safetensors"))
+    return {k[len("base_model.model."):-len(".lora_A.weight")]: (cfg["lora_alpha"] / cfg["r"], t[k.replace("lora_A", "lora_B")], t[k])
+            for k in t if k.endswith(".lora_A.weight")}
+
+
 def beyond_peft_merges():
     """Dense merged deltas of the merge-* adapters computed by the reference implementations' own code:
     mergekit 0.1.5's `magnitude_outliers` and `get_mask`, combined as its GeneralizedTaskArithmeticMerge.
@@ -440,16 +450,7 @@ def beyond_peft_merges():
     from mergekit.merge_methods.generalized_task_arithmetic import get_mask
 
     def deltas(name):
-        d = os.path.join(ROOT, "peft", name)
-        cfg = json.load(open(os.path.join(d, "adapter_config.json")))
-        from safetensors.torch import load_file
-        t = load_file(os.path.join(d, "adapter_model.safetensors"))
-        out = {}
-        for k in t:
-            if k.endswith(".lora_A.weight"):
-                m = k[len("base_model.model."):-len(".lora_A.weight")]
-                out[m] = (cfg["lora_alpha"] / cfg["r"]) * (t[k.replace("lora_A", "lora_B")] @ t[k])
-        return out
+        return {m: s * (b @ a) for m, (s, b, a) in peft_factors(name).items()}
     da, db = deltas("merge-a"), deltas("merge-b")
     res = {}
     for case, weights, ties in (("breadcrumbs", [0.7, 0.3], False), ("breadcrumbs_ties", [1.0, 0.6], True)):
@@ -534,6 +535,109 @@ def beyond_peft_merges():
         torch.bernoulli = bernoulli
     save_file(res, out("beyond-peft", "merges.safetensors"),
               metadata={"density": "0.5", "gamma": "0.1", "weights.breadcrumbs": "0.7,0.3", "weights.breadcrumbs_ties": "1.0,0.6"})
+
+
+def svd_space_merges():
+    """KnOTS (gstoica27/KnOTS `SVDMerger` with `ties_masking` and `masked_merge`) and Core Space merging
+    (apanariello4/core-space-merging `MatrixPerLayerMerger`, merge_space "core") on merge-a, merge-b,
+    merge-c (ranks 4, 4, 8: mixed; key only in merge-b) and merge-c + merge-d (ranks 8, 8: TSV's per-task rank is a real one),
+    following the references' steps: float64 SVDs, their top-k rule (keep |x| >= the (d - int(d K))-th
+    smallest |x|), sign of the summed values with zeros given the majority sign, mean over the entries that
+    agree, and the scaling coefficient alpha applied as they apply it. A module an input lacks is a zero
+    delta (KnOTS) or left out of the stacks (Core). Written to beyond-peft/spaces.safetensors."""
+    import torch
+    from safetensors.torch import save_file
+
+    def factors(name):
+        return {m: ((s * b).double(), a.double()) for m, (s, b, a) in peft_factors(name).items()}
+
+    def topk_mask(rows, K):
+        # rows: [T, d]; the references' rule; K >= 1 keeps everything.
+        if K >= 1:
+            return torch.ones_like(rows, dtype=torch.bool)
+        d = rows.shape[1]
+        kth = rows.abs().kthvalue(d - int(d * K), dim=1, keepdim=True).values
+        return rows.abs() >= kth
+
+    def elect(pruned):
+        sign = torch.sign(pruned.sum(0))
+        sign[sign == 0] = torch.sign(sign.sum())
+        return torch.where(sign.unsqueeze(0) > 0, pruned > 0, pruned < 0)
+
+    def disjoint_mean(x):
+        count = (x != 0).sum(0).double()
+        return x.sum(0) / count.clamp(min=1)
+
+    res = {}
+    fa, fb, fc, fd = factors("merge-a"), factors("merge-b"), factors("merge-c"), factors("merge-d")
+    trio = (fa, fb, fc)
+    names = sorted(set(fa) | set(fb) | set(fc))
+    dim = 16
+
+    # KnOTS-TIES: per module the SVD of [dW_1 ... dW_T] (columns), sV_i = diag(s) V_i; one global vector per
+    # task over every module (sorted names); TIES masks on it; mean of alpha * masked over the nonzero ones.
+    for case, K, alpha in (("knots", 0.3, 0.8), ("knots_full", 1.0, 1.0)):
+        Us, blocks = {}, {}
+        for m in names:
+            ds = [(f[m][0] @ f[m][1]) if m in f else torch.zeros(dim, dim, dtype=torch.float64) for f in trio]
+            u, s, vh = torch.linalg.svd(torch.cat(ds, 1), full_matrices=False)
+            keep = s > 1e-5
+            u, s, vh = u[:, keep], s[keep], vh[keep]
+            Us[m] = u
+            # An input without the module has an exactly zero block (its SVD block is rounding noise, which
+            # the masked mean would count as a nonzero entry).
+            blocks[m] = [torch.diag(s) @ v if m in f else torch.zeros_like(v) for v, f in zip(torch.split(vh, dim, dim=1), trio)]
+        reps = torch.stack([torch.cat([blocks[m][i].reshape(-1) for m in names]) for i in range(3)])
+        pruned = reps * topk_mask(reps, K)
+        masked = pruned * elect(pruned)
+        merged = disjoint_mean(masked * alpha)
+        off = 0
+        for m in names:
+            n = blocks[m][0].numel()
+            sv = merged[off:off + n].reshape(blocks[m][0].shape)
+            off += n
+            res[f"{case}.{m}.delta"] = (Us[m] @ sv).float().contiguous()
+
+    # Core space: U_B of [B_1 ... B_T], V_A of [A_1; ...; A_T], M_i = U_B^T B_i A_i V_A^T; merge the M_i;
+    # delta = alpha * U_B M V_A.
+    def core(fs, m):
+        present = [f[m] for f in fs if m in f]
+        ub = torch.linalg.svd(torch.cat([b for b, _ in present], 1), full_matrices=False)[0]
+        va = torch.linalg.svd(torch.cat([a for _, a in present], 0), full_matrices=False)[2]
+        return ub, [ub.T @ b @ a @ va.T for b, a in present], va
+
+    def iso(x):
+        u, s, v = torch.linalg.svd(x, full_matrices=False)
+        return u @ torch.diag(torch.ones_like(s) * s.mean()) @ v
+
+    def tsv(ms):
+        T = len(ms)
+        decs = [torch.linalg.svd(x, full_matrices=False) for x in ms]
+        k = int(decs[0][1].shape[0] * (1 / T))
+        left = torch.cat([u[:, :k] for u, _, _ in decs], 1)
+        vals = torch.cat([s[:k] for _, s, _ in decs])
+        right = torch.cat([v[:k] for _, _, v in decs], 0)
+        lu, _, lv = torch.linalg.svd(left, full_matrices=False)
+        ru, _, rv = torch.linalg.svd(right, full_matrices=False)
+        return (lu @ lv) @ torch.diag(vals) @ (ru @ rv)
+
+    for case, fs, alpha in (("core", trio, 0.8), ("core_ties", trio, 0.8), ("core_iso_c", trio, 0.8), ("core_tsv", (fc, fd), 0.8)):
+        for m in sorted(set().union(*fs)):
+            ub, ms, va = core(fs, m)
+            if case == "core":
+                merged = sum(ms)
+            elif case == "core_ties":
+                flat = torch.stack([x.reshape(-1) for x in ms])
+                pruned = flat * topk_mask(flat, 0.4)
+                merged = disjoint_mean(pruned * elect(pruned)).reshape(ms[0].shape)
+            elif case == "core_iso_c":
+                merged = iso(sum(ms))
+            else:
+                merged = tsv(ms)
+            res[f"{case}.{m}.delta"] = (alpha * (ub @ merged @ va)).float().contiguous()
+    save_file(res, out("beyond-peft", "spaces.safetensors"),
+              metadata={"knots": "density 0.3, weights 0.8", "knots_full": "density 1, weights 1", "core": "weights 0.8",
+                        "core_ties": "density 0.4, weights 0.8", "core_iso_c": "weights 0.8", "core_tsv": "merge-c + merge-d, weights 0.8"})
 
 
 def f32_gguf(src, dst):
@@ -890,7 +994,9 @@ if __name__ == "__main__":
     elif cmd == "gradients":
         gradients()
     elif cmd == "beyond-peft":
-        beyond_peft_merges()
+        beyond_peft_merges(); svd_space_merges()
+    elif cmd == "svd-spaces":
+        svd_space_merges()
     elif cmd == "f32-gguf":
         f32_gguf(sys.argv[2], sys.argv[3])
     elif cmd == "verify-llamacpp-lora":

@@ -38,6 +38,18 @@ public enum LowRank {
         return (us, v)
     }
 
+    /// The first k columns of m.
+    public static func columns(_ m: Tensor, _ k: Int) -> Tensor {
+        var out = Tensor(zeros: [m.rows, k])
+        for i in 0..<m.rows { for j in 0..<k { out[i, j] = m[i, j] } }
+        return out
+    }
+
+    /// The first k rows of m.
+    public static func rows(_ m: Tensor, _ k: Int) -> Tensor {
+        Tensor(shape: [k, m.cols], data: Array(m.data.prefix(k * m.cols)))
+    }
+
     /// Pads factors with zero components up to rank k (B gains zero columns, A zero rows).
     public static func pad(b: Tensor, a: Tensor, to k: Int) -> (Tensor, Tensor) {
         let r = a.rows

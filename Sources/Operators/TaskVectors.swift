@@ -174,6 +174,41 @@ public enum TaskVectors {
         return out
     }
 
+    /// TIES as the KnOTS and Core Space references compute it (their `topk_values_mask`, `resolve_sign`,
+    /// masked mean): per task, with d entries, keep |x| ≥ the (d − ⌊d·density⌋)-th smallest |x| (density ≥ 1
+    /// keeps all; equal magnitudes at the threshold all stay); the elected sign of an entry is that of the
+    /// sum of the kept values, an exact zero taking the majority sign (the sign of the sum of all elected
+    /// signs); the values with the elected sign, weighted, are averaged over those that are nonzero. The
+    /// references weight every task by one coefficient; here task i has its own w_i.
+    static func svdSpaceTies(_ ts: [[Float]], density: Double, weights: [Double]) -> [Float] {
+        guard let n = ts.first?.count, n > 0 else { return [] }
+        let pruned: [[Float]] = ts.map { t in
+            guard density < 1 else { return t }
+            let keepAbove = n - Int(Double(n) * density)          // 1-based rank of the threshold, ascending
+            let threshold = kthLargest(t.map { abs($0) }, n - keepAbove + 1)
+            return t.map { abs($0) >= threshold ? $0 : 0 }
+        }
+        var elected = [Float](repeating: 0, count: n)
+        for j in 0..<n {
+            var sum: Double = 0
+            for t in pruned { sum += Double(t[j]) }
+            elected[j] = sum > 0 ? 1 : (sum < 0 ? -1 : 0)
+        }
+        let total = elected.reduce(0) { $0 + Int($1) }
+        let majority: Float = total > 0 ? 1 : (total < 0 ? -1 : 0)
+        for j in 0..<n where elected[j] == 0 { elected[j] = majority }
+        var out = [Float](repeating: 0, count: n)
+        for j in 0..<n {
+            var sum: Double = 0, count = 0
+            for (t, w) in zip(pruned, weights) where elected[j] > 0 ? t[j] > 0 : t[j] < 0 {
+                let v = Float(w) * t[j]
+                if v != 0 { sum += Double(v); count += 1 }
+            }
+            out[j] = Float(sum / Double(max(count, 1)))
+        }
+        return out
+    }
+
     /// The combination functions of merge_utils: task_arithmetic, ties, dare_linear, dare_ties, magnitude_prune.
     public enum Combine: String, Sendable, CaseIterable {
         case taskArithmetic = "task_arithmetic", ties, dareLinear = "dare_linear", dareTies = "dare_ties", magnitudePrune = "magnitude_prune"

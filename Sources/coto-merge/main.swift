@@ -17,6 +17,8 @@ struct Merge: ParsableCommand {
           task-arithmetic  exact Σ w_i s_i B_i A_i (concatenated factors), or its best rank-K (--rank)
           linear ties dare_linear dare_ties magnitude_prune cat svd ties_svd dare_linear_svd dare_ties_svd
           magnitude_prune_svd   peft 0.21 add_weighted_adapter, same math and resulting config (weights default 1)
+          breadcrumbs breadcrumbs_ties della della_linear   mergekit's, on the dense deltas, then top-k SVD
+          iso_c tsv knots core core_ties core_tsv core_iso_c   low-rank merges from the papers' reference code
 
         Examples:
           coto-merge runs/coto-s0 runs/coto-s1 --lambda 0.5 -o merged/
@@ -39,7 +41,7 @@ struct Merge: ParsableCommand {
     @Option(help: "Comma-separated weights, one per input.")
     var weights: String?
 
-    @Option(help: "Fraction of entries kept by ties / dare / magnitude_prune, in [0, 1].")
+    @Option(help: "Fraction of entries kept by ties / dare / magnitude_prune / breadcrumbs / della / knots / core_ties, in [0, 1].")
     var density: Double?
 
     @Option(help: "Rank of the result (svd family, task-arithmetic).")

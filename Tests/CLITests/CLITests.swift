@@ -258,6 +258,31 @@ final class Tmp {
         #expect(x != (try Data(contentsOf: URL(fileURLWithPath: t.path + "/z.safetensors"))))
     }
 
+    /// The SVD-space merges from the command line on inputs of ranks 4, 4 and 8: the written adapters reload
+    /// and their deltas are the reference's (Fixtures/beyond-peft/spaces.safetensors); knots without
+    /// --density is one error line and writes nothing.
+    @Test func svdSpaceMergesFromTheCommandLine() throws {
+        let t = Tmp()
+        let ins = ["merge-a", "merge-b", "merge-c"].map { CLI.fixture("peft/" + $0) }
+        let ref = try SafeTensorsFile(path: CLI.fixture("beyond-peft/spaces.safetensors"))
+        for (method, extra) in [("knots", ["--density", "0.3"]), ("core", []), ("core_ties", ["--density", "0.4"])] {
+            let out = t.path + "/\(method).safetensors"
+            let r = try CLI.run("coto-merge", ins + ["--method", method, "--weights", "0.8,0.8,0.8"] + extra + ["-o", out])
+            #expect(r.status == 0, "\(method): \(r.err)")
+            let merged = try Adapter.load(out)
+            #expect(merged.modules.count == 6, "\(method)")
+            for m in merged.modules {
+                let want = try ref.tensor("\(method).\(m.name).delta"), got = m.delta()
+                let err = zip(got.data, want.data).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot()
+                let norm = want.data.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+                #expect(err <= 1e-4 * norm, "\(method) \(m.name): \(err / norm)")
+            }
+        }
+        let r = try CLI.run("coto-merge", [ins[0], ins[2], "--method", "knots", "-o", t.path + "/x"])
+        #expect(r.status == 1 && r.err.contains("--density") && r.err.split(separator: "\n").count == 1, "\(r.err)")
+        #expect(!FileManager.default.fileExists(atPath: t.path + "/x"))
+    }
+
     @Test func mergeUsageAndInputErrors() throws {
         let t = Tmp()
         let a = CLI.fixture("peft/merge-a"), c = CLI.fixture("peft/merge-c")

@@ -87,9 +87,9 @@ import Numerics
         try b.save(to: dir + "/b")
         let (la, lb) = (try Adapter.load(dir + "/a"), try Adapter.load(dir + "/b"))
         // Every merge method that takes plain LoRA factors keeps HiRA.
-        for method in ["interpolate", "task-arithmetic", "linear", "ties", "cat", "svd"] {
+        for method in ["interpolate", "task-arithmetic", "linear", "ties", "cat", "svd", "knots", "core_tsv"] {
             var o = MergeOptions(weights: [0.5, 0.5])
-            if method == "ties" { o.density = 0.5 }
+            if method == "ties" || method == "knots" { o.density = 0.5 }
             let m = try MergeMethods.named(method)!.merge([la, lb], options: o, progress: nil)
             #expect(m.variant == .hira, "\(method)")
             try m.save(to: dir + "/m-" + method)

@@ -18,10 +18,16 @@ public struct IsoC: MergeMethod {
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
         try MergeSupport.perModule(inputs, o, method: name, progress: progress) { _, mods in
             let (cb, ca) = try Concat.factors(mods, weights: o.weights, source: inputs)
-            let (u, s, vt) = try LowRank.span(b: cb, a: ca)
-            guard !s.isEmpty else { return nil }
-            let mean = Float(s.reduce(0) { $0 + Double($1) } / Double(s.count))
-            return (mean * u, vt)
+            return try IsoC.isotropic(b: cb, a: ca)
         }
+    }
+
+    /// B·A with every singular value on its numerical span replaced by their mean: (σ̄·U, Vᵀ), or nil when
+    /// B·A is zero.
+    static func isotropic(b: Tensor, a: Tensor) throws -> (Tensor, Tensor)? {
+        let (u, s, vt) = try LowRank.span(b: b, a: a)
+        guard !s.isEmpty else { return nil }
+        let mean = Float(s.reduce(0) { $0 + Double($1) } / Double(s.count))
+        return (mean * u, vt)
     }
 }

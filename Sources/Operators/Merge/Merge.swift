@@ -52,6 +52,7 @@ public enum MergeMethods {
         TaskVectorMerge(.magnitudePrune), Cat(),
         SVDMerge(.svd), SVDMerge(.tiesSVD), SVDMerge(.dareLinearSVD), SVDMerge(.dareTiesSVD), SVDMerge(.magnitudePruneSVD),
         SVDMerge(.breadcrumbs), SVDMerge(.breadcrumbsTies), SVDMerge(.della), SVDMerge(.dellaLinear), IsoC(), TSV(),
+        KnOTS(), CoreSpace(.taskArithmetic), CoreSpace(.ties), CoreSpace(.tsv), CoreSpace(.isoC),
     ]
     public static var names: [String] { all.map(\.name) }
     public static func named(_ n: String) -> MergeMethod? { all.first { $0.name == n } }
@@ -209,19 +210,40 @@ enum MergeSupport {
     /// The common shape of the factor-space merges (task arithmetic, Iso-C, TSV): checks, then per module
     /// (name, the inputs that have it) the new factors (B [out, k], A [k, in]) at scaling 1, or nil to leave
     /// the module out; biases, config, heads, variant and labels as every merge does.
-    static func perModule(_ inputs: [Adapter], _ o: MergeOptions, method: String, progress: ((OperatorProgress) -> Void)?,
+    static func perModule(_ inputs: [Adapter], _ o: MergeOptions, method: String, needsDensity: Bool = false,
+                          progress: ((OperatorProgress) -> Void)?,
                           _ factors: (String, [(Int, LoraModule)]) throws -> (b: Tensor, a: Tensor)?) throws -> Adapter {
-        try check(inputs, o, method: method)
+        try check(inputs, o, method: method, needsDensity: needsDensity)
         try refuseDora(inputs, method: method)
         let modulesIn = aligned(inputs)
-        var modules: [LoraModule] = []
+        var merged: [(String, [(Int, LoraModule)], Tensor, Tensor)] = []
         for (idx, (name, mods)) in modulesIn.enumerated() {
             progress?(.module(name: name, index: idx, total: modulesIn.count))
             guard let (b, a) = try factors(name, mods) else { continue }
-            modules.append(unitModule(name: name, b: b, a: a, bias: mergedBias(mods, o.weights), like: mods[0].1, o: o))
+            merged.append((name, mods, b, a))
+        }
+        return try assemble(inputs, o, method: method, merged)
+    }
+
+    /// The merged adapter from per-module factors (name, the inputs that have it, B [out, k], A [k, in]) at
+    /// scaling 1: biases, config, heads, variant and labels as every merge does.
+    static func assemble(_ inputs: [Adapter], _ o: MergeOptions, method: String,
+                         _ merged: [(String, [(Int, LoraModule)], Tensor, Tensor)]) throws -> Adapter {
+        let modules = merged.map { name, mods, b, a in
+            unitModule(name: name, b: b, a: a, bias: mergedBias(mods, o.weights), like: mods[0].1, o: o)
         }
         let config = fitConfig(base: inputs[0].config, inputs: inputs, modules: modules, heads: o.heads)
         return try finish(modules, heads: try heads(inputs, o), config: config, inputs: inputs, o: o, method: method)
+    }
+
+    /// Checks that every input's module has the first one's delta shape (out x in) and kind.
+    static func sameShape(_ mods: [(Int, LoraModule)], _ inputs: [Adapter]) throws -> (out: Int, inF: Int) {
+        let m0 = mods[0].1
+        let out = m0.b.tensor.rows, inF = m0.a.tensor.cols
+        for (i, m) in mods where m.b.tensor.rows != out || m.a.tensor.cols != inF || m.isEmbedding != m0.isEmbedding {
+            throw MergeError(inputs[i].source, "module '\(m.name)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(out)x\(inF); the adapters were made for different base models")
+        }
+        return (out, inF)
     }
 
     /// The merged adapter: the inputs' variant (HiRA stays HiRA; DoRA follows the modules' magnitudes) and

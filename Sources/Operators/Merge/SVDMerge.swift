@@ -52,14 +52,11 @@ public struct SVDMerge: MergeMethod {
                 let (cb, ca) = try Concat.factors(mods, weights: o.weights, source: inputs)
                 (b, a, _) = try LowRank.truncate(b: cb, a: ca, k: newRank)
             } else {
-                let m0 = mods[0].1
-                for (i, m) in mods where m.b.tensor.rows != m0.b.tensor.rows || m.a.tensor.cols != m0.a.tensor.cols || m.isEmbedding != m0.isEmbedding {
-                    throw MergeError(inputs[i].source, "module '\(mname)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(m0.b.tensor.rows)x\(m0.a.tensor.cols)")
-                }
+                let (out, inF) = try MergeSupport.sameShape(mods, inputs)
                 let deltas = mods.map { $0.1.delta().data }
-                let merged = Tensor(shape: [m0.b.tensor.rows, m0.a.tensor.cols], data: TaskVectors.combine(
+                let merged = Tensor(shape: [out, inF], data: TaskVectors.combine(
                     deltas, weights: mods.map { o.weights[$0.0] }, how: kind.combine, density: o.density, majority: o.majoritySign,
-                    gamma: o.gamma, epsilon: o.epsilon, cols: m0.a.tensor.cols, rng: &rng))
+                    gamma: o.gamma, epsilon: o.epsilon, cols: inF, rng: &rng))
                 (b, a) = try SVDMerge.topK(merged, k: newRank, signsAsPEFT: o.svdClamp != nil)
             }
             (b, a) = LowRank.pad(b: b, a: a, to: newRank)

@@ -15,33 +15,36 @@ public struct TSV: MergeMethod {
     public init() {}
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
-        try MergeSupport.perModule(inputs, o, method: name, progress: progress) { mname, mods in
-            let m0 = mods[0].1
-            let out = m0.b.tensor.rows, inF = m0.a.tensor.cols
-            let k = max(1, min(out, inF) / inputs.count)
-            var us: [Tensor] = [], vs: [Tensor] = [], sigma: [Float] = []
-            for (i, m) in mods {
-                guard m.b.tensor.rows == out, m.a.tensor.cols == inF, m.isEmbedding == m0.isEmbedding else {
-                    throw MergeError(inputs[i].source, "module '\(mname)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(out)x\(inF)")
-                }
-                let (u, s, v) = try LowRank.span(b: Float(o.weights[i] * m.scaling) * m.b.tensor, a: m.a.tensor, maxRank: k)
-                guard !s.isEmpty else { continue }
-                us.append(u); vs.append(v); sigma += s
-            }
-            guard !sigma.isEmpty else { return nil }
-            let K = sigma.count
-            var uCat = Tensor(zeros: [out, K]), vCat = Tensor(zeros: [K, inF])
-            var off = 0
-            for (u, v) in zip(us, vs) {
-                for r in 0..<out { for j in 0..<u.cols { uCat[r, off + j] = u[r, j] } }
-                for j in 0..<v.rows { for c in 0..<inF { vCat[off + j, c] = v[j, c] } }
-                off += u.cols
-            }
-            var b = try TSV.polar(uCat)                  // [out, K]
-            let a = try TSV.polar(vCat)                  // [K, in]
-            for r in 0..<out { for j in 0..<K { b[r, j] *= sigma[j] } }
-            return (b, a)
+        try MergeSupport.perModule(inputs, o, method: name, progress: progress) { _, mods in
+            let (out, inF) = try MergeSupport.sameShape(mods, inputs)
+            let tasks = mods.map { i, m in (b: Float(o.weights[i] * m.scaling) * m.b.tensor, a: m.a.tensor) }
+            return try TSV.combine(tasks, tasks: inputs.count, out: out, inF: inF)
         }
+    }
+
+    /// TSV-M of the deltas b_i·a_i (each [out, in], given by factors) for `tasks` tasks: factors (B [out, K],
+    /// A [K, in]) of the merge, or nil when every delta is zero.
+    static func combine(_ deltas: [(b: Tensor, a: Tensor)], tasks: Int, out: Int, inF: Int) throws -> (Tensor, Tensor)? {
+        let k = max(1, min(out, inF) / tasks)
+        var us: [Tensor] = [], vs: [Tensor] = [], sigma: [Float] = []
+        for d in deltas {
+            let (u, s, v) = try LowRank.span(b: d.b, a: d.a, maxRank: k)
+            guard !s.isEmpty else { continue }
+            us.append(u); vs.append(v); sigma += s
+        }
+        guard !sigma.isEmpty else { return nil }
+        let K = sigma.count
+        var uCat = Tensor(zeros: [out, K]), vCat = Tensor(zeros: [K, inF])
+        var off = 0
+        for (u, v) in zip(us, vs) {
+            for r in 0..<out { for j in 0..<u.cols { uCat[r, off + j] = u[r, j] } }
+            for j in 0..<v.rows { for c in 0..<inF { vCat[off + j, c] = v[j, c] } }
+            off += u.cols
+        }
+        var b = try polar(uCat)                  // [out, K]
+        let a = try polar(vCat)                  // [K, in]
+        for r in 0..<out { for j in 0..<K { b[r, j] *= sigma[j] } }
+        return (b, a)
     }
 
     /// The nearest matrix with orthonormal columns (or rows): u·vᵀ of the thin SVD u·s·vᵀ.

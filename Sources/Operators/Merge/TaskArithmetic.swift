@@ -24,11 +24,7 @@ public struct TaskArithmetic: MergeMethod {
 /// Concatenated factors of Σ w_i s_i B_i A_i (shared by task-arithmetic, cat and the svd path).
 enum Concat {
     static func factors(_ mods: [(Int, LoraModule)], weights: [Double], source: [Adapter]) throws -> (b: Tensor, a: Tensor) {
-        let m0 = mods[0].1
-        let out = m0.b.tensor.rows, inF = m0.a.tensor.cols
-        for (i, m) in mods where m.b.tensor.rows != out || m.a.tensor.cols != inF || m.isEmbedding != m0.isEmbedding {
-            throw MergeError(source[i].source, "module '\(m.name)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(out)x\(inF); the adapters were made for different base models")
-        }
+        let (out, inF) = try MergeSupport.sameShape(mods, source)
         let total = mods.reduce(0) { $0 + $1.1.rank }
         var b = Tensor(zeros: [out, total]), a = Tensor(zeros: [total, inF])
         var off = 0
