@@ -28,11 +28,13 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CLAPACKE", pkgConfig: "lapacke", providers: [.apt(["liblapacke-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The one libc call Swift's Glibc module does not expose (sync_file_range).
+        .target(name: "CSys"),
 
         // Tensor, BLAS/LAPACK, dtype codecs, RNG.
         .target(name: "Numerics", dependencies: ["CBLAS", "CLAPACKE"]),
         // safetensors, shards, PEFT adapters, HF model dirs, GGUF.
-        .target(name: "Checkpoint", dependencies: ["Numerics"]),
+        .target(name: "Checkpoint", dependencies: ["Numerics", "CSys"]),
         // Merge methods (one file each), pruning rules, fuse, low-rank SVD. Never imports a model.
         .target(name: "Operators", dependencies: ["Checkpoint", "Numerics"]),
         // Inference core: architectures, tokenizers, adapters in the forward pass.

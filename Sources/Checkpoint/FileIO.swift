@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CSys
 
 func errnoMessage(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }
 
@@ -174,6 +175,8 @@ public final class AtomicFileWriter {
     private var buffer: [UInt8] = []
     private let bufferCapacity = 1 << 20
     public private(set) var bytesWritten: UInt64 = 0
+    private var onDisk: UInt64 = 0          // bytes handed to write(2)
+    private var writebackStart: UInt64 = 0  // start of the range not yet handed to write-back
     private var finished = false
 
     static let tempMarker = ".coto-tmp-"
@@ -236,6 +239,13 @@ public final class AtomicFileWriter {
                 throw CheckpointError(path, .io("write failed: \(msg)"))
             }
             off += n
+        }
+        onDisk += UInt64(bytes.count)
+        // Start write-back of what is written so far every 16 MiB, so the final fsync waits only for the
+        // tail: the disk works while the caller computes (a hint; its failure changes nothing).
+        if onDisk - writebackStart >= 16 << 20 {
+            _ = coto_start_writeback(fd, Int64(writebackStart), Int64(onDisk - writebackStart))
+            writebackStart = onDisk
         }
     }
 

@@ -298,7 +298,7 @@ public enum SafeTensorsWriter {
     /// `progress` is called after each tensor with (bytes written, total bytes).
     public static func write(
         _ entries: [TensorEntry], metadata: [(String, String)]? = [("format", "pt")], to path: String,
-        progress: ((Int, Int) -> Void)? = nil
+        prefetch: Int = 0, progress: ((Int, Int) -> Void)? = nil
     ) throws {
         let ordered = try prepare(entries, path: path)
         let header = self.header(for: ordered, metadata: metadata)
@@ -309,7 +309,13 @@ public enum SafeTensorsWriter {
             try withUnsafeBytes(of: &len) { try w.write($0) }
             try w.write(header)
             var done = 0
-            for e in ordered {
+            // With `prefetch` > 0, lazily computed tensors are produced on a second thread up to that many
+            // entries ahead of the write (computing overlaps writing; at most that many are held).
+            try Pipeline.run(count: ordered.count, depth: prefetch, produce: { i -> [UInt8]? in
+                if case let .lazy(f) = ordered[i].source { return try f() }
+                return nil
+            }, consume: { i, produced in
+                let e = ordered[i]
                 let expected = e.byteCount
                 func check(_ n: Int) throws {
                     if n != expected {
@@ -330,11 +336,11 @@ public enum SafeTensorsWriter {
                     #else
                     try w.write(Storage.encode(t.data, dtype: .f32))
                     #endif
-                case let .lazy(f): let b = try f(); try check(b.count); try w.write(b)
+                case .lazy: let b = produced ?? []; try check(b.count); try w.write(b)
                 }
                 done += expected
                 progress?(done, total)
-            }
+            })
             try w.commit()
         } catch {
             w.abandon()

@@ -177,7 +177,7 @@ public enum ShardedWriter {
     @discardableResult
     public static func write(
         _ entries: [TensorEntry], to directory: String, maxShardSize: UInt64?, prefix: String = "model",
-        metadata: [(String, String)]? = [("format", "pt")], progress: ((Int, Int) -> Void)? = nil
+        metadata: [(String, String)]? = [("format", "pt")], prefetch: Int = 0, progress: ((Int, Int) -> Void)? = nil
     ) throws -> [String] {
         _ = try SafeTensorsWriter.prepare(entries, path: directory)  // names, duplicates
         let total = entries.reduce(0) { $0 + $1.byteCount }
@@ -185,7 +185,7 @@ public enum ShardedWriter {
         var done = 0
         if shards.count <= 1 {
             let name = "\(prefix).safetensors"
-            try SafeTensorsWriter.write(shards.first ?? [], metadata: metadata, to: FileSystem.join(directory, name)) { d, _ in
+            try SafeTensorsWriter.write(shards.first ?? [], metadata: metadata, to: FileSystem.join(directory, name), prefetch: prefetch) { d, _ in
                 progress?(d, total)
             }
             return [name]
@@ -196,7 +196,7 @@ public enum ShardedWriter {
         func pad(_ i: Int) -> String { let s = String(i); return String(repeating: "0", count: max(0, 5 - s.count)) + s }
         for (i, shard) in shards.enumerated() {
             let name = "\(prefix)-\(pad(i + 1))-of-\(pad(n)).safetensors"
-            try SafeTensorsWriter.write(shard, metadata: metadata, to: FileSystem.join(directory, name)) { d, _ in
+            try SafeTensorsWriter.write(shard, metadata: metadata, to: FileSystem.join(directory, name), prefetch: prefetch) { d, _ in
                 progress?(done + d, total)
             }
             done += shard.reduce(0) { $0 + $1.byteCount }

@@ -34,3 +34,52 @@ public enum Parallel {
         }
     }
 }
+
+/// Two-stage pipeline: `produce(i)` runs on a background thread at most `depth` items ahead of
+/// `consume(i, item)`, which runs on the calling thread in order 0..<count. The first error (from either
+/// stage) stops both and is rethrown; the producer has finished when this returns. With depth 0 both run
+/// inline, one after the other.
+public enum Pipeline {
+    public static func run<T>(count: Int, depth: Int, produce: @escaping (Int) throws -> T, consume: (Int, T) throws -> Void) throws {
+        guard count > 0 else { return }
+        guard depth > 0 else {
+            for i in 0..<count { try consume(i, try produce(i)) }
+            return
+        }
+        let slots = PipelineSlots<T>(count: count)
+        let space = DispatchSemaphore(value: depth), ready = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        DispatchQueue.global(qos: .userInitiated).async(group: group) {
+            for i in 0..<count {
+                space.wait()
+                if slots.stopped { break }
+                let r = Result { try produce(i) }
+                slots.put(i, r)
+                ready.signal()
+                if case .failure = r { break }
+            }
+        }
+        defer {
+            slots.stop()
+            space.signal()   // a producer waiting for space sees the stop
+            group.wait()
+        }
+        for i in 0..<count {
+            ready.wait()
+            let item = try slots.take(i).get()
+            space.signal()
+            try consume(i, item)
+        }
+    }
+}
+
+final class PipelineSlots<T>: @unchecked Sendable {
+    private var items: [Int: Result<T, Error>] = [:]
+    private var isStopped = false
+    private let queue = DispatchQueue(label: "coto.pipeline")
+    init(count: Int) { items.reserveCapacity(2) }
+    func put(_ i: Int, _ r: Result<T, Error>) { queue.sync { items[i] = r } }
+    func take(_ i: Int) -> Result<T, Error> { queue.sync { items.removeValue(forKey: i)! } }
+    var stopped: Bool { queue.sync { isStopped } }
+    func stop() { queue.sync { isStopped = true } }
+}

@@ -120,6 +120,10 @@ public enum Fuser {
             let allowNonFinite = o.allowNonFinite
             entries.append(TensorEntry(name: name, dtype: info.dtype, shape: info.shape, source: .lazy {
                 progress?(.tensor(name: name, index: idx, total: total))
+                if bt == nil, let targets = wt, let bytes = try fuseF32InPlace(store, name, targets: targets, weights: weights,
+                                                                              allowNonFinite: allowNonFinite) {
+                    return bytes
+                }
                 var w = try store.loadTensor(name)
                 store.release(name)
                 if let targets = wt {
@@ -147,7 +151,12 @@ public enum Fuser {
             limit = sharded.shardFiles.compactMap { FileSystem.fileSize(FileSystem.join(sharded.directory, $0)) }.max().map { UInt64($0) }
         }
         try FileSystem.makeDirectory(outDir)
-        report.files = try ShardedWriter.write(entries, to: outDir, maxShardSize: limit)
+        // Fused tensors are computed on a second thread, two ahead of the writer; BLAS runs single-threaded
+        // meanwhile (rank-r updates are memory-bound, and idle OpenBLAS threads would spin on the cores).
+        let blasThreads = BLAS.threads
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(blasThreads) }
+        report.files = try ShardedWriter.write(entries, to: outDir, maxShardSize: limit, prefetch: 2)
         // The label list of the (first) adapter with one travels with the fused classifier.
         if !report.replacedTensors.isEmpty || !report.addedTensors.isEmpty, let labels = adapters.compactMap(\.labels).first {
             try AtomicFileWriter.write(JSON.array(labels.map { .string($0) }).pretty + "\n", to: FileSystem.join(outDir, Adapter.labelsFile))
@@ -158,6 +167,50 @@ public enum Fuser {
             report.files.append(f)
         }
         return report
+    }
+
+    /// The fast path of a plain LoRA fuse into a Float32 safetensors weight: the mapped bytes copied once
+    /// into the output buffer and W += w_i s_i B_i A_i applied in place by one sgemm per adapter (beta 1),
+    /// so each fused tensor is touched twice instead of through a decoded copy, a dense delta and an
+    /// encoded copy. nil where it does not apply (another dtype or store, HiRA, DoRA); the general path
+    /// computes the same sums.
+    static func fuseF32InPlace(_ store: TensorStore, _ name: String, targets: [Target], weights: [Double],
+                               allowNonFinite: Bool) throws -> [UInt8]? {
+        #if _endian(big)
+        return nil   // the stored bytes are little-endian
+        #endif
+        guard !targets.contains(where: { $0.hira || $0.module.isDora }), case let .view(view) = try store.entry(name).source,
+              view.dtype == .f32, view.shape.count == 2 else { return nil }
+        let (rows, cols) = (view.shape[0], view.shape[1])
+        var bytes = view.withBytes { [UInt8]($0) }
+        view.release()
+        var finite = true
+        bytes.withUnsafeMutableBytes { raw in
+            let c = raw.baseAddress!.assumingMemoryBound(to: Float.self)   // [UInt8] storage is 16-byte aligned
+            for t in targets {
+                let m = t.module
+                let alpha = Float(weights[t.adapter] * m.scaling)
+                let r = m.rank
+                m.a.tensor.data.withUnsafeBufferPointer { a in
+                    m.b.tensor.data.withUnsafeBufferPointer { b in
+                        if t.fanInFanOut || m.isEmbedding {
+                            // Stored as [in, out]: W += alpha · Aᵀ Bᵀ.
+                            BLAS.sgemm(transA: true, transB: true, m: rows, n: cols, k: r, alpha: alpha,
+                                       a: a.baseAddress!, lda: rows, b: b.baseAddress!, ldb: r, beta: 1, c: c, ldc: cols)
+                        } else {
+                            BLAS.sgemm(transA: false, transB: false, m: rows, n: cols, k: r, alpha: alpha,
+                                       a: b.baseAddress!, lda: r, b: a.baseAddress!, ldb: cols, beta: 1, c: c, ldc: cols)
+                        }
+                    }
+                }
+            }
+            if !allowNonFinite {
+                let f = UnsafeBufferPointer(start: c, count: rows * cols)
+                finite = !f.contains { !$0.isFinite }
+            }
+        }
+        guard finite else { throw MergeError(nil, "fusing into '\(name)' produced NaN or Inf (--allow-nonfinite to write it anyway)") }
+        return bytes
     }
 
     /// The fused weight in Float32; the caller's encoder rounds it once to the base dtype, which is what

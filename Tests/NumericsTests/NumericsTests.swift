@@ -1,3 +1,4 @@
+import Dispatch
 import Testing
 import PropertyBased
 @testable import Numerics
@@ -168,4 +169,49 @@ import PropertyBased
         let v = xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(xs.count - 1)
         #expect(abs(mean) < 0.03 && abs(v - 1) < 0.05)
     }
+}
+
+@Suite struct PipelineTests {
+    struct Boom: Error, Equatable { let at: Int }
+
+    /// Items arrive in order, each produced once, never more than `depth` ahead of the consumer.
+    @Test(arguments: [0, 1, 2, 5])
+    func deliversInOrderWithBoundedLookahead(depth: Int) throws {
+        let produced = Counter()
+        var seen: [Int] = []
+        try Pipeline.run(count: 50, depth: depth, produce: { i -> Int in
+            produced.add()
+            return i * i
+        }, consume: { i, v in
+            #expect(v == i * i)
+            #expect(produced.value <= i + 1 + depth, "produced \(produced.value) while consuming \(i)")
+            seen.append(i)
+        })
+        #expect(seen == Array(0..<50) && produced.value == 50)
+    }
+
+    /// A producer error reaches the caller after the items before it; a consumer error stops the producer.
+    @Test func errorsFromEitherSideStopBoth() throws {
+        var consumed: [Int] = []
+        #expect(throws: Boom(at: 7)) {
+            try Pipeline.run(count: 20, depth: 2, produce: { i -> Int in
+                if i == 7 { throw Boom(at: 7) }
+                return i
+            }, consume: { i, _ in consumed.append(i) })
+        }
+        #expect(consumed == Array(0..<7))
+        let produced = Counter()
+        #expect(throws: Boom(at: 3)) {
+            try Pipeline.run(count: 1000, depth: 2, produce: { i -> Int in produced.add(); return i },
+                             consume: { i, _ in if i == 3 { throw Boom(at: 3) } })
+        }
+        #expect(produced.value <= 3 + 1 + 2 + 1)   // stopped right after, not run to the end
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private var n = 0
+    private let q = DispatchQueue(label: "counter")
+    func add() { q.sync { n += 1 } }
+    var value: Int { q.sync { n } }
 }

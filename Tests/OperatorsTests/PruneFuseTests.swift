@@ -130,6 +130,41 @@ final class Tmp {
         #expect(FileManager.default.fileExists(atPath: t.path + "/out/config.json"))
     }
 
+    /// The in-place Float32 path (copy of the mapped bytes + one sgemm per adapter with beta 1) gives the
+    /// general path's weights: plain, fan_in_fan_out (stored [in, out]) and embedding layouts, two adapters
+    /// with weights of both signs; it declines what it does not handle (HiRA, DoRA, other dtypes).
+    @Test func inPlaceFastPathEqualsTheGeneralPath() throws {
+        var rng = SeededRNG(seed: 11)
+        func t(_ r: Int, _ c: Int) -> Tensor { Tensor(shape: [r, c], data: (0..<(r * c)).map { _ in Float(rng.normal() * 0.3) }) }
+        func module(_ r: Int, out: Int, inF: Int, embedding: Bool = false) -> LoraModule {
+            LoraModule(name: "m", a: AdapterTensor(dtype: .f32, tensor: t(r, inF)), b: AdapterTensor(dtype: .f32, tensor: t(out, r)),
+                       bias: nil, magnitude: nil, isEmbedding: embedding, alpha: Double(2 * r), scaling: 2)
+        }
+        let store = try SafeTensorsFile(path: Fx.path("tiny-bert/model.safetensors"))
+        let cases: [(String, Bool, [LoraModule])] = [
+            ("bert.encoder.layer.0.attention.self.query.weight", false, [module(3, out: 16, inF: 16), module(5, out: 16, inF: 16)]),
+            ("bert.encoder.layer.0.attention.self.query.weight", true, [module(3, out: 16, inF: 16), module(5, out: 16, inF: 16)]),
+            ("bert.encoder.layer.1.intermediate.dense.weight", false, [module(4, out: 32, inF: 16), module(2, out: 32, inF: 16)]),
+            ("bert.encoder.layer.1.output.dense.weight", true, [module(4, out: 32, inF: 16)]),   // stored [16, 32] = [in, out]
+            ("bert.embeddings.word_embeddings.weight", false, [module(4, out: 16, inF: 64, embedding: true), module(2, out: 16, inF: 64, embedding: true)]),
+        ]
+        let weights = [0.6, -1.3]
+        for (name, fifo, mods) in cases {
+            let targets = mods.enumerated().map { Fuser.Target(adapter: $0.offset, module: $0.element, fanInFanOut: fifo) }
+            let fast = try #require(try Fuser.fuseF32InPlace(store, name, targets: targets, weights: weights, allowNonFinite: false))
+            let got = Tensor(shape: try #require(store.info(name)).shape, data: Storage.decode(fast.withUnsafeBytes { $0 }, dtype: .f32))
+            let want = Fuser.fuseWeight(try store.tensor(name), targets: targets, weights: weights)
+            #expect(got.maxAbsDiff(want) <= 1e-6, "\(name) fan_in_fan_out \(fifo): \(got.maxAbsDiff(want))")
+            #expect(got.maxAbsDiff(try store.tensor(name)) > 0.1, "\(name): the adapters change it")
+        }
+        var hira = Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)
+        hira.hira = true
+        #expect(try Fuser.fuseF32InPlace(store, cases[0].0, targets: [hira], weights: [1], allowNonFinite: false) == nil)
+        let bf16 = try SafeTensorsFile(path: Fx.path("tiny-bert-bf16/model.safetensors"))
+        #expect(try Fuser.fuseF32InPlace(bf16, cases[0].0, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)],
+                                         weights: [1], allowNonFinite: false) == nil)
+    }
+
     @Test func weightedFuseOfTwoAdaptersIsTheSumOfDeltas() throws {
         let t = Tmp()
         let model = try HFModelDir(path: Fx.path("tiny-bert"))
