@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <unistd.h>
 #include "csys.h"
 
 int coto_start_writeback(int fd, long long offset, long long length) {
@@ -8,5 +10,16 @@ int coto_start_writeback(int fd, long long offset, long long length) {
 #else
     (void)fd; (void)offset; (void)length;
     return 0;
+#endif
+}
+
+long long coto_copy_range(int in_fd, long long in_offset, int out_fd, long long length) {
+#ifdef __linux__
+    off_t off = (off_t)in_offset;
+    return (long long)copy_file_range(in_fd, &off, out_fd, NULL, (size_t)length, 0);
+#else
+    (void)in_fd; (void)in_offset; (void)out_fd; (void)length;
+    errno = ENOSYS;
+    return -1;
 #endif
 }

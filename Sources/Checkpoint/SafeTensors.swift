@@ -30,6 +30,11 @@ public struct TensorView: @unchecked Sendable {
         }
     }
 
+    /// A copy of the raw bytes, read from the file (pread; no page faults on the mapping).
+    public func readBytes() -> [UInt8] {
+        file.read(offset: offset, length: info.byteCount) ?? withBytes { [UInt8]($0) }
+    }
+
     /// Drops this tensor's pages from the resident set (see `MappedFile.release`).
     public func release() { file.release(offset: offset, length: info.byteCount) }
 
@@ -324,7 +329,7 @@ public enum SafeTensorsWriter {
                 }
                 switch e.source {
                 case let .bytes(b): try check(b.count); try w.write(b)
-                case let .view(v): try check(v.info.byteCount); try v.withBytes { try w.write($0) }; v.release()
+                case let .view(v): try check(v.info.byteCount); try w.write(from: v.file, offset: v.offset, length: v.info.byteCount); v.release()
                 case let .tensor(t):
                     guard e.dtype == .f32 else {
                         let b = Storage.encode(t.data, dtype: e.dtype)

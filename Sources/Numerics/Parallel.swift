@@ -47,7 +47,10 @@ public enum Pipeline {
             return
         }
         let slots = PipelineSlots<T>(count: count)
-        let space = DispatchSemaphore(value: depth), ready = DispatchSemaphore(value: 0)
+        // Created at 0 and signalled up to `depth`: libdispatch traps when a semaphore is released below the
+        // value it was created with, which a stopped pipeline may leave.
+        let space = DispatchSemaphore(value: 0), ready = DispatchSemaphore(value: 0)
+        for _ in 0..<depth { space.signal() }
         let group = DispatchGroup()
         DispatchQueue.global(qos: .userInitiated).async(group: group) {
             for i in 0..<count {

@@ -99,3 +99,14 @@ public enum Storage {
         }
     }
 }
+
+extension Storage {
+    /// Whether every value is finite (no NaN, no ±Inf), by exponent bits in a loop the compiler vectorizes.
+    public static func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
+        var bad: UInt32 = 0
+        for v in values { bad |= (v.bitPattern & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0 }
+        return bad == 0
+    }
+
+    public static func allFinite(_ values: [Float]) -> Bool { values.withUnsafeBufferPointer { allFinite($0) } }
+}

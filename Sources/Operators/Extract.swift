@@ -114,7 +114,7 @@ public enum Extractor {
             matched += 1
             guard changed else { report.unchanged.append(module); continue }
             let d = w1 - w0
-            if d.data.contains(where: { !$0.isFinite }) { throw MergeError(tuned.path, "tensor '\(name)': the difference has NaN or Inf values") }
+            if !Storage.allFinite(d.data) { throw MergeError(tuned.path, "tensor '\(name)': the difference has NaN or Inf values") }
             let f = try factor(d, rank: o.rank, energy: o.energy, maxRank: o.maxRank)
             let dt = o.dtype ?? ti.dtype
             modules.append(LoraModule(name: module, a: AdapterTensor(dtype: dt, tensor: f.a), b: AdapterTensor(dtype: dt, tensor: f.b),

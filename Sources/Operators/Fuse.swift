@@ -127,7 +127,12 @@ public enum Fuser {
                 var w = try store.loadTensor(name)
                 store.release(name)
                 if let targets = wt {
-                    w = fuseWeight(w, targets: targets, weights: weights)
+                    if info.dtype == .f32 && w.shape.count == 2 && !targets.contains(where: { $0.hira || $0.module.isDora }) {
+                        let (rows, cols) = (w.rows, w.cols)
+                        w.data.withUnsafeMutableBufferPointer { addDeltas(into: $0.baseAddress!, rows: rows, cols: cols, targets: targets, weights: weights) }
+                    } else {
+                        w = fuseWeight(w, targets: targets, weights: weights)
+                    }
                 }
                 if let targets = bt {
                     var sum = [Double](repeating: 0, count: w.count)
@@ -137,7 +142,7 @@ public enum Fuser {
                     }
                     for j in w.data.indices { w.data[j] = Float(Double(w.data[j]) + sum[j]) }
                 }
-                if !allowNonFinite, w.data.contains(where: { !$0.isFinite }) {
+                if !allowNonFinite, !Storage.allFinite(w.data) {
                     throw MergeError(nil, "fusing into '\(name)' produced NaN or Inf (--allow-nonfinite to write it anyway)")
                 }
                 return Storage.encode(w.data, dtype: info.dtype)
@@ -182,39 +187,45 @@ public enum Fuser {
         guard !targets.contains(where: { $0.hira || $0.module.isDora }), case let .view(view) = try store.entry(name).source,
               view.dtype == .f32, view.shape.count == 2 else { return nil }
         let (rows, cols) = (view.shape[0], view.shape[1])
-        var bytes = view.withBytes { [UInt8]($0) }
+        var bytes = view.readBytes()
         view.release()
         var finite = true
         bytes.withUnsafeMutableBytes { raw in
             let c = raw.baseAddress!.assumingMemoryBound(to: Float.self)   // [UInt8] storage is 16-byte aligned
-            for t in targets {
-                let m = t.module
-                let alpha = Float(weights[t.adapter] * m.scaling)
-                let r = m.rank
-                m.a.tensor.data.withUnsafeBufferPointer { a in
-                    m.b.tensor.data.withUnsafeBufferPointer { b in
-                        if t.fanInFanOut || m.isEmbedding {
-                            // Stored as [in, out]: W += alpha · Aᵀ Bᵀ.
-                            BLAS.sgemm(transA: true, transB: true, m: rows, n: cols, k: r, alpha: alpha,
-                                       a: a.baseAddress!, lda: rows, b: b.baseAddress!, ldb: r, beta: 1, c: c, ldc: cols)
-                        } else {
-                            BLAS.sgemm(transA: false, transB: false, m: rows, n: cols, k: r, alpha: alpha,
-                                       a: b.baseAddress!, lda: r, b: a.baseAddress!, ldb: cols, beta: 1, c: c, ldc: cols)
-                        }
-                    }
-                }
-            }
+            addDeltas(into: c, rows: rows, cols: cols, targets: targets, weights: weights)
             if !allowNonFinite {
                 let f = UnsafeBufferPointer(start: c, count: rows * cols)
-                finite = !f.contains { !$0.isFinite }
+                finite = Storage.allFinite(f)
             }
         }
         guard finite else { throw MergeError(nil, "fusing into '\(name)' produced NaN or Inf (--allow-nonfinite to write it anyway)") }
         return bytes
     }
 
+    /// W[rows, cols] += Σ w_i s_i B_i A_i in place, one sgemm (beta 1) per plain LoRA target (transposed
+    /// for fan_in_fan_out layers and embeddings, which store W as [in, out]).
+    static func addDeltas(into c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, targets: [Target], weights: [Double]) {
+        for t in targets {
+            let m = t.module
+            let alpha = Float(weights[t.adapter] * m.scaling)
+            let r = m.rank
+            m.a.tensor.data.withUnsafeBufferPointer { a in
+                m.b.tensor.data.withUnsafeBufferPointer { b in
+                    if t.fanInFanOut || m.isEmbedding {
+                        BLAS.sgemm(transA: true, transB: true, m: rows, n: cols, k: r, alpha: alpha,
+                                   a: a.baseAddress!, lda: rows, b: b.baseAddress!, ldb: r, beta: 1, c: c, ldc: cols)
+                    } else {
+                        BLAS.sgemm(transA: false, transB: false, m: rows, n: cols, k: r, alpha: alpha,
+                                   a: b.baseAddress!, lda: r, b: a.baseAddress!, ldb: cols, beta: 1, c: c, ldc: cols)
+                    }
+                }
+            }
+        }
+    }
+
     /// The fused weight in Float32; the caller's encoder rounds it once to the base dtype, which is what
-    /// PEFT's merge_and_unload produces for a bf16/f16 base (checked bit for bit in the tests).
+    /// PEFT's merge_and_unload produces for a bf16/f16 base (checked bit for bit in the tests: the delta is
+    /// formed and added as PEFT does). Float32 outputs of plain LoRA take `addDeltas` in place instead.
     static func fuseWeight(_ w: Tensor, targets: [Target], weights: [Double]) -> Tensor {
         var delta = Tensor(zeros: w.shape)
         for t in targets {

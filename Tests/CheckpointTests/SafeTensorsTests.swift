@@ -134,6 +134,33 @@ import Numerics
 }
 
 @Suite struct SafeTensorsWriteTests {
+    /// Ranges of a mapped file appended in the kernel (copy_file_range, same file system) or from the
+    /// mapping (another file system: /dev/shm where it exists) give the source's bytes, between buffered
+    /// writes, at unaligned offsets; pread copies of ranges equal the mapping.
+    @Test func rangeCopiesAndReadsEqualTheSourceBytes() throws {
+        let dir = TempDir()
+        var rng = SeededRNG(seed: 4)
+        let src = (0..<((3 << 20) + 123)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        writeBytes(src, dir.file("src"))
+        let m = try MappedFile(path: dir.file("src"))
+        #expect(m.read(offset: 5, length: 70_000).map { $0 == Array(src[5..<70_005]) } == true)
+        #expect(m.read(offset: src.count - 10, length: 11) == nil)
+        var dests = [dir.file("out")]
+        if FileManager.default.fileExists(atPath: "/dev/shm") { dests.append("/dev/shm/coto-range-" + UUID().uuidString) }
+        for d in dests {
+            defer { if d.hasPrefix("/dev/shm") { try? FileManager.default.removeItem(atPath: d) } }
+            let w = try AtomicFileWriter(path: d)
+            try w.write([1, 2, 3])
+            try w.write(from: m, offset: 7, length: 2 << 20)
+            try w.write([9])
+            try w.write(from: m, offset: 5, length: 1000)
+            let expected: [UInt8] = [1, 2, 3] + src[7..<(7 + (2 << 20))] + [9] + src[5..<1005]
+            #expect(w.bytesWritten == UInt64(expected.count))
+            try w.commit()
+            #expect(readBytes(d) == expected, "\(d)")
+        }
+    }
+
     /// Reads a reference-written file, writes the same tensors and metadata with our writer, compares bytes.
     func rewrite(_ fixture: String) throws -> ([UInt8], [UInt8]) {
         let path = Paths.fixture(fixture)

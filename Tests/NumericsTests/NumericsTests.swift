@@ -4,6 +4,24 @@ import PropertyBased
 @testable import Numerics
 
 @Suite struct CodecTests {
+    /// allFinite agrees with Float.isFinite on special values and on every exponent at every position.
+    @Test func allFiniteFindsEveryNonFiniteValue() {
+        let specials: [Float] = [.nan, -.nan, .infinity, -.infinity, Float(bitPattern: 0x7f80_0001), Float(bitPattern: 0xffc0_0000)]
+        let finite: [Float] = [0, -0, 1, -1, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, Float(bitPattern: 0x7f7f_ffff)]
+        #expect(Storage.allFinite(finite) && Storage.allFinite([]))
+        for x in specials {
+            for pos in [0, 5, 16, 33] {
+                var v = [Float](repeating: 1.5, count: 34)
+                v[pos] = x
+                #expect(!Storage.allFinite(v), "\(x) at \(pos)")
+            }
+        }
+        for e in 0..<256 {
+            let x = Float(bitPattern: UInt32(e) << 23 | 0x12345)
+            #expect(Storage.allFinite([1, x, 2]) == x.isFinite, "exponent \(e)")
+        }
+    }
+
     @Test func f16RoundTripsEveryBitPattern() {
         for bits in 0...0xFFFF {
             let h = UInt16(bits)

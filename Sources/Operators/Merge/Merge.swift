@@ -111,11 +111,11 @@ enum MergeSupport {
     static func checkFinite(_ a: Adapter, where path: String) throws {
         for m in a.modules {
             for (part, t) in [("lora_A", m.a), ("lora_B", m.b)] + (m.bias.map { [("lora_B.bias", $0)] } ?? [])
-                + (m.magnitude.map { [("lora_magnitude_vector", $0)] } ?? []) where t.tensor.data.contains(where: { !$0.isFinite }) {
+                + (m.magnitude.map { [("lora_magnitude_vector", $0)] } ?? []) where !Storage.allFinite(t.tensor.data) {
                 throw MergeError(path, "module '\(m.name)' \(part) has NaN or Inf values (--allow-nonfinite to proceed anyway)")
             }
         }
-        for (k, t) in a.otherTensors where t.tensor.data.contains(where: { !$0.isFinite }) {
+        for (k, t) in a.otherTensors where !Storage.allFinite(t.tensor.data) {
             throw MergeError(path, "tensor '\(k)' has NaN or Inf values (--allow-nonfinite to proceed anyway)")
         }
     }
