@@ -1,4 +1,5 @@
 import Foundation
+import Model
 
 /// Classification metrics: accuracy, macro-F1 (over the classes present in gold or predictions, as
 /// scikit-learn), mean cross-entropy, confusion matrix [gold][predicted].
@@ -15,9 +16,7 @@ public struct ClassificationMetrics {
 
     public mutating func add(gold: Int, logits: ArraySlice<Float>) {
         let l = Array(logits)
-        let m = l.max() ?? 0
-        let lse = Double(m) + log(l.reduce(0.0) { $0 + exp(Double($1 - m)) })
-        lossSum += lse - Double(l[gold])
+        lossSum += Kernels.crossEntropy(logits, target: gold)
         let pred = l.indices.max { l[$0] < l[$1] } ?? 0
         confusion[gold][pred] += 1
         count += 1
@@ -42,7 +41,5 @@ public struct ClassificationMetrics {
 
 /// log-softmax of one logits row at `target`.
 public func logProb(_ row: ArraySlice<Float>, _ target: Int) -> Double {
-    let m = row.max() ?? 0
-    let lse = Double(m) + log(row.reduce(0.0) { $0 + exp(Double($1 - m)) })
-    return Double(row[row.startIndex + target]) - lse
+    -Kernels.crossEntropy(row, target: target)
 }

@@ -119,16 +119,7 @@ public final class BertModel: AdaptableModel {
             cache.reused += start
             cache.computed += layers.count - start
         }
-        if start == 0 || cache == nil { x.withUnsafeMutableBufferPointer { px in
-            for b in 0..<B {
-                wordEmb.forward(batch.ids[b], into: px.baseAddress! + b * T * H)
-                for t in 0..<T {
-                    let tt = batch.typeIds?[b][t] ?? 0
-                    for j in 0..<H { px[(b * T + t) * H + j] += posEmb[t * H + j] + typeEmb[tt * H + j] }
-                }
-            }
-            Ops.layerNorm(px.baseAddress!, rows: N, d: H, weight: embLN.0, bias: embLN.1, eps: eps)
-        }
+        if start == 0 || cache == nil { x.withUnsafeMutableBufferPointer { embed(ids: batch.ids, typeIds: batch.typeIds, into: $0.baseAddress!) }
             if let cache, cache.states.isEmpty { cache.states = [x] }
         }
         if outputLayers { for i in 0..<start { out.layerStates.append(cache!.states[i + 1]) } }
@@ -140,16 +131,17 @@ public final class BertModel: AdaptableModel {
                     layer.q.forward(X, rows: N, into: pq.baseAddress!)
                     layer.k.forward(X, rows: N, into: pk.baseAddress!)
                     layer.v.forward(X, rows: N, into: pv.baseAddress!)
-                    Ops.attention(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!, B: B, T: T, S: T,
-                                  heads: heads, kvHeads: heads, headDim: H / heads, keyValid: batch.mask, keyOffset: 0, causal: false)
+                    Kernels.attentionForward(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!,
+                                             Kernels.AttentionShape(B: B, T: T, S: T, heads: heads, kvHeads: heads, headDim: H / heads, causal: false),
+                                             keyValid: batch.mask)
                     layer.attnOut.forward(pc.baseAddress!, rows: N, into: pt.baseAddress!)
                     for i in 0..<(N * H) { pt[i] += px[i] }
-                    Ops.layerNorm(pt.baseAddress!, rows: N, d: H, weight: layer.attnLN.0, bias: layer.attnLN.1, eps: eps)
+                    Kernels.layerNormForward(pt.baseAddress!, rows: N, d: H, weight: layer.attnLN.0, bias: layer.attnLN.1, eps: eps)
                     layer.inter.forward(pt.baseAddress!, rows: N, into: pm.baseAddress!)
-                    Ops.gelu(pm.baseAddress!, count: N * ffn)
+                    Kernels.geluForward(pm.baseAddress!, count: N * ffn)
                     layer.out.forward(pm.baseAddress!, rows: N, into: px.baseAddress!)
                     for i in 0..<(N * H) { px[i] += pt[i] }
-                    Ops.layerNorm(px.baseAddress!, rows: N, d: H, weight: layer.outLN.0, bias: layer.outLN.1, eps: eps)
+                    Kernels.layerNormForward(px.baseAddress!, rows: N, d: H, weight: layer.outLN.0, bias: layer.outLN.1, eps: eps)
                 } } } } } }
             }
             if outputLayers { out.layerStates.append(x) }
@@ -163,7 +155,7 @@ public final class BertModel: AdaptableModel {
             var pooled = [Float](repeating: 0, count: B * H)
             cls.withUnsafeBufferPointer { pc in pooled.withUnsafeMutableBufferPointer { pp in
                 pooler.forward(pc.baseAddress!, rows: B, into: pp.baseAddress!)
-                Ops.tanh(pp.baseAddress!, count: B * H)
+                Kernels.tanhForward(pp.baseAddress!, count: B * H)
             } }
             var logits = [Float](repeating: 0, count: B * classifier.outFeatures)
             pooled.withUnsafeBufferPointer { pp in logits.withUnsafeMutableBufferPointer { pl in
@@ -173,6 +165,20 @@ public final class BertModel: AdaptableModel {
             out.logitsWidth = classifier.outFeatures
         }
         return out
+    }
+
+    /// The embedding block, word + position + token type, then LayerNorm, into x [B·T, H] (unchecked ids:
+    /// `forward` validates them).
+    package func embed(ids: [[Int]], typeIds: [[Int]]?, into x: UnsafeMutablePointer<Float>) {
+        let B = ids.count, T = ids.first?.count ?? 0
+        for b in 0..<B {
+            wordEmb.forward(ids[b], into: x + b * T * H)
+            for t in 0..<T {
+                let tt = typeIds?[b][t] ?? 0
+                for j in 0..<H { x[(b * T + t) * H + j] += posEmb[t * H + j] + typeEmb[tt * H + j] }
+            }
+        }
+        Kernels.layerNormForward(x, rows: B * T, d: H, weight: embLN.0, bias: embLN.1, eps: eps)
     }
 
     /// sentence-transformers mean pooling: Σ h·mask / Σ mask per sequence, [B, H].

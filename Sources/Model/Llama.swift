@@ -212,7 +212,7 @@ public final class LlamaModel: AdaptableModel {
             q.withUnsafeMutableBufferPointer { pq in att.withUnsafeMutableBufferPointer { pa in
             kNew.withUnsafeMutableBufferPointer { pk in vNew.withUnsafeMutableBufferPointer { pv in
             g.withUnsafeMutableBufferPointer { pg in u.withUnsafeMutableBufferPointer { pu in
-                Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.inNorm, eps: eps)
+                Kernels.rmsNormForward(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.inNorm, eps: eps)
                 layer.q.forward(pn.baseAddress!, rows: N, into: pq.baseAddress!)
                 layer.k.forward(pn.baseAddress!, rows: N, into: pk.baseAddress!)
                 layer.v.forward(pn.baseAddress!, rows: N, into: pv.baseAddress!)
@@ -221,19 +221,21 @@ public final class LlamaModel: AdaptableModel {
                 if let c = cache {
                     for i in 0..<(T * kvw) { c.k[li][start * kvw + i] = pk[i]; c.v[li][start * kvw + i] = pv[i] }
                     c.k[li].withUnsafeBufferPointer { ck in c.v[li].withUnsafeBufferPointer { cv in
-                        Ops.attention(q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!, B: 1, T: T, S: S,
-                                      heads: heads, kvHeads: kvHeads, headDim: headDim, keyValid: masks, keyOffset: start, causal: true)
+                        Kernels.attentionForward(q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!,
+                                                 Kernels.AttentionShape(B: 1, T: T, S: S, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                                                        keyOffset: start, causal: true), keyValid: masks)
                     } }
                 } else {
-                    Ops.attention(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pa.baseAddress!, B: B, T: T, S: S,
-                                  heads: heads, kvHeads: kvHeads, headDim: headDim, keyValid: masks, keyOffset: 0, causal: true)
+                    Kernels.attentionForward(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pa.baseAddress!,
+                                             Kernels.AttentionShape(B: B, T: T, S: S, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: true),
+                                             keyValid: masks)
                 }
                 layer.o.forward(pa.baseAddress!, rows: N, into: pt.baseAddress!)
                 for i in 0..<(N * H) { px[i] += pt[i] }
-                Ops.rmsNorm(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.postNorm, eps: eps)
+                Kernels.rmsNormForward(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.postNorm, eps: eps)
                 layer.gate.forward(pn.baseAddress!, rows: N, into: pg.baseAddress!)
                 layer.up.forward(pn.baseAddress!, rows: N, into: pu.baseAddress!)
-                Ops.swiglu(pg.baseAddress!, pu.baseAddress!, count: N * ffn)
+                Kernels.swigluForward(pg.baseAddress!, pu.baseAddress!, count: N * ffn)
                 layer.down.forward(pg.baseAddress!, rows: N, into: pt.baseAddress!)
                 for i in 0..<(N * H) { px[i] += pt[i] }
             } } } } } } } } }
@@ -242,7 +244,7 @@ public final class LlamaModel: AdaptableModel {
         cache?.length = S
         var h = x
         x.withUnsafeBufferPointer { px in h.withUnsafeMutableBufferPointer { ph in
-            Ops.rmsNorm(px.baseAddress!, ph.baseAddress!, rows: N, d: H, weight: norm, eps: eps)
+            Kernels.rmsNormForward(px.baseAddress!, ph.baseAddress!, rows: N, d: H, weight: norm, eps: eps)
         } }
         if keepLayers { layerOut[layerOut.count - 1] = h }  // transformers' last hidden state is after the final norm
         return (h, layerOut)

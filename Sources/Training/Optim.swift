@@ -76,13 +76,3 @@ public func clipGradNorm(_ params: [Param], maxNorm: Float) -> Float {
     if coef < 1 { for p in params { for i in p.grad.indices { p.grad[i] *= coef } } }
     return total
 }
-
-/// Softmax backward in place: P <- P ⊙ (dP − rowsum(dP ⊙ P)) · scale (the gradient of the pre-softmax
-/// scores, times the score scale of attention).
-func softmaxBackward(_ P: inout [Float], _ dP: [Float], rows: Int, cols: Int, scale: Float) {
-    for t in 0..<rows {
-        var dot: Float = 0
-        for u in 0..<cols { dot += dP[t * cols + u] * P[t * cols + u] }
-        for u in 0..<cols { P[t * cols + u] = P[t * cols + u] * (dP[t * cols + u] - dot) * scale }
-    }
-}

@@ -87,18 +87,18 @@ protocol TrainTask: AnyObject {
 }
 
 final class BertClassificationTask: TrainTask {
-    let trainer: BertTrainer
+    let trainer: DifferentiableBert
     let classes: Int
-    /// The second worker: a BertTrainer over the same model and adapters with its own saved activations
+    /// The second worker: a DifferentiableBert over the same model and adapters with its own saved activations
     /// and gradient-only parameters (the other half of each batch).
-    let replica: BertTrainer?
+    let replica: DifferentiableBert?
 
-    init(_ t: BertTrainer, classes: Int, replica: BertTrainer? = nil) { trainer = t; self.classes = classes; self.replica = replica }
+    init(_ t: DifferentiableBert, classes: Int, replica: DifferentiableBert? = nil) { trainer = t; self.classes = classes; self.replica = replica }
     var headParams: [Param] { [trainer.headW, trainer.headB] }
     func syncHead() { trainer.syncHead() }
     var layerCount: Int { trainer.layers.count }
 
-    static func run(_ t: BertTrainer, _ batch: [Example], classes: Int, train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
+    static func run(_ t: DifferentiableBert, _ batch: [Example], classes: Int, train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
         let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
         let logits = t.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
         let (loss, d) = AdapterTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: classes, scale: scale)
@@ -158,10 +158,10 @@ public final class AdapterTrainer {
         }
         try self.init(model: model, labels: labels, config: c, rng: rng) { tls in
             let hd = model.config.raw(\.hiddenDropout) ?? 0.1, ad = model.config.raw(\.attentionDropout) ?? 0.1
-            let main = try BertTrainer(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(ad))
-            var replica: BertTrainer? = nil
+            let main = try DifferentiableBert(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(ad))
+            var replica: DifferentiableBert? = nil
             if c.workers >= 2 {
-                replica = try BertTrainer(model: model, trainables: tls.mapValues { $0.replica() }, hiddenDropout: Float(hd), attentionDropout: Float(ad))
+                replica = try DifferentiableBert(model: model, trainables: tls.mapValues { $0.replica() }, hiddenDropout: Float(hd), attentionDropout: Float(ad))
             }
             return BertClassificationTask(main, classes: labels.count, replica: replica)
         }
@@ -170,7 +170,7 @@ public final class AdapterTrainer {
     /// Causal language modelling on a LLaMA model (loss on the positions whose target is not −100).
     public convenience init(causalLM model: LlamaModel, config c: TrainConfig) throws {
         try self.init(model: model, labels: [], config: c, rng: SeededRNG(seed: c.seed)) { tls in
-            LlamaCausalLMTask(LlamaTrainer(model: model, trainables: tls))
+            LlamaCausalLMTask(DifferentiableLlama(model: model, trainables: tls))
         }
     }
 
@@ -238,17 +238,12 @@ public final class AdapterTrainer {
         var loss = 0.0
         var d = [Float](repeating: 0, count: logits.count)
         let B = labels.count
-        for b in 0..<B {
-            let row = logits[(b * C)..<((b + 1) * C)]
-            let m = row.max()!
-            var z = 0.0
-            for v in row { z += exp(Double(v - m)) }
-            loss += Glibc.log(z) + Double(m) - Double(row[row.startIndex + labels[b]])
-            for c in 0..<C {
-                let p = exp(Double(logits[b * C + c] - m)) / z
-                d[b * C + c] = Float((p - (c == labels[b] ? 1 : 0)) / Double(B)) * scale
+        logits.withUnsafeBufferPointer { pl in d.withUnsafeMutableBufferPointer { pd in
+            for b in 0..<B {
+                loss += Kernels.crossEntropy(pl.baseAddress! + b * C, n: C, target: labels[b], dlogits: pd.baseAddress! + b * C,
+                                             divisor: Double(B), scale: scale)
             }
-        }
+        } }
         return (loss / Double(B), d)
     }
 
@@ -423,8 +418,7 @@ public final class AdapterTrainer {
                 let V = out.logitsWidth
                 for t in 0..<(e.ids.count - 1) where y[t + 1] != -100 {
                     let row = out.logits[(t * V)..<((t + 1) * V)]
-                    let m = row.max()!
-                    nll += Glibc.log(row.reduce(0.0) { $0 + exp(Double($1 - m)) }) + Double(m) - Double(row[row.startIndex + y[t + 1]])
+                    nll += Kernels.crossEntropy(row, target: y[t + 1])
                     if row.indices.max(by: { row[$0] < row[$1] })! - t * V == y[t + 1] { correct += 1 }
                     count += 1
                 }

@@ -1,0 +1,48 @@
+import Testing
+import Foundation
+import TestSupport
+@testable import Training
+@testable import Model
+@testable import Checkpoint
+import Numerics
+
+/// Training and inference run one forward pass: the differentiable models (dropout off) give the inference
+/// models' logits for BERT classification and LLaMA language modelling, with every adapter variant, on the
+/// 4-layer fixture copies with adapters at a scale that changes the output. They share every kernel
+/// (Kernels); what differs is only the adapted linear (TrainLinear vs AdaptedLinear), so the tolerance is
+/// the Float32 rounding of B·A applied in two orders.
+@Suite struct KernelEqualityTests {
+    @Test(arguments: ["bert-lora-layer", "bert-dora-layer", "bert-hira-layer", "llama-lora-layer", "llama-dora-layer", "llama-hira-layer"])
+    func trainingForwardEqualsInferenceForward(tag: String) throws {
+        let (t, batch) = try PartialActivationTests.trainer(tag)
+        var rng = SeededRNG(seed: 1)
+        let ours: [Float], theirs: [Float]
+        if let task = t.task as? BertClassificationTask {
+            let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
+            ours = task.trainer.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: false, rng: &rng)
+            theirs = try t.model.forward(padded, outputLayers: false, head: .classification).logits
+        } else {
+            let task = try #require(t.task as? LlamaCausalLMTask)
+            let padded = Batch.padded(batch.map(\.ids), pad: 0)
+            let h = task.trainer.forward(ids: padded.ids, mask: padded.mask, train: false, rng: &rng)
+            let model = task.trainer.model
+            let rows = padded.count * padded.length
+            var logits = [Float](repeating: 0, count: rows * model.vocab)
+            h.withUnsafeBufferPointer { ph in model.lmHead.withUnsafeBufferPointer { pw in logits.withUnsafeMutableBufferPointer { pl in
+                BLAS.sgemm(transA: false, transB: true, m: rows, n: model.vocab, k: model.H, a: ph.baseAddress!, lda: model.H,
+                           b: pw.baseAddress!, ldb: model.H, c: pl.baseAddress!, ldc: model.vocab)
+            } } }
+            ours = logits
+            theirs = try t.model.forward(padded, outputLayers: false, head: .languageModel).logits
+        }
+        #expect(ours.count == theirs.count && !ours.isEmpty)
+        let err = relErr(ours, theirs)
+        #expect(err <= 1e-6, "\(tag): relative difference \(err)")
+        // The adapters matter here: the same batch with every adapter off moves the logits.
+        t.model.setActive(false)
+        defer { t.model.setActive(true) }
+        let off = try t.model.forward(tag.hasPrefix("bert") ? Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0) : Batch.padded(batch.map(\.ids), pad: 0),
+                                      outputLayers: false, head: tag.hasPrefix("bert") ? .classification : .languageModel).logits
+        #expect(relErr(off, theirs) > 1e-3, "\(tag): adapters do not change the logits (\(relErr(off, theirs)))")
+    }
+}
