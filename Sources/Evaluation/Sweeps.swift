@@ -234,10 +234,11 @@ public enum Sweeps {
 
     // MARK: merge
 
-    /// Default weights of a method for n adapters: 1 for the sign-electing methods (TIES and DARE-TIES,
-    /// as mergekit and PEFT's examples use them), 1/n for the averaging ones.
-    public static func defaultWeights(_ method: String, count n: Int) -> [Double] {
-        method.contains("ties") ? [Double](repeating: 1, count: n) : [Double](repeating: 1 / Double(n), count: n)
+    /// Weights of a method in a merge sweep of n adapters: 1 for the sign-electing methods (TIES family,
+    /// DELLA, KnOTS: they average the agreeing values themselves), 1/n for the averaging ones, so every
+    /// method is compared at the adapters' mean.
+    public static func sweepWeights(_ method: MergeMethod, count n: Int) -> [Double] {
+        method.electsSigns ? [Double](repeating: 1, count: n) : [Double](repeating: 1 / Double(n), count: n)
     }
 
     /// Every method on every task; each task is scored with its own adapter's head and label list.
@@ -260,8 +261,8 @@ public enum Sweeps {
             else if let m = mergedCache[method] { adapter = m }
             else {
                 guard let m = MergeMethods.named(method) else { throw CheckpointError("--methods", .invalid("unknown merge method '\(method)'")) }
-                var o = MergeOptions(weights: weights ?? defaultWeights(method, count: adapters.count))
-                o.density = method.contains("ties") || method.contains("dare") || method.contains("magnitude") ? density : nil
+                var o = MergeOptions(weights: weights ?? sweepWeights(m, count: adapters.count))
+                o.density = m.needsDensity ? density : nil
                 o.seed = seed
                 o.heads = .drop
                 o.allowNonFinite = true

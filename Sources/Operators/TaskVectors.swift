@@ -222,6 +222,8 @@ public enum TaskVectors {
         case della, dellaLinear = "della_linear"
 
         public var needsDensity: Bool { self != .taskArithmetic }
+        /// Sign election: TIES, DARE-TIES, breadcrumbs_ties and DELLA's consensus.
+        public var electsSigns: Bool { [.ties, .dareTies, .breadcrumbsTies, .della].contains(self) }
     }
 
     public static func combine(_ ts: [[Float]], weights: [Double], how: Combine, density: Double?, majority: MajoritySign,

@@ -262,7 +262,7 @@ struct MergeSweep: ParsableCommand {
     @Option(help: "Task files in adapter order, or ADAPTER=FILE pairs, comma-separated.") var taskData: String
     @Option(help: "Merge methods, comma-separated.") var methods = "interpolate,task-arithmetic,ties,dare_ties,svd"
     @Option(help: "Weights, comma-separated (default: per method).") var weights: String?
-    @Option(help: "Density for ties/dare/magnitude_prune.") var density = 0.5
+    @Option(help: "Density for the methods that need one (ties, dare, magnitude_prune, breadcrumbs, della, knots, core_ties).") var density = 0.5
     @Option(help: "Seed of DARE's random pruning.") var seed: UInt64 = 0
     @OptionGroup var sweep: SweepOptions
 

@@ -104,7 +104,7 @@ struct Merge: ParsableCommand {
         var o = MergeOptions(weights: [])
         if let l = lambda { o.weights = [1 - l, l] }
         else if let w = weights { o.weights = try parseNumberList(w, option: "--weights") }
-        else { o.weights = [Double](repeating: method == "interpolate" ? 1 / Double(inputs.count) : 1, count: inputs.count) }
+        else { o.weights = MergeMethods.named(method)!.defaultWeights(count: inputs.count) }
         o.density = density
         o.rank = rank
         o.svdClamp = svdClamp

@@ -122,3 +122,29 @@ import TestSupport
         }
     }
 }
+
+/// What callers know about a method comes from the method: needsDensity is exactly when a merge without
+/// --density is refused; default weights are 1 each except interpolation's 1/n; the sign-electing
+/// methods are the TIES family, DELLA and KnOTS.
+@Suite struct MergeMethodPropertyTests {
+    @Test func needsDensityIsWhatTheMergeRequires() throws {
+        let c = try Fx.adapter("merge-c")
+        for m in MergeMethods.all {
+            do {
+                _ = try m.merge([c, c], options: MergeOptions(weights: m.defaultWeights(count: 2)), progress: nil)
+                #expect(!m.needsDensity, "\(m.name) merged without --density")
+            } catch let e as MergeError {
+                #expect(m.needsDensity && e.message.contains("needs --density"), "\(m.name): \(e)")
+            }
+        }
+        #expect(MergeMethods.all.filter(\.needsDensity).count == 14)
+    }
+
+    @Test func defaultWeightsAndSignElection() throws {
+        for m in MergeMethods.all {
+            #expect(m.defaultWeights(count: 4) == (m.name == "interpolate" ? [0.25, 0.25, 0.25, 0.25] : [1, 1, 1, 1]), "\(m.name)")
+        }
+        #expect(Set(MergeMethods.all.filter(\.electsSigns).map(\.name))
+                == ["ties", "dare_ties", "ties_svd", "dare_ties_svd", "breadcrumbs_ties", "della", "knots", "core_ties"])
+    }
+}

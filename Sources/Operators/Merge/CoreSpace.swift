@@ -22,10 +22,12 @@ public struct CoreSpace: MergeMethod {
     }
     public let inner: Inner
     public var name: String { inner.rawValue }
+    public var needsDensity: Bool { inner == .ties }
+    public var electsSigns: Bool { inner == .ties }
     public init(_ inner: Inner) { self.inner = inner }
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
-        try MergeSupport.perModule(inputs, o, method: name, needsDensity: inner == .ties, progress: progress) { _, mods in
+        try MergeSupport.perModule(inputs, o, method: name, needsDensity: needsDensity, progress: progress) { _, mods in
             let (out, inF) = try MergeSupport.sameShape(mods, inputs)
             let total = mods.reduce(0) { $0 + $1.1.rank }
             var bStack = Tensor(zeros: [out, total]), aStack = Tensor(zeros: [total, inF])

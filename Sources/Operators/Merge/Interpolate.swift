@@ -6,6 +6,7 @@ import Numerics
 /// have the same modules, shapes and scalings.
 public struct Interpolate: MergeMethod {
     public let name = "interpolate"
+    public func defaultWeights(count: Int) -> [Double] { [Double](repeating: 1 / Double(max(count, 1)), count: count) }
     public init() {}
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {

@@ -13,10 +13,12 @@ import Numerics
 /// from QR of the stacked factors; out×in is never formed.
 public struct KnOTS: MergeMethod {
     public let name = "knots"
+    public var needsDensity: Bool { true }
+    public var electsSigns: Bool { true }
     public init() {}
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
-        try MergeSupport.check(inputs, o, method: name, needsDensity: true)
+        try MergeSupport.check(inputs, o, method: name, needsDensity: needsDensity)
         try MergeSupport.refuseDora(inputs, method: name)
         let t = inputs.count
         // 1. Per module: the shared basis U and each task's σ·V_iᵀ.

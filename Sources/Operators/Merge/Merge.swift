@@ -29,12 +29,27 @@ public enum OperatorProgress: Sendable {
     case tensor(name: String, index: Int, total: Int)
 }
 
-/// One merge method (one file each, mergekit style).
+/// One merge method (one file each, mergekit style). What a caller must know about a method lives here,
+/// not in name matching: whether it needs a density, whether it elects signs, its default weights.
 public protocol MergeMethod: Sendable {
     /// The name `--method` takes.
     var name: String { get }
+    /// Whether `--density` is required (pruning or sampling methods).
+    var needsDensity: Bool { get }
+    /// Whether, per entry, only the values agreeing with an elected sign are kept (TIES family, DELLA,
+    /// KnOTS): such merges take weight 1 per input where averaging merges take 1/n (merge sweeps).
+    var electsSigns: Bool { get }
+    /// The weights `coto-merge` uses when none are given: 1 each (PEFT's and mergekit's convention), 1/n
+    /// for interpolation.
+    func defaultWeights(count: Int) -> [Double]
     /// Merges the inputs (at least one) into a new adapter.
     func merge(_ inputs: [Adapter], options: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter
+}
+
+extension MergeMethod {
+    public var needsDensity: Bool { false }
+    public var electsSigns: Bool { false }
+    public func defaultWeights(count: Int) -> [Double] { [Double](repeating: 1, count: count) }
 }
 
 public struct MergeError: Error, CustomStringConvertible {

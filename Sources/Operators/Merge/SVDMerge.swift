@@ -34,11 +34,13 @@ public struct SVDMerge: MergeMethod {
 
     public let kind: Kind
     public var name: String { kind.rawValue }
+    public var needsDensity: Bool { kind.combine.needsDensity }
+    public var electsSigns: Bool { kind.combine.electsSigns }
     public init(_ kind: Kind) { self.kind = kind }
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
         if inputs.count == 1 { return try TaskVectorMerge(.linear).merge(inputs, options: o, progress: progress) }
-        try MergeSupport.check(inputs, o, method: name, needsDensity: kind.combine.needsDensity)
+        try MergeSupport.check(inputs, o, method: name, needsDensity: needsDensity)
         try MergeSupport.refuseDora(inputs, method: name)
         let newRank = o.rank ?? inputs.map { PEFTRanks.configRank($0.config) }.max()!
         var rng = SeededRNG(seed: o.seed)

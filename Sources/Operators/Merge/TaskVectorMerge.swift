@@ -22,12 +22,14 @@ public struct TaskVectorMerge: MergeMethod {
 
     public let kind: Kind
     public var name: String { kind.rawValue }
+    public var needsDensity: Bool { kind.combine.needsDensity }
+    public var electsSigns: Bool { kind.combine.electsSigns }
     public init(_ kind: Kind) { self.kind = kind }
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
         // One adapter: PEFT falls back to linear.
         let kind = inputs.count == 1 ? .linear : self.kind
-        try MergeSupport.check(inputs, o, method: name, needsDensity: kind.combine.needsDensity)
+        try MergeSupport.check(inputs, o, method: name, needsDensity: needsDensity)
         try MergeSupport.refuseDora(inputs, method: name)
         let ranks = inputs.map { PEFTRanks.configRank($0.config) }
         if Set(ranks).count != 1 {
