@@ -1,6 +1,8 @@
+import Numerics
+
 /// Every error the checkpoint layer raises: the file it concerns and the cause, rendered as one line
 /// `FILE: cause` by the CLIs.
-public struct CheckpointError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct CheckpointError: CotoError, Equatable, Sendable {
     public enum Kind: Equatable, Sendable {
         // I/O
         case notFound
@@ -65,5 +67,5 @@ public struct CheckpointError: Error, CustomStringConvertible, Equatable, Sendab
         }
     }
 
-    public var description: String { "\(path): \(message)" }
+    public var subject: String? { path }
 }

@@ -1,3 +1,5 @@
+import Numerics
+
 /// A JSON value that keeps object key order and every key as written (duplicates included), so callers
 /// can apply format rules that need them: safetensors rejects duplicate tensor names, PEFT's
 /// `rank_pattern` is matched in dict order. Numbers keep their literal text, so u64 offsets are exact.
@@ -70,7 +72,8 @@ public indirect enum JSON: Equatable, Sendable {
 
 // MARK: parsing
 
-public struct JSONParseError: Error, CustomStringConvertible, Equatable {
+public struct JSONParseError: CotoError, Equatable {
+    public var subject: String? { nil }
     public let message: String
     public let offset: Int
     public var description: String { "\(message) at byte \(offset)" }

@@ -13,12 +13,12 @@ public enum ExitStatus {
     public static let failure: Int32 = 1
 }
 
-/// An error a command raises about a file (rendered `error: FILE: cause`).
-public struct CommandError: Error, CustomStringConvertible {
+/// An error a command raises about a file or option (rendered `error: FILE: cause`).
+public struct CommandError: CotoError {
     public let path: String?
     public let message: String
     public init(_ path: String?, _ message: String) { self.path = path; self.message = message }
-    public var description: String { path.map { "\($0): \(message)" } ?? message }
+    public var subject: String? { path }
 }
 
 public enum Console {
@@ -57,10 +57,10 @@ public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
     do {
         try command.run()
         exit(0)
-    } catch where error is CheckpointError || error is CommandError || error is MergeError || error is LAPACKError {
-        // Our errors: one line `error: FILE: cause`, exit 1.
-        Console.writeErr("error: " + Console.oneLine("\(error)"))
-        exit(ExitStatus.failure)
+    } catch let error as CotoError {
+        // Every coto error: one line `error: FILE: cause`, its exit status (1).
+        Console.writeErr("error: " + Console.oneLine(error.description))
+        exit(error.exitCode)
     } catch {
         // ValidationError, CleanExit, ExitCode: ArgumentParser's own rendering and codes.
         type.exit(withError: error)

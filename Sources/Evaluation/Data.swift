@@ -20,9 +20,9 @@ public enum JSONL {
             if slice.allSatisfy({ $0 == 32 || $0 == 9 }) { return }
             let json: JSON
             do { json = try JSON.parse(slice) } catch let e as JSONParseError {
-                throw CheckpointError("\(path):\(line)", .invalid("not valid JSON: \(e)"))
+                throw EvalError("\(path):\(line)", "not valid JSON: \(e)")
             }
-            guard json.objectPairs != nil else { throw CheckpointError("\(path):\(line)", .invalid("each line must be a JSON object")) }
+            guard json.objectPairs != nil else { throw EvalError("\(path):\(line)", "each line must be a JSON object") }
             out.append(Record(line: line, json: json))
         }
         for (i, b) in bytes.enumerated() where b == 10 {
@@ -31,19 +31,19 @@ public enum JSONL {
             line += 1
         }
         if start < bytes.count { try handle(bytes.count) }
-        if out.isEmpty { throw CheckpointError(path, .invalid("no records (empty file)")) }
+        if out.isEmpty { throw EvalError(path, "no records (empty file)") }
         return out
     }
 
     /// A field as text: strings as they are, numbers as written.
     public static func text(_ r: Record, _ key: String, path: String, required: Bool = true) throws -> String? {
         guard let v = r.json[key], !v.isNull else {
-            if required { throw CheckpointError("\(path):\(r.line)", .invalid("missing \"\(key)\"")) }
+            if required { throw EvalError("\(path):\(r.line)", "missing \"\(key)\"") }
             return nil
         }
         if let s = v.stringValue { return s }
         if case let .number(n) = v { return n }
         if let b = v.boolValue { return b ? "true" : "false" }
-        throw CheckpointError("\(path):\(r.line)", .invalid("\"\(key)\" must be a string or a number"))
+        throw EvalError("\(path):\(r.line)", "\"\(key)\" must be a string or a number")
     }
 }

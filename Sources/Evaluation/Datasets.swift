@@ -118,17 +118,17 @@ public enum WordNet {
     /// Parses one data file; licence lines (two leading spaces) are skipped; errors name `file:line`.
     public static func read(_ path: String) throws -> [Synset] {
         guard FileSystem.exists(path) else {
-            throw CheckpointError(path, .invalid("not found (install Debian's wordnet-base: apt-get install wordnet-base)"))
+            throw EvalError(path, "not found (install Debian's wordnet-base: apt-get install wordnet-base)")
         }
         let bytes = try FileSystem.readFile(path, limit: 1 << 30)
         let text = String(decoding: bytes, as: UTF8.self)
         var out: [Synset] = []
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.isEmpty || line.hasPrefix("  ") { continue }
-            guard let bar = line.firstIndex(of: "|") else { throw CheckpointError("\(path):\(n + 1)", .invalid("no ' | gloss' part")) }
+            guard let bar = line.firstIndex(of: "|") else { throw EvalError("\(path):\(n + 1)", "no ' | gloss' part") }
             let f = line[..<bar].split(separator: " ")
             guard f.count >= 5, let lex = Int(f[1]), let wcnt = Int(f[3], radix: 16), f.count >= 4 + 2 * wcnt else {
-                throw CheckpointError("\(path):\(n + 1)", .invalid("not a WordNet data line (offset lex_filenum ss_type w_cnt word lex_id ...)"))
+                throw EvalError("\(path):\(n + 1)", "not a WordNet data line (offset lex_filenum ss_type w_cnt word lex_id ...)")
             }
             var words: [String] = []
             for w in 0..<wcnt {
@@ -179,7 +179,7 @@ public enum Fortunes {
     public static func task(directory dir: String = defaultDirectory, minPerClass: Int = 200, maxCharacters: Int = 400,
                             cap: [Split: Int] = [:]) throws -> DatasetTask {
         guard FileSystem.isDirectory(dir) else {
-            throw CheckpointError(dir, .invalid("not found (install Debian's fortunes and fortunes-min)"))
+            throw EvalError(dir, "not found (install Debian's fortunes and fortunes-min)")
         }
         var examples: [LabeledText] = []
         for name in try FileSystem.listDirectory(dir).sorted() where !name.contains(".") {
@@ -196,7 +196,7 @@ public enum Fortunes {
             }
             if quotes.count >= minPerClass { examples += quotes }
         }
-        guard !examples.isEmpty else { throw CheckpointError(dir, .invalid("no category with at least \(minPerClass) quotes")) }
+        guard !examples.isEmpty else { throw EvalError(dir, "no category with at least \(minPerClass) quotes") }
         return DatasetTask(name: "fortunes", description: "Debian fortunes: category of a quote (files with at least \(minPerClass) quotes of at most \(maxCharacters) characters)",
                            examples: examples, capPerClass: cap)
     }

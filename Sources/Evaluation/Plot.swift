@@ -83,7 +83,7 @@ public struct Canvas {
             compress2(zp.baseAddress!, &destLen, rp.baseAddress!, uLong(raw.count), 9)
         } }
         // compress2 only fails for lack of memory or a too-small buffer; compressBound rules the latter out.
-        guard rc == Z_OK else { throw CheckpointError("plot", .invalid("zlib compress2 failed (\(rc)) for a \(width)x\(height) image")) }
+        guard rc == Z_OK else { throw EvalError("plot", "zlib compress2 failed (\(rc)) for a \(width)x\(height) image") }
         z.removeSubrange(Int(destLen)...)
         var out: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 255), UInt8((v >> 8) & 255), UInt8(v & 255)] }

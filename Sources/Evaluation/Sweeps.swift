@@ -90,7 +90,7 @@ public final class SweepEvaluator {
     public func score(_ data: PreparedData, labels: [String], configurations: Int, configure: (Int) -> Void,
                       batchDone: ((Int, Int) -> Void)? = nil) throws -> (scores: [Score], reused: Int, computed: Int) {
         guard model.hasClassifier else {
-            throw CheckpointError(data.path, .invalid("the model has no classification head: the adapter needs one (modules_to_save)"))
+            throw EvalError(data.path, "the model has no classification head: the adapter needs one (modules_to_save)")
         }
         let index = Dictionary(labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         var metrics = [ClassificationMetrics](repeating: ClassificationMetrics(labels: labels), count: configurations)
@@ -100,7 +100,7 @@ public final class SweepEvaluator {
             var gold: [Int] = []
             for i in 0..<batch.count {
                 guard let g = index[data.gold[row + i]] else {
-                    throw CheckpointError(data.path, .invalid("label '\(data.gold[row + i])' is not in the adapter's label set (\(labels.joined(separator: ", ")))"))
+                    throw EvalError(data.path, "label '\(data.gold[row + i])' is not in the adapter's label set (\(labels.joined(separator: ", ")))")
                 }
                 gold.append(g)
             }
@@ -110,7 +110,7 @@ public final class SweepEvaluator {
                 if let bert = model as? BertModel, let cache { out = try bert.forward(batch, head: .classification, cache: cache) }
                 else { out = try model.forward(batch, outputLayers: false, head: .classification) }
                 guard out.logitsWidth == labels.count else {
-                    throw CheckpointError(data.path, .invalid("the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels"))
+                    throw EvalError(data.path, "the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels")
                 }
                 for (i, g) in gold.enumerated() { metrics[c].add(gold: g, logits: out.logits[(i * out.logitsWidth)..<((i + 1) * out.logitsWidth)]) }
             }
@@ -202,7 +202,7 @@ public enum Sweeps {
                                    shard: Shard = .whole) throws -> JSON {
         let labels = SweepEvaluator.labels(for: [a, b], data: data)
         guard a.labels == nil || b.labels == nil || a.labels == b.labels else {
-            throw CheckpointError(b.source, .invalid("its label list differs from \(a.source)'s: the heads cannot be interpolated"))
+            throw EvalError(b.source, "its label list differs from \(a.source)'s: the heads cannot be interpolated")
         }
         let mine = grid.indices.filter(shard.owns)
         var points: [JSON] = []
@@ -246,7 +246,7 @@ public enum Sweeps {
     public static func merge(_ ev: SweepEvaluator, adapters: [Adapter], data: [PreparedData], methods: [String], weights: [Double]?,
                              density: Double, seed: UInt64, name: String, shard: Shard = .whole) throws -> JSON {
         guard adapters.count == data.count, !adapters.isEmpty else {
-            throw CheckpointError("--task-data", .invalid("\(adapters.count) adapters but \(data.count) task files: give one task file per adapter"))
+            throw EvalError("--task-data", "\(adapters.count) adapters but \(data.count) task files: give one task file per adapter")
         }
         var work: [(String, Int)] = []
         for t in data.indices { work.append(("individual", t)) }
@@ -260,7 +260,7 @@ public enum Sweeps {
             if method == "individual" { adapter = adapters[t] }
             else if let m = mergedCache[method] { adapter = m }
             else {
-                guard let m = MergeMethods.named(method) else { throw CheckpointError("--methods", .invalid("unknown merge method '\(method)'")) }
+                guard let m = MergeMethods.named(method) else { throw EvalError("--methods", "unknown merge method '\(method)'") }
                 var o = MergeOptions(weights: weights ?? sweepWeights(m, count: adapters.count))
                 o.density = m.needsDensity ? density : nil
                 o.seed = seed
@@ -365,7 +365,7 @@ public enum Sweeps {
         let labels = SweepEvaluator.labels(for: [adapter], data: data)
         let players = self.players(of: adapter, group: group)
         guard players.count == plan.players else {
-            throw CheckpointError(adapter.source, .invalid("the plan has \(plan.players) players but the adapter has \(players.count) groups"))
+            throw EvalError(adapter.source, "the plan has \(plan.players) players but the adapter has \(players.count) groups")
         }
         try ev.load(adapter)
         let coalitions = plan.coalitions

@@ -22,13 +22,13 @@ public struct EvalResult {
 
 /// Runs `body`; an error about the model's input (path "input") is re-raised at `place` (file:line).
 func at<T>(_ place: String, _ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as CheckpointError where e.path == "input" { throw CheckpointError(place, e.kind) }
+    do { return try body() } catch let e as ModelError where e.subject == "input" { throw EvalError(place, e.message) }
 }
 
 /// Encodes a classification text (and pair) and checks it against the model's tables: an empty text, a
 /// token or type id outside them, or too many positions is an error at `place`, never a trap.
 func encodeChecked(_ model: AdaptableModel, _ tok: Tokenizer, text: String, pair: String?, maxLength: Int, at place: String) throws -> Encoding {
-    if text.allSatisfy(\.isWhitespace) { throw CheckpointError(place, .invalid("empty text")) }
+    if text.allSatisfy(\.isWhitespace) { throw EvalError(place, "empty text") }
     let e = tok.encode(text, pair: pair, addSpecialTokens: true, maxLength: maxLength)
     try model.inputLimits.check(ids: e.ids, typeIds: e.typeIds, at: place)
     return e
@@ -53,7 +53,7 @@ public enum Evaluator {
         else if let l = adapterLabels { labels = l; labelSource = "adapter label list" }
         else { labels = Array(Set(items.map(\.1))).sorted(); labelSource = "sorted labels of the evaluation data" }
         guard model.hasClassifier else {
-            throw CheckpointError(path, .invalid("the model has no classification head: give an adapter with one (modules_to_save) or --head"))
+            throw EvalError(path, "the model has no classification head: give an adapter with one (modules_to_save) or --head")
         }
         let index = Dictionary(labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         var metrics = ClassificationMetrics(labels: labels)
@@ -61,12 +61,12 @@ public enum Evaluator {
         for chunk in stride(from: 0, to: items.count, by: o.batchSize) {
             let part = Array(items[chunk..<min(items.count, chunk + o.batchSize)])
             for (_, label, line) in part where index[label] == nil {
-                throw CheckpointError("\(path):\(line)", .invalid("label '\(label)' is not in the label set (\(labelSource): \(labels.joined(separator: ", ")))"))
+                throw EvalError("\(path):\(line)", "label '\(label)' is not in the label set (\(labelSource): \(labels.joined(separator: ", ")))")
             }
             let batch = Batch.padded(part.map(\.0.ids), typeIds: part.map(\.0.typeIds), pad: tokenizer.padId)
             let out = try model.forward(batch, outputLayers: false, head: .classification)
             guard out.logitsWidth == labels.count else {
-                throw CheckpointError(path, .invalid("the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels (\(labelSource))"))
+                throw EvalError(path, "the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels (\(labelSource))")
             }
             for (i, item) in part.enumerated() {
                 metrics.add(gold: index[item.1]!, logits: out.logits[(i * out.logitsWidth)..<((i + 1) * out.logitsWidth)])
@@ -121,10 +121,10 @@ public enum Evaluator {
         for (n, r) in records.enumerated() {
             let context = try JSONL.text(r, "context", path: path)!
             guard let choices = r.json["choices"]?.arrayValue?.compactMap(\.stringValue), !choices.isEmpty else {
-                throw CheckpointError("\(path):\(r.line)", .invalid("\"choices\" must be a non-empty list of strings"))
+                throw EvalError("\(path):\(r.line)", "\"choices\" must be a non-empty list of strings")
             }
             guard let label = r.json["label"]?.intValue, label >= 0, label < choices.count else {
-                throw CheckpointError("\(path):\(r.line)", .invalid("\"label\" must be the index of the right choice (0...\(choices.count - 1))"))
+                throw EvalError("\(path):\(r.line)", "\"label\" must be the index of the right choice (0...\(choices.count - 1))")
             }
             var lls: [Double] = [], norms: [Double] = []
             for c in choices {
@@ -155,7 +155,7 @@ public enum Evaluator {
                 nll -= ll; tokens += k
             } else {
                 let t = try JSONL.text(r, "text", path: path)!
-                if t.allSatisfy(\.isWhitespace) { throw CheckpointError("\(path):\(r.line)", .invalid("empty text")) }
+                if t.allSatisfy(\.isWhitespace) { throw EvalError("\(path):\(r.line)", "empty text") }
                 let ids = Array(tokenizer.encode(t, pair: nil, addSpecialTokens: false).ids.prefix(o.maxLength))
                 if ids.count < 2 { continue }  // one token: nothing to predict (counted in no total)
                 try model.inputLimits.check(ids: ids, typeIds: nil, at: "\(path):\(r.line)")
@@ -166,7 +166,7 @@ public enum Evaluator {
             }
             progress?(n + 1, records.count)
         }
-        guard tokens > 0 else { throw CheckpointError(path, .invalid("no tokens to score")) }
+        guard tokens > 0 else { throw EvalError(path, "no tokens to score") }
         let loss = nll / Double(tokens)
         return EvalResult(task: .perplexity, json: .object([
             ("task", .string("perplexity")), ("data", .string(path)), ("examples", .int(records.count)), ("tokens", .int(tokens)),

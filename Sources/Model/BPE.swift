@@ -26,7 +26,7 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     private let lock = NSLock()
 
     init(json: JSON, model: JSON, added: [AddedToken], path: String) throws {
-        guard let v = model["vocab"]?.objectPairs else { throw CheckpointError(path, .invalid("BPE model without vocab")) }
+        guard let v = model["vocab"]?.objectPairs else { throw ModelError(path, "BPE model without vocab") }
         var vocab: [String: Int] = [:]
         for (k, id) in v { if let i = id.intValue { vocab[k] = i } }
         self.vocab = vocab
@@ -53,16 +53,16 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
             case "ByteLevel": return [.byteLevel(useRegex: p["use_regex"]?.boolValue ?? true)]
             case "Split":
                 guard let pat = p["pattern"]?["Regex"]?.stringValue ?? p["pattern"]?["String"]?.stringValue.map(NSRegularExpression.escapedPattern(for:)) else {
-                    throw CheckpointError(path, .invalid("Split pre-tokenizer without a pattern"))
+                    throw ModelError(path, "Split pre-tokenizer without a pattern")
                 }
                 guard (p["behavior"]?.stringValue ?? "Isolated") == "Isolated", p["invert"]?.boolValue != true else {
-                    throw CheckpointError(path, .invalid("Split pre-tokenizer behavior other than Isolated is not supported"))
+                    throw ModelError(path, "Split pre-tokenizer behavior other than Isolated is not supported")
                 }
                 return [.split(try Regex(pat).matchingSemantics(.unicodeScalar))]
             case "Digits": return [.digits(individual: p["individual_digits"]?.boolValue ?? false)]
             case "Sequence": return try (p["pretokenizers"]?.arrayValue ?? []).flatMap(parse)
             case nil: return []
-            case let t?: throw CheckpointError(path, .invalid("pre-tokenizer '\(t)' is not supported"))
+            case let t?: throw ModelError(path, "pre-tokenizer '\(t)' is not supported")
             }
         }
         pre = try json["pre_tokenizer"].map { $0.isNull ? [] : try parse($0) } ?? []

@@ -47,10 +47,10 @@ public final class AdaptedLinear {
     /// A classification head [labels, hidden] (+ bias [labels]) from tensors a file supplied, shapes checked.
     public static func head(name: String, weight: Tensor, bias: Tensor?, hidden: Int) throws -> AdaptedLinear {
         guard weight.rank == 2, weight.cols == hidden, weight.rows > 0 else {
-            throw CheckpointError(name, .invalid("head weight \(weight.shape) does not take hidden size \(hidden)"))
+            throw ModelError(name, "head weight \(weight.shape) does not take hidden size \(hidden)")
         }
         if let b = bias, b.count != weight.rows {
-            throw CheckpointError(name, .invalid("head bias \(b.shape) does not match the \(weight.rows) outputs of its weight"))
+            throw ModelError(name, "head bias \(b.shape) does not match the \(weight.rows) outputs of its weight")
         }
         return AdaptedLinear(name: name, weight: weight.data, bias: bias?.data, out: weight.rows, in: hidden)
     }
@@ -58,10 +58,10 @@ public final class AdaptedLinear {
     /// Attaches a LoRA module (shapes checked by the caller's loader).
     public func attach(_ m: LoraModule, variant v: Variant) throws {
         guard m.a.tensor.shape == [m.rank, inFeatures], m.b.tensor.shape == [outFeatures, m.rank] else {
-            throw CheckpointError(name, .invalid("adapter module '\(m.name)' has lora_A \(m.a.tensor.shape) / lora_B \(m.b.tensor.shape), the layer is \(outFeatures)x\(inFeatures)"))
+            throw ModelError(name, "adapter module '\(m.name)' has lora_A \(m.a.tensor.shape) / lora_B \(m.b.tensor.shape), the layer is \(outFeatures)x\(inFeatures)")
         }
         if v == .hira && !m.isDora && m.bias != nil {
-            throw CheckpointError(name, .invalid("adapter module '\(m.name)' has a lora_B.bias: HiRA has no rule for it"))
+            throw ModelError(name, "adapter module '\(m.name)' has a lora_B.bias: HiRA has no rule for it")
         }
         a = m.a.tensor.data
         b = m.b.tensor.data
@@ -190,7 +190,7 @@ public final class AdaptedEmbedding {
 
     public func attach(_ m: LoraModule) throws {
         guard m.a.tensor.shape == [m.rank, vocab], m.b.tensor.shape == [dim, m.rank] else {
-            throw CheckpointError(name, .invalid("embedding adapter '\(m.name)' has lora_embedding_A \(m.a.tensor.shape) / B \(m.b.tensor.shape), the table is \(vocab)x\(dim)"))
+            throw ModelError(name, "embedding adapter '\(m.name)' has lora_embedding_A \(m.a.tensor.shape) / B \(m.b.tensor.shape), the table is \(vocab)x\(dim)")
         }
         a = m.a.tensor.data; b = m.b.tensor.data; rank = m.rank; scaling = Float(m.scaling)
     }

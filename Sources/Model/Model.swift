@@ -82,8 +82,13 @@ public final class PrefixCache {
     public func clear() { ids = []; layerSignatures = []; states = [] }
 }
 
-public enum ModelError {
-    static func fail(_ path: String, _ m: String) -> CheckpointError { CheckpointError(path, .invalid(m)) }
+/// An error of the inference core: a model directory or file it cannot run, or an input it refuses
+/// (subject: the path, or "input" for a batch).
+public struct ModelError: CotoError, Equatable {
+    public let subject: String?
+    public let message: String
+    public init(_ subject: String?, _ message: String) { self.subject = subject; self.message = message }
+    static func fail(_ path: String, _ m: String) -> ModelError { ModelError(path, m) }
 }
 
 /// `[model_type: constructor]`.
@@ -97,7 +102,7 @@ public enum ModelRegistry {
     public static func load(_ path: String) throws -> AdaptableModel {
         let dir = try HFModelDir(path: path)
         guard let make = constructors[dir.config.modelType] else {
-            throw CheckpointError(path, .invalid("model_type '\(dir.config.modelType)' is not supported (\(constructors.keys.sorted().joined(separator: ", ")))"))
+            throw ModelError(path, "model_type '\(dir.config.modelType)' is not supported (\(constructors.keys.sorted().joined(separator: ", ")))")
         }
         return try make(dir)
     }
@@ -112,11 +117,11 @@ extension AdaptableModel {
         for m in adapter.modules {
             let key = canonical(m.name)
             if m.isEmbedding {
-                if variant == .hira { throw CheckpointError(adapter.source, .invalid("module '\(m.name)' is an embedding: HiRA adapts linear layers only")) }
-                guard let e = embeddings[key] else { throw CheckpointError(adapter.source, .invalid("module '\(m.name)': no such embedding in the \(modelType) model")) }
+                if variant == .hira { throw ModelError(adapter.source, "module '\(m.name)' is an embedding: HiRA adapts linear layers only") }
+                guard let e = embeddings[key] else { throw ModelError(adapter.source, "module '\(m.name)': no such embedding in the \(modelType) model") }
                 try e.attach(m)
             } else {
-                guard let l = linears[key] else { throw CheckpointError(adapter.source, .invalid("module '\(m.name)': no such linear layer in the \(modelType) model")) }
+                guard let l = linears[key] else { throw ModelError(adapter.source, "module '\(m.name)': no such linear layer in the \(modelType) model") }
                 try l.attach(m, variant: variant)
             }
         }
@@ -156,7 +161,7 @@ extension AdaptableModel {
 func load(_ store: TensorStore, _ name: String, shape: [Int]) throws -> [Float] {
     guard let info = store.tensorInfo(name) else { throw CheckpointError(store.location, .tensorNotFound(name)) }
     guard info.shape == shape else {
-        throw CheckpointError(store.location, .invalid("tensor '\(name)' has shape \(info.shape), the config implies \(shape)"))
+        throw ModelError(store.location, "tensor '\(name)' has shape \(info.shape), the config implies \(shape)")
     }
     return try store.loadTensor(name).data
 }
@@ -183,8 +188,7 @@ public struct InputLimits: Sendable, Equatable {
         guard let mp = maxPositions else { return requested ?? fallback }
         if let r = requested {
             guard r <= mp else {
-                throw CheckpointError(modelDir.hasSuffix(".json") ? modelDir : modelDir + "/config.json",
-                                      .invalid("--max-length \(r) exceeds the model's max_position_embeddings \(mp)"))
+                throw ModelError(modelDir.hasSuffix(".json") ? modelDir : modelDir + "/config.json", "--max-length \(r) exceeds the model's max_position_embeddings \(mp)")
             }
             return r
         }
@@ -193,7 +197,7 @@ public struct InputLimits: Sendable, Equatable {
 
     /// Throws, naming `place` ("file:line"), when this sequence cannot run through the model.
     public func check(ids: [Int], typeIds: [Int]?, at place: String) throws {
-        func fail(_ m: String) -> CheckpointError { CheckpointError(place, .invalid(m)) }
+        func fail(_ m: String) -> ModelError { ModelError(place, m) }
         guard !ids.isEmpty else { throw fail("the text gives no tokens") }
         if let mp = maxPositions, ids.count > mp { throw fail("\(ids.count) tokens exceed max_position_embeddings \(mp) (lower --max-length)") }
         if let bad = ids.first(where: { $0 < 0 || $0 >= vocab }) {

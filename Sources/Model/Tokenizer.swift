@@ -78,20 +78,20 @@ public enum TokenizerLoader {
             let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].compactMap { t in v[t].map { AddedToken(content: t, id: $0, special: true) } }
             return WordPieceTokenizer(vocab: v, lowercase: true, stripAccents: nil, unk: "[UNK]", prefix: "##", maxChars: 100, added: specials)
         }
-        throw CheckpointError(modelDir, .invalid("no tokenizer.json or vocab.txt"))
+        throw ModelError(modelDir, "no tokenizer.json or vocab.txt")
     }
 
     public static func load(tokenizerJSON path: String) throws -> Tokenizer {
         let json: JSON
         do { json = try JSON.parse(FileSystem.readFile(path, limit: 512 << 20)) } catch let e as JSONParseError {
-            throw CheckpointError(path, .invalid("not valid JSON: \(e)"))
+            throw ModelError(path, "not valid JSON: \(e)")
         }
         return try load(json: json, path: path)
     }
 
     public static func load(json: JSON, path: String) throws -> Tokenizer {
         guard let model = json["model"], let type = model["type"]?.stringValue else {
-            throw CheckpointError(path, .invalid("tokenizer.json has no model.type"))
+            throw ModelError(path, "tokenizer.json has no model.type")
         }
         let added = (json["added_tokens"]?.arrayValue ?? []).compactMap { t -> AddedToken? in
             guard let c = t["content"]?.stringValue, let id = t["id"]?.intValue else { return nil }
@@ -99,7 +99,7 @@ public enum TokenizerLoader {
         }
         switch type {
         case "WordPiece":
-            guard let vocabPairs = model["vocab"]?.objectPairs else { throw CheckpointError(path, .invalid("WordPiece model without vocab")) }
+            guard let vocabPairs = model["vocab"]?.objectPairs else { throw ModelError(path, "WordPiece model without vocab") }
             var vocab: [String: Int] = [:]
             for (k, v) in vocabPairs { if let i = v.intValue { vocab[k] = i } }
             let norm = json["normalizer"]
@@ -112,7 +112,7 @@ public enum TokenizerLoader {
         case "BPE":
             return try ByteLevelBPETokenizer(json: json, model: model, added: added, path: path)
         default:
-            throw CheckpointError(path, .invalid("tokenizer model type '\(type)' is not supported (WordPiece and byte-level BPE are)"))
+            throw ModelError(path, "tokenizer model type '\(type)' is not supported (WordPiece and byte-level BPE are)")
         }
     }
 }

@@ -1,9 +1,8 @@
 import CLAPACKE
 
-public struct LAPACKError: Error, CustomStringConvertible {
+public struct LAPACKError: Error {
     public let routine: String
     public let info: Int32
-    public var description: String { "\(routine) failed (info \(info))" }
 }
 
 /// LAPACK factorizations on row-major Float32 matrices.

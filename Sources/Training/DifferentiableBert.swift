@@ -51,7 +51,7 @@ final class DifferentiableBert {
                      attnOut: tl(b + "attention.output.dense"), inter: tl(b + "intermediate.dense"), out: tl(b + "output.dense"))
         }
         pooler = trainables["pooler.dense"]
-        guard let c = model.classifier else { throw CheckpointError("model", .invalid("no classification head")) }
+        guard let c = model.classifier else { throw TrainError("model", "no classification head") }
         headW = Param(name: "classifier.weight", value: c.weight)
         headB = Param(name: "classifier.bias", value: c.bias ?? [Float](repeating: 0, count: c.outFeatures))
     }

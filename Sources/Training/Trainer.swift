@@ -212,7 +212,7 @@ public final class AdapterTrainer {
             tls[name] = tl
         }
         guard !mods.isEmpty else {
-            throw CheckpointError("--targets", .invalid("no linear layer matches \(c.targets.joined(separator: ",")) (the model has \(Array(Set(model.linears.keys.map { String($0.split(separator: ".").last!) })).sorted().joined(separator: ", ")))"))
+            throw TrainError("--targets", "no linear layer matches \(c.targets.joined(separator: ",")) (the model has \(Array(Set(model.linears.keys.map { String($0.split(separator: ".").last!) })).sorted().joined(separator: ", ")))")
         }
         linears = tls
         modules = mods
@@ -281,14 +281,14 @@ public final class AdapterTrainer {
             guard let v = try? f.tensor(p.name + ".value").data, v.count == p.value.count,
                   let m = try? f.tensor(p.name + ".m").data, let vv = try? f.tensor(p.name + ".v").data,
                   let st = f.metadataValue("step:" + p.name).flatMap(Int.init) else {
-                throw CheckpointError(path, .invalid("checkpoint does not match this run's configuration (parameter \(p.name))"))
+                throw TrainError(path, "checkpoint does not match this run's configuration (parameter \(p.name))")
             }
             p.value = v
             p.restore(m: m, v: vv, step: st)
         }
         guard let st = f.metadataValue("step").flatMap(Int.init),
               let r = f.metadataValue("rng").map({ $0.split(separator: ",").compactMap { UInt64($0) } }).flatMap(SeededRNG.init(state:)) else {
-            throw CheckpointError(path, .invalid("checkpoint has no step / RNG state"))
+            throw TrainError(path, "checkpoint has no step / RNG state")
         }
         step = st
         rng = r
@@ -308,7 +308,7 @@ public final class AdapterTrainer {
         for m in adapter.modules {
             let key = m.name.hasPrefix("bert.") ? String(m.name.dropFirst(5)) : m.name.hasPrefix("model.") ? String(m.name.dropFirst(6)) : m.name
             guard let tl = linears[key], let pA = tl.pA, let pB = tl.pB, pA.value.count == m.a.tensor.count, pB.value.count == m.b.tensor.count else {
-                throw CheckpointError(adapter.source, .invalid("module '\(m.name)' does not match the training configuration (targets / rank)"))
+                throw TrainError(adapter.source, "module '\(m.name)' does not match the training configuration (targets / rank)")
             }
             pA.value = m.a.tensor.data
             pB.value = m.b.tensor.data
@@ -339,14 +339,14 @@ public final class AdapterTrainer {
         for (i, e) in data.enumerated() {
             let place = "\(name) example \(i + 1)"
             try limits.check(ids: e.ids, typeIds: e.typeIds, at: place)
-            guard e.typeIds.count == e.ids.count else { throw CheckpointError(place, .invalid("\(e.typeIds.count) type ids for \(e.ids.count) tokens")) }
+            guard e.typeIds.count == e.ids.count else { throw TrainError(place, "\(e.typeIds.count) type ids for \(e.ids.count) tokens") }
             if let t = e.targets {
-                guard t.count == e.ids.count, e.ids.count >= 2 else { throw CheckpointError(place, .invalid("needs at least two tokens and one target per token")) }
+                guard t.count == e.ids.count, e.ids.count >= 2 else { throw TrainError(place, "needs at least two tokens and one target per token") }
                 if let bad = t.first(where: { $0 != -100 && ($0 < 0 || $0 >= limits.vocab) }) {
-                    throw CheckpointError(place, .invalid("target \(bad) is outside the vocabulary of \(limits.vocab)"))
+                    throw TrainError(place, "target \(bad) is outside the vocabulary of \(limits.vocab)")
                 }
             } else if !labels.isEmpty, !(0..<labels.count).contains(e.label) {
-                throw CheckpointError(place, .invalid("label index \(e.label) is outside the \(labels.count) labels"))
+                throw TrainError(place, "label index \(e.label) is outside the \(labels.count) labels")
             }
         }
     }

@@ -108,8 +108,8 @@ struct Train: ParsableCommand {
         func examples(_ rows: [(String, String?, String)], path: String, lines: [Int]) throws -> [Example] {
             try zip(rows, lines).map { row, line in
                 let place = "\(path):\(line)"
-                guard let y = index[row.2] else { throw CheckpointError(place, .invalid("label '\(row.2)' is not in the training label set (\(labels.joined(separator: ", ")))")) }
-                if row.0.allSatisfy(\.isWhitespace) { throw CheckpointError(place, .invalid("empty text")) }
+                guard let y = index[row.2] else { throw CommandError(place, "label '\(row.2)' is not in the training label set (\(labels.joined(separator: ", ")))") }
+                if row.0.allSatisfy(\.isWhitespace) { throw CommandError(place, "empty text") }
                 let e = tok.encode(row.0, pair: row.1, addSpecialTokens: true, maxLength: maxLength)
                 try limits.check(ids: e.ids, typeIds: e.typeIds, at: place)
                 return Example(ids: e.ids, typeIds: e.typeIds, label: y)
@@ -135,19 +135,19 @@ struct Train: ParsableCommand {
                 let e: Example
                 if r.json["prompt"] != nil || r.json["completion"] != nil {
                     let prompt = try JSONL.text(r, "prompt", path: path)!, completion = try JSONL.text(r, "completion", path: path)!
-                    if completion.allSatisfy(\.isWhitespace) { throw CheckpointError(place, .invalid("empty completion")) }
+                    if completion.allSatisfy(\.isWhitespace) { throw CommandError(place, "empty completion") }
                     let p = tok.encode(prompt, pair: nil, addSpecialTokens: false).ids
                     let c = tok.encode(prompt + completion, pair: nil, addSpecialTokens: false).ids
                     let ids = Array(c.prefix(maxLength))
                     e = Example(ids: ids, targets: ids.enumerated().map { $0.offset < p.count ? -100 : $0.element })
                     if !e.targets!.contains(where: { $0 != -100 }) {
-                        throw CheckpointError(place, .invalid("the completion is cut off by --max-length \(maxLength): nothing to score"))
+                        throw CommandError(place, "the completion is cut off by --max-length \(maxLength): nothing to score")
                     }
                 } else {
                     let text = try JSONL.text(r, "text", path: path)!
-                    if text.allSatisfy(\.isWhitespace) { throw CheckpointError(place, .invalid("empty text")) }
+                    if text.allSatisfy(\.isWhitespace) { throw CommandError(place, "empty text") }
                     let ids = Array(tok.encode(text, pair: nil, addSpecialTokens: false).ids.prefix(maxLength))
-                    if ids.count < 2 { throw CheckpointError(place, .invalid("the text gives \(ids.count) token: nothing to predict")) }
+                    if ids.count < 2 { throw CommandError(place, "the text gives \(ids.count) token: nothing to predict") }
                     e = Example(ids: ids, targets: ids)
                 }
                 try limits.check(ids: e.ids, typeIds: nil, at: place)

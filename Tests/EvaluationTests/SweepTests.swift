@@ -190,7 +190,7 @@ enum EFx {
         try base.model.attach(noHead)
         let baseLoss = try base.score(d, labels: d.dataLabels).loss
         #expect(abs(EFx.loss(EFx.points(r2)[1]) - sn.loss) < 1e-9 && abs(baseLoss - sn.loss) < 1e-9)
-        #expect(throws: CheckpointError.self) {
+        #expect(throws: EvalError.self) {
             try Sweeps.merge(ev, adapters: [a, b], data: [d], methods: ["ties"], weights: nil, density: 0.5, seed: 0, name: "t")
         }
     }
@@ -409,7 +409,7 @@ enum PNGCheck {
         let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
         let p = dir + "/data.noun"
         try "  1 licence line\n00001740 03 n 01 entity 0 000 | that which exists\nbroken line without gloss\n".write(toFile: p, atomically: true, encoding: .utf8)
-        do { _ = try WordNet.read(p); Issue.record("accepted") } catch let e as CheckpointError { #expect(e.path == p + ":3") }
+        do { _ = try WordNet.read(p); Issue.record("accepted") } catch let e as EvalError { #expect(e.subject == p + ":3") }
         try "  1 licence line\n00001740 03 n 01 entity 0 000 | that which exists\n".write(toFile: p, atomically: true, encoding: .utf8)
         let s = try WordNet.read(p)
         #expect(s.count == 1 && s[0].id == "n00001740" && s[0].text == "entity: that which exists" && s[0].lexfile == 3)

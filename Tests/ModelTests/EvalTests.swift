@@ -41,13 +41,13 @@ import Numerics
         // A label outside an explicit list: the error names file:line.
         var o = EvalOptions(); o.labels = ["x", "y", "w"]
         do { _ = try Evaluator.classification(model: model, tokenizer: tok, data: data, labels: nil, options: o); Issue.record("accepted") }
-        catch let e as CheckpointError { #expect(e.path == data + ":4" && e.message.contains("'z'")) }
+        catch let e as EvalError { #expect(e.subject == data + ":4" && e.message.contains("'z'")) }
         try "{\"text\": \"a\"}\n".write(toFile: data, atomically: true, encoding: .utf8)
-        #expect(throws: CheckpointError.self) { try Evaluator.classification(model: model, tokenizer: tok, data: data, labels: nil, options: EvalOptions()) }
+        #expect(throws: EvalError.self) { try Evaluator.classification(model: model, tokenizer: tok, data: data, labels: nil, options: EvalOptions()) }
         try "not json\n".write(toFile: data, atomically: true, encoding: .utf8)
-        #expect(throws: CheckpointError.self) { try JSONL.read(data) }
+        #expect(throws: EvalError.self) { try JSONL.read(data) }
         try "".write(toFile: data, atomically: true, encoding: .utf8)
-        #expect(throws: CheckpointError.self) { try JSONL.read(data) }
+        #expect(throws: EvalError.self) { try JSONL.read(data) }
     }
 
     @Test func smolLM2MultipleChoiceLogLikelihoodsEqualTransformers() throws {

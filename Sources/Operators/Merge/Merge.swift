@@ -52,11 +52,12 @@ extension MergeMethod {
     public func defaultWeights(count: Int) -> [Double] { [Double](repeating: 1, count: count) }
 }
 
-public struct MergeError: Error, CustomStringConvertible {
+/// An error of an operator (merge, prune, fuse, extract, convert) about an input adapter or model.
+public struct MergeError: CotoError {
     public let path: String?
     public let message: String
     public init(_ path: String?, _ message: String) { self.path = path; self.message = message }
-    public var description: String { path.map { "\($0): \(message)" } ?? message }
+    public var subject: String? { path }
 }
 
 /// The registry `--method` looks names up in.
