@@ -45,19 +45,19 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["Model", "Operators", "Checkpoint", "Numerics", "CZlib"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
         .target(name: "CotoCLI", dependencies: [
-            "Checkpoint", "Operators",
+            "Checkpoint", "Operators", "Numerics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "coto-inspect", dependencies: ["CotoCLI", "Checkpoint"]),
-        .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint", "Operators"]),
-        .executableTarget(name: "coto-extract", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
-        .executableTarget(name: "coto-merge", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
-        .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
-        .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint"]),
-        .executableTarget(name: "coto-train", dependencies: ["CotoCLI", "Training", "Evaluation", "Model", "Checkpoint"]),
-        .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Operators", "Checkpoint"]),
+        .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Numerics"]),
+        .executableTarget(name: "coto-extract", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
+        .executableTarget(name: "coto-merge", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
+        .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
+        .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
+        .executableTarget(name: "coto-train", dependencies: ["CotoCLI", "Training", "Evaluation", "Model", "Checkpoint", "Numerics"]),
+        .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Operators", "Checkpoint", "Numerics"]),
         .executableTarget(name: "coto-data", dependencies: ["CotoCLI", "Evaluation", "Checkpoint"]),
-        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model"]),
+        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model", "Numerics"]),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NumericsTests", dependencies: [

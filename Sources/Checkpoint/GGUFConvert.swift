@@ -123,7 +123,7 @@ public struct GGUFConverter {
         return "model.layers.\(layer).\(m)"
     }
 
-    /// Undo llama.cpp's q/k row permutation (convert_hf_to_gguf `permute`): HF row h*D + s*D/2 + i is
+    /// Undo llama.cpp's q/k row permutation (Docs/formats.md, "GGUF"): HF row h*D + s*D/2 + i is
     /// GGUF row h*D + 2i + s. Works on [rows, cols] weights and on [rows] biases (cols = 1).
     public static func unpermute(_ t: Tensor, heads: Int) -> Tensor {
         let rows = t.shape[0]

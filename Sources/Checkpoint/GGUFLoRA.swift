@@ -31,7 +31,7 @@ public enum GGUFLoRA {
         return (q, base["\(arch).attention.head_count_kv"]?.int ?? q)
     }
 
-    /// llama.cpp's q/k row permutation (convert_hf_to_gguf `permute`): GGUF row h·D + 2i + s is HF row
+    /// llama.cpp's q/k row permutation (Docs/formats.md, "GGUF"): GGUF row h·D + 2i + s is HF row
     /// h·D + s·D/2 + i. The inverse of `GGUFConverter.unpermute`.
     public static func permute(_ t: Tensor, heads: Int) -> Tensor {
         let rows = t.shape[0], cols = t.count / max(rows, 1)

@@ -229,10 +229,11 @@ public struct LoraConfig: Equatable, Sendable {
         rslora ? alpha / Double(r).squareRoot() : alpha / Double(r)
     }
 
-    /// Whether `targetModules` selects the module `name` (PEFT: exact name or `.name` suffix; regex fullmatch).
+    /// Whether `targetModules` selects the module `name` (PEFT: exact name or `.name` suffix; regex
+    /// fullmatch; `all-linear`, PEFT's shorthand, selects every module it is asked about).
     public func targets(_ name: String) -> Bool {
         switch targetModules {
-        case let .names(n): return n.contains { name == $0 || name.hasSuffix("." + $0) }
+        case let .names(n): return n == ["all-linear"] || n.contains { name == $0 || name.hasSuffix("." + $0) }
         case let .regex(s): return (try? Regex(s).wholeMatch(in: name)) != nil
         }
     }

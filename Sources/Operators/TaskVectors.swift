@@ -1,6 +1,7 @@
 import Numerics
 
-/// peft 0.21 `utils/merge_utils.py` on flat Float32 tensors: pruning, majority sign, disjoint merge.
+/// PEFT 0.21's merge functions on flat Float32 tensors: pruning, majority sign, disjoint merge (their
+/// math: Docs/methods.md, "Merging").
 public enum TaskVectors {
     public enum MajoritySign: String, Sendable, CaseIterable { case total, frequency }
 

@@ -6,130 +6,6 @@ import Numerics
 import Glibc
 #endif
 
-/// What `coto-train` is asked to do (CLI options map one to one).
-public struct TrainConfig: Sendable {
-    public enum Group: String, Sendable, CaseIterable { case layer, module }
-    public var variant: AdaptedLinear.Variant = .lora
-    public var rslora = false
-    public var dora = false
-    public var rank = 8
-    public var alpha: Double? = nil
-    public var targets: [String] = ["query", "value"]
-    public var coto = true
-    public var initialP = 0.1, finalP = 1.0, stage1Ratio = 0.75
-    public var group: Group = .layer
-    public var epochs = 3
-    public var steps: Int? = nil
-    public var batchSize = 16
-    public var gradAccum = 1
-    public var lr: Float = 5e-4
-    public var weightDecay: Float = 0.01
-    public var warmupRatio = 0.0
-    public var schedule: Schedule = .linear
-    public var maxLength = 128
-    public var seed: UInt64 = 0
-    public var loraDropout: Float = 0
-    public var maxGradNorm: Float = 1.0
-    public var evalEvery = 0
-    public var saveEvery = 0
-    /// Shuffle the data each epoch (seeded). Off: the file's order, every epoch (benchmarks feed a peer the
-    /// same batches; curricula).
-    public var shuffle = true
-    /// BERT classification: each micro-batch is split over this many workers (at most 2), each with its own
-    /// activations and gradient buffers and single-threaded BLAS; gradients are summed in a fixed order.
-    /// The result depends on the worker count (dropout streams per half), not on timing.
-    public var workers = 1
-    public init() {}
-}
-
-/// One optimizer step's record (train_log.jsonl).
-public struct StepLog: Sendable {
-    public var step: Int
-    public var loss: Double
-    public var lr: Float
-    public var p: Double
-    public var activeGroups: [Int]
-    public var tokensPerSecond: Double
-    /// Wall time of the step (forward, backward, optimizer).
-    public var seconds: Double = 0
-    public var json: JSON {
-        .object([("step", .int(step)), ("loss", .double(loss)), ("lr", .double(Double(lr))), ("p", .double(p)),
-                 ("active_groups", .array(activeGroups.map { JSON.int($0) })), ("tokens_per_s", .double(tokensPerSecond)),
-                 ("seconds", .double(seconds))])
-    }
-}
-
-public enum TrainEvent: Sendable {
-    case step(StepLog, total: Int)
-    case eval(step: Int, accuracy: Double, loss: Double)
-    case saved(step: Int, path: String)
-}
-
-/// A labelled example, tokenized.
-public struct Example: Sendable {
-    public var ids: [Int]
-    public var typeIds: [Int]
-    /// Classification label index.
-    public var label: Int
-    /// Causal LM: the label of each position (−100: not scored), as transformers' `labels`.
-    public var targets: [Int]?
-    public init(ids: [Int], typeIds: [Int], label: Int) { self.ids = ids; self.typeIds = typeIds; self.label = label; targets = nil }
-    public init(ids: [Int], targets: [Int]) { self.ids = ids; typeIds = ids.map { _ in 0 }; label = 0; self.targets = targets }
-}
-
-/// The task-specific half of a trainer: the forward/backward pair, the always-trained head.
-protocol TrainTask: AnyObject {
-    var headParams: [Param] { get }
-    func syncHead()
-    var layerCount: Int { get }
-    /// Loss of the batch; gradients accumulated (scaled by `scale`); backward stops at `lowest`.
-    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double
-}
-
-final class BertClassificationTask: TrainTask {
-    let trainer: DifferentiableBert
-    let classes: Int
-    /// The second worker: a DifferentiableBert over the same model and adapters with its own saved activations
-    /// and gradient-only parameters (the other half of each batch).
-    let replica: DifferentiableBert?
-
-    init(_ t: DifferentiableBert, classes: Int, replica: DifferentiableBert? = nil) { trainer = t; self.classes = classes; self.replica = replica }
-    var headParams: [Param] { [trainer.headW, trainer.headB] }
-    func syncHead() { trainer.syncHead() }
-    var layerCount: Int { trainer.layers.count }
-
-    static func run(_ t: DifferentiableBert, _ batch: [Example], classes: Int, train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
-        let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
-        let logits = t.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
-        let (loss, d) = AdapterTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: classes, scale: scale)
-        t.backward(d, lowestLayer: lowest)
-        return loss
-    }
-
-    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
-        guard let replica, batch.count >= 2 else {
-            return BertClassificationTask.run(trainer, batch, classes: classes, train: train, scale: scale, lowest: lowest, rng: &rng)
-        }
-        // Two halves at once; each half's mean loss is weighted by its share so the sum is the batch mean.
-        replica.headW.value = trainer.headW.value
-        replica.headB.value = trainer.headB.value
-        let cut = (batch.count + 1) / 2
-        let parts = [Array(batch[..<cut]), Array(batch[cut...])]
-        var rngs = [SeededRNG(seed: rng.next()), SeededRNG(seed: rng.next())]
-        var losses = [0.0, 0.0]
-        let workers = [trainer, replica], classes = classes, n = Float(batch.count)
-        rngs.withUnsafeMutableBufferPointer { pr in losses.withUnsafeMutableBufferPointer { pl in
-            let pr = pr, pl = pl
-            DispatchQueue.concurrentPerform(iterations: 2) { i in
-                pl[i] = BertClassificationTask.run(workers[i], parts[i], classes: classes, train: train,
-                                                   scale: scale * Float(parts[i].count) / n, lowest: lowest, rng: &pr[i])
-            }
-        } }
-        replica.moveGradients(into: trainer)
-        return (losses[0] * Double(parts[0].count) + losses[1] * Double(parts[1].count)) / Double(batch.count)
-    }
-}
-
 /// Trains adapters (LoRA, rsLoRA, DoRA, HiRA) with or without CoTo: sequence classification on BERT
 /// (with its head) or causal language modelling on LLaMA. Base weights are frozen.
 public final class AdapterTrainer {
@@ -144,9 +20,9 @@ public final class AdapterTrainer {
     public let groupOf: [String: Int]
     public let groupCount: Int
     let adam: AdamW
-    public private(set) var step = 0
+    public internal(set) var step = 0
     var rng: SeededRNG
-    public private(set) var log: [StepLog] = []
+    public internal(set) var log: [StepLog] = []
 
     /// Sequence classification on a BERT model.
     public convenience init(model: BertModel, labels: [String], config c: TrainConfig) throws {
@@ -183,17 +59,16 @@ public final class AdapterTrainer {
         var tls: [String: TrainLinear] = [:]
         var mods: [String] = []
         let names = model.linears.keys.sorted { (LoraModule.layerIndex(of: $0) ?? Int.max, $0) < (LoraModule.layerIndex(of: $1) ?? Int.max, $1) }
+        let lora = c.loraConfig
         for name in names {
             let lin = model.linears[name]!
             let tl = TrainLinear(lin, name: name)
-            let targeted = c.targets == ["all-linear"] || c.targets.contains { name == $0 || name.hasSuffix("." + $0) }
-            if targeted {
+            if lora.targets(name) {
                 let r = c.rank
                 let bound = 1 / Float(lin.inFeatures).squareRoot()
                 let a = (0..<(r * lin.inFeatures)).map { _ in (rng.uniformFloat() * 2 - 1) * bound }
                 let b = [Float](repeating: 0, count: lin.outFeatures * r)
-                let alpha = c.alpha ?? Double(r)
-                let scaling = Float(c.rslora ? alpha / Double(r).squareRoot() : alpha / Double(r))
+                let scaling = Float(LoraConfig.scaling(alpha: lora.loraAlpha, r: r, rslora: lora.useRslora))
                 var m: [Float]? = nil
                 if c.dora {
                     m = (0..<lin.outFeatures).map { o in
@@ -252,78 +127,6 @@ public final class AdapterTrainer {
         let active = modules.filter { model.linears[$0]!.active }
         let lowest = active.compactMap { LoraModule.layerIndex(of: $0) }.min() ?? task.layerCount
         return task.lossAndGradients(batch, train: train, scale: scale, lowest: lowest, rng: &rng)
-    }
-
-    // MARK: checkpoints
-
-    /// Everything a resumed run needs: parameters, AdamW moments and step counts, step, RNG, log.
-    public func saveCheckpoint(to dir: String, baseModel: String) throws {
-        try FileSystem.makeDirectory(dir)
-        try adapter(baseModel: baseModel).save(to: FileSystem.join(dir, "adapter"))
-        var entries: [TensorEntry] = []
-        var meta: [(String, String)] = [("format", "pt"), ("step", String(step)),
-                                        ("rng", rng.state.map { String($0) }.joined(separator: ",")),
-                                        ("log", JSON.array(log.map(\.json)).compact)]
-        for p in params {
-            let (m, v, st) = p.state
-            entries.append(TensorEntry(name: p.name + ".value", tensor: Tensor(shape: [p.value.count], data: p.value)))
-            entries.append(TensorEntry(name: p.name + ".m", tensor: Tensor(shape: [m.count], data: m)))
-            entries.append(TensorEntry(name: p.name + ".v", tensor: Tensor(shape: [v.count], data: v)))
-            meta.append(("step:" + p.name, String(st)))
-        }
-        try SafeTensorsWriter.write(entries, metadata: meta, to: FileSystem.join(dir, "optimizer.safetensors"))
-    }
-
-    public func loadCheckpoint(from dir: String) throws {
-        let path = FileSystem.join(dir, "optimizer.safetensors")
-        let f = try SafeTensorsFile(path: path)
-        for p in params {
-            guard let v = try? f.tensor(p.name + ".value").data, v.count == p.value.count,
-                  let m = try? f.tensor(p.name + ".m").data, let vv = try? f.tensor(p.name + ".v").data,
-                  let st = f.metadataValue("step:" + p.name).flatMap(Int.init) else {
-                throw TrainError(path, "checkpoint does not match this run's configuration (parameter \(p.name))")
-            }
-            p.value = v
-            p.restore(m: m, v: vv, step: st)
-        }
-        guard let st = f.metadataValue("step").flatMap(Int.init),
-              let r = f.metadataValue("rng").map({ $0.split(separator: ",").compactMap { UInt64($0) } }).flatMap(SeededRNG.init(state:)) else {
-            throw TrainError(path, "checkpoint has no step / RNG state")
-        }
-        step = st
-        rng = r
-        if let text = f.metadataValue("log"), let arr = (try? JSON.parse(string: text))?.arrayValue {
-            log = arr.map { e in
-                StepLog(step: e["step"]?.intValue ?? 0, loss: e["loss"]?.doubleValue ?? 0, lr: Float(e["lr"]?.doubleValue ?? 0),
-                        p: e["p"]?.doubleValue ?? 1, activeGroups: e["active_groups"]?.arrayValue?.compactMap(\.intValue) ?? [],
-                        tokensPerSecond: e["tokens_per_s"]?.doubleValue ?? 0, seconds: e["seconds"]?.doubleValue ?? 0)
-            }
-        }
-        for m in modules { linears[m]!.sync() }
-        task.syncHead()
-    }
-
-    /// Starts from an existing adapter's parameters (continued training; gradient tests).
-    public func load(_ adapter: Adapter) throws {
-        for m in adapter.modules {
-            let key = m.name.hasPrefix("bert.") ? String(m.name.dropFirst(5)) : m.name.hasPrefix("model.") ? String(m.name.dropFirst(6)) : m.name
-            guard let tl = linears[key], let pA = tl.pA, let pB = tl.pB, pA.value.count == m.a.tensor.count, pB.value.count == m.b.tensor.count else {
-                throw TrainError(adapter.source, "module '\(m.name)' does not match the training configuration (targets / rank)")
-            }
-            pA.value = m.a.tensor.data
-            pB.value = m.b.tensor.data
-            if let mag = m.magnitude { tl.pM?.value = mag.tensor.data }
-            tl.lin.install(a: pA.value, b: pB.value, rank: m.rank, scaling: Float(m.scaling), magnitude: tl.pM?.value, variant: tl.lin.variant)
-        }
-        if let head = task as? BertClassificationTask {
-            if let w = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.weight") }), w.1.tensor.count == head.trainer.headW.value.count {
-                head.trainer.headW.value = w.1.tensor.data
-            }
-            if let b = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.bias") }), b.1.tensor.count == head.trainer.headB.value.count {
-                head.trainer.headB.value = b.1.tensor.data
-            }
-        }
-        task.syncHead()
     }
 
     /// Gradient of a parameter by PEFT-style name: `<module>.lora_A`, `.lora_B`, `.lora_magnitude_vector`, `classifier.weight|bias`.
@@ -439,39 +242,6 @@ public final class AdapterTrainer {
             }
         }
         return (Double(correct) / Double(data.count), loss / Double(data.count))
-    }
-
-    /// The trained adapter in PEFT's layout (module names as AutoModelForSequenceClassification has them).
-    public func adapter(baseModel: String) -> Adapter {
-        var cfg = LoraConfig()
-        cfg.r = config.rank
-        cfg.loraAlpha = config.alpha ?? Double(config.rank)
-        cfg.useRslora = config.rslora
-        cfg.useDora = config.dora
-        cfg.targetModules = .names(Array(Set(modules.map { String($0.split(separator: ".").last!) })).sorted())
-        let classification = !labels.isEmpty
-        cfg.modulesToSave = classification ? ["classifier", "score"] : nil
-        cfg.taskType = classification ? "SEQ_CLS" : "CAUSAL_LM"
-        let prefix = model is BertModel ? "bert." : "model."
-        cfg.baseModelNameOrPath = baseModel
-        cfg.loraDropout = Double(config.loraDropout)
-        let mods = modules.map { name -> LoraModule in
-            let l = model.linears[name]!
-            return LoraModule(name: prefix + name, a: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.rank, l.inFeatures], data: l.a!)),
-                              b: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures, l.rank], data: l.b!)),
-                              magnitude: l.magnitude.map { AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures], data: $0)) },
-                              alpha: cfg.loraAlpha, scaling: Double(l.scaling))
-        }
-        var head: [(String, AdapterTensor)] = []
-        if let t = task as? BertClassificationTask {
-            let H = t.trainer.H
-            head = [("base_model.model.classifier.bias", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count], data: t.trainer.headB.value))),
-                    ("base_model.model.classifier.weight", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count, H], data: t.trainer.headW.value)))]
-        }
-        var a = Adapter(config: cfg, modules: mods, otherTensors: head, source: "coto-train", configOrigin: "coto-train")
-        a.labels = classification ? labels : nil
-        a.variant = config.dora ? .dora : config.variant
-        return a
     }
 
     func now() -> Double { Clock.now() }

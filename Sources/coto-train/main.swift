@@ -166,7 +166,7 @@ struct Train: ParsableCommand {
         c.rslora = variant == "rslora"
         c.dora = variant == "dora"
         c.rank = rank
-        c.alpha = alpha ?? Double(2 * rank)
+        c.alpha = alpha
         c.targets = targets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         c.coto = coto
         c.initialP = initialP; c.finalP = finalP; c.stage1Ratio = stage1Ratio
