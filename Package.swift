@@ -59,7 +59,7 @@ let package = Package(
         .executableTarget(name: "coto-data", dependencies: ["CotoCLI", "Evaluation", "Checkpoint"]),
         .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model", "Numerics"]),
 
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Numerics"], path: "Tests/TestSupport"),
         .testTarget(name: "NumericsTests", dependencies: [
             "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),

@@ -15,7 +15,7 @@ import Numerics
         let mentions: String
     }
 
-    static func setUp(_ t: Tmp) throws -> [String: String] {
+    static func setUp(_ t: TempDir) throws -> [String: String] {
         var p: [String: String] = [:]
         let fm = FileManager.default
         // Truncated safetensors, empty adapter, NaN adapter, README as a checkpoint, JSONL files.
@@ -78,7 +78,7 @@ import Numerics
     }
 
     @Test func everyCommandRejectsBadInputWithOneLineAndWritesNothing() throws {
-        let t = Tmp()
+        let t = TempDir()
         let p = try Self.setUp(t)
         let A = CLI.fixture("peft/merge-a"), C = CLI.fixture("peft/merge-c"), bert = CLI.fixture("tiny-bert")
         let minilm = TestPaths.minilm

@@ -36,11 +36,6 @@ enum CLI {
     static func fixture(_ p: String) -> String { root + "/Fixtures/" + p }
 }
 
-final class Tmp {
-    let path = NSTemporaryDirectory() + "coto-cli-" + UUID().uuidString
-    init() { try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
 
 @Suite struct InspectCLITests {
     @Test func helpHasAnExampleAndExitsZero() throws {
@@ -58,7 +53,7 @@ final class Tmp {
     }
 
     @Test func missingAndBrokenFilesAreOneLineErrors() throws {
-        let t = Tmp()
+        let t = TempDir()
         let missing = t.path + "/nope.safetensors"
         var r = try CLI.run("coto-inspect", [missing])
         #expect(r.status == 1)
@@ -82,7 +77,7 @@ final class Tmp {
     }
 
     @Test func validateExitsOneOnNaN() throws {
-        let t = Tmp()
+        let t = TempDir()
         let p = t.path + "/nan.safetensors"
         try SafeTensorsWriter.write([TensorEntry(name: "w", dtype: .f32, shape: [2], source: .bytes([0, 0, 192, 127, 0, 0, 128, 63]))], to: p)
         let r = try CLI.run("coto-inspect", [p, "--validate"])
@@ -94,7 +89,7 @@ final class Tmp {
 
 @Suite struct ConvertCLITests {
     @Test func adapterDirToFileAndBack() throws {
-        let t = Tmp()
+        let t = TempDir()
         let file = t.path + "/a.safetensors"
         var r = try CLI.run("coto-convert", [CLI.fixture("peft/bert-dora"), "-o", file])
         #expect(r.status == 0, "\(r.err)")
@@ -105,7 +100,7 @@ final class Tmp {
     }
 
     @Test func outputEqualToInputIsRefused() throws {
-        let t = Tmp()
+        let t = TempDir()
         let file = t.path + "/a.safetensors"
         _ = try CLI.run("coto-convert", [CLI.fixture("peft/bert-lora"), "-o", file])
         let before = try Data(contentsOf: URL(fileURLWithPath: file))
@@ -115,7 +110,7 @@ final class Tmp {
     }
 
     @Test func reshardAndRecastModelDir() throws {
-        let t = Tmp()
+        let t = TempDir()
         let r = try CLI.run("coto-convert", [CLI.fixture("tiny-bert"), "-o", t.path + "/m", "--max-shard-size", "10KB", "--dtype", "bf16", "--json"])
         #expect(r.status == 0, "\(r.err)")
         let m = try HFModelDir(path: t.path + "/m")
@@ -129,7 +124,7 @@ final class Tmp {
 
     @Test func tinyGGUFIsNotLlamaComplete() throws {
         // tiny.gguf has arch llama but no llama.* metadata: a clear error, nothing written.
-        let t = Tmp()
+        let t = TempDir()
         let r = try CLI.run("coto-convert", [CLI.fixture("gguf/tiny.gguf"), "-o", t.path + "/out"])
         #expect(r.status == 1)
         #expect(r.err.contains("llama.embedding_length"))
@@ -139,7 +134,7 @@ final class Tmp {
 
 @Suite struct OperatorCLITests {
     @Test func mergeLambdaEndpointsAndJSON() throws {
-        let t = Tmp()
+        let t = TempDir()
         let a = CLI.fixture("peft/bert-lora")
         var r = try CLI.run("coto-merge", [a, a, "--lambda", "0", "-o", t.path + "/m0", "--json"])
         #expect(r.status == 0, "\(r.err)")
@@ -154,7 +149,7 @@ final class Tmp {
     /// A HiRA adapter with a label list through the commands: convert (dir → file → dir), merge, prune; each
     /// output reloads as HiRA with the labels; merging it with a LoRA adapter is one error line.
     @Test func hiraAndLabelsSurviveConvertMergeAndPrune() throws {
-        let t = Tmp()
+        let t = TempDir()
         var h = try Adapter.load(CLI.fixture("peft/bert-lora"))
         h.variant = .hira
         h.labels = ["neg", "neu", "pos"]
@@ -181,7 +176,7 @@ final class Tmp {
 
     /// coto-extract on a fused tiny BERT and coto-convert --to-lora on a DoRA adapter, as a user runs them.
     @Test func extractAndToLoRACommands() throws {
-        let t = Tmp()
+        let t = TempDir()
         let bert = CLI.fixture("tiny-bert")
         #expect(try CLI.run("coto-fuse", ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "-q", "-o", t.path + "/fused"]).status == 0)
         var r = try CLI.run("coto-extract", ["--base", bert, "--tuned", t.path + "/fused", "--energy", "0.9999", "--json", "-o", t.path + "/x"])
@@ -213,7 +208,7 @@ final class Tmp {
 
     /// llama.cpp LoRA adapters through coto-convert both ways, and coto-fuse onto the GGUF base itself.
     @Test func ggufAdapterRoundTripAndFuseOntoAGGUFBase() throws {
-        let t = Tmp()
+        let t = TempDir()
         let base = TestPaths.smollm2
         #expect(FileManager.default.fileExists(atPath: base), "run make setup")
         var rng = SeededRNG(seed: 8)
@@ -247,7 +242,7 @@ final class Tmp {
     }
 
     @Test func dareWithTheSameSeedWritesIdenticalBytes() throws {
-        let t = Tmp()
+        let t = TempDir()
         let a = CLI.fixture("peft/merge-a"), b = CLI.fixture("peft/merge-b")
         for (out, seed) in [("x", "7"), ("y", "7"), ("z", "8")] {
             let r = try CLI.run("coto-merge", [a, b, "--method", "dare_ties", "--density", "0.4", "--seed", seed, "-o", t.path + "/\(out).safetensors"])
@@ -262,7 +257,7 @@ final class Tmp {
     /// and their deltas are the reference's (Fixtures/beyond-peft/spaces.safetensors); knots without
     /// --density is one error line and writes nothing.
     @Test func svdSpaceMergesFromTheCommandLine() throws {
-        let t = Tmp()
+        let t = TempDir()
         let ins = ["merge-a", "merge-b", "merge-c"].map { CLI.fixture("peft/" + $0) }
         let ref = try SafeTensorsFile(path: CLI.fixture("beyond-peft/spaces.safetensors"))
         for (method, extra) in [("knots", ["--density", "0.3"]), ("core", []), ("core_ties", ["--density", "0.4"])] {
@@ -284,7 +279,7 @@ final class Tmp {
     }
 
     @Test func mergeUsageAndInputErrors() throws {
-        let t = Tmp()
+        let t = TempDir()
         let a = CLI.fixture("peft/merge-a"), c = CLI.fixture("peft/merge-c")
         for args in [[a, c, "--method", "nope", "-o", t.path + "/x"], [a, "--lambda", "0.5", "-o", t.path + "/x"],
                      [a, c, "--weights", "1", "-o", t.path + "/x"], [a, c, "--density", "1.5", "-o", t.path + "/x"],
@@ -300,7 +295,7 @@ final class Tmp {
     }
 
     @Test func pruneReportsWhatItRemoved() throws {
-        let t = Tmp()
+        let t = TempDir()
         let r = try CLI.run("coto-prune", [CLI.fixture("peft/bert-patterns"), "--keep-layers", "0", "--sparsity", "0.5", "-o", t.path + "/p", "--json"])
         #expect(r.status == 0, "\(r.err)")
         let j = try JSON.parse(string: r.out)
@@ -314,7 +309,7 @@ final class Tmp {
     }
 
     @Test func fuseWritesAModelDirAndRefusesItsInput() throws {
-        let t = Tmp()
+        let t = TempDir()
         var r = try CLI.run("coto-fuse", ["--model", CLI.fixture("tiny-bert"), "--adapter", CLI.fixture("peft/bert-dora"), "-o", t.path + "/f", "--json"])
         #expect(r.status == 0, "\(r.err)")
         #expect(try HFModelDir(path: t.path + "/f").weights.tensorNames.count == 41)

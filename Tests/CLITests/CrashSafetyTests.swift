@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import TestSupport
 import Checkpoint
 #if canImport(Glibc)
 import Glibc
@@ -61,7 +62,7 @@ import Glibc
     }
 
     @Test func sigkillAtRandomMomentsNeverLeavesAPartialFile() throws {
-        let t = Tmp()
+        let t = TempDir()
         let A = CLI.fixture("peft/merge-a"), B = CLI.fixture("peft/merge-b"), P = CLI.fixture("peft/bert-patterns")
         let bert = CLI.fixture("tiny-bert"), sharded = CLI.fixture("tiny-bert-sharded")
         let jobs: [Job] = [
@@ -120,7 +121,7 @@ import Glibc
     /// without root opts out explicitly with COTO_NO_TMPFS=1, which Swift Testing reports as skipped.
     @Test(.disabled(if: ProcessInfo.processInfo.environment["COTO_NO_TMPFS"] == "1", "COTO_NO_TMPFS=1: no tmpfs to fill"))
     func diskFullIsAClearErrorWithNothingWritten() throws {
-        let t = Tmp()
+        let t = TempDir()
         let mnt = t.path + "/small"
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
         try #require(getuid() == 0, "the disk-full case mounts a tmpfs and needs root (set COTO_NO_TMPFS=1 to skip it)")

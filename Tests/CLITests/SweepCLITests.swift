@@ -7,7 +7,7 @@ import Checkpoint
 /// report, the report's files.
 @Suite struct SweepCLITests {
     @Test func shardedSweepsJoinInTheReport() throws {
-        let t = Tmp()
+        let t = TempDir()
         let bert = CLI.fixture("tiny-bert"), a = CLI.fixture("peft/bert-lora")
         let data = t.path + "/tiny-test.jsonl"
         let rows = ["a b c", "d e", "f", "g h i j", "k l", "m n o", "p", "q r s", "t u", "v w x y"].enumerated().map { i, s in
@@ -41,7 +41,7 @@ import Checkpoint
     }
 
     @Test func wordNetDataFilesAndCard() throws {
-        let t = Tmp()
+        let t = TempDir()
         let r = try CLI.run("coto-data", ["wordnet", "-o", t.path, "--cap-train", "5", "--cap-eval", "2", "--json"])
         #expect(r.status == 0, "\(r.err)")
         let card = try JSON.parse(string: r.out)

@@ -19,7 +19,7 @@ import Glibc
     }
 
     /// Every 10th training line (all eight classes) and 24 dev lines.
-    static func data(_ t: Tmp) throws -> (String, String) {
+    static func data(_ t: TempDir) throws -> (String, String) {
         let train = try lines(CLI.fixture("wordnet/noun8-train.jsonl")).enumerated().filter { $0.offset % 10 == 0 }.map(\.element)
         let dev = Array(try lines(CLI.fixture("wordnet/noun8-test.jsonl")).prefix(24))
         try (train.joined(separator: "\n") + "\n").write(toFile: t.path + "/train.jsonl", atomically: true, encoding: .utf8)
@@ -34,7 +34,7 @@ import Glibc
 
     @Test func trainsMiniLMWritesItsRecordsAndResumesToIdenticalBytes() throws {
         #expect(FileManager.default.fileExists(atPath: TestPaths.minilm), "run make setup")
-        let t = Tmp()
+        let t = TempDir()
         let (train, dev) = try Self.data(t)
         let a = t.path + "/a"
         let r = try CLI.run("coto-train", Self.args(train, dev, out: a, threads: 2))

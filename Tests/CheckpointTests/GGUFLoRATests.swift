@@ -8,11 +8,7 @@ import Numerics
 /// accepts (names, ne rules), its effective per-module delta is ours (scaling folded, q/k rows permuted as
 /// the base's), and it reads back to the same adapter.
 @Suite struct GGUFLoRATests {
-    static func tmp() throws -> String {
-        let d = NSTemporaryDirectory() + "coto-ggml-lora-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    static func tmp() throws -> String { try makeTempDir("coto-ggml-lora") }
 
     /// Mixed ranks, rsLoRA-like and pattern scalings, q/k (permuted), v, o, down and the token embedding.
     static func adapter() -> Adapter {

@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import TestSupport
 import PropertyBased
 @testable import Checkpoint
 import Numerics

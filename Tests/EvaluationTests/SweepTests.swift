@@ -12,11 +12,7 @@ enum EFx {
     static func path(_ p: String) -> String { TestPaths.fixture(p) }
 
     /// A temporary directory removed by the caller.
-    static func tempDir() throws -> String {
-        let d = NSTemporaryDirectory() + "coto-sweeps-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    static func tempDir() throws -> String { try makeTempDir("coto-sweeps") }
 
     /// A 3-label classification file over tiny BERT's vocabulary (letters a–z).
     static func data(in dir: String, count: Int = 24) throws -> String {

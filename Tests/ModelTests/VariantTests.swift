@@ -9,17 +9,8 @@ import Numerics
 
 /// HiRA (W ⊙ (1 + s·B·A)) through every operator: the variant is persisted, honoured or refused.
 @Suite struct HiRAVariantTests {
-    func tmp() throws -> String {
-        let d = NSTemporaryDirectory() + "coto-variant-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
-
-    func rel(_ x: [Float], _ y: [Float]) -> Double {
-        var d = 0.0, n = 0.0
-        for (a, b) in zip(x, y) { d += Double(a - b) * Double(a - b); n += Double(b) * Double(b) }
-        return (d / max(n, 1e-30)).squareRoot()
-    }
+    func tmp() throws -> String { try makeTempDir("coto-variant") }
+    func rel(_ x: [Float], _ y: [Float]) -> Double { relErr(x, y) }
 
     func argmax(_ logits: [Float], width: Int) -> [Int] {
         stride(from: 0, to: logits.count, by: width).map { i in (0..<width).max { logits[i + $0] < logits[i + $1] }! }

@@ -7,11 +7,7 @@ import Numerics
 
 /// LoRA extraction (coto-extract) and variant conversion (coto-convert --to-lora).
 @Suite struct ExtractTests {
-    func tmp() throws -> String {
-        let d = NSTemporaryDirectory() + "coto-extract-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }
+    func tmp() throws -> String { try makeTempDir("coto-extract") }
 
     /// Extracting from coto-fuse's output recovers the fused adapter's s·B·A (rank ≥ its rank).
     @Test(arguments: ["tiny-bert", "minilm"])

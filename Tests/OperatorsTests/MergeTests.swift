@@ -11,13 +11,6 @@ enum Fx {
     static func adapter(_ n: String) throws -> Adapter { try Adapter.load(path("peft/" + n)) }
 }
 
-/// ||x - y||_F / max(||y||_F, tiny)
-func relErr(_ x: Tensor, _ y: Tensor) -> Double {
-    guard x.shape == y.shape else { return .infinity }
-    var d = 0.0, n = 0.0
-    for i in x.data.indices { let e = Double(x.data[i]) - Double(y.data[i]); d += e * e; n += Double(y.data[i]) * Double(y.data[i]) }
-    return (d / max(n, 1e-30)).squareRoot()
-}
 
 @Suite struct PEFTMergeOracleTests {
     struct Case: Decodable {

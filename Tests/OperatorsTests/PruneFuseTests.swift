@@ -1,14 +1,10 @@
 import Testing
 import Foundation
+import TestSupport
 @testable import Operators
 import Checkpoint
 import Numerics
 
-final class Tmp {
-    let path = NSTemporaryDirectory() + "coto-op-" + UUID().uuidString
-    init() { try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
 
 @Suite struct PruneTests {
     @Test func layerSpecs() throws {
@@ -32,7 +28,7 @@ final class Tmp {
         let excluded = p.config.json["exclude_modules"]?.arrayValue?.compactMap(\.stringValue) ?? []
         #expect(Set(excluded) == Set(a.modules.filter { $0.layer == 1 }.map(\.name)))
         // Kept modules keep their exact rank and scaling through the rewritten config.
-        let t = Tmp()
+        let t = TempDir()
         try p.save(to: t.path + "/p")
         let back = try Adapter.load(t.path + "/p")
         #expect(back.modules == p.modules)
@@ -110,7 +106,7 @@ final class Tmp {
                       ("embedding", "tiny-bert", "bert-embedding"), ("patterns", "tiny-bert", "bert-patterns"),
                       ("lora-bf16", "tiny-bert-bf16", "bert-lora")])
     func matchesPEFTMergeAndUnload(name: String, base: String, adapter: String) throws {
-        let t = Tmp()
+        let t = TempDir()
         let model = try HFModelDir(path: Fx.path(base))
         let report = try Fuser.fuse(base: model, adapters: [try Fx.adapter(adapter)], options: FuseOptions(), to: t.path + "/out")
         #expect(!report.fusedModules.isEmpty)
@@ -166,7 +162,7 @@ final class Tmp {
     }
 
     @Test func weightedFuseOfTwoAdaptersIsTheSumOfDeltas() throws {
-        let t = Tmp()
+        let t = TempDir()
         let model = try HFModelDir(path: Fx.path("tiny-bert"))
         let a = try Fx.adapter("merge-a"), b = try Fx.adapter("merge-b")
         var o = FuseOptions(); o.weights = [0.5, 2]
@@ -184,7 +180,7 @@ final class Tmp {
             try Fuser.fuse(base: model, adapters: [try Fx.adapter("bert-lora")], options: FuseOptions(), to: Fx.path("tiny-bert"))
         }
         let llama = try HFModelDir(path: Fx.path("tiny-llama"))
-        let t = Tmp()
+        let t = TempDir()
         do {
             _ = try Fuser.fuse(base: llama, adapters: [try Fx.adapter("bert-lora")], options: FuseOptions(), to: t.path + "/x")
             Issue.record("accepted")
@@ -195,7 +191,7 @@ final class Tmp {
 
 @Suite struct FuseShardingTests {
     @Test func shardedBaseGivesShardedOutput() throws {
-        let t = Tmp()
+        let t = TempDir()
         let model = try HFModelDir(path: Fx.path("tiny-bert-sharded"))
         let r = try Fuser.fuse(base: model, adapters: [try Fx.adapter("bert-lora")], options: FuseOptions(), to: t.path + "/out")
         #expect(r.files.contains("model.safetensors.index.json"))

@@ -22,11 +22,6 @@ enum TFx {
     }
 }
 
-func relErr(_ x: [Float], _ y: [Float]) -> Double {
-    var d = 0.0, n = 0.0
-    for (a, b) in zip(x, y) { d += Double(a - b) * Double(a - b); n += Double(b) * Double(b) }
-    return (d / max(n, 1e-30)).squareRoot()
-}
 
 @Suite struct GradientTests {
     /// A trainer set up like the PEFT fixture adapter, its parameters loaded from it.
