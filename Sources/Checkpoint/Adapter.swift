@@ -13,7 +13,10 @@ public enum AdapterVariant: String, Sendable, CaseIterable, Codable {
 public struct AdapterTensor: Equatable, Sendable {
     public var dtype: DType
     public var tensor: Tensor
-    public init(dtype: DType, tensor: Tensor) { self.dtype = dtype; self.tensor = tensor }
+    public init(dtype: DType, tensor: Tensor) {
+        self.dtype = dtype
+        self.tensor = tensor
+    }
 }
 
 /// One LoRA module: delta W = s * B A (A [r, in], B [out, r]; embeddings A [r, vocab], B [dim, r]).
@@ -30,8 +33,10 @@ public struct LoraModule: Equatable, Sendable {
     public var alpha: Double
     public var scaling: Double
 
-    public init(name: String, a: AdapterTensor, b: AdapterTensor, bias: AdapterTensor? = nil, magnitude: AdapterTensor? = nil,
-                isEmbedding: Bool = false, alpha: Double, scaling: Double) {
+    public init(
+        name: String, a: AdapterTensor, b: AdapterTensor, bias: AdapterTensor? = nil, magnitude: AdapterTensor? = nil,
+        isEmbedding: Bool = false, alpha: Double, scaling: Double
+    ) {
         self.name = name
         self.a = a
         self.b = b
@@ -174,7 +179,9 @@ public struct Adapter: Sendable {
             }
             if !FileSystem.exists(wPath) {
                 if FileSystem.exists(FileSystem.join(path, "adapter_model.bin")) {
-                    throw CheckpointError(FileSystem.join(path, "adapter_model.bin"), .invalid("pickle weights are not loaded (unsafe); save the adapter with safe_serialization=True"))
+                    throw CheckpointError(
+                        FileSystem.join(path, "adapter_model.bin"),
+                        .invalid("pickle weights are not loaded (unsafe); save the adapter with safe_serialization=True"))
                 }
                 throw CheckpointError(path, .invalid("not a PEFT adapter directory: no \(weightsFile)"))
             }
@@ -225,7 +232,9 @@ public struct Adapter: Sendable {
         config.targetModules = .names(Array(Set(ranks.keys.map { String($0.split(separator: ".").last ?? Substring($0)) })).sorted())
         config.useDora = file.names.contains { $0.hasSuffix(".lora_magnitude_vector") }
         config.loraBias = file.names.contains { $0.hasSuffix(".lora_B.bias") }
-        return try build(file: file, config: config, source: path, origin: alpha == nil ? "inferred from shapes (lora_alpha = r)" : "inferred from shapes (lora_alpha from --alpha)")
+        return try build(
+            file: file, config: config, source: path,
+            origin: alpha == nil ? "inferred from shapes (lora_alpha = r)" : "inferred from shapes (lora_alpha from --alpha)")
     }
 
     /// Whether a path holds an adapter: a directory with adapter_config.json, or a safetensors file with
@@ -257,7 +266,10 @@ public struct Adapter: Sendable {
     /// A regular expression matching `s` literally (for exact-name rank_pattern / alpha_pattern keys).
     public static func escapeRegex(_ s: String) -> String {
         var out = ""
-        for c in s { if "\\.^$|?*+()[]{}".contains(c) { out.append("\\") }; out.append(c) }
+        for c in s {
+            if "\\.^$|?*+()[]{}".contains(c) { out.append("\\") }
+            out.append(c)
+        }
         return out
     }
 
@@ -280,18 +292,28 @@ public struct Adapter: Sendable {
 
     static func build(file: SafeTensorsFile, config: LoraConfig, source: String, origin: String) throws -> Adapter {
         let path = file.path
-        struct Parts { var a, b, bias, mag: AdapterTensor?; var embedding = false }
+        struct Parts {
+            var a, b, bias, mag: AdapterTensor?
+            var embedding = false
+        }
         var parts: [String: Parts] = [:]
         var others: [(String, AdapterTensor)] = []
         for info in file.tensors {
             let t = AdapterTensor(dtype: info.dtype, tensor: file.view(info).toTensor())
-            guard let (module, part) = classify(info.name) else { others.append((info.name, t)); continue }
+            guard let (module, part) = classify(info.name) else {
+                others.append((info.name, t))
+                continue
+            }
             var p = parts[module] ?? Parts()
             switch part {
             case .a: p.a = t
             case .b: p.b = t
-            case .embeddingA: p.a = t; p.embedding = true
-            case .embeddingB: p.b = t; p.embedding = true
+            case .embeddingA:
+                p.a = t
+                p.embedding = true
+            case .embeddingB:
+                p.b = t
+                p.embedding = true
             case .bias: p.bias = t
             case .magnitude: p.mag = t
             }
@@ -310,11 +332,17 @@ public struct Adapter: Sendable {
             if cfgR != r {
                 throw bad("has rank \(r) in the weights but \(cfgR) in the config (r / rank_pattern)")
             }
-            if let bias = p.bias, bias.tensor.shape != [b.tensor.shape[0]] { throw bad("lora_B.bias has shape \(bias.tensor.shape), expected [\(b.tensor.shape[0])]") }
-            if let m = p.mag, m.tensor.count != b.tensor.shape[0] { throw bad("lora_magnitude_vector has shape \(m.tensor.shape), expected [\(b.tensor.shape[0])]") }
+            if let bias = p.bias, bias.tensor.shape != [b.tensor.shape[0]] {
+                throw bad("lora_B.bias has shape \(bias.tensor.shape), expected [\(b.tensor.shape[0])]")
+            }
+            if let m = p.mag, m.tensor.count != b.tensor.shape[0] {
+                throw bad("lora_magnitude_vector has shape \(m.tensor.shape), expected [\(b.tensor.shape[0])]")
+            }
             let alpha = config.alpha(for: name)
-            modules.append(LoraModule(name: name, a: a, b: b, bias: p.bias, magnitude: p.mag, isEmbedding: p.embedding,
-                                      alpha: alpha, scaling: LoraConfig.scaling(alpha: alpha, r: r, rslora: config.useRslora)))
+            modules.append(
+                LoraModule(
+                    name: name, a: a, b: b, bias: p.bias, magnitude: p.mag, isEmbedding: p.embedding,
+                    alpha: alpha, scaling: LoraConfig.scaling(alpha: alpha, r: r, rslora: config.useRslora)))
         }
         return Adapter(config: config, modules: modules, otherTensors: others, source: source, configOrigin: origin)
     }
@@ -348,8 +376,9 @@ public struct Adapter: Sendable {
             return
         }
         try FileSystem.makeDirectory(path)
-        try SafeTensorsWriter.write(entries(dtype: dtype), metadata: [("format", "pt")] + extraMetadata,
-                                    to: FileSystem.join(path, Adapter.weightsFile))
+        try SafeTensorsWriter.write(
+            entries(dtype: dtype), metadata: [("format", "pt")] + extraMetadata,
+            to: FileSystem.join(path, Adapter.weightsFile))
         try AtomicFileWriter.write(config.json.pretty, to: FileSystem.join(path, Adapter.configFile))
         if let l = labels {
             try AtomicFileWriter.write(JSON.array(l.map { .string($0) }).pretty + "\n", to: FileSystem.join(path, Adapter.labelsFile))

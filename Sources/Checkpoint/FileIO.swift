@@ -58,10 +58,13 @@ public final class MappedFile: @unchecked Sendable {
             while done < length, let base = buf.baseAddress {
                 let n = pread(fd, base + done, length - done, off_t(offset + done))
                 if n < 0 && errno == EINTR { continue }
-                if n <= 0 { ok = false; break }
+                if n <= 0 {
+                    ok = false
+                    break
+                }
                 done += n
             }
-            if !ok { buf.initialize(repeating: 0) }   // every element must be initialized
+            if !ok { buf.initialize(repeating: 0) }  // every element must be initialized
             count = length
         }
         return ok ? out : nil
@@ -94,7 +97,10 @@ public final class MappedFile: @unchecked Sendable {
 }
 
 public enum FileSystem {
-    public static func exists(_ path: String) -> Bool { var st = stat(); return stat(path, &st) == 0 }
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0
+    }
 
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
@@ -184,7 +190,8 @@ public enum FileSystem {
 
     /// Same inode (so "output equals input" can be detected through links and relative paths).
     public static func sameFile(_ a: String, _ b: String) -> Bool {
-        var sa = stat(), sb = stat()
+        var sa = stat()
+        var sb = stat()
         guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
     }
@@ -201,7 +208,7 @@ public final class AtomicFileWriter {
     private var buffer: [UInt8] = []
     private let bufferCapacity = 1 << 20
     public private(set) var bytesWritten: UInt64 = 0
-    private var onDisk: UInt64 = 0          // bytes handed to write(2)
+    private var onDisk: UInt64 = 0  // bytes handed to write(2)
     private var writebackStart: UInt64 = 0  // start of the range not yet handed to write-back
     private var finished = false
 
@@ -254,12 +261,13 @@ public final class AtomicFileWriter {
     public func write(from file: MappedFile, offset: Int, length: Int) throws {
         try flushBuffer()
         var done = 0
-        var a = stat(), b = stat()
+        var a = stat()
+        var b = stat()
         let sameDevice = file.fd >= 0 && fstat(file.fd, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev
         while done < length && sameDevice {
             let n = coto_copy_range(file.fd, Int64(offset + done), fd, Int64(length - done))
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }   // unsupported here (ENOSYS, EXDEV, EINVAL...) or short: the rest by write
+            if n <= 0 { break }  // unsupported here (ENOSYS, EXDEV, EINVAL...) or short: the rest by write
             done += Int(n)
         }
         if done > 0 {
@@ -309,8 +317,13 @@ public final class AtomicFileWriter {
     public func commit() throws {
         guard !finished else { return }
         try flushBuffer()
-        if fsync(fd) != 0 { let m = errnoMessage(); abandon(); throw CheckpointError(path, .io("fsync failed: \(m)")) }
-        let mask = umask(0); umask(mask)
+        if fsync(fd) != 0 {
+            let m = errnoMessage()
+            abandon()
+            throw CheckpointError(path, .io("fsync failed: \(m)"))
+        }
+        let mask = umask(0)
+        umask(mask)
         _ = fchmod(fd, 0o644 & ~mask)
         close(fd)
         fd = -1
@@ -322,14 +335,20 @@ public final class AtomicFileWriter {
         }
         finished = true
         let dfd = open(FileSystem.dirname(of: path), O_RDONLY | O_DIRECTORY)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
     }
 
     /// Drop the temp file; the target keeps its previous content.
     public func abandon() {
         guard !finished else { return }
         finished = true
-        if fd >= 0 { close(fd); fd = -1 }
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
         unlink(tempPath)
     }
 

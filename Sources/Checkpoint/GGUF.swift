@@ -7,9 +7,18 @@ public indirect enum GGUFValue: Equatable, Sendable {
 
     public var typeName: String {
         switch self {
-        case .u8: return "u8"; case .i8: return "i8"; case .u16: return "u16"; case .i16: return "i16"
-        case .u32: return "u32"; case .i32: return "i32"; case .f32: return "f32"; case .bool: return "bool"
-        case .string: return "string"; case .u64: return "u64"; case .i64: return "i64"; case .f64: return "f64"
+        case .u8: return "u8"
+        case .i8: return "i8"
+        case .u16: return "u16"
+        case .i16: return "i16"
+        case .u32: return "u32"
+        case .i32: return "i32"
+        case .f32: return "f32"
+        case .bool: return "bool"
+        case .string: return "string"
+        case .u64: return "u64"
+        case .i64: return "i64"
+        case .f64: return "f64"
         case let .array(a): return "array[\(a.count)]"
         }
     }
@@ -17,9 +26,14 @@ public indirect enum GGUFValue: Equatable, Sendable {
     /// Integer value of any integer type (and bool).
     public var int: Int? {
         switch self {
-        case let .u8(v): return Int(v); case let .i8(v): return Int(v); case let .u16(v): return Int(v)
-        case let .i16(v): return Int(v); case let .u32(v): return Int(v); case let .i32(v): return Int(v)
-        case let .u64(v): return v <= UInt64(Int.max) ? Int(v) : nil; case let .i64(v): return Int(v)
+        case let .u8(v): return Int(v)
+        case let .i8(v): return Int(v)
+        case let .u16(v): return Int(v)
+        case let .i16(v): return Int(v)
+        case let .u32(v): return Int(v)
+        case let .i32(v): return Int(v)
+        case let .u64(v): return v <= UInt64(Int.max) ? Int(v) : nil
+        case let .i64(v): return Int(v)
         case let .bool(b): return b ? 1 : 0
         default: return nil
         }
@@ -65,22 +79,51 @@ public enum GGMLType: UInt32, Sendable {
     /// (elements per block, bytes per block)
     public var block: (Int, Int) {
         switch self {
-        case .f32: return (1, 4); case .f16: return (1, 2); case .bf16: return (1, 2); case .f64: return (1, 8)
-        case .i8: return (1, 1); case .i16: return (1, 2); case .i32: return (1, 4); case .i64: return (1, 8)
-        case .q4_0: return (32, 18); case .q4_1: return (32, 20); case .q5_0: return (32, 22); case .q5_1: return (32, 24)
-        case .q8_0: return (32, 34); case .q8_1: return (32, 36)
-        case .q2_k: return (256, 84); case .q3_k: return (256, 110); case .q4_k: return (256, 144)
-        case .q5_k: return (256, 176); case .q6_k: return (256, 210); case .q8_k: return (256, 292)
+        case .f32: return (1, 4)
+        case .f16: return (1, 2)
+        case .bf16: return (1, 2)
+        case .f64: return (1, 8)
+        case .i8: return (1, 1)
+        case .i16: return (1, 2)
+        case .i32: return (1, 4)
+        case .i64: return (1, 8)
+        case .q4_0: return (32, 18)
+        case .q4_1: return (32, 20)
+        case .q5_0: return (32, 22)
+        case .q5_1: return (32, 24)
+        case .q8_0: return (32, 34)
+        case .q8_1: return (32, 36)
+        case .q2_k: return (256, 84)
+        case .q3_k: return (256, 110)
+        case .q4_k: return (256, 144)
+        case .q5_k: return (256, 176)
+        case .q6_k: return (256, 210)
+        case .q8_k: return (256, 292)
         }
     }
 
     public var name: String {
         switch self {
-        case .f32: return "F32"; case .f16: return "F16"; case .bf16: return "BF16"; case .f64: return "F64"
-        case .i8: return "I8"; case .i16: return "I16"; case .i32: return "I32"; case .i64: return "I64"
-        case .q4_0: return "Q4_0"; case .q4_1: return "Q4_1"; case .q5_0: return "Q5_0"; case .q5_1: return "Q5_1"
-        case .q8_0: return "Q8_0"; case .q8_1: return "Q8_1"; case .q2_k: return "Q2_K"; case .q3_k: return "Q3_K"
-        case .q4_k: return "Q4_K"; case .q5_k: return "Q5_K"; case .q6_k: return "Q6_K"; case .q8_k: return "Q8_K"
+        case .f32: return "F32"
+        case .f16: return "F16"
+        case .bf16: return "BF16"
+        case .f64: return "F64"
+        case .i8: return "I8"
+        case .i16: return "I16"
+        case .i32: return "I32"
+        case .i64: return "I64"
+        case .q4_0: return "Q4_0"
+        case .q4_1: return "Q4_1"
+        case .q5_0: return "Q5_0"
+        case .q5_1: return "Q5_1"
+        case .q8_0: return "Q8_0"
+        case .q8_1: return "Q8_1"
+        case .q2_k: return "Q2_K"
+        case .q3_k: return "Q3_K"
+        case .q4_k: return "Q4_K"
+        case .q5_k: return "Q5_K"
+        case .q6_k: return "Q6_K"
+        case .q8_k: return "Q8_K"
         }
     }
 
@@ -186,7 +229,8 @@ public final class GGUFFile: @unchecked Sendable {
             case .q4_1:
                 for b in 0..<(count / 32) {
                     let base = b * 20
-                    let d = f16(base), m = f16(base + 2)
+                    let d = f16(base)
+                    let m = f16(base + 2)
                     for j in 0..<16 {
                         let q = raw[base + 4 + j]
                         y[b * 32 + j] = Float(q & 0xF) * d + m
@@ -202,7 +246,9 @@ public final class GGUFFile: @unchecked Sendable {
     // MARK: parsing
 
     /// Validates GGUF bytes (no file needed); returns tensor infos and the data offset. Used by the fuzz targets.
-    public static func validate(bytes: UnsafeRawBufferPointer, path: String = "<bytes>") throws -> (metadata: [(String, GGUFValue)], tensors: [GGUFTensorInfo], dataOffset: Int) {
+    public static func validate(bytes: UnsafeRawBufferPointer, path: String = "<bytes>") throws -> (
+        metadata: [(String, GGUFValue)], tensors: [GGUFTensorInfo], dataOffset: Int
+    ) {
         let p = try parse(bytes, path: path)
         return (p.metadata, p.tensors, p.dataOffset)
     }
@@ -338,7 +384,9 @@ public final class GGUFFile: @unchecked Sendable {
             guard let type = GGMLType(rawValue: rawType) else { throw c.fail("tensor '\(name)' has unknown ggml type \(rawType)") }
             let offset = try c.read(UInt64.self, "offset of '\(name)'")
             let (per, size) = type.block
-            guard dims[0] % per == 0 else { throw c.fail("tensor '\(name)': first dimension \(dims[0]) is not a multiple of the \(type.name) block size \(per)") }
+            guard dims[0] % per == 0 else {
+                throw c.fail("tensor '\(name)': first dimension \(dims[0]) is not a multiple of the \(type.name) block size \(per)")
+            }
             let (bytesNeeded, o) = (count / UInt64(per)).multipliedReportingOverflow(by: UInt64(size))
             guard !o, bytesNeeded <= UInt64(Int.max) else { throw c.fail("tensor '\(name)': byte size overflows") }
             guard offset % UInt64(alignment) == 0 else { throw c.fail("tensor '\(name)': offset \(offset) is not aligned to \(alignment)") }
@@ -353,7 +401,8 @@ public final class GGUFFile: @unchecked Sendable {
         for t in sorted {
             let (end, o) = t.offset.addingReportingOverflow(UInt64(t.byteCount))
             guard !o, end <= dataSize else {
-                throw CheckpointError(path, .invalid("GGUF: tensor '\(t.name)' (\(t.byteCount) bytes at data offset \(t.offset)) runs past the end of the file (truncated?)"))
+                throw CheckpointError(
+                    path, .invalid("GGUF: tensor '\(t.name)' (\(t.byteCount) bytes at data offset \(t.offset)) runs past the end of the file (truncated?)"))
             }
             guard t.offset >= prevEnd else {
                 throw CheckpointError(path, .invalid("GGUF: tensor '\(t.name)' overlaps tensor '\(prevName)'"))

@@ -128,14 +128,16 @@ public struct GGUFConverter {
     public static func unpermute(_ t: Tensor, heads: Int) -> Tensor {
         let rows = t.shape[0]
         let cols = t.count / max(rows, 1)
-        let d = rows / heads, half = d / 2
+        let d = rows / heads
+        let half = d / 2
         var out = [Float](repeating: 0, count: t.count)
         t.data.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for h in 0..<heads {
                     for s in 0..<2 {
                         for i in 0..<half {
-                            let hfRow = h * d + s * half + i, gRow = h * d + 2 * i + s
+                            let hfRow = h * d + s * half + i
+                            let gRow = h * d + 2 * i + s
                             for c in 0..<cols { dst[hfRow * cols + c] = src[gRow * cols + c] }
                         }
                     }
@@ -151,12 +153,14 @@ public struct GGUFConverter {
         let dtype = self.dtype
         return store.tensorNames.enumerated().map { i, name in
             let info = store.tensorInfo(name)!
-            return TensorEntry(name: name, dtype: dtype, shape: info.shape, source: .lazy {
-                progress?(.tensor(name: name, index: i, total: store.tensorNames.count))
-                let x = try store.loadTensor(name)
-                store.release(name)
-                return Storage.encode(x.data, dtype: dtype)
-            })
+            return TensorEntry(
+                name: name, dtype: dtype, shape: info.shape,
+                source: .lazy {
+                    progress?(.tensor(name: name, index: i, total: store.tensorNames.count))
+                    let x = try store.loadTensor(name)
+                    store.release(name)
+                    return Storage.encode(x.data, dtype: dtype)
+                })
         }
     }
 
@@ -173,7 +177,9 @@ public struct GGUFConverter {
         var cs = bs
         var n = 0
         for b in 0..<256 where !bs.contains(b) {
-            bs.append(b); cs.append(256 + n); n += 1
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
         }
         var table = [Character](repeating: " ", count: 256)
         for (b, c) in zip(bs, cs) { table[b] = Character(Unicode.Scalar(UInt32(c))!) }
@@ -223,25 +229,40 @@ public struct GGUFConverter {
         var added: [JSON] = []
         for (i, t) in tokens.enumerated() where i < types.count {
             let special: Bool
-            if types[i] == 3 && t.allSatisfy({ alphabet.contains($0) }) { special = true }
-            else if types[i] == 4 && vocabId[t] != nil { special = false }
-            else { continue }
-            added.append(.object([
-                ("id", .int(i)), ("content", .string(t)), ("single_word", .bool(false)), ("lstrip", .bool(false)),
-                ("rstrip", .bool(false)), ("normalized", .bool(false)), ("special", .bool(special)),
-            ]))
+            if types[i] == 3 && t.allSatisfy({ alphabet.contains($0) }) {
+                special = true
+            } else if types[i] == 4 && vocabId[t] != nil {
+                special = false
+            } else {
+                continue
+            }
+            added.append(
+                .object([
+                    ("id", .int(i)), ("content", .string(t)), ("single_word", .bool(false)), ("lstrip", .bool(false)),
+                    ("rstrip", .bool(false)), ("normalized", .bool(false)), ("special", .bool(special)),
+                ]))
         }
         let byteLevel: (Bool) -> JSON = { useRegex in
-            .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)),
-                     ("trim_offsets", .bool(true)), ("use_regex", .bool(useRegex))])
+            .object([
+                ("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)),
+                ("trim_offsets", .bool(true)), ("use_regex", .bool(useRegex)),
+            ])
         }
         var pre = byteLevel(true)
         if let p = gguf["tokenizer.ggml.pre"]?.string, let split = GGUFConverter.splits[p] {
-            pre = .object([("type", .string("Sequence")), ("pretokenizers", .array([
-                .object([("type", .string("Split")), ("pattern", .object([("Regex", .string(split))])),
-                         ("behavior", .string("Isolated")), ("invert", .bool(false))]),
-                byteLevel(false),
-            ]))])
+            pre = .object([
+                ("type", .string("Sequence")),
+                (
+                    "pretokenizers",
+                    .array([
+                        .object([
+                            ("type", .string("Split")), ("pattern", .object([("Regex", .string(split))])),
+                            ("behavior", .string("Isolated")), ("invert", .bool(false)),
+                        ]),
+                        byteLevel(false),
+                    ])
+                ),
+            ])
         }
         let seqA = JSON.object([("Sequence", .object([("id", .string("A")), ("type_id", .int(0))]))])
         let seqB = JSON.object([("Sequence", .object([("id", .string("B")), ("type_id", .int(1))]))])
@@ -252,17 +273,30 @@ public struct GGUFConverter {
             ("added_tokens", .array(added)),
             ("normalizer", .null),
             ("pre_tokenizer", pre),
-            ("post_processor", .object([("type", .string("TemplateProcessing")), ("single", .array([seqA])),
-                                        ("pair", .array([seqA, seqB])), ("special_tokens", .object([]))])),
-            ("decoder", .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)),
-                                 ("trim_offsets", .bool(true)), ("use_regex", .bool(true))])),
-            ("model", .object([
-                ("type", .string("BPE")), ("dropout", .null), ("unk_token", .null),
-                ("continuing_subword_prefix", .string("")), ("end_of_word_suffix", .string("")),
-                ("fuse_unk", .bool(false)), ("byte_fallback", .bool(false)), ("ignore_merges", .bool(false)),
-                ("vocab", .object(vocabOrder.map { ($0, JSON.int(vocabId[$0]!)) })),
-                ("merges", .array(merges)),
-            ])),
+            (
+                "post_processor",
+                .object([
+                    ("type", .string("TemplateProcessing")), ("single", .array([seqA])),
+                    ("pair", .array([seqA, seqB])), ("special_tokens", .object([])),
+                ])
+            ),
+            (
+                "decoder",
+                .object([
+                    ("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)),
+                    ("trim_offsets", .bool(true)), ("use_regex", .bool(true)),
+                ])
+            ),
+            (
+                "model",
+                .object([
+                    ("type", .string("BPE")), ("dropout", .null), ("unk_token", .null),
+                    ("continuing_subword_prefix", .string("")), ("end_of_word_suffix", .string("")),
+                    ("fuse_unk", .bool(false)), ("byte_fallback", .bool(false)), ("ignore_merges", .bool(false)),
+                    ("vocab", .object(vocabOrder.map { ($0, JSON.int(vocabId[$0]!)) })),
+                    ("merges", .array(merges)),
+                ])
+            ),
         ])
     }
 
@@ -326,7 +360,6 @@ public struct GGUFConverter {
     }
 }
 
-
 /// A GGUF model read as the transformers model it converts to: HF tensor names, PyTorch shapes, every
 /// tensor dequantized to Float32 on demand (q/k rows un-permuted). Lets the operators (coto-fuse) take a
 /// GGUF base without converting it to disk first.
@@ -348,9 +381,12 @@ public final class GGUFTensorStore: TensorStore {
                 continue
             }
             guard t.type.canDequantize else {
-                throw CheckpointError(gguf.path, .invalid("tensor '\(t.name)': type \(t.type.name) cannot be dequantized (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))
+                throw CheckpointError(
+                    gguf.path, .invalid("tensor '\(t.name)': type \(t.type.name) cannot be dequantized (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))
             }
-            let permuteHeads: Int? = t.name.hasSuffix("attn_q.weight") || t.name.hasSuffix("attn_q.bias") ? heads
+            let permuteHeads: Int? =
+                t.name.hasSuffix("attn_q.weight") || t.name.hasSuffix("attn_q.bias")
+                ? heads
                 : t.name.hasSuffix("attn_k.weight") || t.name.hasSuffix("attn_k.bias") ? kvHeads : nil
             if let h = permuteHeads, t.shape[0] % (2 * h) != 0 {
                 throw CheckpointError(gguf.path, .invalid("tensor '\(t.name)': \(t.shape[0]) rows do not split into \(h) heads"))
@@ -377,11 +413,13 @@ public final class GGUFTensorStore: TensorStore {
 
     public func entry(_ name: String) throws -> TensorEntry {
         guard let info = tensorInfo(name) else { throw CheckpointError(gguf.path, .tensorNotFound(name)) }
-        return TensorEntry(name: name, dtype: .f32, shape: info.shape, source: .lazy { [self] in
-            let x = try self.loadTensor(name)
-            self.release(name)
-            return Storage.encode(x.data, dtype: .f32)
-        })
+        return TensorEntry(
+            name: name, dtype: .f32, shape: info.shape,
+            source: .lazy { [self] in
+                let x = try self.loadTensor(name)
+                self.release(name)
+                return Storage.encode(x.data, dtype: .f32)
+            })
     }
 
     public func release(_ name: String) {

@@ -34,13 +34,20 @@ public enum GGUFLoRA {
     /// llama.cpp's q/k row permutation (Docs/formats.md, "GGUF"): GGUF row h·D + 2i + s is HF row
     /// h·D + s·D/2 + i. The inverse of `GGUFConverter.unpermute`.
     public static func permute(_ t: Tensor, heads: Int) -> Tensor {
-        let rows = t.shape[0], cols = t.count / max(rows, 1)
-        let d = rows / heads, half = d / 2
+        let rows = t.shape[0]
+        let cols = t.count / max(rows, 1)
+        let d = rows / heads
+        let half = d / 2
         var out = [Float](repeating: 0, count: t.count)
-        for h in 0..<heads { for s in 0..<2 { for i in 0..<half {
-            let hfRow = h * d + s * half + i, gRow = h * d + 2 * i + s
-            for c in 0..<cols { out[gRow * cols + c] = t.data[hfRow * cols + c] }
-        } } }
+        for h in 0..<heads {
+            for s in 0..<2 {
+                for i in 0..<half {
+                    let hfRow = h * d + s * half + i
+                    let gRow = h * d + 2 * i + s
+                    for c in 0..<cols { out[gRow * cols + c] = t.data[hfRow * cols + c] }
+                }
+            }
+        }
         return Tensor(shape: t.shape, data: out)
     }
 
@@ -59,12 +66,20 @@ public enum GGUFLoRA {
         let src = adapter.source
         guard dtype == .f32 || dtype == .f16 else { throw CheckpointError(path, .invalid("GGUF LoRA output is F32 or F16, not \(dtype)")) }
         switch adapter.variant {
-        case .dora: throw CheckpointError(src, .invalid("DoRA adapters have no llama.cpp form; convert first (coto-convert --to-lora --base MODEL) or fuse (coto-fuse)"))
-        case .hira: throw CheckpointError(src, .invalid("HiRA adapters have no llama.cpp form; convert first (coto-convert --to-lora --base MODEL) or fuse (coto-fuse)"))
+        case .dora:
+            throw CheckpointError(
+                src, .invalid("DoRA adapters have no llama.cpp form; convert first (coto-convert --to-lora --base MODEL) or fuse (coto-fuse)"))
+        case .hira:
+            throw CheckpointError(
+                src, .invalid("HiRA adapters have no llama.cpp form; convert first (coto-convert --to-lora --base MODEL) or fuse (coto-fuse)"))
         case .lora: break
         }
         if !adapter.otherTensors.isEmpty {
-            throw CheckpointError(src, .invalid("the adapter carries full tensors (\(adapter.otherTensors.map(\.0).prefix(3).joined(separator: ", "))): llama.cpp LoRA files hold only lora_a/lora_b; fuse them (coto-fuse) or drop the heads (coto-merge --heads drop)"))
+            throw CheckpointError(
+                src,
+                .invalid(
+                    "the adapter carries full tensors (\(adapter.otherTensors.map(\.0).prefix(3).joined(separator: ", "))): llama.cpp LoRA files hold only lora_a/lora_b; fuse them (coto-fuse) or drop the heads (coto-merge --heads drop)"
+                ))
         }
         if adapter.config.fanInFanOut { throw CheckpointError(src, .invalid("fan_in_fan_out adapters (Conv1D layers) have no llama.cpp form")) }
         if let m = adapter.modules.first(where: { $0.bias != nil }) {
@@ -74,7 +89,9 @@ public enum GGUFLoRA {
         let map = baseModules(base)
         let (hq, hkv) = try heads(base)
         let alpha = adapter.config.loraAlpha
-        guard alpha > 0, alpha.isFinite else { throw CheckpointError(src, .invalid("lora_alpha \(alpha) cannot be written (llama.cpp reads alpha 0 as 'no scaling')")) }
+        guard alpha > 0, alpha.isFinite else {
+            throw CheckpointError(src, .invalid("lora_alpha \(alpha) cannot be written (llama.cpp reads alpha 0 as 'no scaling')"))
+        }
         var tensors: [(String, Tensor)] = []
         for m in adapter.modules {
             guard let key = resolve(m.name, in: map), let (g, shape) = map[key] else {
@@ -98,9 +115,11 @@ public enum GGUFLoRA {
             tensors.append((g + ".weight.lora_a", a))
             tensors.append((g + ".weight.lora_b", b))
         }
-        let meta: [(String, GGUFValue)] = [("general.type", .string("adapter")), ("general.architecture", .string(arch)),
-                                           ("adapter.type", .string("lora")), ("adapter.lora.alpha", .f32(Float(alpha))),
-                                           ("general.name", .string("coto LoRA adapter"))]
+        let meta: [(String, GGUFValue)] = [
+            ("general.type", .string("adapter")), ("general.architecture", .string(arch)),
+            ("adapter.type", .string("lora")), ("adapter.lora.alpha", .f32(Float(alpha))),
+            ("general.name", .string("coto LoRA adapter")),
+        ]
         try AtomicFileWriter.write(GGUFWriter.encode(metadata: meta, tensors: tensors, dtype: dtype), to: path)
     }
 
@@ -147,8 +166,10 @@ public enum GGUFLoRA {
             }
             let r = a.rows
             let dt: DType = t.type == .f16 ? .f16 : .f32
-            modules.append(LoraModule(name: hf, a: AdapterTensor(dtype: dt, tensor: a), b: AdapterTensor(dtype: dt, tensor: b), isEmbedding: embedding,
-                                      alpha: alpha, scaling: alpha / Double(r)))
+            modules.append(
+                LoraModule(
+                    name: hf, a: AdapterTensor(dtype: dt, tensor: a), b: AdapterTensor(dtype: dt, tensor: b), isEmbedding: embedding,
+                    alpha: alpha, scaling: alpha / Double(r)))
         }
         for t in f.tensors where t.name.hasSuffix(".weight.lora_b") && !names.contains(String(t.name.dropLast(1)) + "a") {
             throw CheckpointError(path, .invalid("'\(t.name)' has no lora_a"))
@@ -168,7 +189,10 @@ enum GGUFWriter {
         var out: [UInt8] = []
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-        func str(_ s: String) { u64(UInt64(s.utf8.count)); out.append(contentsOf: Array(s.utf8)) }
+        func str(_ s: String) {
+            u64(UInt64(s.utf8.count))
+            out.append(contentsOf: Array(s.utf8))
+        }
         out.append(contentsOf: Array("GGUF".utf8))
         u32(3)
         u64(UInt64(tensors.count))
@@ -176,9 +200,15 @@ enum GGUFWriter {
         for (k, v) in metadata {
             str(k)
             switch v {
-            case let .string(s): u32(8); str(s)
-            case let .f32(x): u32(6); u32(x.bitPattern)
-            case let .u32(x): u32(4); u32(x)
+            case let .string(s):
+                u32(8)
+                str(s)
+            case let .f32(x):
+                u32(6)
+                u32(x.bitPattern)
+            case let .u32(x):
+                u32(4)
+                u32(x)
             default: throw CheckpointError(k, .invalid("GGUF writer: metadata type \(v.typeName) not written"))
             }
         }
@@ -188,7 +218,8 @@ enum GGUFWriter {
         for (name, t) in tensors {
             str(name)
             u32(2)
-            u64(UInt64(t.cols)); u64(UInt64(t.rows))   // ne0 = columns (fastest)
+            u64(UInt64(t.cols))
+            u64(UInt64(t.rows))  // ne0 = columns (fastest)
             u32(dtype == .f16 ? 1 : 0)
             u64(UInt64(offset))
             offsets.append(offset)

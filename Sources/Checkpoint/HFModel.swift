@@ -52,7 +52,10 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.singleValueContainer()
-            switch self { case let .one(i): try c.encode(i); case let .many(a): try c.encode(a) }
+            switch self {
+            case let .one(i): try c.encode(i)
+            case let .many(a): try c.encode(a)
+            }
         }
     }
 
@@ -127,7 +130,8 @@ public final class HFModelDir {
         config = try ModelConfig.decode(bytes, path: cfgPath)
         let names = try FileSystem.listDirectory(path)
         if names.contains("pytorch_model.bin") && !names.contains(where: { $0.hasSuffix(".safetensors") }) {
-            throw CheckpointError(FileSystem.join(path, "pytorch_model.bin"), .invalid("pickle weights are not loaded (unsafe); convert the model to safetensors"))
+            throw CheckpointError(
+                FileSystem.join(path, "pytorch_model.bin"), .invalid("pickle weights are not loaded (unsafe); convert the model to safetensors"))
         }
         weights = try openTensorStore(path)
         let weightSet: Set<String>
@@ -166,8 +170,12 @@ public final class HFModelDir {
 
     /// Tokenizer-related files present.
     public var tokenizerFiles: [String] {
-        otherFiles.filter { ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json",
-                             "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja"].contains($0) }
+        otherFiles.filter {
+            [
+                "tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json",
+                "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja",
+            ].contains($0)
+        }
     }
 
     public var parameterCount: Int { weights.tensorNames.reduce(0) { $0 + (weights.tensorInfo($1)?.elementCount ?? 0) } }

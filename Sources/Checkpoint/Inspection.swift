@@ -14,7 +14,10 @@ public struct Inspection {
     public struct Options {
         public var stats = false
         public var validate = false
-        public init(stats: Bool = false, validate: Bool = false) { self.stats = stats; self.validate = validate }
+        public init(stats: Bool = false, validate: Bool = false) {
+            self.stats = stats
+            self.validate = validate
+        }
     }
 
     public var json: JSON {
@@ -54,13 +57,16 @@ public struct Inspection {
     }
 
     static func statsJSON(_ s: TensorStats) -> JSON {
-        .object([("min", s.min.map(JSON.double) ?? .null), ("max", s.max.map(JSON.double) ?? .null),
-                 ("mean", s.mean.map(JSON.double) ?? .null), ("std", s.std.map(JSON.double) ?? .null),
-                 ("nan", .int(s.nanCount)), ("inf", .int(s.infCount))])
+        .object([
+            ("min", s.min.map(JSON.double) ?? .null), ("max", s.max.map(JSON.double) ?? .null),
+            ("mean", s.mean.map(JSON.double) ?? .null), ("std", s.std.map(JSON.double) ?? .null),
+            ("nan", .int(s.nanCount)), ("inf", .int(s.infCount)),
+        ])
     }
 
     /// Tensor table of any store; with stats or validate, every tensor's values are read.
-    static func tensorList(_ store: TensorStore, options: Options, faults: inout [String], progress: ((Int, Int) -> Void)?) throws -> (JSON, Int, [String: Int]) {
+    static func tensorList(_ store: TensorStore, options: Options, faults: inout [String], progress: ((Int, Int) -> Void)?) throws -> (JSON, Int, [String: Int])
+    {
         var rows: [JSON] = []
         var totalBytes = 0
         var dtypes: [String: Int] = [:]
@@ -152,9 +158,14 @@ public struct Inspection {
         }
         ins.report.append(("modules", .array(mods)))
         let headKeys = Set(a.heads.map(\.0))
-        ins.report.append(("heads", .array(a.heads.map { k, t in
-            .object([("name", .string(k)), ("shape", .array(t.tensor.shape.map { JSON.int($0) })), ("dtype", .string(t.dtype.rawValue))])
-        })))
+        ins.report.append(
+            (
+                "heads",
+                .array(
+                    a.heads.map { k, t in
+                        .object([("name", .string(k)), ("shape", .array(t.tensor.shape.map { JSON.int($0) })), ("dtype", .string(t.dtype.rawValue))])
+                    })
+            ))
         let others = a.otherTensors.filter { !headKeys.contains($0.0) }
         if !others.isEmpty {
             ins.report.append(("other_tensors", .array(others.map { .string($0.0) })))
@@ -206,15 +217,20 @@ public struct Inspection {
         var ins = Inspection(path: path, kind: .gguf)
         ins.report.append(("version", .int(Int(g.version))))
         ins.report.append(("alignment", .int(g.alignment)))
-        ins.report.append(("metadata", .object(g.metadata.map { k, v in
-            switch v {
-            case let .string(s): return (k, .string(s))
-            case let .array(a): return (k, .string("[\(a.count) × \(a.elementType)]"))
-            case .f32, .f64: return (k, .double(v.double ?? .nan))
-            case let .bool(b): return (k, .bool(b))
-            default: return (k, v.int.map(JSON.int) ?? .null)
-            }
-        })))
+        ins.report.append(
+            (
+                "metadata",
+                .object(
+                    g.metadata.map { k, v in
+                        switch v {
+                        case let .string(s): return (k, .string(s))
+                        case let .array(a): return (k, .string("[\(a.count) × \(a.elementType)]"))
+                        case .f32, .f64: return (k, .double(v.double ?? .nan))
+                        case let .bool(b): return (k, .bool(b))
+                        default: return (k, v.int.map(JSON.int) ?? .null)
+                        }
+                    })
+            ))
         var types: [String: Int] = [:]
         var rows: [JSON] = []
         var total = 0

@@ -122,7 +122,10 @@ private struct Parser {
             i += 1
             var pairs: [(String, JSON)] = []
             skipWhitespace()
-            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(pairs) }
+            if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
+                i += 1
+                return .object(pairs)
+            }
             while true {
                 skipWhitespace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -134,29 +137,50 @@ private struct Parser {
                 pairs.append((key, try value(depth: depth + 1)))
                 skipWhitespace()
                 guard i < bytes.count else { throw error("unexpected end of input in an object") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(pairs) }
+                if bytes[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
+                }
+                if bytes[i] == UInt8(ascii: "}") {
+                    i += 1
+                    return .object(pairs)
+                }
                 throw error("expected ',' or '}'")
             }
         case UInt8(ascii: "["):
             i += 1
             var items: [JSON] = []
             skipWhitespace()
-            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            if i < bytes.count, bytes[i] == UInt8(ascii: "]") {
+                i += 1
+                return .array(items)
+            }
             while true {
                 skipWhitespace()
                 items.append(try value(depth: depth + 1))
                 skipWhitespace()
                 guard i < bytes.count else { throw error("unexpected end of input in an array") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+                if bytes[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
+                }
+                if bytes[i] == UInt8(ascii: "]") {
+                    i += 1
+                    return .array(items)
+                }
                 throw error("expected ',' or ']'")
             }
         case UInt8(ascii: "\""):
             return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return .number(try number())
         default:
@@ -222,7 +246,10 @@ private struct Parser {
                 break
             }
             if c < 0x20 { throw error("control character in string") }
-            if c != UInt8(ascii: "\\") { i += 1; continue }
+            if c != UInt8(ascii: "\\") {
+                i += 1
+                continue
+            }
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<i]))
             i += 1
             guard i < bytes.count else { throw error("unterminated escape") }
@@ -290,7 +317,10 @@ extension JSON {
         case let .number(s): out += s
         case let .string(s): JSON.writeString(s, into: &out, asciiOnly: asciiOnly)
         case let .array(items):
-            if items.isEmpty { out += "[]"; return }
+            if items.isEmpty {
+                out += "[]"
+                return
+            }
             out += "["
             for (k, v) in items.enumerated() {
                 if k > 0 { out += "," }
@@ -300,7 +330,10 @@ extension JSON {
             newline(level)
             out += "]"
         case let .object(pairs):
-            if pairs.isEmpty { out += "{}"; return }
+            if pairs.isEmpty {
+                out += "{}"
+                return
+            }
             out += "{"
             for (k, (key, v)) in pairs.enumerated() {
                 if k > 0 { out += "," }
@@ -316,7 +349,10 @@ extension JSON {
 
     static func writeString(_ s: String, into out: inout String, asciiOnly: Bool) {
         let hex: [Character] = Array("0123456789abcdef")
-        func u4(_ v: UInt32) { out += "\\u"; for shift in [12, 8, 4, 0] { out.append(hex[Int((v >> UInt32(shift)) & 0xF)]) } }
+        func u4(_ v: UInt32) {
+            out += "\\u"
+            for shift in [12, 8, 4, 0] { out.append(hex[Int((v >> UInt32(shift)) & 0xF)]) }
+        }
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -333,8 +369,11 @@ extension JSON {
                 } else if asciiOnly && scalar.value > 0x7F {
                     if scalar.value >= 0x10000 {
                         let v = scalar.value - 0x10000
-                        u4(0xD800 + (v >> 10)); u4(0xDC00 + (v & 0x3FF))
-                    } else { u4(scalar.value) }
+                        u4(0xD800 + (v >> 10))
+                        u4(0xDC00 + (v & 0x3FF))
+                    } else {
+                        u4(scalar.value)
+                    }
                 } else {
                     out.unicodeScalars.append(scalar)
                 }

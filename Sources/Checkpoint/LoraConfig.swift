@@ -83,13 +83,17 @@ public struct LoraConfig: Equatable, Sendable {
         }
         loraAlpha = try number(.loraAlpha) ?? Double(r)
         if let tm = field(.targetModules) {
-            if let s = tm.stringValue { targetModules = .regex(s) }
-            else if let a = tm.arrayValue {
-                targetModules = .names(try a.map {
-                    guard let s = $0.stringValue else { throw fail("target_modules entries must be strings") }
-                    return s
-                })
-            } else { throw fail("target_modules must be a list of names or a regex string") }
+            if let s = tm.stringValue {
+                targetModules = .regex(s)
+            } else if let a = tm.arrayValue {
+                targetModules = .names(
+                    try a.map {
+                        guard let s = $0.stringValue else { throw fail("target_modules entries must be strings") }
+                        return s
+                    })
+            } else {
+                throw fail("target_modules must be a list of names or a regex string")
+            }
         }
         useRslora = try bool(.useRslora)
         useDora = try bool(.useDora)
@@ -150,9 +154,10 @@ public struct LoraConfig: Equatable, Sendable {
         map[CodingKeys.loraBias.rawValue] = .bool(loraBias)
         map[CodingKeys.loraDropout.rawValue] = .double(loraDropout)
         map[CodingKeys.rankPattern.rawValue] = .object(rankPattern.map { ($0.0, .int($0.1)) })
-        map[CodingKeys.alphaPattern.rawValue] = .object(alphaPattern.map {
-            ($0.0, $0.1.rounded() == $0.1 && abs($0.1) < 1e15 ? .int(Int($0.1)) : .double($0.1))
-        })
+        map[CodingKeys.alphaPattern.rawValue] = .object(
+            alphaPattern.map {
+                ($0.0, $0.1.rounded() == $0.1 && abs($0.1) < 1e15 ? .int(Int($0.1)) : .double($0.1))
+            })
         map[CodingKeys.modulesToSave.rawValue] = modulesToSave.map { .array($0.map { .string($0) }) } ?? .null
         map[CodingKeys.baseModelNameOrPath.rawValue] = baseModelNameOrPath.map { .string($0) } ?? .null
         map[CodingKeys.taskType.rawValue] = taskType.map { .string($0) } ?? .null

@@ -121,7 +121,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// Validates the bytes of a whole safetensors file (no file needed): its tensors in offset order and
     /// metadata, or the error the reader would raise. Used by the fuzz targets.
-    public static func validate(bytes: UnsafeRawBufferPointer, path: String = "<bytes>") throws -> (tensors: [TensorInfo], metadata: [(String, String)]?, dataOffset: Int) {
+    public static func validate(bytes: UnsafeRawBufferPointer, path: String = "<bytes>") throws -> (
+        tensors: [TensorInfo], metadata: [(String, String)]?, dataOffset: Int
+    ) {
         let p = try parseHeader(bytes, path: path)
         return (p.tensors, p.metadata, 8 + Int(p.headerSize))
     }
@@ -244,9 +246,13 @@ public struct TensorEntry {
 
     /// A Float32 tensor stored as `dtype` (rounded to nearest even for f16/bf16).
     public init(name: String, tensor: Tensor, dtype: DType = .f32) {
-        self.init(name: name, dtype: dtype, shape: tensor.shape, source: dtype == .f32 ? .tensor(tensor) : .lazy {
-            Storage.encode(tensor.data, dtype: dtype)
-        })
+        self.init(
+            name: name, dtype: dtype, shape: tensor.shape,
+            source: dtype == .f32
+                ? .tensor(tensor)
+                : .lazy {
+                    Storage.encode(tensor.data, dtype: dtype)
+                })
     }
 
     /// A zero-copy copy of a tensor of another file.
@@ -274,11 +280,15 @@ public enum SafeTensorsWriter {
         var offset: UInt64 = 0
         for e in entries {
             let n = UInt64(e.byteCount)
-            pairs.append((e.name, .object([
-                ("dtype", .string(e.dtype.rawValue)),
-                ("shape", .array(e.shape.map { JSON.int($0) })),
-                ("data_offsets", .array([.uint(offset), .uint(offset + n)])),
-            ])))
+            pairs.append(
+                (
+                    e.name,
+                    .object([
+                        ("dtype", .string(e.dtype.rawValue)),
+                        ("shape", .array(e.shape.map { JSON.int($0) })),
+                        ("data_offsets", .array([.uint(offset), .uint(offset + n)])),
+                    ])
+                ))
             offset += n
         }
         var bytes = Array(JSON.object(pairs).compact.utf8)
@@ -316,36 +326,49 @@ public enum SafeTensorsWriter {
             var done = 0
             // With `prefetch` > 0, lazily computed tensors are produced on a second thread up to that many
             // entries ahead of the write (computing overlaps writing; at most that many are held).
-            try Pipeline.run(count: ordered.count, depth: prefetch, produce: { i -> [UInt8]? in
-                if case let .lazy(f) = ordered[i].source { return try f() }
-                return nil
-            }, consume: { i, produced in
-                let e = ordered[i]
-                let expected = e.byteCount
-                func check(_ n: Int) throws {
-                    if n != expected {
-                        throw CheckpointError(path, .sizeMismatch(tensor: e.name, expected: UInt64(expected), actual: UInt64(n)))
+            try Pipeline.run(
+                count: ordered.count, depth: prefetch,
+                produce: { i -> [UInt8]? in
+                    if case let .lazy(f) = ordered[i].source { return try f() }
+                    return nil
+                },
+                consume: { i, produced in
+                    let e = ordered[i]
+                    let expected = e.byteCount
+                    func check(_ n: Int) throws {
+                        if n != expected {
+                            throw CheckpointError(path, .sizeMismatch(tensor: e.name, expected: UInt64(expected), actual: UInt64(n)))
+                        }
                     }
-                }
-                switch e.source {
-                case let .bytes(b): try check(b.count); try w.write(b)
-                case let .view(v): try check(v.info.byteCount); try w.write(from: v.file, offset: v.offset, length: v.info.byteCount); v.release()
-                case let .tensor(t):
-                    guard e.dtype == .f32 else {
-                        let b = Storage.encode(t.data, dtype: e.dtype)
-                        try check(b.count); try w.write(b); break
+                    switch e.source {
+                    case let .bytes(b):
+                        try check(b.count)
+                        try w.write(b)
+                    case let .view(v):
+                        try check(v.info.byteCount)
+                        try w.write(from: v.file, offset: v.offset, length: v.info.byteCount)
+                        v.release()
+                    case let .tensor(t):
+                        guard e.dtype == .f32 else {
+                            let b = Storage.encode(t.data, dtype: e.dtype)
+                            try check(b.count)
+                            try w.write(b)
+                            break
+                        }
+                        try check(t.count * 4)
+                        #if _endian(little)
+                        try t.data.withUnsafeBytes { try w.write($0) }
+                        #else
+                        try w.write(Storage.encode(t.data, dtype: .f32))
+                        #endif
+                    case .lazy:
+                        let b = produced ?? []
+                        try check(b.count)
+                        try w.write(b)
                     }
-                    try check(t.count * 4)
-                    #if _endian(little)
-                    try t.data.withUnsafeBytes { try w.write($0) }
-                    #else
-                    try w.write(Storage.encode(t.data, dtype: .f32))
-                    #endif
-                case .lazy: let b = produced ?? []; try check(b.count); try w.write(b)
-                }
-                done += expected
-                progress?(done, total)
-            })
+                    done += expected
+                    progress?(done, total)
+                })
             try w.commit()
         } catch {
             w.abandon()

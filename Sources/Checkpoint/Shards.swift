@@ -32,8 +32,12 @@ public final class ShardedCheckpoint: TensorStore, @unchecked Sendable {
                     throw CheckpointError(indexPath, .invalid("metadata.total_size is not a non-negative integer"))
                 }
                 declaredTotalSize = v
-            } else { declaredTotalSize = nil }
-        } else { declaredTotalSize = nil }
+            } else {
+                declaredTotalSize = nil
+            }
+        } else {
+            declaredTotalSize = nil
+        }
         guard let wm = json["weight_map"]?.objectPairs else {
             throw CheckpointError(indexPath, .invalid("index has no \"weight_map\" object"))
         }
@@ -127,8 +131,10 @@ public final class ShardedCheckpoint: TensorStore, @unchecked Sendable {
 /// Parses a shard size as Hugging Face does: "5GB" = 5e9, "500MB", "10KB", "2GiB" = 2*2^30, or bytes.
 public func parseByteSize(_ s: String) -> UInt64? {
     let t = s.trimmingCharacters(in: " ").uppercased()
-    let units: [(String, Double)] = [("GIB", 1073741824), ("MIB", 1048576), ("KIB", 1024),
-                                     ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
+    let units: [(String, Double)] = [
+        ("GIB", 1073741824), ("MIB", 1048576), ("KIB", 1024),
+        ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1),
+    ]
     for (u, m) in units where t.hasSuffix(u) {
         guard let v = Double(t.dropLast(u.count).trimmingCharacters(in: " ")), v > 0, v.isFinite else { return nil }
         return UInt64((v * m).rounded())
@@ -193,7 +199,10 @@ public enum ShardedWriter {
         var files: [String] = []
         var weightMap: [(String, JSON)] = []
         let n = shards.count
-        func pad(_ i: Int) -> String { let s = String(i); return String(repeating: "0", count: max(0, 5 - s.count)) + s }
+        func pad(_ i: Int) -> String {
+            let s = String(i)
+            return String(repeating: "0", count: max(0, 5 - s.count)) + s
+        }
         for (i, shard) in shards.enumerated() {
             let name = "\(prefix)-\(pad(i + 1))-of-\(pad(n)).safetensors"
             try SafeTensorsWriter.write(shard, metadata: metadata, to: FileSystem.join(directory, name), prefetch: prefetch) { d, _ in

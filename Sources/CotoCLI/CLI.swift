@@ -17,7 +17,10 @@ public enum ExitStatus {
 public struct CommandError: CotoError {
     public let path: String?
     public let message: String
-    public init(_ path: String?, _ message: String) { self.path = path; self.message = message }
+    public init(_ path: String?, _ message: String) {
+        self.path = path
+        self.message = message
+    }
     public var subject: String? { path }
 }
 
@@ -124,7 +127,9 @@ public final class ProgressRenderer {
             guard pct != lastPct || t - lastLine >= 5 else { return }
             lastPct = pct
             lastLine = t
-            Console.writeErr("\(label): \(Int(frac * 100))% (\(done)/\(total)\(unit), \(rate(done, elapsed))), elapsed \(ProgressRenderer.format(seconds: elapsed)), ETA \(ProgressRenderer.format(seconds: eta))")
+            Console.writeErr(
+                "\(label): \(Int(frac * 100))% (\(done)/\(total)\(unit), \(rate(done, elapsed))), elapsed \(ProgressRenderer.format(seconds: elapsed)), ETA \(ProgressRenderer.format(seconds: eta))"
+            )
         }
     }
 
@@ -135,7 +140,10 @@ public final class ProgressRenderer {
 
     public func finish() {
         guard !quiet, drawn else { return }
-        if tty { fputs("\r\u{1B}[K", stderr); fflush(stderr) }
+        if tty {
+            fputs("\r\u{1B}[K", stderr)
+            fflush(stderr)
+        }
         let elapsed = ProgressRenderer.now() - start
         Console.writeErr("\(label): done in \(ProgressRenderer.format(seconds: elapsed))")
     }
@@ -146,7 +154,10 @@ public func formatBytes(_ n: Int) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"]
     var v = Double(n)
     var u = 0
-    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+    while v >= 1024 && u < units.count - 1 {
+        v /= 1024
+        u += 1
+    }
     return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
 }
 
@@ -214,9 +225,13 @@ public func adapterSummaryJSON(_ a: Adapter) -> JSON {
     .object([
         ("r", .int(a.config.r)), ("lora_alpha", .double(a.config.loraAlpha)),
         ("module_count", .int(a.modules.count)), ("parameter_count", .int(a.parameterCount)),
-        ("modules", .array(a.modules.map { m in
-            .object([("name", .string(m.name)), ("r", .int(m.rank)), ("scaling", .double(m.scaling)), ("delta_norm", .double(m.deltaNorm))])
-        })),
+        (
+            "modules",
+            .array(
+                a.modules.map { m in
+                    .object([("name", .string(m.name)), ("r", .int(m.rank)), ("scaling", .double(m.scaling)), ("delta_norm", .double(m.deltaNorm))])
+                })
+        ),
         ("heads", .array(a.otherTensors.map { .string($0.0) })),
     ])
 }

@@ -13,7 +13,8 @@ public enum JSONL {
         if FileSystem.isDirectory(path) { throw CheckpointError(path, .isDirectory) }
         let bytes = try FileSystem.readFile(path, limit: 4 << 30)
         var out: [Record] = []
-        var start = 0, line = 1
+        var start = 0
+        var line = 1
         func handle(_ end: Int) throws {
             var slice = bytes[start..<end]
             if slice.last == 13 { slice = slice.dropLast() }

@@ -53,14 +53,22 @@ public struct DatasetTask: Sendable {
     /// Counts per class and split (the dataset card).
     public var card: JSON {
         let labels = self.labels
-        var pairs: [(String, JSON)] = [("task", .string(name)), ("description", .string(description)),
-                                       ("labels", .array(labels.map { .string($0) }))]
+        var pairs: [(String, JSON)] = [
+            ("task", .string(name)), ("description", .string(description)),
+            ("labels", .array(labels.map { .string($0) })),
+        ]
         for split in Split.allCases {
             let rows = examples[split] ?? []
             var counts: [String: Int] = [:]
             for e in rows { counts[e.label, default: 0] += 1 }
-            pairs.append((split.rawValue, .object([("examples", .int(rows.count)),
-                                                   ("per_class", .object(labels.map { ($0, JSON.int(counts[$0] ?? 0)) }))])))
+            pairs.append(
+                (
+                    split.rawValue,
+                    .object([
+                        ("examples", .int(rows.count)),
+                        ("per_class", .object(labels.map { ($0, JSON.int(counts[$0] ?? 0)) })),
+                    ])
+                ))
         }
         return .object(pairs)
     }
@@ -106,9 +114,9 @@ public enum WordNet {
     public static let nounClasses = ["animal", "plant", "artifact", "person", "food", "body", "location", "substance"]
 
     public struct Synset: Sendable {
-        public var id: String        // POS letter + 8-digit offset, e.g. n02084071
+        public var id: String  // POS letter + 8-digit offset, e.g. n02084071
         public var lexfile: Int
-        public var pos: String       // n, v, a, s, r
+        public var pos: String  // n, v, a, s, r
         public var words: [String]
         public var gloss: String
         /// "first word: gloss", the input text of every WordNet task.
@@ -162,7 +170,8 @@ public enum WordNet {
         let posName = ["n": "noun", "v": "verb", "a": "adjective", "s": "adjective", "r": "adverb"]
         let pos4 = (nouns + verbs + adjs + advs).map { LabeledText(id: $0.id, text: $0.text, label: posName[$0.pos] ?? $0.pos) }
         return [
-            DatasetTask(name: "noun8", description: "WordNet noun supersense, 8 classes (\(nounClasses.joined(separator: ", ")))", examples: noun8, capPerClass: cap),
+            DatasetTask(
+                name: "noun8", description: "WordNet noun supersense, 8 classes (\(nounClasses.joined(separator: ", ")))", examples: noun8, capPerClass: cap),
             DatasetTask(name: "pos4", description: "WordNet part of speech, 4 classes (satellite adjectives are adjectives)", examples: pos4, capPerClass: cap),
             DatasetTask(name: "verb15", description: "WordNet verb supersense, 15 classes (verb.body ... verb.weather)", examples: verb15, capPerClass: cap),
         ]
@@ -176,8 +185,10 @@ public enum Fortunes {
     /// Quotes of every category file (files without an extension and with a `.dat` index beside them).
     /// Categories with fewer than `minPerClass` quotes are left out; quotes longer than `maxCharacters`
     /// are skipped (they are ASCII art or long stories, not classification inputs).
-    public static func task(directory dir: String = defaultDirectory, minPerClass: Int = 200, maxCharacters: Int = 400,
-                            cap: [Split: Int] = [:]) throws -> DatasetTask {
+    public static func task(
+        directory dir: String = defaultDirectory, minPerClass: Int = 200, maxCharacters: Int = 400,
+        cap: [Split: Int] = [:]
+    ) throws -> DatasetTask {
         guard FileSystem.isDirectory(dir) else {
             throw EvalError(dir, "not found (install Debian's fortunes and fortunes-min)")
         }
@@ -197,7 +208,9 @@ public enum Fortunes {
             if quotes.count >= minPerClass { examples += quotes }
         }
         guard !examples.isEmpty else { throw EvalError(dir, "no category with at least \(minPerClass) quotes") }
-        return DatasetTask(name: "fortunes", description: "Debian fortunes: category of a quote (files with at least \(minPerClass) quotes of at most \(maxCharacters) characters)",
-                           examples: examples, capPerClass: cap)
+        return DatasetTask(
+            name: "fortunes",
+            description: "Debian fortunes: category of a quote (files with at least \(minPerClass) quotes of at most \(maxCharacters) characters)",
+            examples: examples, capPerClass: cap)
     }
 }

@@ -32,7 +32,8 @@ public struct ClassificationMetrics {
             let goldN = Double(confusion[c].reduce(0, +))
             let predN = Double(confusion.reduce(0) { $0 + $1[c] })
             if goldN == 0 && predN == 0 { continue }
-            let p = predN > 0 ? tp / predN : 0, r = goldN > 0 ? tp / goldN : 0
+            let p = predN > 0 ? tp / predN : 0
+            let r = goldN > 0 ? tp / goldN : 0
             f1s.append(p + r > 0 ? 2 * p * r / (p + r) : 0)
         }
         return f1s.isEmpty ? 0 : f1s.reduce(0, +) / Double(f1s.count)

@@ -5,17 +5,22 @@ import Foundation
 /// An RGB raster with lines, rectangles and 5×7 text, written as PNG through zlib.
 public struct Canvas {
     public let width: Int, height: Int
-    public private(set) var pixels: [UInt8]   // RGB, row-major
+    public private(set) var pixels: [UInt8]  // RGB, row-major
 
     public init(width: Int, height: Int, background: RGB = .white) {
-        self.width = width; self.height = height
+        self.width = width
+        self.height = height
         pixels = [UInt8](repeating: 0, count: width * height * 3)
         fill(x: 0, y: 0, w: width, h: height, background)
     }
 
     public struct RGB: Sendable, Equatable {
         public var r, g, b: UInt8
-        public init(_ r: UInt8, _ g: UInt8, _ b: UInt8) { self.r = r; self.g = g; self.b = b }
+        public init(_ r: UInt8, _ g: UInt8, _ b: UInt8) {
+            self.r = r
+            self.g = g
+            self.b = b
+        }
         public static let white = RGB(255, 255, 255), black = RGB(0, 0, 0), grid = RGB(225, 225, 225), gray = RGB(110, 110, 110)
         /// Series colours (colour-blind safe, Okabe–Ito).
         public static let palette = [RGB(213, 94, 0), RGB(0, 114, 178), RGB(0, 158, 115), RGB(230, 159, 0), RGB(204, 121, 167), RGB(86, 180, 233)]
@@ -24,7 +29,9 @@ public struct Canvas {
     public mutating func set(_ x: Int, _ y: Int, _ c: RGB) {
         guard x >= 0, y >= 0, x < width, y < height else { return }
         let i = (y * width + x) * 3
-        pixels[i] = c.r; pixels[i + 1] = c.g; pixels[i + 2] = c.b
+        pixels[i] = c.r
+        pixels[i + 1] = c.g
+        pixels[i + 2] = c.b
     }
 
     public func get(_ x: Int, _ y: Int) -> RGB {
@@ -38,15 +45,25 @@ public struct Canvas {
 
     /// A line of the given thickness (Bresenham, square pen).
     public mutating func line(_ x0: Int, _ y0: Int, _ x1: Int, _ y1: Int, _ c: RGB, thickness t: Int = 1) {
-        var x = x0, y = y0
-        let dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1
+        var x = x0
+        var y = y0
+        let dx = abs(x1 - x0)
+        let dy = -abs(y1 - y0)
+        let sx = x0 < x1 ? 1 : -1
+        let sy = y0 < y1 ? 1 : -1
         var err = dx + dy
         while true {
             fill(x: x - (t - 1) / 2, y: y - (t - 1) / 2, w: t, h: t, c)
             if x == x1 && y == y1 { break }
             let e2 = 2 * err
-            if e2 >= dy { err += dy; x += sx }
-            if e2 <= dx { err += dx; y += sy }
+            if e2 >= dy {
+                err += dy
+                x += sx
+            }
+            if e2 <= dx {
+                err += dx
+                y += sy
+            }
         }
     }
 
@@ -59,10 +76,13 @@ public struct Canvas {
             let rows = Font5x7.glyph(ch) ?? Font5x7.glyph("?")!
             for (ry, bits) in rows.enumerated() {
                 for rx in 0..<Font5x7.width where bits & (1 << (Font5x7.width - 1 - rx)) != 0 {
-                    for sy in 0..<scale { for sx in 0..<scale {
-                        let gx = pen + rx * scale + sx, gy = ry * scale + sy
-                        if vertical { set(x + gy, y - gx, c) } else { set(x + gx, y + gy, c) }
-                    } }
+                    for sy in 0..<scale {
+                        for sx in 0..<scale {
+                            let gx = pen + rx * scale + sx
+                            let gy = ry * scale + sy
+                            if vertical { set(x + gy, y - gx, c) } else { set(x + gx, y + gy, c) }
+                        }
+                    }
                 }
             }
             pen += (Font5x7.width + 1) * scale
@@ -79,9 +99,11 @@ public struct Canvas {
         }
         var destLen = compressBound(uLong(raw.count))
         var z = [UInt8](repeating: 0, count: Int(destLen))
-        let rc = z.withUnsafeMutableBufferPointer { zp in raw.withUnsafeBufferPointer { rp in
-            compress2(zp.baseAddress!, &destLen, rp.baseAddress!, uLong(raw.count), 9)
-        } }
+        let rc = z.withUnsafeMutableBufferPointer { zp in
+            raw.withUnsafeBufferPointer { rp in
+                compress2(zp.baseAddress!, &destLen, rp.baseAddress!, uLong(raw.count), 9)
+            }
+        }
         // compress2 only fails for lack of memory or a too-small buffer; compressBound rules the latter out.
         guard rc == Z_OK else { throw EvalError("plot", "zlib compress2 failed (\(rc)) for a \(width)x\(height) image") }
         z.removeSubrange(Int(destLen)...)
@@ -109,7 +131,12 @@ public struct Figure {
         public var x: [Double]
         public var y: [Double]
         public var err: [Double]?
-        public init(name: String, x: [Double], y: [Double], err: [Double]? = nil) { self.name = name; self.x = x; self.y = y; self.err = err }
+        public init(name: String, x: [Double], y: [Double], err: [Double]? = nil) {
+            self.name = name
+            self.x = x
+            self.y = y
+            self.err = err
+        }
     }
 
     public var title: String
@@ -121,7 +148,11 @@ public struct Figure {
     public var bars = false
     public var width = 640, height = 420
 
-    public init(title: String, xLabel: String, yLabel: String) { self.title = title; self.xLabel = xLabel; self.yLabel = yLabel }
+    public init(title: String, xLabel: String, yLabel: String) {
+        self.title = title
+        self.xLabel = xLabel
+        self.yLabel = yLabel
+    }
 
     /// "Nice" tick values covering [lo, hi] (steps 1, 2, 2.5, 5 × 10^k).
     public static func ticks(_ lo: Double, _ hi: Double, count: Int = 6) -> [Double] {
@@ -131,7 +162,10 @@ public struct Figure {
         let step = [1, 2, 2.5, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? raw
         var t: [Double] = []
         var v = ceil(lo / step - 1e-9) * step
-        while v <= hi + step * 1e-9 { t.append(abs(v) < step * 1e-9 ? 0 : v); v += step }
+        while v <= hi + step * 1e-9 {
+            t.append(abs(v) < step * 1e-9 ? 0 : v)
+            v += step
+        }
         return t
     }
 
@@ -148,21 +182,39 @@ public struct Figure {
 
     public func render() -> Canvas {
         var c = Canvas(width: width, height: height)
-        let left = 64, right = 16, top = 34, bottom = 52
+        let left = 64
+        let right = 16
+        let top = 34
+        let bottom = 52
         let legendH = series.count > 1 || !(series.first?.name.isEmpty ?? true) ? 14 : 0
-        let pw = width - left - right, ph = height - top - bottom - legendH
+        let pw = width - left - right
+        let ph = height - top - bottom - legendH
         // Ranges.
         let ys = series.flatMap { s in s.y.indices.flatMap { i in [s.y[i] - (s.err?[i] ?? 0), s.y[i] + (s.err?[i] ?? 0)] } }.filter(\.isFinite)
-        var ylo = ys.min() ?? 0, yhi = ys.max() ?? 1
-        if bars { ylo = min(ylo, 0); yhi = max(yhi, 0) }
-        if yhi - ylo < 1e-9 { ylo -= 0.5; yhi += 0.5 }
+        var ylo = ys.min() ?? 0
+        var yhi = ys.max() ?? 1
+        if bars {
+            ylo = min(ylo, 0)
+            yhi = max(yhi, 0)
+        }
+        if yhi - ylo < 1e-9 {
+            ylo -= 0.5
+            yhi += 0.5
+        }
         let pad = (yhi - ylo) * 0.05
         if !(bars && ylo == 0) { ylo -= pad }
         yhi += pad
         let xs = series.flatMap(\.x)
-        var xlo = xs.min() ?? 0, xhi = xs.max() ?? 1
-        if let cats = categories { xlo = -0.5; xhi = Double(cats.count) - 0.5 }
-        if xhi - xlo < 1e-9 { xlo -= 0.5; xhi += 0.5 }
+        var xlo = xs.min() ?? 0
+        var xhi = xs.max() ?? 1
+        if let cats = categories {
+            xlo = -0.5
+            xhi = Double(cats.count) - 0.5
+        }
+        if xhi - xlo < 1e-9 {
+            xlo -= 0.5
+            xhi += 0.5
+        }
         func px(_ x: Double) -> Int { left + Int(((x - xlo) / (xhi - xlo) * Double(pw)).rounded()) }
         func py(_ y: Double) -> Int { top + ph - Int(((y - ylo) / (yhi - ylo) * Double(ph)).rounded()) }
         // Grid, ticks, labels.
@@ -201,7 +253,8 @@ public struct Figure {
                 let bw = max(2, Int(groupW * 0.8 / Double(series.count)))
                 for (i, x) in s.x.enumerated() where s.y[i].isFinite {
                     let x0 = px(x) - Int(groupW * 0.4) + si * bw
-                    let y0 = py(max(0, s.y[i])), y1 = py(min(0, s.y[i]))
+                    let y0 = py(max(0, s.y[i]))
+                    let y1 = py(min(0, s.y[i]))
                     c.fill(x: x0, y: y0, w: bw - 1, h: max(1, y1 - y0), col)
                     if let e = s.err?[i], e > 0 {
                         let cx = x0 + bw / 2

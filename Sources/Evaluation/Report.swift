@@ -38,14 +38,18 @@ public enum Report {
     // MARK: collecting
 
     public static func collect(_ roots: [String]) throws -> (sweeps: [Joined], runs: [TrainingRun], warnings: [String]) {
-        var files: [String] = [], runDirs: [String] = []
+        var files: [String] = []
+        var runDirs: [String] = []
         func walk(_ dir: String, depth: Int) throws {
             let names = try FileSystem.listDirectory(dir).sorted()
             if names.contains("metrics.json") && names.contains("train_log.jsonl") { runDirs.append(dir) }
             for n in names {
                 let p = FileSystem.join(dir, n)
-                if FileSystem.isDirectory(p) { if depth < 6 && n != "checkpoint" && n != "plots" { try walk(p, depth: depth + 1) } }
-                else if n.hasSuffix(".json") && n != "metrics.json" && n != "results.json" && n != "adapter_config.json" && n != "card.json" { files.append(p) }
+                if FileSystem.isDirectory(p) {
+                    if depth < 6 && n != "checkpoint" && n != "plots" { try walk(p, depth: depth + 1) }
+                } else if n.hasSuffix(".json") && n != "metrics.json" && n != "results.json" && n != "adapter_config.json" && n != "card.json" {
+                    files.append(p)
+                }
             }
         }
         for r in roots {
@@ -53,7 +57,8 @@ public enum Report {
             if FileSystem.isDirectory(r) { try walk(r, depth: 0) } else { files.append(r) }
         }
         var warnings: [String] = []
-        var groups: [String: Joined] = [:], order: [String] = []
+        var groups: [String: Joined] = [:]
+        var order: [String] = []
         for f in files {
             guard let bytes = try? FileSystem.readFile(f, limit: 1 << 30), let j = try? JSON.parse(bytes), let sweep = j["sweep"]?.stringValue else { continue }
             let adapters = j["adapters"]?.arrayValue?.compactMap(\.stringValue) ?? []
@@ -65,11 +70,14 @@ public enum Report {
             case "prune": expected = j["settings"]?["points"]?.arrayValue?.count ?? 0
             case "merge": expected = ((j["settings"]?["methods"]?.arrayValue?.count ?? 0) + 1) * adapters.count
             case "shapley": expected = j["coalitions"]?.intValue ?? 0
-            default: warnings.append("\(f): unknown sweep '\(sweep)', skipped"); continue
+            default:
+                warnings.append("\(f): unknown sweep '\(sweep)', skipped")
+                continue
             }
             if groups[key] == nil {
-                groups[key] = Joined(sweep: sweep, name: name, task: j["task"]?.stringValue ?? "", adapters: adapters, header: j,
-                                     points: [], values: [], expected: expected)
+                groups[key] = Joined(
+                    sweep: sweep, name: name, task: j["task"]?.stringValue ?? "", adapters: adapters, header: j,
+                    points: [], values: [], expected: expected)
                 order.append(key)
             }
             groups[key]!.points += j["points"]?.arrayValue ?? []
@@ -77,7 +85,8 @@ public enum Report {
         }
         let sweeps = order.map { groups[$0]! }
         for s in sweeps where !s.complete {
-            warnings.append("\(s.sweep) \(s.name) on \(s.task) (\(s.adapters.joined(separator: ", "))): \(s.found) of \(s.expected) points (a shard is missing)")
+            warnings.append(
+                "\(s.sweep) \(s.name) on \(s.task) (\(s.adapters.joined(separator: ", "))): \(s.found) of \(s.expected) points (a shard is missing)")
         }
         var runs: [TrainingRun] = []
         for d in runDirs {
@@ -114,7 +123,8 @@ public enum Report {
 
     /// Series order in tables and legends: plain adapters first, CoTo ones after, each by name.
     static func seriesLess(_ a: String, _ b: String) -> Bool {
-        let ra = a.hasPrefix("coto") ? 1 : 0, rb = b.hasPrefix("coto") ? 1 : 0
+        let ra = a.hasPrefix("coto") ? 1 : 0
+        let rb = b.hasPrefix("coto") ? 1 : 0
         return ra != rb ? ra < rb : a < b
     }
 
@@ -148,7 +158,8 @@ public enum Report {
         // Training.
         if !runs.isEmpty {
             md += "## Training\n\n"
-            var rows: [[String]] = [], tj: [JSON] = []
+            var rows: [[String]] = []
+            var tj: [JSON] = []
             let tasks = Array(Set(runs.map(\.task))).sorted()
             for task in tasks {
                 for name in seriesOrder(runs.filter { $0.task == task }.map(\.name)) {
@@ -158,20 +169,29 @@ public enum Report {
                     let tps = rs.compactMap { num($0.metrics["tokens_per_second"]) }
                     let steps = rs.compactMap { $0.metrics["steps"]?.intValue }
                     rows.append([task, name, String(rs.count), steps.map(String.init).first ?? "–", pm(acc), pm(secs, 1), pm(tps, 0)])
-                    tj.append(.object([("task", .string(task)), ("name", .string(name)), ("seeds", .array(rs.map { $0.seed.map(JSON.int) ?? .null })),
-                                       ("dev_accuracy", stats(acc)), ("train_seconds", stats(secs)), ("tokens_per_second", stats(tps))]))
+                    tj.append(
+                        .object([
+                            ("task", .string(task)), ("name", .string(name)), ("seeds", .array(rs.map { $0.seed.map(JSON.int) ?? .null })),
+                            ("dev_accuracy", stats(acc)), ("train_seconds", stats(secs)), ("tokens_per_second", stats(tps)),
+                        ]))
                 }
             }
             md += mdTable(["task", "adapter", "seeds", "steps", "dev accuracy", "training time (s)", "tokens/s"], rows) + "\n"
             // Time: one bar group per task.
             var fig = Figure(title: "Training time", xLabel: "task", yLabel: "seconds (mean over seeds)")
-            fig.categories = tasks; fig.bars = true
+            fig.categories = tasks
+            fig.bars = true
             for name in seriesOrder(runs.map(\.name)) {
-                var x: [Double] = [], y: [Double] = [], e: [Double] = []
+                var x: [Double] = []
+                var y: [Double] = []
+                var e: [Double] = []
                 for (i, t) in tasks.enumerated() {
                     let secs = runs.filter { $0.task == t && $0.name == name }.compactMap { num($0.metrics["train_seconds"]) }
                     if secs.isEmpty { continue }
-                    let (m, s) = meanStd(secs); x.append(Double(i)); y.append(m); e.append(s)
+                    let (m, s) = meanStd(secs)
+                    x.append(Double(i))
+                    y.append(m)
+                    e.append(s)
                 }
                 fig.series.append(.init(name: name, x: x, y: y, err: e))
             }
@@ -185,8 +205,12 @@ public enum Report {
                     let steps = byStep.keys.sorted()
                     let raw = steps.map { meanStd(byStep[$0]!).0 }
                     // Exponential moving average (0.8) so the CoTo and LoRA curves can be told apart.
-                    var ema: [Double] = [], acc = raw.first ?? 0
-                    for v in raw { acc = 0.8 * acc + 0.2 * v; ema.append(acc) }
+                    var ema: [Double] = []
+                    var acc = raw.first ?? 0
+                    for v in raw {
+                        acc = 0.8 * acc + 0.2 * v
+                        ema.append(acc)
+                    }
                     curve.series.append(.init(name: name, x: steps.map(Double.init), y: ema))
                 }
                 try addPlot(curve, "training-loss-\(slug(task)).png", alt: "training loss on \(task)")
@@ -199,12 +223,14 @@ public enum Report {
         if !interp.isEmpty {
             md += "## Interpolation\n\nAccuracy along θ(λ) = (1−λ)·A + λ·B between two adapters of the same task (different seeds). "
             md += "The barrier is the largest drop below the straight line between the end points.\n\n"
-            var rows: [[String]] = [], ij: [JSON] = []
+            var rows: [[String]] = []
+            var ij: [JSON] = []
             for task in Array(Set(interp.map(\.task))).sorted() {
                 var fig = Figure(title: "Interpolation: \(task)", xLabel: "λ", yLabel: "accuracy")
                 for name in seriesOrder(interp.filter { $0.task == task }.map(\.name)) {
                     let runs = interp.filter { $0.task == task && $0.name == name }
-                    var byL: [Double: [Double]] = [:], barriers: [Double] = []
+                    var byL: [Double: [Double]] = [:]
+                    var barriers: [Double] = []
                     for r in runs {
                         let pts = Sweeps.curve(r.points)
                         for (l, a) in pts { byL[l, default: []].append(a) }
@@ -214,9 +240,12 @@ public enum Report {
                     fig.series.append(.init(name: name, x: ls, y: ls.map { meanStd(byL[$0]!).0 }, err: ls.map { meanStd(byL[$0]!).1 }))
                     let mid = ls.min { abs($0 - 0.5) < abs($1 - 0.5) }
                     rows.append([task, name, String(runs.count), pm(byL[0] ?? []), pm(mid.map { byL[$0]! } ?? []), pm(byL[1] ?? []), pm(barriers)])
-                    ij.append(.object([("task", .string(task)), ("name", .string(name)), ("pairs", .int(runs.count)),
-                                       ("lambda", .array(ls.map { .double($0) })), ("accuracy", .array(ls.map { stats(byL[$0]!) })),
-                                       ("barrier", stats(barriers))]))
+                    ij.append(
+                        .object([
+                            ("task", .string(task)), ("name", .string(name)), ("pairs", .int(runs.count)),
+                            ("lambda", .array(ls.map { .double($0) })), ("accuracy", .array(ls.map { stats(byL[$0]!) })),
+                            ("barrier", stats(barriers)),
+                        ]))
                 }
                 try addPlot(fig, "interpolation-\(slug(task)).png", alt: "interpolation on \(task)")
             }
@@ -245,9 +274,12 @@ public enum Report {
                     let drops = tasks.map { meanStd(accs("individual", $0)).0 - meanStd(accs(m, $0)).0 }
                     let meanDrop = drops.reduce(0, +) / Double(max(1, drops.count))
                     rows.append([m] + per.map { pm($0) } + [String(format: "%.4f", meanAcc), m == "individual" ? "–" : String(format: "%.4f", meanDrop)])
-                    mj.append(.object([("name", .string(name)), ("method", .string(m)),
-                                       ("tasks", .object(tasks.enumerated().map { ($1, stats(per[$0])) })),
-                                       ("mean_accuracy", .double(meanAcc)), ("mean_drop", .double(meanDrop))]))
+                    mj.append(
+                        .object([
+                            ("name", .string(name)), ("method", .string(m)),
+                            ("tasks", .object(tasks.enumerated().map { ($1, stats(per[$0])) })),
+                            ("mean_accuracy", .double(meanAcc)), ("mean_drop", .double(meanDrop)),
+                        ]))
                 }
                 md += "### \(name) (\(runs.count) set\(runs.count == 1 ? "" : "s") of adapters)\n\n"
                 md += mdTable(["method"] + tasks + ["mean", "mean drop"], rows) + "\n"
@@ -260,31 +292,49 @@ public enum Report {
         if !prunes.isEmpty {
             md += "## Pruning\n\nMagnitude pruning of lora_A/lora_B entries, dropping layer sets (`all` drops every adapter: the base "
             md += "model with the trained head), dropping module kinds, truncating the rank (SVD).\n\n"
-            var pj: [JSON] = [], rows: [[String]] = []
+            var pj: [JSON] = []
+            var rows: [[String]] = []
             for task in Array(Set(prunes.map(\.task))).sorted() {
                 for kind in ["sparsity", "layers", "modules", "rank"] {
                     let names = seriesOrder(prunes.filter { $0.task == task }.map(\.name))
                     var values: [String] = []
-                    for r in prunes where r.task == task { for p in r.points where p["kind"]?.stringValue == kind {
-                        if let v = p["value"]?.stringValue, !values.contains(v) { values.append(v) }
-                    } }
+                    for r in prunes where r.task == task {
+                        for p in r.points where p["kind"]?.stringValue == kind {
+                            if let v = p["value"]?.stringValue, !values.contains(v) { values.append(v) }
+                        }
+                    }
                     if values.isEmpty { continue }
                     let numeric = values.allSatisfy { Double($0) != nil }
                     if numeric { values.sort { Double($0)! < Double($1)! } }
-                    var fig = Figure(title: "Pruning (\(kind)): \(task)",
-                                     xLabel: ["sparsity": "fraction of adapter entries zeroed", "layers": "adapter layers dropped",
-                                              "modules": "module kind dropped", "rank": "rank kept"][kind]!, yLabel: "accuracy")
-                    if !numeric { fig.categories = values; fig.bars = true }
+                    var fig = Figure(
+                        title: "Pruning (\(kind)): \(task)",
+                        xLabel: [
+                            "sparsity": "fraction of adapter entries zeroed", "layers": "adapter layers dropped",
+                            "modules": "module kind dropped", "rank": "rank kept",
+                        ][kind]!, yLabel: "accuracy")
+                    if !numeric {
+                        fig.categories = values
+                        fig.bars = true
+                    }
                     for name in names {
                         let runs = prunes.filter { $0.task == task && $0.name == name }
-                        var x: [Double] = [], y: [Double] = [], e: [Double] = []
+                        var x: [Double] = []
+                        var y: [Double] = []
+                        var e: [Double] = []
                         for (i, v) in values.enumerated() {
-                            let a = runs.flatMap { r in r.points.filter { $0["kind"]?.stringValue == kind && $0["value"]?.stringValue == v }.compactMap { num($0["accuracy"]) } }
+                            let a = runs.flatMap { r in
+                                r.points.filter { $0["kind"]?.stringValue == kind && $0["value"]?.stringValue == v }.compactMap { num($0["accuracy"]) }
+                            }
                             if a.isEmpty { continue }
                             let (m, s) = meanStd(a)
-                            x.append(numeric ? Double(v)! : Double(i)); y.append(m); e.append(s)
+                            x.append(numeric ? Double(v)! : Double(i))
+                            y.append(m)
+                            e.append(s)
                             rows.append([task, kind, v, name, pm(a)])
-                            pj.append(.object([("task", .string(task)), ("kind", .string(kind)), ("value", .string(v)), ("name", .string(name)), ("accuracy", stats(a))]))
+                            pj.append(
+                                .object([
+                                    ("task", .string(task)), ("kind", .string(kind)), ("value", .string(v)), ("name", .string(name)), ("accuracy", stats(a)),
+                                ]))
                         }
                         fig.series.append(.init(name: name, x: x, y: y, err: e))
                     }
@@ -301,23 +351,32 @@ public enum Report {
             md += "## Shapley values\n\nContribution of each adapter group to accuracy (v(S) = accuracy with only the groups in S on), "
             md += "estimated through the multilinear extension. Spread = coefficient of variation of the values over groups "
             md += "(lower: contributions more even). Efficiency check: Σφ against v(all) − v(none).\n\n"
-            var sj: [JSON] = [], rows: [[String]] = []
+            var sj: [JSON] = []
+            var rows: [[String]] = []
             for task in Array(Set(shap.map(\.task))).sorted() {
                 var fig = Figure(title: "Shapley values: \(task)", xLabel: "adapter group", yLabel: "Shapley value (accuracy)")
                 fig.bars = true
                 var playersAll: [String] = []
                 for name in seriesOrder(shap.filter { $0.task == task }.map(\.name)) {
                     let runs = shap.filter { $0.task == task && $0.name == name && $0.complete }
-                    var perPlayer: [[Double]] = [], spreads: [Double] = [], ses: [[Double]] = []
+                    var perPlayer: [[Double]] = []
+                    var spreads: [Double] = []
+                    var ses: [[Double]] = []
                     var effGap: [Double] = []
                     for r in runs {
                         let players = r.header["players"]?.arrayValue?.compactMap(\.stringValue) ?? []
                         guard let plan = ShapleyPlan(plan: r.header["settings"]?["plan"], players: players.count) else { continue }
                         let est = plan.estimate(scored: r.values)
                         if playersAll.isEmpty { playersAll = players }
-                        if perPlayer.isEmpty { perPlayer = [[Double]](repeating: [], count: players.count); ses = perPlayer }
+                        if perPlayer.isEmpty {
+                            perPlayer = [[Double]](repeating: [], count: players.count)
+                            ses = perPlayer
+                        }
                         guard players.count == perPlayer.count else { continue }
-                        for i in players.indices { perPlayer[i].append(est.values[i]); ses[i].append(est.standardErrors[i]) }
+                        for i in players.indices {
+                            perPlayer[i].append(est.values[i])
+                            ses[i].append(est.standardErrors[i])
+                        }
                         let (m, s) = meanStd(est.values)
                         spreads.append(abs(m) > 1e-12 ? s / abs(m) : .nan)
                         effGap.append(est.sum - (est.full - est.empty))
@@ -327,10 +386,15 @@ public enum Report {
                     // Error bars: the std over seeds when there are several, else the estimator's standard error.
                     let errs = perPlayer.indices.map { perPlayer[$0].count > 1 ? meanStd(perPlayer[$0]).1 : (ses[$0].first ?? 0) }
                     fig.series.append(.init(name: name, x: means.indices.map(Double.init), y: means, err: errs))
-                    rows.append([task, name, String(runs.count), means.map { String(format: "%.3f", $0) }.joined(separator: " "), pm(spreads, 3), pm(effGap, 4)])
-                    sj.append(.object([("task", .string(task)), ("name", .string(name)), ("players", .array(playersAll.map { .string($0) })),
-                                       ("values", .array(perPlayer.map(stats))), ("standard_errors", .array(ses.map { .array($0.map { .double($0) }) })),
-                                       ("spread", stats(spreads)), ("efficiency_gap", stats(effGap))]))
+                    rows.append([
+                        task, name, String(runs.count), means.map { String(format: "%.3f", $0) }.joined(separator: " "), pm(spreads, 3), pm(effGap, 4),
+                    ])
+                    sj.append(
+                        .object([
+                            ("task", .string(task)), ("name", .string(name)), ("players", .array(playersAll.map { .string($0) })),
+                            ("values", .array(perPlayer.map(stats))), ("standard_errors", .array(ses.map { .array($0.map { .double($0) }) })),
+                            ("spread", stats(spreads)), ("efficiency_gap", stats(effGap)),
+                        ]))
                 }
                 fig.categories = playersAll.map { $0.replacingOccurrences(of: "layer ", with: "L") }
                 try addPlot(fig, "shapley-\(slug(task)).png", alt: "Shapley values on \(task)")
@@ -339,10 +403,12 @@ public enum Report {
             results.append(("shapley", .array(sj)))
         }
         let (summaryMD, summaryJSON) = summary(sweeps, runs)
-        if !summaryMD.isEmpty, let at = md.range(of: "\n## ") { md.insert(contentsOf: "\n" + summaryMD, at: at.lowerBound) }
-        else { md += summaryMD }
-        let json = JSON.object([("roots", .array(roots.map { .string($0) })), ("warnings", .array(warnings.map { .string($0) })),
-                                ("summary", summaryJSON)] + results)
+        if !summaryMD.isEmpty, let at = md.range(of: "\n## ") { md.insert(contentsOf: "\n" + summaryMD, at: at.lowerBound) } else { md += summaryMD }
+        let json = JSON.object(
+            [
+                ("roots", .array(roots.map { .string($0) })), ("warnings", .array(warnings.map { .string($0) })),
+                ("summary", summaryJSON),
+            ] + results)
         return Output(markdown: md, results: json, plots: plots, warnings: warnings)
     }
 
@@ -363,7 +429,8 @@ public enum Report {
         }
         let maxSparsity = sweeps.filter { $0.sweep == "prune" }.flatMap { $0.points }.filter { $0["kind"]?.stringValue == "sparsity" }
             .compactMap { $0["value"]?.stringValue }.max { (Double($0) ?? 0) < (Double($1) ?? 0) }
-        var rows: [[String]] = [], js: [JSON] = []
+        var rows: [[String]] = []
+        var js: [JSON] = []
         for (t, n) in keys {
             var test = prunePoint(t, n, "sparsity", "0")
             if test.isEmpty {
@@ -371,7 +438,8 @@ public enum Report {
                     s.points.filter { $0["method"]?.stringValue == "individual" && $0["task"]?.stringValue == t }.compactMap { num($0["accuracy"]) }
                 }
             }
-            var mid: [Double] = [], barrier: [Double] = []
+            var mid: [Double] = []
+            var barrier: [Double] = []
             for s in sweeps where s.sweep == "interpolate" && s.task == t && s.name == n {
                 let pts = Sweeps.curve(s.points)
                 if let m = pts.min(by: { abs($0.0 - 0.5) < abs($1.0 - 0.5) }) { mid.append(m.1) }
@@ -388,12 +456,20 @@ public enum Report {
             }
             let time = runs.filter { $0.task == t && $0.name == n }.compactMap { num($0.metrics["train_seconds"]) }
             rows.append([t, n, pm(test, 3), pm(mid, 3), pm(barrier, 3), pm(sparse, 3), pm(half, 3), pm(cv, 2), pm(time, 1)])
-            js.append(.object([("task", .string(t)), ("name", .string(n)), ("test_accuracy", stats(test)), ("interpolation_midpoint", stats(mid)),
-                               ("barrier", stats(barrier)), ("sparsity", maxSparsity.map(JSON.string) ?? .null), ("accuracy_at_sparsity", stats(sparse)),
-                               ("accuracy_every_other_layer", stats(half)), ("shapley_spread", stats(cv)), ("train_seconds", stats(time))]))
+            js.append(
+                .object([
+                    ("task", .string(t)), ("name", .string(n)), ("test_accuracy", stats(test)), ("interpolation_midpoint", stats(mid)),
+                    ("barrier", stats(barrier)), ("sparsity", maxSparsity.map(JSON.string) ?? .null), ("accuracy_at_sparsity", stats(sparse)),
+                    ("accuracy_every_other_layer", stats(half)), ("shapley_spread", stats(cv)), ("train_seconds", stats(time)),
+                ]))
         }
-        var md = "## Summary\n\n" + mdTable(["task", "adapter", "test accuracy", "λ=0.5", "barrier",
-                                                 "sparsity \(maxSparsity ?? "–")", "every other layer", "Shapley spread", "training (s)"], rows) + "\n"
+        var md =
+            "## Summary\n\n"
+            + mdTable(
+                [
+                    "task", "adapter", "test accuracy", "λ=0.5", "barrier",
+                    "sparsity \(maxSparsity ?? "–")", "every other layer", "Shapley spread", "training (s)",
+                ], rows) + "\n"
         // Merge: mean accuracy over tasks per method and series.
         let merges = sweeps.filter { $0.sweep == "merge" }
         var mj: [JSON] = []

@@ -17,7 +17,8 @@ public struct ShapleyPlan: Sendable {
 
     public init(players: Int, samples: Int, grid: Int, seed: UInt64) {
         self.players = players
-        let g = max(1, min(grid, samples)), m = max(1, (samples + g - 1) / g)
+        let g = max(1, min(grid, samples))
+        let m = max(1, (samples + g - 1) / g)
         self.grid = g
         perQ = m
         self.seed = seed
@@ -34,9 +35,17 @@ public struct ShapleyPlan: Sendable {
     /// (player 0 first: with players = layers bottom-up, a forward pass can resume from shared layers).
     public var coalitions: [[Bool]] {
         var set = Set<[Bool]>()
-        for row in subsets { for s in row {
-            for i in 0..<players { var w = s; w[i] = true; set.insert(w); w[i] = false; set.insert(w) }
-        } }
+        for row in subsets {
+            for s in row {
+                for i in 0..<players {
+                    var w = s
+                    w[i] = true
+                    set.insert(w)
+                    w[i] = false
+                    set.insert(w)
+                }
+            }
+        }
         set.insert([Bool](repeating: false, count: players))
         set.insert([Bool](repeating: true, count: players))
         return set.sorted { a, b in
@@ -59,13 +68,15 @@ public struct ShapleyPlan: Sendable {
     /// The estimate from the coalitions' values; stratified standard errors (per-q variances) when each
     /// q has at least two subsets, else the pooled sample variance.
     public func estimate(_ value: ([Bool]) throws -> Double) rethrows -> Estimate {
-        var phi = [Double](repeating: 0, count: players), se2 = phi
+        var phi = [Double](repeating: 0, count: players)
+        var se2 = phi
         var pooled = [[Double]](repeating: [], count: players)
         for row in subsets {
             var marg = [[Double]](repeating: [], count: players)
             for s in row {
                 for i in 0..<players {
-                    var w = s; w[i] = true
+                    var w = s
+                    w[i] = true
                     let with = try value(w)
                     w[i] = false
                     marg[i].append(with - (try value(w)))
@@ -83,12 +94,14 @@ public struct ShapleyPlan: Sendable {
         }
         if perQ < 2 {
             for i in 0..<players {
-                let n = Double(pooled[i].count), m = pooled[i].reduce(0, +) / n
+                let n = Double(pooled[i].count)
+                let m = pooled[i].reduce(0, +) / n
                 se2[i] = n > 1 ? pooled[i].reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1) / n : 0
             }
         }
-        return Estimate(values: phi, standardErrors: se2.map { $0.squareRoot() },
-                        full: try value([Bool](repeating: true, count: players)), empty: try value([Bool](repeating: false, count: players)))
+        return Estimate(
+            values: phi, standardErrors: se2.map { $0.squareRoot() },
+            full: try value([Bool](repeating: true, count: players)), empty: try value([Bool](repeating: false, count: players)))
     }
 
     public var json: JSON {

@@ -46,7 +46,8 @@ public final class SweepEvaluator {
 
     public func prepare(_ path: String) throws -> PreparedData {
         let records = try JSONL.read(path)
-        var encodings: [Encoding] = [], gold: [String] = []
+        var encodings: [Encoding] = []
+        var gold: [String] = []
         for r in records {
             let text = try JSONL.text(r, "text", path: path)!
             let pair = try JSONL.text(r, "text_pair", path: path, required: false)
@@ -87,14 +88,18 @@ public final class SweepEvaluator {
     /// batch by batch: each batch runs every setting before the next batch, so on BERT a prefix cache of
     /// that one batch lets settings that agree on their lower layers reuse them. Returns one score per
     /// setting and the layers reused / computed.
-    public func score(_ data: PreparedData, labels: [String], configurations: Int, configure: (Int) -> Void,
-                      batchDone: ((Int, Int) -> Void)? = nil) throws -> (scores: [Score], reused: Int, computed: Int) {
+    public func score(
+        _ data: PreparedData, labels: [String], configurations: Int, configure: (Int) -> Void,
+        batchDone: ((Int, Int) -> Void)? = nil
+    ) throws -> (scores: [Score], reused: Int, computed: Int) {
         guard model.hasClassifier else {
             throw EvalError(data.path, "the model has no classification head: the adapter needs one (modules_to_save)")
         }
         let index = Dictionary(labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         var metrics = [ClassificationMetrics](repeating: ClassificationMetrics(labels: labels), count: configurations)
-        var row = 0, reused = 0, computed = 0
+        var row = 0
+        var reused = 0
+        var computed = 0
         for (bi, batch) in data.batches.enumerated() {
             let cache: PrefixCache? = configurations > 1 ? PrefixCache() : nil
             var gold: [Int] = []
@@ -107,8 +112,11 @@ public final class SweepEvaluator {
             for c in 0..<configurations {
                 if configurations > 1 { configure(c) }
                 let out: ForwardOutput
-                if let bert = model as? BertModel, let cache { out = try bert.forward(batch, head: .classification, cache: cache) }
-                else { out = try model.forward(batch, outputLayers: false, head: .classification) }
+                if let bert = model as? BertModel, let cache {
+                    out = try bert.forward(batch, head: .classification, cache: cache)
+                } else {
+                    out = try model.forward(batch, outputLayers: false, head: .classification)
+                }
                 guard out.logitsWidth == labels.count else {
                     throw EvalError(data.path, "the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels")
                 }
@@ -127,7 +135,10 @@ public final class SweepEvaluator {
 public struct Shard: Sendable, Equatable {
     public var index: Int
     public var count: Int
-    public init(index: Int, count: Int) { self.index = index; self.count = count }
+    public init(index: Int, count: Int) {
+        self.index = index
+        self.count = count
+    }
     public static let whole = Shard(index: 1, count: 1)
 
     public static func parse(_ s: String) -> Shard? {
@@ -176,9 +187,11 @@ public enum Sweeps {
     }
 
     static func header(_ sweep: String, name: String, adapters: [String], data: [String], shard: Shard, settings: [(String, JSON)]) -> [(String, JSON)] {
-        [("sweep", .string(sweep)), ("name", .string(name)), ("adapters", .array(adapters.map { .string($0) })),
-         ("data", .array(data.map { .string($0) })), ("task", .string(data.map(taskName).joined(separator: "+"))),
-         ("shard", shard.json), ("settings", .object(settings))]
+        [
+            ("sweep", .string(sweep)), ("name", .string(name)), ("adapters", .array(adapters.map { .string($0) })),
+            ("data", .array(data.map { .string($0) })), ("task", .string(data.map(taskName).joined(separator: "+"))),
+            ("shard", shard.json), ("settings", .object(settings)),
+        ]
     }
 
     /// λ grid "0:1:0.1" (start:stop:step, both ends included) or a list "0,0.5,1".
@@ -198,8 +211,10 @@ public enum Sweeps {
     // MARK: interpolate
 
     /// Metric along θ(λ) = (1−λ)·A + λ·B for every adapter tensor and the heads (the paper's linear path).
-    public static func interpolate(_ ev: SweepEvaluator, a: Adapter, b: Adapter, data: PreparedData, grid: [Double], name: String,
-                                   shard: Shard = .whole) throws -> JSON {
+    public static func interpolate(
+        _ ev: SweepEvaluator, a: Adapter, b: Adapter, data: PreparedData, grid: [Double], name: String,
+        shard: Shard = .whole
+    ) throws -> JSON {
         let labels = SweepEvaluator.labels(for: [a, b], data: data)
         guard a.labels == nil || b.labels == nil || a.labels == b.labels else {
             throw EvalError(b.source, "its label list differs from \(a.source)'s: the heads cannot be interpolated")
@@ -216,8 +231,10 @@ public enum Sweeps {
             points.append(.object([("lambda", .double(l))] + s.pairs))
             ev.progress?(n + 1, mine.count)
         }
-        return .object(header("interpolate", name: name, adapters: [a.source, b.source], data: [data.path], shard: shard,
-                              settings: [("grid", .array(grid.map { .double($0) }))]) + [("points", .array(points))])
+        return .object(
+            header(
+                "interpolate", name: name, adapters: [a.source, b.source], data: [data.path], shard: shard,
+                settings: [("grid", .array(grid.map { .double($0) }))]) + [("points", .array(points))])
     }
 
     /// Largest drop of the curve below the straight line between its end points (0 if none).
@@ -243,8 +260,10 @@ public enum Sweeps {
 
     /// Every method on every task; each task is scored with its own adapter's head and label list.
     /// The "individual" rows are each adapter on its own task (the reference for the drops).
-    public static func merge(_ ev: SweepEvaluator, adapters: [Adapter], data: [PreparedData], methods: [String], weights: [Double]?,
-                             density: Double, seed: UInt64, name: String, shard: Shard = .whole) throws -> JSON {
+    public static func merge(
+        _ ev: SweepEvaluator, adapters: [Adapter], data: [PreparedData], methods: [String], weights: [Double]?,
+        density: Double, seed: UInt64, name: String, shard: Shard = .whole
+    ) throws -> JSON {
         guard adapters.count == data.count, !adapters.isEmpty else {
             throw EvalError("--task-data", "\(adapters.count) adapters but \(data.count) task files: give one task file per adapter")
         }
@@ -257,9 +276,11 @@ public enum Sweeps {
         for (n, k) in mine.enumerated() {
             let (method, t) = work[k]
             let adapter: Adapter
-            if method == "individual" { adapter = adapters[t] }
-            else if let m = mergedCache[method] { adapter = m }
-            else {
+            if method == "individual" {
+                adapter = adapters[t]
+            } else if let m = mergedCache[method] {
+                adapter = m
+            } else {
                 guard let m = MergeMethods.named(method) else { throw EvalError("--methods", "unknown merge method '\(method)'") }
                 var o = MergeOptions(weights: weights ?? sweepWeights(m, count: adapters.count))
                 o.density = m.needsDensity ? density : nil
@@ -274,38 +295,56 @@ public enum Sweeps {
             points.append(.object([("method", .string(method)), ("task", .string(data[t].taskName)), ("adapter", .string(adapters[t].source))] + s.pairs))
             ev.progress?(n + 1, mine.count)
         }
-        return .object(header("merge", name: name, adapters: adapters.map(\.source), data: data.map(\.path), shard: shard,
-                              settings: [("methods", .array(methods.map { .string($0) })), ("weights", weights.map { .array($0.map { JSON.double($0) }) } ?? .string("default")),
-                                         ("density", .double(density)), ("seed", .uint(seed))]) + [("points", .array(points))])
+        return .object(
+            header(
+                "merge", name: name, adapters: adapters.map(\.source), data: data.map(\.path), shard: shard,
+                settings: [
+                    ("methods", .array(methods.map { .string($0) })), ("weights", weights.map { .array($0.map { JSON.double($0) }) } ?? .string("default")),
+                    ("density", .double(density)), ("seed", .uint(seed)),
+                ]) + [("points", .array(points))])
     }
 
     // MARK: prune
 
     public struct PrunePoint: Sendable {
-        public var kind: String      // sparsity, layers, modules, rank
+        public var kind: String  // sparsity, layers, modules, rank
         public var value: String
         public var options: PruneOptions?
     }
 
-    public static func prunePoints(sparsities: [Double], scope: PruneOptions.Scope, layers: [String], modules: [String], ranks: [Int],
-                                   rankMethod: PruneOptions.RankMethod) -> [PrunePoint] {
+    public static func prunePoints(
+        sparsities: [Double], scope: PruneOptions.Scope, layers: [String], modules: [String], ranks: [Int],
+        rankMethod: PruneOptions.RankMethod
+    ) -> [PrunePoint] {
         var pts: [PrunePoint] = []
         for s in sparsities {
-            var o = PruneOptions(); o.sparsity = s; o.scope = scope; o.allowNonFinite = true
+            var o = PruneOptions()
+            o.sparsity = s
+            o.scope = scope
+            o.allowNonFinite = true
             pts.append(PrunePoint(kind: "sparsity", value: fmtValue(s), options: s == 0 ? nil : o))
         }
         for l in layers {
-            var o = PruneOptions(); o.allowNonFinite = true
-            if l == "none" { pts.append(PrunePoint(kind: "layers", value: l, options: nil)); continue }
+            var o = PruneOptions()
+            o.allowNonFinite = true
+            if l == "none" {
+                pts.append(PrunePoint(kind: "layers", value: l, options: nil))
+                continue
+            }
             o.dropLayers = l
             pts.append(PrunePoint(kind: "layers", value: l, options: o))
         }
         for m in modules {
-            var o = PruneOptions(); o.dropModules = [m]; o.allowNonFinite = true
+            var o = PruneOptions()
+            o.dropModules = [m]
+            o.allowNonFinite = true
             pts.append(PrunePoint(kind: "modules", value: m, options: o))
         }
         for r in ranks {
-            var o = PruneOptions(); o.rank = r; o.rankMethod = rankMethod; o.allowNonFinite = true
+            var o = PruneOptions()
+            o.rank = r
+            o.rankMethod = rankMethod
+            o.allowNonFinite = true
             pts.append(PrunePoint(kind: "rank", value: String(r), options: o))
         }
         return pts
@@ -317,15 +356,19 @@ public enum Sweeps {
 
     /// Pruning curves: magnitude sparsity, dropped layer sets (`all` drops every adapter), dropped module
     /// kinds, rank truncation.
-    public static func prune(_ ev: SweepEvaluator, adapter: Adapter, data: PreparedData, points pts: [PrunePoint], name: String,
-                             shard: Shard = .whole) throws -> JSON {
+    public static func prune(
+        _ ev: SweepEvaluator, adapter: Adapter, data: PreparedData, points pts: [PrunePoint], name: String,
+        shard: Shard = .whole
+    ) throws -> JSON {
         let labels = SweepEvaluator.labels(for: [adapter], data: data)
         let mine = pts.indices.filter(shard.owns)
         var points: [JSON] = []
         for (n, k) in mine.enumerated() {
             let p = pts[k]
             var pruned = adapter
-            var kept = 1.0, zeroed = 0, dropped = 0
+            var kept = 1.0
+            var zeroed = 0
+            var dropped = 0
             if let o = p.options {
                 if p.kind == "layers" && p.value == "all" {
                     pruned.modules = []
@@ -333,17 +376,26 @@ public enum Sweeps {
                     dropped = adapter.modules.reduce(0) { $0 + $1.a.tensor.count + $1.b.tensor.count }
                 } else {
                     let (out, report) = try Pruner.prune(adapter, options: o)
-                    pruned = out; kept = report.normFractionKept; zeroed = report.zeroed; dropped = report.dropped
+                    pruned = out
+                    kept = report.normFractionKept
+                    zeroed = report.zeroed
+                    dropped = report.dropped
                 }
             }
             try ev.load(pruned)
             let s = try ev.score(data, labels: labels)
-            points.append(.object([("kind", .string(p.kind)), ("value", .string(p.value)), ("norm_fraction_kept", .double(kept)),
-                                   ("zeroed", .int(zeroed)), ("dropped", .int(dropped))] + s.pairs))
+            points.append(
+                .object(
+                    [
+                        ("kind", .string(p.kind)), ("value", .string(p.value)), ("norm_fraction_kept", .double(kept)),
+                        ("zeroed", .int(zeroed)), ("dropped", .int(dropped)),
+                    ] + s.pairs))
             ev.progress?(n + 1, mine.count)
         }
-        return .object(header("prune", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
-                              settings: [("points", .array(pts.map { .string("\($0.kind)=\($0.value)") }))]) + [("points", .array(points))])
+        return .object(
+            header(
+                "prune", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
+                settings: [("points", .array(pts.map { .string("\($0.kind)=\($0.value)") }))]) + [("points", .array(points))])
     }
 
     // MARK: shapley
@@ -360,8 +412,10 @@ public enum Sweeps {
     }
 
     /// Scores the coalitions owned by this shard (each once, in an order that shares lower layers).
-    public static func shapley(_ ev: SweepEvaluator, adapter: Adapter, data: PreparedData, group: String, plan: ShapleyPlan, name: String,
-                               shard: Shard = .whole) throws -> JSON {
+    public static func shapley(
+        _ ev: SweepEvaluator, adapter: Adapter, data: PreparedData, group: String, plan: ShapleyPlan, name: String,
+        shard: Shard = .whole
+    ) throws -> JSON {
         let labels = SweepEvaluator.labels(for: [adapter], data: data)
         let players = self.players(of: adapter, group: group)
         guard players.count == plan.players else {
@@ -375,24 +429,31 @@ public enum Sweeps {
             for (i, p) in players.enumerated() where coalitions[k][i] { on.formUnion(p.modules) }
             return on
         }
-        let (scores, reused, computed) = try ev.score(data, labels: labels, configurations: mine.count, configure: { c in
-            ev.model.setActive(false)
-            ev.model.setActive(true) { key in switches[c].contains { $0 == key || $0.hasSuffix("." + key) } }
-        }, batchDone: ev.progress)
+        let (scores, reused, computed) = try ev.score(
+            data, labels: labels, configurations: mine.count,
+            configure: { c in
+                ev.model.setActive(false)
+                ev.model.setActive(true) { key in switches[c].contains { $0 == key || $0.hasSuffix("." + key) } }
+            }, batchDone: ev.progress)
         let values: [(String, JSON)] = zip(mine, scores).map { (ShapleyPlan.key(coalitions[$0.0]), .object($0.1.pairs)) }
         ev.model.setActive(true)
-        return .object(header("shapley", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
-                              settings: [("group", .string(group)), ("plan", plan.json)])
-                       + [("players", .array(players.map { .string($0.name) })), ("coalitions", .int(coalitions.count)),
-                          ("layers_reused", .int(reused)), ("layers_computed", .int(computed)),
-                          ("values", .object(values))])
+        return .object(
+            header(
+                "shapley", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
+                settings: [("group", .string(group)), ("plan", plan.json)])
+                + [
+                    ("players", .array(players.map { .string($0.name) })), ("coalitions", .int(coalitions.count)),
+                    ("layers_reused", .int(reused)), ("layers_computed", .int(computed)),
+                    ("values", .object(values)),
+                ])
     }
 }
 
 extension Sweeps {
     /// `interpolate-coto-noun8-1a2b3c4d[-shard-1-of-4].json`: stable for the same adapters and settings.
     public static func fileName(_ result: JSON) -> String {
-        let sweep = result["sweep"]?.stringValue ?? "sweep", name = result["name"]?.stringValue ?? "adapter"
+        let sweep = result["sweep"]?.stringValue ?? "sweep"
+        let name = result["name"]?.stringValue ?? "adapter"
         let task = result["task"]?.stringValue ?? "task"
         let id = fnv1a64((result["adapters"]?.compact ?? "") + (result["settings"]?.compact ?? "") + (result["data"]?.compact ?? ""))
         var shard = ""

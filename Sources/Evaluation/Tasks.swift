@@ -36,8 +36,10 @@ func encodeChecked(_ model: AdaptableModel, _ tok: Tokenizer, text: String, pair
 
 public enum Evaluator {
     /// Classification: `{"text", "label"}` (+ optional `text_pair`).
-    public static func classification(model: AdaptableModel, tokenizer: Tokenizer, data path: String, labels adapterLabels: [String]?,
-                                      options o: EvalOptions, progress: ((Int, Int) -> Void)? = nil) throws -> EvalResult {
+    public static func classification(
+        model: AdaptableModel, tokenizer: Tokenizer, data path: String, labels adapterLabels: [String]?,
+        options o: EvalOptions, progress: ((Int, Int) -> Void)? = nil
+    ) throws -> EvalResult {
         let records = try JSONL.read(path)
         var items: [(Encoding, String, Int)] = []
         for r in records {
@@ -49,9 +51,16 @@ public enum Evaluator {
         }
         let labelSource: String
         let labels: [String]
-        if let l = o.labels { labels = l; labelSource = "--labels" }
-        else if let l = adapterLabels { labels = l; labelSource = "adapter label list" }
-        else { labels = Array(Set(items.map(\.1))).sorted(); labelSource = "sorted labels of the evaluation data" }
+        if let l = o.labels {
+            labels = l
+            labelSource = "--labels"
+        } else if let l = adapterLabels {
+            labels = l
+            labelSource = "adapter label list"
+        } else {
+            labels = Array(Set(items.map(\.1))).sorted()
+            labelSource = "sorted labels of the evaluation data"
+        }
         guard model.hasClassifier else {
             throw EvalError(path, "the model has no classification head: give an adapter with one (modules_to_save) or --head")
         }
@@ -80,16 +89,25 @@ public enum Evaluator {
             ("labels", .array(labels.map { .string($0) })), ("label_source", .string(labelSource)),
             ("confusion_matrix", .array(metrics.confusion.map { .array($0.map { JSON.int($0) }) })),
         ])
-        return EvalResult(task: .classification, json: json,
-                          summary: "accuracy \(fmt4(metrics.accuracy)), macro-F1 \(fmt4(metrics.macroF1)), loss \(fmt4(metrics.loss)) on \(metrics.count) examples (labels: \(labelSource))")
+        return EvalResult(
+            task: .classification, json: json,
+            summary:
+                "accuracy \(fmt4(metrics.accuracy)), macro-F1 \(fmt4(metrics.macroF1)), loss \(fmt4(metrics.loss)) on \(metrics.count) examples (labels: \(labelSource))"
+        )
     }
 
     /// Log-likelihood of `continuation` given `context` (lm-evaluation-harness's split: the context's
     /// tokens are those of the context alone; the continuation is the rest of the joint encoding).
-    static func continuationLogLikelihood(_ model: AdaptableModel, _ tok: Tokenizer, context: String, continuation: String, maxLength: Int) throws -> (Double, Int) {
-        var ctx = context, cont = continuation
+    static func continuationLogLikelihood(_ model: AdaptableModel, _ tok: Tokenizer, context: String, continuation: String, maxLength: Int) throws -> (
+        Double, Int
+    ) {
+        var ctx = context
+        var cont = continuation
         // Trailing spaces of the context move to the continuation, as the harness does.
-        while ctx.hasSuffix(" ") { ctx.removeLast(); cont = " " + cont }
+        while ctx.hasSuffix(" ") {
+            ctx.removeLast()
+            cont = " " + cont
+        }
         let whole = tok.encode(ctx + cont, pair: nil, addSpecialTokens: false).ids
         let ctxIds = tok.encode(ctx, pair: nil, addSpecialTokens: false).ids
         var contIds = Array(whole.dropFirst(ctxIds.count))
@@ -114,10 +132,13 @@ public enum Evaluator {
 
     /// Multiple choice: `{"context", "choices": [...], "label": index}`; acc (summed log-likelihood) and
     /// acc_norm (log-likelihood / byte length of the choice), as lm-evaluation-harness.
-    public static func multipleChoice(model: AdaptableModel, tokenizer: Tokenizer, data path: String, options o: EvalOptions,
-                                      progress: ((Int, Int) -> Void)? = nil) throws -> EvalResult {
+    public static func multipleChoice(
+        model: AdaptableModel, tokenizer: Tokenizer, data path: String, options o: EvalOptions,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> EvalResult {
         let records = try JSONL.read(path)
-        var correct = 0, correctNorm = 0
+        var correct = 0
+        var correctNorm = 0
         for (n, r) in records.enumerated() {
             let context = try JSONL.text(r, "context", path: path)!
             guard let choices = r.json["choices"]?.arrayValue?.compactMap(\.stringValue), !choices.isEmpty else {
@@ -126,9 +147,12 @@ public enum Evaluator {
             guard let label = r.json["label"]?.intValue, label >= 0, label < choices.count else {
                 throw EvalError("\(path):\(r.line)", "\"label\" must be the index of the right choice (0...\(choices.count - 1))")
             }
-            var lls: [Double] = [], norms: [Double] = []
+            var lls: [Double] = []
+            var norms: [Double] = []
             for c in choices {
-                let (ll, _) = try at("\(path):\(r.line)") { try continuationLogLikelihood(model, tokenizer, context: context, continuation: c, maxLength: o.maxLength) }
+                let (ll, _) = try at("\(path):\(r.line)") {
+                    try continuationLogLikelihood(model, tokenizer, context: context, continuation: c, maxLength: o.maxLength)
+                }
                 lls.append(ll)
                 norms.append(ll / Double(max(1, c.utf8.count)))
             }
@@ -136,23 +160,33 @@ public enum Evaluator {
             if norms.indices.max(by: { norms[$0] < norms[$1] }) == label { correctNorm += 1 }
             progress?(n + 1, records.count)
         }
-        let acc = Double(correct) / Double(records.count), accNorm = Double(correctNorm) / Double(records.count)
-        return EvalResult(task: .multipleChoice, json: .object([
-            ("task", .string("multiple-choice")), ("data", .string(path)), ("examples", .int(records.count)),
-            ("acc", .double(acc)), ("acc_norm", .double(accNorm)),
-        ]), summary: "acc \(fmt4(acc)), acc_norm \(fmt4(accNorm)) on \(records.count) examples")
+        let acc = Double(correct) / Double(records.count)
+        let accNorm = Double(correctNorm) / Double(records.count)
+        return EvalResult(
+            task: .multipleChoice,
+            json: .object([
+                ("task", .string("multiple-choice")), ("data", .string(path)), ("examples", .int(records.count)),
+                ("acc", .double(acc)), ("acc_norm", .double(accNorm)),
+            ]), summary: "acc \(fmt4(acc)), acc_norm \(fmt4(accNorm)) on \(records.count) examples")
     }
 
     /// Perplexity: `{"text"}` (every token after the first) or `{"prompt", "completion"}` (completion only).
-    public static func perplexity(model: AdaptableModel, tokenizer: Tokenizer, data path: String, options o: EvalOptions,
-                                  progress: ((Int, Int) -> Void)? = nil) throws -> EvalResult {
+    public static func perplexity(
+        model: AdaptableModel, tokenizer: Tokenizer, data path: String, options o: EvalOptions,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> EvalResult {
         let records = try JSONL.read(path)
-        var nll = 0.0, tokens = 0
+        var nll = 0.0
+        var tokens = 0
         for (n, r) in records.enumerated() {
             if r.json["prompt"] != nil || r.json["completion"] != nil {
-                let p = try JSONL.text(r, "prompt", path: path)!, c = try JSONL.text(r, "completion", path: path)!
-                let (ll, k) = try at("\(path):\(r.line)") { try continuationLogLikelihood(model, tokenizer, context: p, continuation: c, maxLength: o.maxLength) }
-                nll -= ll; tokens += k
+                let p = try JSONL.text(r, "prompt", path: path)!
+                let c = try JSONL.text(r, "completion", path: path)!
+                let (ll, k) = try at("\(path):\(r.line)") {
+                    try continuationLogLikelihood(model, tokenizer, context: p, continuation: c, maxLength: o.maxLength)
+                }
+                nll -= ll
+                tokens += k
             } else {
                 let t = try JSONL.text(r, "text", path: path)!
                 if t.allSatisfy(\.isWhitespace) { throw EvalError("\(path):\(r.line)", "empty text") }
@@ -168,10 +202,12 @@ public enum Evaluator {
         }
         guard tokens > 0 else { throw EvalError(path, "no tokens to score") }
         let loss = nll / Double(tokens)
-        return EvalResult(task: .perplexity, json: .object([
-            ("task", .string("perplexity")), ("data", .string(path)), ("examples", .int(records.count)), ("tokens", .int(tokens)),
-            ("loss", .double(loss)), ("perplexity", .double(exp(loss))),
-        ]), summary: "perplexity \(fmt4(exp(loss))) (loss \(fmt4(loss)) over \(tokens) tokens, \(records.count) examples)")
+        return EvalResult(
+            task: .perplexity,
+            json: .object([
+                ("task", .string("perplexity")), ("data", .string(path)), ("examples", .int(records.count)), ("tokens", .int(tokens)),
+                ("loss", .double(loss)), ("perplexity", .double(exp(loss))),
+            ]), summary: "perplexity \(fmt4(exp(loss))) (loss \(fmt4(loss)) over \(tokens) tokens, \(records.count) examples)")
     }
 }
 

@@ -14,7 +14,7 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
 
     let vocab: [String: Int]
-    let ranks: [String: Int]   // "left right" -> rank
+    let ranks: [String: Int]  // "left right" -> rank
     let added: [AddedToken]
     let pre: [Pre]
     let byteToChar: [Character]
@@ -33,7 +33,13 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         var ranks: [String: Int] = [:]
         for (i, m) in (model["merges"]?.arrayValue ?? []).enumerated() {
             let key: String
-            if let s = m.stringValue { key = s } else if let a = m.arrayValue, a.count == 2, let l = a[0].stringValue, let r = a[1].stringValue { key = l + " " + r } else { continue }
+            if let s = m.stringValue {
+                key = s
+            } else if let a = m.arrayValue, a.count == 2, let l = a[0].stringValue, let r = a[1].stringValue {
+                key = l + " " + r
+            } else {
+                continue
+            }
             if ranks[key] == nil { ranks[key] = i }
         }
         self.ranks = ranks
@@ -95,12 +101,24 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
             case let .split(re): pieces = ByteLevelBPETokenizer.isolate(pieces, re)
             case let .digits(individual):
                 pieces = pieces.flatMap { p -> [String] in
-                    var out: [String] = [], cur = String.UnicodeScalarView(), curDigit: Bool? = nil
+                    var out: [String] = []
+                    var cur = String.UnicodeScalarView()
+                    var curDigit: Bool? = nil
                     for s in p.unicodeScalars {
                         let d = s.properties.numericType != nil && s.properties.generalCategory == .decimalNumber
-                        if d && individual { if !cur.isEmpty { out.append(String(cur)) }; out.append(String(s)); cur = .init(); curDigit = nil; continue }
-                        if let cd = curDigit, cd != d, !cur.isEmpty { out.append(String(cur)); cur = .init() }
-                        cur.append(s); curDigit = d
+                        if d && individual {
+                            if !cur.isEmpty { out.append(String(cur)) }
+                            out.append(String(s))
+                            cur = .init()
+                            curDigit = nil
+                            continue
+                        }
+                        if let cd = curDigit, cd != d, !cur.isEmpty {
+                            out.append(String(cur))
+                            cur = .init()
+                        }
+                        cur.append(s)
+                        curDigit = d
                     }
                     if !cur.isEmpty { out.append(String(cur)) }
                     return out
@@ -117,13 +135,20 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
 
     func bpe(_ word: String) -> [Int] {
         lock.lock()
-        if let c = cache[word] { lock.unlock(); return c }
+        if let c = cache[word] {
+            lock.unlock()
+            return c
+        }
         lock.unlock()
         var parts = word.map(String.init)
         while parts.count > 1 {
-            var best = Int.max, at = -1
+            var best = Int.max
+            var at = -1
             for i in 0..<(parts.count - 1) {
-                if let r = ranks[parts[i] + " " + parts[i + 1]], r < best { best = r; at = i }
+                if let r = ranks[parts[i] + " " + parts[i + 1]], r < best {
+                    best = r
+                    at = i
+                }
             }
             if at < 0 { break }
             // Merge every occurrence of the best pair, left to right.
@@ -131,12 +156,20 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
             var merged: [String] = []
             var i = 0
             while i < parts.count {
-                if i < parts.count - 1 && parts[i] == l && parts[i + 1] == r { merged.append(l + r); i += 2 } else { merged.append(parts[i]); i += 1 }
+                if i < parts.count - 1 && parts[i] == l && parts[i + 1] == r {
+                    merged.append(l + r)
+                    i += 2
+                } else {
+                    merged.append(parts[i])
+                    i += 1
+                }
             }
             parts = merged
         }
         let ids = parts.compactMap { vocab[$0] }
-        lock.lock(); cache[word] = ids; lock.unlock()
+        lock.lock()
+        cache[word] = ids
+        lock.unlock()
         return ids
     }
 
@@ -145,7 +178,10 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         var bytes: [UInt8] = []
         for id in ids {
             guard let t = idToToken[id] else { continue }
-            if addedIds.contains(id) { bytes += Array(t.utf8); continue }
+            if addedIds.contains(id) {
+                bytes += Array(t.utf8)
+                continue
+            }
             for c in t { if let b = charToByte[c] { bytes.append(b) } else { bytes += Array(String(c).utf8) } }
         }
         return String(decoding: bytes, as: UTF8.self)
@@ -155,12 +191,16 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         func one(_ t: String) -> [Int] {
             var ids: [Int] = []
             for (piece, addedId) in splitAdded(t, added) {
-                if let a = addedId { ids.append(a); continue }
+                if let a = addedId {
+                    ids.append(a)
+                    continue
+                }
                 for w in preTokenize(piece) { ids += bpe(w) }
             }
             return ids
         }
-        let a = one(text), b = pair.map(one) ?? []
+        let a = one(text)
+        let b = pair.map(one) ?? []
         return Encoding(ids: a + b, typeIds: a.map { _ in 0 } + b.map { _ in 1 })
     }
 }

@@ -14,37 +14,50 @@ public enum Kernels {
 
     /// y = (x − mean)·rstd·w + b over rows of width d, in place (biased variance, as torch). With `xhat`
     /// and `rstd` the normalized rows [rows, d] and 1/σ [rows] are kept for the backward.
-    public static func layerNormForward(_ x: UnsafeMutablePointer<Float>, rows: Int, d: Int, weight: [Float], bias: [Float], eps: Float,
-                                        xhat: UnsafeMutablePointer<Float>? = nil, rstd: UnsafeMutablePointer<Float>? = nil) {
-        weight.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in
-            Parallel.forEach(rows, minChunk: 16) { range in
-                for r in range {
-                    let row = x + r * d
-                    var mean: Float = 0
-                    for j in 0..<d { mean += row[j] }
-                    mean /= Float(d)
-                    var v: Float = 0
-                    for j in 0..<d { let c = row[j] - mean; v += c * c }
-                    v /= Float(d)
-                    let inv = 1 / (v + eps).squareRoot()
-                    rstd?[r] = inv
-                    for j in 0..<d {
-                        let h = (row[j] - mean) * inv
-                        xhat?[r * d + j] = h
-                        row[j] = h * w[j] + b[j]
+    public static func layerNormForward(
+        _ x: UnsafeMutablePointer<Float>, rows: Int, d: Int, weight: [Float], bias: [Float], eps: Float,
+        xhat: UnsafeMutablePointer<Float>? = nil, rstd: UnsafeMutablePointer<Float>? = nil
+    ) {
+        weight.withUnsafeBufferPointer { w in
+            bias.withUnsafeBufferPointer { b in
+                Parallel.forEach(rows, minChunk: 16) { range in
+                    for r in range {
+                        let row = x + r * d
+                        var mean: Float = 0
+                        for j in 0..<d { mean += row[j] }
+                        mean /= Float(d)
+                        var v: Float = 0
+                        for j in 0..<d {
+                            let c = row[j] - mean
+                            v += c * c
+                        }
+                        v /= Float(d)
+                        let inv = 1 / (v + eps).squareRoot()
+                        rstd?[r] = inv
+                        for j in 0..<d {
+                            let h = (row[j] - mean) * inv
+                            xhat?[r * d + j] = h
+                            row[j] = h * w[j] + b[j]
+                        }
                     }
                 }
             }
-        } }
+        }
     }
 
     /// dx = rstd · (g − mean(g) − x̂·mean(g·x̂)) with g = dy ⊙ w, from the forward's x̂ and rstd.
     public static func layerNormBackward(_ dy: [Float], xhat: [Float], rstd: [Float], weight w: [Float], rows: Int, d: Int) -> [Float] {
         var dx = [Float](repeating: 0, count: rows * d)
         for r in 0..<rows {
-            var m1: Float = 0, m2: Float = 0
-            for j in 0..<d { let g = dy[r * d + j] * w[j]; m1 += g; m2 += g * xhat[r * d + j] }
-            m1 /= Float(d); m2 /= Float(d)
+            var m1: Float = 0
+            var m2: Float = 0
+            for j in 0..<d {
+                let g = dy[r * d + j] * w[j]
+                m1 += g
+                m2 += g * xhat[r * d + j]
+            }
+            m1 /= Float(d)
+            m2 /= Float(d)
             for j in 0..<d {
                 let g = dy[r * d + j] * w[j]
                 dx[r * d + j] = rstd[r] * (g - m1 - xhat[r * d + j] * m2)
@@ -57,12 +70,15 @@ public enum Kernels {
 
     /// out[r] = w ⊙ x[r]·rms, rms = (mean(x[r]²) + eps)^-½ (LLaMA RMSNorm, in Float32 as transformers).
     /// With `rms` the factor [rows] is kept for the backward.
-    public static func rmsNormForward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, d: Int, weight: [Float], eps: Float,
-                                      rms: UnsafeMutablePointer<Float>? = nil) {
+    public static func rmsNormForward(
+        _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, d: Int, weight: [Float], eps: Float,
+        rms: UnsafeMutablePointer<Float>? = nil
+    ) {
         weight.withUnsafeBufferPointer { w in
             Parallel.forEach(rows, minChunk: 16) { range in
                 for r in range {
-                    let row = x + r * d, o = out + r * d
+                    let row = x + r * d
+                    let o = out + r * d
                     var ss: Float = 0
                     for j in 0..<d { ss += row[j] * row[j] }
                     let inv = 1 / (ss / Float(d) + eps).squareRoot()
@@ -111,7 +127,10 @@ public enum Kernels {
     /// GELU in place: 0.5·x·(1 + erf(x/√2)).
     public static func geluForward(_ x: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.forEach(count, minChunk: 4096) { r in
-            for i in r { let v = x[i]; x[i] = 0.5 * v * (1 + erfApprox(v * 0.70710678118654752)) }
+            for i in r {
+                let v = x[i]
+                x[i] = 0.5 * v * (1 + erfApprox(v * 0.70710678118654752))
+            }
         }
     }
 
@@ -134,13 +153,17 @@ public enum Kernels {
     /// gate ← silu(gate) ⊙ up.
     public static func swigluForward(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
         Parallel.forEach(count, minChunk: 4096) { r in
-            for i in r { let g = gate[i]; gate[i] = g / (1 + expf(-g)) * up[i] }
+            for i in r {
+                let g = gate[i]
+                gate[i] = g / (1 + expf(-g)) * up[i]
+            }
         }
     }
 
     /// The gradients of gate and up from d(silu(g) ⊙ u), with the forward's g and u.
     public static func swigluBackward(_ da: [Float], gate g: [Float], up u: [Float]) -> (dGate: [Float], dUp: [Float]) {
-        var dg = da, du = da
+        var dg = da
+        var du = da
         for i in da.indices {
             let sg = 1 / (1 + expf(-g[i]))
             du[i] = da[i] * g[i] * sg
@@ -156,9 +179,16 @@ public enum Kernels {
     public static func softmaxForward(_ row: UnsafeMutablePointer<Float>, n: Int) {
         var m = -Float.infinity
         for j in 0..<n { m = max(m, row[j]) }
-        if m == -Float.infinity { for j in 0..<n { row[j] = 0 }; return }
+        if m == -Float.infinity {
+            for j in 0..<n { row[j] = 0 }
+            return
+        }
         var z: Float = 0
-        for j in 0..<n { let e = expf(row[j] - m); row[j] = e; z += e }
+        for j in 0..<n {
+            let e = expf(row[j] - m)
+            row[j] = e
+            z += e
+        }
         let inv = 1 / z
         for j in 0..<n { row[j] *= inv }
     }
@@ -184,8 +214,14 @@ public enum Kernels {
         public var keyOffset = 0
         public var causal: Bool
         public init(B: Int, T: Int, S: Int, heads: Int, kvHeads: Int, headDim: Int, keyOffset: Int = 0, causal: Bool) {
-            self.B = B; self.T = T; self.S = S; self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim
-            self.keyOffset = keyOffset; self.causal = causal
+            self.B = B
+            self.T = T
+            self.S = S
+            self.heads = heads
+            self.kvHeads = kvHeads
+            self.headDim = headDim
+            self.keyOffset = keyOffset
+            self.causal = causal
         }
         var scale: Float { 1 / Float(headDim).squareRoot() }
     }
@@ -193,20 +229,29 @@ public enum Kernels {
     /// softmax(q kᵀ·scale + mask) v for every (sequence, head), parallel over them. With `probs`
     /// ([B, H, T, S]) the probabilities are kept for the backward; with `dropout` (same shape, 0 or
     /// 1/(1−p)) the dropped probabilities feed the context while the undropped ones are kept.
-    public static func attentionForward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                                        _ a: AttentionShape, keyValid: [[Int]], probs: UnsafeMutablePointer<Float>? = nil,
-                                        dropout: UnsafePointer<Float>? = nil) {
+    public static func attentionForward(
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        _ a: AttentionShape, keyValid: [[Int]], probs: UnsafeMutablePointer<Float>? = nil,
+        dropout: UnsafePointer<Float>? = nil
+    ) {
         let (T, S, H, KV, d) = (a.T, a.S, a.heads, a.kvHeads, a.headDim)
-        let group = H / KV, scale = a.scale
+        let group = H / KV
+        let scale = a.scale
         Parallel.forEach(a.B * H) { items in
             var scratch = [Float](repeating: 0, count: (probs == nil ? T * S : 0) + (dropout == nil ? 0 : T * S))
             scratch.withUnsafeMutableBufferPointer { sp in
                 for item in items {
-                    let b = item / H, h = item % H, kh = h / group
+                    let b = item / H
+                    let h = item % H
+                    let kh = h / group
                     let P = probs.map { $0 + item * T * S } ?? sp.baseAddress!
-                    let qb = q + b * T * H * d, kb = k + b * S * KV * d, vb = v + b * S * KV * d, ob = out + b * T * H * d
-                    BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, alpha: scale,
-                               a: qb + h * d, lda: H * d, b: kb + kh * d, ldb: KV * d, c: P, ldc: S)
+                    let qb = q + b * T * H * d
+                    let kb = k + b * S * KV * d
+                    let vb = v + b * S * KV * d
+                    let ob = out + b * T * H * d
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: T, n: S, k: d, alpha: scale,
+                        a: qb + h * d, lda: H * d, b: kb + kh * d, ldb: KV * d, c: P, ldc: S)
                     let valid = keyValid[b]
                     for t in 0..<T {
                         let row = P + t * S
@@ -221,8 +266,9 @@ public enum Kernels {
                         for i in 0..<(T * S) { pd[i] = P[i] * mask[item * T * S + i] }
                         used = UnsafePointer(pd)
                     }
-                    BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S,
-                               a: used, lda: S, b: vb + kh * d, ldb: KV * d, c: ob + h * d, ldc: H * d)
+                    BLAS.sgemm(
+                        transA: false, transB: false, m: T, n: d, k: S,
+                        a: used, lda: S, b: vb + kh * d, ldb: KV * d, c: ob + h * d, ldc: H * d)
                 }
             }
         }
@@ -230,35 +276,67 @@ public enum Kernels {
 
     /// The gradients of q, k and v [as the forward's] from dctx, with the forward's q, k, v, probabilities
     /// and dropout mask (dk and dv accumulate over the query heads that share a kv head).
-    public static func attentionBackward(dctx: [Float], q: [Float], k: [Float], v: [Float], probs: [Float], dropout: [Float]?,
-                                         _ a: AttentionShape) -> (dq: [Float], dk: [Float], dv: [Float]) {
+    public static func attentionBackward(
+        dctx: [Float], q: [Float], k: [Float], v: [Float], probs: [Float], dropout: [Float]?,
+        _ a: AttentionShape
+    ) -> (dq: [Float], dk: [Float], dv: [Float]) {
         let (B, T, S, H, KV, d) = (a.B, a.T, a.S, a.heads, a.kvHeads, a.headDim)
-        let group = H / KV, scale = a.scale
-        var dq = [Float](repeating: 0, count: B * T * H * d), dk = [Float](repeating: 0, count: B * S * KV * d), dv = dk
-        var P = [Float](repeating: 0, count: T * S), Pd = P, dP = P
-        dctx.withUnsafeBufferPointer { pdc in q.withUnsafeBufferPointer { pq in k.withUnsafeBufferPointer { pk in v.withUnsafeBufferPointer { pv in
-        dq.withUnsafeMutableBufferPointer { pdq in dk.withUnsafeMutableBufferPointer { pdk in dv.withUnsafeMutableBufferPointer { pdv in
-        P.withUnsafeMutableBufferPointer { pp in Pd.withUnsafeMutableBufferPointer { ppd in dP.withUnsafeMutableBufferPointer { pdp in
-            for b in 0..<B { for h in 0..<H {
-                let kh = h / group, base = (b * H + h) * T * S
-                for i in 0..<(T * S) { pp[i] = probs[base + i] }
-                if let mask = dropout { for i in 0..<(T * S) { ppd[i] = pp[i] * mask[base + i] } }
-                let used = dropout == nil ? pp.baseAddress! : ppd.baseAddress!
-                let dcb = pdc.baseAddress! + b * T * H * d + h * d
-                // dPd = dctx vᵀ; dv += Pdᵀ dctx
-                BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, a: dcb, lda: H * d,
-                           b: pv.baseAddress! + b * S * KV * d + kh * d, ldb: KV * d, c: pdp.baseAddress!, ldc: S)
-                BLAS.sgemm(transA: true, transB: false, m: S, n: d, k: T, a: used, lda: S, b: dcb, ldb: H * d,
-                           beta: 1, c: pdv.baseAddress! + b * S * KV * d + kh * d, ldc: KV * d)
-                if let mask = dropout { for i in 0..<(T * S) { pdp[i] *= mask[base + i] } }
-                softmaxBackward(pp.baseAddress!, pdp.baseAddress!, rows: T, cols: S, scale: scale)
-                // dq = dS k; dk += dSᵀ q
-                BLAS.sgemm(transA: false, transB: false, m: T, n: d, k: S, a: pp.baseAddress!, lda: S,
-                           b: pk.baseAddress! + b * S * KV * d + kh * d, ldb: KV * d, c: pdq.baseAddress! + b * T * H * d + h * d, ldc: H * d)
-                BLAS.sgemm(transA: true, transB: false, m: S, n: d, k: T, a: pp.baseAddress!, lda: S,
-                           b: pq.baseAddress! + b * T * H * d + h * d, ldb: H * d, beta: 1, c: pdk.baseAddress! + b * S * KV * d + kh * d, ldc: KV * d)
-            } }
-        } } } } } } } } } }
+        let group = H / KV
+        let scale = a.scale
+        var dq = [Float](repeating: 0, count: B * T * H * d)
+        var dk = [Float](repeating: 0, count: B * S * KV * d)
+        var dv = dk
+        var P = [Float](repeating: 0, count: T * S)
+        var Pd = P
+        var dP = P
+        dctx.withUnsafeBufferPointer { pdc in
+            q.withUnsafeBufferPointer { pq in
+                k.withUnsafeBufferPointer { pk in
+                    v.withUnsafeBufferPointer { pv in
+                        dq.withUnsafeMutableBufferPointer { pdq in
+                            dk.withUnsafeMutableBufferPointer { pdk in
+                                dv.withUnsafeMutableBufferPointer { pdv in
+                                    P.withUnsafeMutableBufferPointer { pp in
+                                        Pd.withUnsafeMutableBufferPointer { ppd in
+                                            dP.withUnsafeMutableBufferPointer { pdp in
+                                                for b in 0..<B {
+                                                    for h in 0..<H {
+                                                        let kh = h / group
+                                                        let base = (b * H + h) * T * S
+                                                        for i in 0..<(T * S) { pp[i] = probs[base + i] }
+                                                        if let mask = dropout { for i in 0..<(T * S) { ppd[i] = pp[i] * mask[base + i] } }
+                                                        let used = dropout == nil ? pp.baseAddress! : ppd.baseAddress!
+                                                        let dcb = pdc.baseAddress! + b * T * H * d + h * d
+                                                        // dPd = dctx vᵀ; dv += Pdᵀ dctx
+                                                        BLAS.sgemm(
+                                                            transA: false, transB: true, m: T, n: S, k: d, a: dcb, lda: H * d,
+                                                            b: pv.baseAddress! + b * S * KV * d + kh * d, ldb: KV * d, c: pdp.baseAddress!, ldc: S)
+                                                        BLAS.sgemm(
+                                                            transA: true, transB: false, m: S, n: d, k: T, a: used, lda: S, b: dcb, ldb: H * d,
+                                                            beta: 1, c: pdv.baseAddress! + b * S * KV * d + kh * d, ldc: KV * d)
+                                                        if let mask = dropout { for i in 0..<(T * S) { pdp[i] *= mask[base + i] } }
+                                                        softmaxBackward(pp.baseAddress!, pdp.baseAddress!, rows: T, cols: S, scale: scale)
+                                                        // dq = dS k; dk += dSᵀ q
+                                                        BLAS.sgemm(
+                                                            transA: false, transB: false, m: T, n: d, k: S, a: pp.baseAddress!, lda: S,
+                                                            b: pk.baseAddress! + b * S * KV * d + kh * d, ldb: KV * d,
+                                                            c: pdq.baseAddress! + b * T * H * d + h * d, ldc: H * d)
+                                                        BLAS.sgemm(
+                                                            transA: true, transB: false, m: S, n: d, k: T, a: pp.baseAddress!, lda: S,
+                                                            b: pq.baseAddress! + b * T * H * d + h * d, ldb: H * d, beta: 1,
+                                                            c: pdk.baseAddress! + b * S * KV * d + kh * d, ldc: KV * d)
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         return (dq, dk, dv)
     }
 
@@ -267,8 +345,10 @@ public enum Kernels {
     /// −log softmax(logits)[target] for one row of n logits (in Double: max-shifted sum of exponentials),
     /// and, with `dlogits`, its gradient (softmax − onehot) / divisor · scale written there (divisor: the
     /// number of rows the loss is averaged over).
-    public static func crossEntropy(_ logits: UnsafePointer<Float>, n: Int, target: Int, dlogits: UnsafeMutablePointer<Float>? = nil,
-                                    divisor: Double = 1, scale: Float = 1) -> Double {
+    public static func crossEntropy(
+        _ logits: UnsafePointer<Float>, n: Int, target: Int, dlogits: UnsafeMutablePointer<Float>? = nil,
+        divisor: Double = 1, scale: Float = 1
+    ) -> Double {
         var m = -Float.infinity
         for j in 0..<n { m = max(m, logits[j]) }
         var z = 0.0

@@ -16,8 +16,8 @@ public final class AdaptedLinear {
     public var bias: [Float]?
 
     // Adapter (nil: none attached).
-    public package(set) var a: [Float]? = nil   // [r, in]
-    public package(set) var b: [Float]? = nil   // [out, r]
+    public package(set) var a: [Float]? = nil  // [r, in]
+    public package(set) var b: [Float]? = nil  // [out, r]
     public package(set) var rank = 0
     public package(set) var scaling: Float = 0
     public package(set) var loraBias: [Float]? = nil
@@ -26,8 +26,8 @@ public final class AdaptedLinear {
     /// Off: exactly the base layer (CoTo's stochastic activation, layer pruning, Shapley evaluation).
     public var active = true
 
-    package var doraScale: [Float]? = nil     // m / ||W + sBA||_row, cached
-    package var hiraWeight: [Float]? = nil    // W ⊙ (1 + s·BA), cached
+    package var doraScale: [Float]? = nil  // m / ||W + sBA||_row, cached
+    package var hiraWeight: [Float]? = nil  // W ⊙ (1 + s·BA), cached
 
     public init(name: String, weight: [Float], bias: [Float]?, out: Int, in inF: Int) {
         self.name = name
@@ -58,7 +58,8 @@ public final class AdaptedLinear {
     /// Attaches a LoRA module (shapes checked by the caller's loader).
     public func attach(_ m: LoraModule, variant v: Variant) throws {
         guard m.a.tensor.shape == [m.rank, inFeatures], m.b.tensor.shape == [outFeatures, m.rank] else {
-            throw ModelError(name, "adapter module '\(m.name)' has lora_A \(m.a.tensor.shape) / lora_B \(m.b.tensor.shape), the layer is \(outFeatures)x\(inFeatures)")
+            throw ModelError(
+                name, "adapter module '\(m.name)' has lora_A \(m.a.tensor.shape) / lora_B \(m.b.tensor.shape), the layer is \(outFeatures)x\(inFeatures)")
         }
         if v == .hira && !m.isDora && m.bias != nil {
             throw ModelError(name, "adapter module '\(m.name)' has a lora_B.bias: HiRA has no rule for it")
@@ -85,22 +86,38 @@ public final class AdaptedLinear {
 
     /// Installs fresh trainable parameters (training from scratch).
     package func install(a: [Float], b: [Float], rank: Int, scaling: Float, magnitude: [Float]?, variant: Variant) {
-        self.a = a; self.b = b; self.rank = rank; self.scaling = scaling; self.magnitude = magnitude; self.variant = variant
+        self.a = a
+        self.b = b
+        self.rank = rank
+        self.scaling = scaling
+        self.magnitude = magnitude
+        self.variant = variant
         loraBias = nil
         refresh()
     }
 
     public func detach() {
-        a = nil; b = nil; rank = 0; loraBias = nil; magnitude = nil; doraScale = nil; hiraWeight = nil
+        a = nil
+        b = nil
+        rank = 0
+        loraBias = nil
+        magnitude = nil
+        doraScale = nil
+        hiraWeight = nil
     }
 
     package func deltaBA() -> [Float] {
         var d = [Float](repeating: 0, count: outFeatures * inFeatures)
         guard let a, let b else { return d }
-        b.withUnsafeBufferPointer { pb in a.withUnsafeBufferPointer { pa in d.withUnsafeMutableBufferPointer { pd in
-            BLAS.sgemm(transA: false, transB: false, m: outFeatures, n: inFeatures, k: rank,
-                       a: pb.baseAddress!, lda: rank, b: pa.baseAddress!, ldb: inFeatures, c: pd.baseAddress!, ldc: inFeatures)
-        } } }
+        b.withUnsafeBufferPointer { pb in
+            a.withUnsafeBufferPointer { pa in
+                d.withUnsafeMutableBufferPointer { pd in
+                    BLAS.sgemm(
+                        transA: false, transB: false, m: outFeatures, n: inFeatures, k: rank,
+                        a: pb.baseAddress!, lda: rank, b: pa.baseAddress!, ldb: inFeatures, c: pd.baseAddress!, ldc: inFeatures)
+                }
+            }
+        }
         return d
     }
 
@@ -132,10 +149,17 @@ public final class AdaptedLinear {
         let w = useAdapter && variant == .hira ? hiraWeight! : weight
         let (inF, outF, r) = (inFeatures, outFeatures, rank)
         w.withUnsafeBufferPointer { pw in
-            let bias = self.bias, a = self.a, b = self.b, doraScale = self.doraScale, loraBias = self.loraBias
-            let scaling = self.scaling, lora = useAdapter && variant != .hira
+            let bias = self.bias
+            let a = self.a
+            let b = self.b
+            let doraScale = self.doraScale
+            let loraBias = self.loraBias
+            let scaling = self.scaling
+            let lora = useAdapter && variant != .hira
             Parallel.forEach(rows, minChunk: 8) { range in
-                let xs = x + range.lowerBound * inF, ys = y + range.lowerBound * outF, n = range.count
+                let xs = x + range.lowerBound * inF
+                let ys = y + range.lowerBound * outF
+                let n = range.count
                 var beta: Float = 0
                 if let bias, doraScale == nil {
                     // The bias is folded into the GEMM: y starts as the bias rows, beta = 1.
@@ -144,17 +168,20 @@ public final class AdaptedLinear {
                     }
                     beta = 1
                 }
-                BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: inF, a: xs, lda: inF, b: pw.baseAddress!, ldb: inF,
-                           beta: beta, c: ys, ldc: outF)
+                BLAS.sgemm(
+                    transA: false, transB: true, m: n, n: outF, k: inF, a: xs, lda: inF, b: pw.baseAddress!, ldb: inF,
+                    beta: beta, c: ys, ldc: outF)
                 if lora, let a, let b {
                     var scratch = [Float](repeating: 0, count: n * r)
                     scratch.withUnsafeMutableBufferPointer { ps in
                         a.withUnsafeBufferPointer { pa in
-                            BLAS.sgemm(transA: false, transB: true, m: n, n: r, k: inF, a: xs, lda: inF, b: pa.baseAddress!, ldb: inF, c: ps.baseAddress!, ldc: r)
+                            BLAS.sgemm(
+                                transA: false, transB: true, m: n, n: r, k: inF, a: xs, lda: inF, b: pa.baseAddress!, ldb: inF, c: ps.baseAddress!, ldc: r)
                         }
                         b.withUnsafeBufferPointer { pb in
-                            BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: r, alpha: scaling, a: ps.baseAddress!, lda: r,
-                                       b: pb.baseAddress!, ldb: r, beta: 1, c: ys, ldc: outF)
+                            BLAS.sgemm(
+                                transA: false, transB: true, m: n, n: outF, k: r, alpha: scaling, a: ps.baseAddress!, lda: r,
+                                b: pb.baseAddress!, ldb: r, beta: 1, c: ys, ldc: outF)
                         }
                     }
                     if let s = doraScale {
@@ -177,22 +204,29 @@ public final class AdaptedEmbedding {
     public let name: String
     public let vocab: Int
     public let dim: Int
-    public var table: [Float]    // [vocab, dim]
-    package var a: [Float]? = nil        // [r, vocab]
-    var b: [Float]? = nil        // [dim, r]
+    public var table: [Float]  // [vocab, dim]
+    package var a: [Float]? = nil  // [r, vocab]
+    var b: [Float]? = nil  // [dim, r]
     var rank = 0
     var scaling: Float = 0
     public var active = true
 
     public init(name: String, table: [Float], vocab: Int, dim: Int) {
-        self.name = name; self.table = table; self.vocab = vocab; self.dim = dim
+        self.name = name
+        self.table = table
+        self.vocab = vocab
+        self.dim = dim
     }
 
     public func attach(_ m: LoraModule) throws {
         guard m.a.tensor.shape == [m.rank, vocab], m.b.tensor.shape == [dim, m.rank] else {
-            throw ModelError(name, "embedding adapter '\(m.name)' has lora_embedding_A \(m.a.tensor.shape) / B \(m.b.tensor.shape), the table is \(vocab)x\(dim)")
+            throw ModelError(
+                name, "embedding adapter '\(m.name)' has lora_embedding_A \(m.a.tensor.shape) / B \(m.b.tensor.shape), the table is \(vocab)x\(dim)")
         }
-        a = m.a.tensor.data; b = m.b.tensor.data; rank = m.rank; scaling = Float(m.scaling)
+        a = m.a.tensor.data
+        b = m.b.tensor.data
+        rank = m.rank
+        scaling = Float(m.scaling)
     }
 
     /// out[t] = E[id_t] (+ adapter); ids must be in range (checked by the caller).

@@ -20,7 +20,7 @@ public final class LlamaModel: AdaptableModel {
     }
     package let layers: [Layer]
     package let norm: [Float]
-    package let lmHead: [Float]   // [vocab, H] (the embedding table when tied)
+    package let lmHead: [Float]  // [vocab, H] (the embedding table when tied)
     var score: AdaptedLinear?
     public private(set) var linears: [String: AdaptedLinear] = [:]
     public private(set) var embeddings: [String: AdaptedEmbedding] = [:]
@@ -30,13 +30,22 @@ public final class LlamaModel: AdaptableModel {
         config = c
         let path = dir.path
         guard let H = c.hiddenSize, let L = c.numHiddenLayers, let heads = c.numAttentionHeads, let ffn = c.intermediateSize,
-              let vocab = c.vocabSize, H > 0, L > 0, heads > 0 else {
+            let vocab = c.vocabSize, H > 0, L > 0, heads > 0
+        else {
             throw ModelError.fail(path, "config.json lacks hidden_size / num_hidden_layers / num_attention_heads / intermediate_size / vocab_size")
         }
         let kv = c.numKeyValueHeads ?? heads
         let hd = c.headDim ?? H / heads
-        guard kv > 0, heads % kv == 0, hd % 2 == 0 else { throw ModelError.fail(path, "num_attention_heads \(heads) / num_key_value_heads \(kv) / head_dim \(hd) are inconsistent") }
-        self.H = H; self.L = L; self.heads = heads; kvHeads = kv; headDim = hd; self.ffn = ffn; self.vocab = vocab
+        guard kv > 0, heads % kv == 0, hd % 2 == 0 else {
+            throw ModelError.fail(path, "num_attention_heads \(heads) / num_key_value_heads \(kv) / head_dim \(hd) are inconsistent")
+        }
+        self.H = H
+        self.L = L
+        self.heads = heads
+        kvHeads = kv
+        headDim = hd
+        self.ffn = ffn
+        self.vocab = vocab
         eps = Float(c.rmsNormEps ?? 1e-6)
         let raw = dir.configJSON
         let theta = raw["rope_theta"]?.doubleValue ?? raw["rope_parameters"]?["rope_theta"]?.doubleValue ?? 10000
@@ -53,21 +62,24 @@ public final class LlamaModel: AdaptableModel {
         let s = dir.weights
         let bias = c.attentionBias ?? (s.tensorInfo("model.layers.0.self_attn.q_proj.bias") != nil)
         func lin(_ n: String, out: Int, inF: Int, b: Bool = false) throws -> AdaptedLinear {
-            AdaptedLinear(name: n, weight: try load(s, "model." + n + ".weight", shape: [out, inF]),
-                          bias: b ? try load(s, "model." + n + ".bias", shape: [out]) : nil, out: out, in: inF)
+            AdaptedLinear(
+                name: n, weight: try load(s, "model." + n + ".weight", shape: [out, inF]),
+                bias: b ? try load(s, "model." + n + ".bias", shape: [out]) : nil, out: out, in: inF)
         }
         embed = AdaptedEmbedding(name: "embed_tokens", table: try load(s, "model.embed_tokens.weight", shape: [vocab, H]), vocab: vocab, dim: H)
         var ls: [Layer] = []
         for i in 0..<L {
             let b = "layers.\(i)."
-            ls.append(Layer(q: try lin(b + "self_attn.q_proj", out: heads * hd, inF: H, b: bias),
-                            k: try lin(b + "self_attn.k_proj", out: kv * hd, inF: H, b: bias),
-                            v: try lin(b + "self_attn.v_proj", out: kv * hd, inF: H, b: bias),
-                            o: try lin(b + "self_attn.o_proj", out: H, inF: heads * hd),
-                            gate: try lin(b + "mlp.gate_proj", out: ffn, inF: H), up: try lin(b + "mlp.up_proj", out: ffn, inF: H),
-                            down: try lin(b + "mlp.down_proj", out: H, inF: ffn),
-                            inNorm: try load(s, "model." + b + "input_layernorm.weight", shape: [H]),
-                            postNorm: try load(s, "model." + b + "post_attention_layernorm.weight", shape: [H])))
+            ls.append(
+                Layer(
+                    q: try lin(b + "self_attn.q_proj", out: heads * hd, inF: H, b: bias),
+                    k: try lin(b + "self_attn.k_proj", out: kv * hd, inF: H, b: bias),
+                    v: try lin(b + "self_attn.v_proj", out: kv * hd, inF: H, b: bias),
+                    o: try lin(b + "self_attn.o_proj", out: H, inF: heads * hd),
+                    gate: try lin(b + "mlp.gate_proj", out: ffn, inF: H), up: try lin(b + "mlp.up_proj", out: ffn, inF: H),
+                    down: try lin(b + "mlp.down_proj", out: H, inF: ffn),
+                    inNorm: try load(s, "model." + b + "input_layernorm.weight", shape: [H]),
+                    postNorm: try load(s, "model." + b + "post_attention_layernorm.weight", shape: [H])))
         }
         layers = ls
         norm = try load(s, "model.norm.weight", shape: [H])
@@ -77,8 +89,10 @@ public final class LlamaModel: AdaptableModel {
         }
         for (i, l) in layers.enumerated() {
             let b = "layers.\(i)."
-            for (n, x) in [("self_attn.q_proj", l.q), ("self_attn.k_proj", l.k), ("self_attn.v_proj", l.v), ("self_attn.o_proj", l.o),
-                           ("mlp.gate_proj", l.gate), ("mlp.up_proj", l.up), ("mlp.down_proj", l.down)] {
+            for (n, x) in [
+                ("self_attn.q_proj", l.q), ("self_attn.k_proj", l.k), ("self_attn.v_proj", l.v), ("self_attn.o_proj", l.o),
+                ("mlp.gate_proj", l.gate), ("mlp.up_proj", l.up), ("mlp.down_proj", l.down),
+            ] {
                 linears[b + n] = x
             }
         }
@@ -100,7 +114,8 @@ public final class LlamaModel: AdaptableModel {
 
     package func ropeTable(rows: Int, positions: (Int) -> Int) -> RopeTable {
         let half = headDim / 2
-        var c = [Float](repeating: 0, count: rows * half), s = c
+        var c = [Float](repeating: 0, count: rows * half)
+        var s = c
         for r in 0..<rows {
             let pos = Float(positions(r))
             for i in 0..<half {
@@ -117,10 +132,12 @@ public final class LlamaModel: AdaptableModel {
         let half = headDim / 2
         for r in 0..<rows {
             for i in 0..<half {
-                let c = table.cos[r * half + i], s = sign * table.sin[r * half + i]
+                let c = table.cos[r * half + i]
+                let s = sign * table.sin[r * half + i]
                 for h in 0..<nHeads {
                     let base = x + r * nHeads * headDim + h * headDim
-                    let a = base[i], b = base[i + half]
+                    let a = base[i]
+                    let b = base[i + half]
                     base[i] = a * c - b * s
                     base[i + half] = b * c + a * s
                 }
@@ -160,7 +177,9 @@ public final class LlamaModel: AdaptableModel {
                 for j in 0..<H { last[b * H + j] = h[(b * T + t) * H + j] }
             }
             var cls = [Float](repeating: 0, count: batch.count * score.outFeatures)
-            last.withUnsafeBufferPointer { p in cls.withUnsafeMutableBufferPointer { r in score.forward(p.baseAddress!, rows: batch.count, into: r.baseAddress!) } }
+            last.withUnsafeBufferPointer { p in
+                cls.withUnsafeMutableBufferPointer { r in score.forward(p.baseAddress!, rows: batch.count, into: r.baseAddress!) }
+            }
             out.logits = cls
             out.logitsWidth = score.outFeatures
         case .none: break
@@ -172,19 +191,27 @@ public final class LlamaModel: AdaptableModel {
     func lmLogits(_ h: [Float], rows: Int) -> [Float] {
         var logits = [Float](repeating: 0, count: rows * vocab)
         let (H, vocab) = (self.H, self.vocab)
-        h.withUnsafeBufferPointer { ph in lmHead.withUnsafeBufferPointer { pw in logits.withUnsafeMutableBufferPointer { pl in
-            let (x, w, y) = (ph.baseAddress!, pw.baseAddress!, pl.baseAddress!)
-            if rows == 1 {
-                // One row (decoding): split the vocabulary instead.
-                Parallel.forEach(vocab, minChunk: 1024) { r in
-                    BLAS.sgemm(transA: false, transB: true, m: 1, n: r.count, k: H, a: x, lda: H, b: w + r.lowerBound * H, ldb: H, c: y + r.lowerBound, ldc: vocab)
-                }
-            } else {
-                Parallel.forEach(rows, minChunk: 8) { r in
-                    BLAS.sgemm(transA: false, transB: true, m: r.count, n: vocab, k: H, a: x + r.lowerBound * H, lda: H, b: w, ldb: H, c: y + r.lowerBound * vocab, ldc: vocab)
+        h.withUnsafeBufferPointer { ph in
+            lmHead.withUnsafeBufferPointer { pw in
+                logits.withUnsafeMutableBufferPointer { pl in
+                    let (x, w, y) = (ph.baseAddress!, pw.baseAddress!, pl.baseAddress!)
+                    if rows == 1 {
+                        // One row (decoding): split the vocabulary instead.
+                        Parallel.forEach(vocab, minChunk: 1024) { r in
+                            BLAS.sgemm(
+                                transA: false, transB: true, m: 1, n: r.count, k: H, a: x, lda: H, b: w + r.lowerBound * H, ldb: H, c: y + r.lowerBound,
+                                ldc: vocab)
+                        }
+                    } else {
+                        Parallel.forEach(rows, minChunk: 8) { r in
+                            BLAS.sgemm(
+                                transA: false, transB: true, m: r.count, n: vocab, k: H, a: x + r.lowerBound * H, lda: H, b: w, ldb: H,
+                                c: y + r.lowerBound * vocab, ldc: vocab)
+                        }
+                    }
                 }
             }
-        } } }
+        }
         return logits
     }
 
@@ -193,59 +220,90 @@ public final class LlamaModel: AdaptableModel {
     /// Returns the final-normed hidden states [B*T, H] and (optionally) each layer's output.
     func run(ids: [[Int]], masks: [[Int]], cache: KVCache?, keepLayers: Bool) throws -> ([Float], [[Float]]) {
         for row in ids { for id in row where id < 0 || id >= vocab { throw ModelError.fail("input", "token id \(id) outside the vocabulary (\(vocab))") } }
-        let B = ids.count, T = ids.first?.count ?? 0
+        let B = ids.count
+        let T = ids.first?.count ?? 0
         if cache != nil && B != 1 { throw ModelError.fail("input", "the KV cache takes one sequence") }
         let start = cache?.length ?? 0
         if let c = cache, start + T > c.capacity { throw ModelError.fail("input", "KV cache of \(c.capacity) positions is full") }
-        let S = start + T, N = B * T
-        let qw = heads * headDim, kvw = kvHeads * headDim
+        let S = start + T
+        let N = B * T
+        let qw = heads * headDim
+        let kvw = kvHeads * headDim
         var x = [Float](repeating: 0, count: N * H)
-        var xn = x, tmp = x
-        var q = [Float](repeating: 0, count: N * qw), att = q
-        var kNew = [Float](repeating: 0, count: N * kvw), vNew = kNew
-        var g = [Float](repeating: 0, count: N * ffn), u = g
+        var xn = x
+        var tmp = x
+        var q = [Float](repeating: 0, count: N * qw)
+        var att = q
+        var kNew = [Float](repeating: 0, count: N * kvw)
+        var vNew = kNew
+        var g = [Float](repeating: 0, count: N * ffn)
+        var u = g
         var layerOut: [[Float]] = []
         let table = ropeTable(rows: N) { start + $0 % T }
         x.withUnsafeMutableBufferPointer { px in for b in 0..<B { embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }
         for (li, layer) in layers.enumerated() {
-            x.withUnsafeMutableBufferPointer { px in xn.withUnsafeMutableBufferPointer { pn in tmp.withUnsafeMutableBufferPointer { pt in
-            q.withUnsafeMutableBufferPointer { pq in att.withUnsafeMutableBufferPointer { pa in
-            kNew.withUnsafeMutableBufferPointer { pk in vNew.withUnsafeMutableBufferPointer { pv in
-            g.withUnsafeMutableBufferPointer { pg in u.withUnsafeMutableBufferPointer { pu in
-                Kernels.rmsNormForward(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.inNorm, eps: eps)
-                layer.q.forward(pn.baseAddress!, rows: N, into: pq.baseAddress!)
-                layer.k.forward(pn.baseAddress!, rows: N, into: pk.baseAddress!)
-                layer.v.forward(pn.baseAddress!, rows: N, into: pv.baseAddress!)
-                rope(pq.baseAddress!, rows: N, nHeads: heads, table: table)
-                rope(pk.baseAddress!, rows: N, nHeads: kvHeads, table: table)
-                if let c = cache {
-                    for i in 0..<(T * kvw) { c.k[li][start * kvw + i] = pk[i]; c.v[li][start * kvw + i] = pv[i] }
-                    c.k[li].withUnsafeBufferPointer { ck in c.v[li].withUnsafeBufferPointer { cv in
-                        Kernels.attentionForward(q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!,
-                                                 Kernels.AttentionShape(B: 1, T: T, S: S, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                                                                        keyOffset: start, causal: true), keyValid: masks)
-                    } }
-                } else {
-                    Kernels.attentionForward(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pa.baseAddress!,
-                                             Kernels.AttentionShape(B: B, T: T, S: S, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: true),
-                                             keyValid: masks)
+            x.withUnsafeMutableBufferPointer { px in
+                xn.withUnsafeMutableBufferPointer { pn in
+                    tmp.withUnsafeMutableBufferPointer { pt in
+                        q.withUnsafeMutableBufferPointer { pq in
+                            att.withUnsafeMutableBufferPointer { pa in
+                                kNew.withUnsafeMutableBufferPointer { pk in
+                                    vNew.withUnsafeMutableBufferPointer { pv in
+                                        g.withUnsafeMutableBufferPointer { pg in
+                                            u.withUnsafeMutableBufferPointer { pu in
+                                                Kernels.rmsNormForward(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.inNorm, eps: eps)
+                                                layer.q.forward(pn.baseAddress!, rows: N, into: pq.baseAddress!)
+                                                layer.k.forward(pn.baseAddress!, rows: N, into: pk.baseAddress!)
+                                                layer.v.forward(pn.baseAddress!, rows: N, into: pv.baseAddress!)
+                                                rope(pq.baseAddress!, rows: N, nHeads: heads, table: table)
+                                                rope(pk.baseAddress!, rows: N, nHeads: kvHeads, table: table)
+                                                if let c = cache {
+                                                    for i in 0..<(T * kvw) {
+                                                        c.k[li][start * kvw + i] = pk[i]
+                                                        c.v[li][start * kvw + i] = pv[i]
+                                                    }
+                                                    c.k[li].withUnsafeBufferPointer { ck in
+                                                        c.v[li].withUnsafeBufferPointer { cv in
+                                                            Kernels.attentionForward(
+                                                                q: pq.baseAddress!, k: ck.baseAddress!, v: cv.baseAddress!, out: pa.baseAddress!,
+                                                                Kernels.AttentionShape(
+                                                                    B: 1, T: T, S: S, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                                                    keyOffset: start, causal: true), keyValid: masks)
+                                                        }
+                                                    }
+                                                } else {
+                                                    Kernels.attentionForward(
+                                                        q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pa.baseAddress!,
+                                                        Kernels.AttentionShape(
+                                                            B: B, T: T, S: S, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: true),
+                                                        keyValid: masks)
+                                                }
+                                                layer.o.forward(pa.baseAddress!, rows: N, into: pt.baseAddress!)
+                                                for i in 0..<(N * H) { px[i] += pt[i] }
+                                                Kernels.rmsNormForward(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.postNorm, eps: eps)
+                                                layer.gate.forward(pn.baseAddress!, rows: N, into: pg.baseAddress!)
+                                                layer.up.forward(pn.baseAddress!, rows: N, into: pu.baseAddress!)
+                                                Kernels.swigluForward(pg.baseAddress!, pu.baseAddress!, count: N * ffn)
+                                                layer.down.forward(pg.baseAddress!, rows: N, into: pt.baseAddress!)
+                                                for i in 0..<(N * H) { px[i] += pt[i] }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
-                layer.o.forward(pa.baseAddress!, rows: N, into: pt.baseAddress!)
-                for i in 0..<(N * H) { px[i] += pt[i] }
-                Kernels.rmsNormForward(px.baseAddress!, pn.baseAddress!, rows: N, d: H, weight: layer.postNorm, eps: eps)
-                layer.gate.forward(pn.baseAddress!, rows: N, into: pg.baseAddress!)
-                layer.up.forward(pn.baseAddress!, rows: N, into: pu.baseAddress!)
-                Kernels.swigluForward(pg.baseAddress!, pu.baseAddress!, count: N * ffn)
-                layer.down.forward(pg.baseAddress!, rows: N, into: pt.baseAddress!)
-                for i in 0..<(N * H) { px[i] += pt[i] }
-            } } } } } } } } }
+            }
             if keepLayers { layerOut.append(x) }
         }
         cache?.length = S
         var h = x
-        x.withUnsafeBufferPointer { px in h.withUnsafeMutableBufferPointer { ph in
-            Kernels.rmsNormForward(px.baseAddress!, ph.baseAddress!, rows: N, d: H, weight: norm, eps: eps)
-        } }
+        x.withUnsafeBufferPointer { px in
+            h.withUnsafeMutableBufferPointer { ph in
+                Kernels.rmsNormForward(px.baseAddress!, ph.baseAddress!, rows: N, d: H, weight: norm, eps: eps)
+            }
+        }
         if keepLayers { layerOut[layerOut.count - 1] = h }  // transformers' last hidden state is after the final norm
         return (h, layerOut)
     }

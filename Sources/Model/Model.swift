@@ -74,12 +74,19 @@ public final class PrefixCache {
     public init() {}
 
     func reset(_ batch: Batch, embeddingSignature: [Bool]) {
-        ids = batch.ids; typeIds = batch.typeIds; self.embeddingSignature = embeddingSignature
-        layerSignatures = []; states = []
+        ids = batch.ids
+        typeIds = batch.typeIds
+        self.embeddingSignature = embeddingSignature
+        layerSignatures = []
+        states = []
     }
 
     /// Forgets everything (call after changing adapter weights).
-    public func clear() { ids = []; layerSignatures = []; states = [] }
+    public func clear() {
+        ids = []
+        layerSignatures = []
+        states = []
+    }
 }
 
 /// An error of the inference core: a model directory or file it cannot run, or an input it refuses
@@ -87,7 +94,10 @@ public final class PrefixCache {
 public struct ModelError: CotoError, Equatable {
     public let subject: String?
     public let message: String
-    public init(_ subject: String?, _ message: String) { self.subject = subject; self.message = message }
+    public init(_ subject: String?, _ message: String) {
+        self.subject = subject
+        self.message = message
+    }
     static func fail(_ path: String, _ m: String) -> ModelError { ModelError(path, m) }
 }
 
@@ -179,7 +189,9 @@ public struct InputLimits: Sendable, Equatable {
     public var typeVocab: Int?
 
     public init(vocab: Int, maxPositions: Int?, typeVocab: Int?) {
-        self.vocab = vocab; self.maxPositions = maxPositions; self.typeVocab = typeVocab
+        self.vocab = vocab
+        self.maxPositions = maxPositions
+        self.typeVocab = typeVocab
     }
 
     /// The truncation length to use: `requested` (an error above max_position_embeddings, naming the
@@ -188,7 +200,8 @@ public struct InputLimits: Sendable, Equatable {
         guard let mp = maxPositions else { return requested ?? fallback }
         if let r = requested {
             guard r <= mp else {
-                throw ModelError(modelDir.hasSuffix(".json") ? modelDir : modelDir + "/config.json", "--max-length \(r) exceeds the model's max_position_embeddings \(mp)")
+                throw ModelError(
+                    modelDir.hasSuffix(".json") ? modelDir : modelDir + "/config.json", "--max-length \(r) exceeds the model's max_position_embeddings \(mp)")
             }
             return r
         }
@@ -212,7 +225,8 @@ public struct InputLimits: Sendable, Equatable {
 extension AdaptableModel {
     /// The model's input limits from its config (BERT: type_vocab_size, default 2, as transformers).
     public var inputLimits: InputLimits {
-        InputLimits(vocab: config.vocabSize ?? 0, maxPositions: modelType == "bert" ? (config.maxPositionEmbeddings ?? 512) : config.maxPositionEmbeddings,
-                    typeVocab: modelType == "bert" ? (config.typeVocabSize ?? 2) : nil)
+        InputLimits(
+            vocab: config.vocabSize ?? 0, maxPositions: modelType == "bert" ? (config.maxPositionEmbeddings ?? 512) : config.maxPositionEmbeddings,
+            typeVocab: modelType == "bert" ? (config.typeVocabSize ?? 2) : nil)
     }
 }

@@ -5,7 +5,10 @@ import Foundation
 public struct Encoding: Sendable, Equatable {
     public var ids: [Int]
     public var typeIds: [Int]
-    public init(ids: [Int], typeIds: [Int]) { self.ids = ids; self.typeIds = typeIds }
+    public init(ids: [Int], typeIds: [Int]) {
+        self.ids = ids
+        self.typeIds = typeIds
+    }
 }
 
 public protocol Tokenizer: Sendable {
@@ -25,27 +28,35 @@ func longestFirst(_ a: Int, _ b: Int, _ budget: Int) -> (Int, Int) {
     let swapped = n1 > n2
     if swapped { Swift.swap(&n1, &n2) }
     n2 = n1 > budget ? n1 : max(n1, budget - n1)
-    if n1 + n2 > budget { n1 = budget / 2; n2 = n1 + budget % 2 }
+    if n1 + n2 > budget {
+        n1 = budget / 2
+        n2 = n1 + budget % 2
+    }
     return swapped ? (min(a, n2), min(b, n1)) : (min(a, n1), min(b, n2))
 }
 
 extension WordPieceTokenizer {
     public func encode(_ text: String, pair: String?, addSpecialTokens: Bool, maxLength: Int) -> Encoding {
-        var a = tokenize(text), b = pair.map(tokenize)
+        var a = tokenize(text)
+        var b = pair.map(tokenize)
         let specials = addSpecialTokens && clsId != nil && sepId != nil ? (b == nil ? 2 : 3) : 0
         let budget = max(0, maxLength - specials)
         var (n1, n2) = (a.count, b?.count ?? 0)
         if n1 + n2 > budget {
             if b == nil { n1 = budget } else { (n1, n2) = longestFirst(n1, n2, budget) }
         }
-        a = Array(a.prefix(n1)); b = b.map { Array($0.prefix(n2)) }
+        a = Array(a.prefix(n1))
+        b = b.map { Array($0.prefix(n2)) }
         guard addSpecialTokens, let cls = clsId, let sep = sepId else {
             let bb = b ?? []
             return Encoding(ids: a + bb, typeIds: a.map { _ in 0 } + bb.map { _ in 1 })
         }
         var ids = [cls] + a + [sep]
         var types = [Int](repeating: 0, count: ids.count)
-        if let bb = b { ids += bb + [sep]; types += [Int](repeating: 1, count: bb.count + 1) }
+        if let bb = b {
+            ids += bb + [sep]
+            types += [Int](repeating: 1, count: bb.count + 1)
+        }
         return Encoding(ids: ids, typeIds: types)
     }
 }
@@ -54,7 +65,8 @@ extension ByteLevelBPETokenizer {
     public func encode(_ text: String, pair: String?, addSpecialTokens: Bool, maxLength: Int) -> Encoding {
         let e = encode(text, pair: pair, addSpecialTokens: addSpecialTokens)
         guard e.ids.count > maxLength else { return e }
-        let aCount = e.typeIds.filter { $0 == 0 }.count, bCount = e.ids.count - aCount
+        let aCount = e.typeIds.filter { $0 == 0 }.count
+        let bCount = e.ids.count - aCount
         let (n1, n2) = bCount == 0 ? (maxLength, 0) : longestFirst(aCount, bCount, maxLength)
         let ids = Array(e.ids[0..<n1]) + Array(e.ids[aCount..<(aCount + n2)])
         return Encoding(ids: ids, typeIds: [Int](repeating: 0, count: n1) + [Int](repeating: 1, count: n2))
@@ -105,10 +117,11 @@ public enum TokenizerLoader {
             let norm = json["normalizer"]
             let lower = norm?["lowercase"]?.boolValue ?? true
             let strip = norm?["strip_accents"]?.boolValue
-            return WordPieceTokenizer(vocab: vocab, lowercase: lower, stripAccents: strip,
-                                      unk: model["unk_token"]?.stringValue ?? "[UNK]",
-                                      prefix: model["continuing_subword_prefix"]?.stringValue ?? "##",
-                                      maxChars: model["max_input_chars_per_word"]?.intValue ?? 100, added: added)
+            return WordPieceTokenizer(
+                vocab: vocab, lowercase: lower, stripAccents: strip,
+                unk: model["unk_token"]?.stringValue ?? "[UNK]",
+                prefix: model["continuing_subword_prefix"]?.stringValue ?? "##",
+                maxChars: model["max_input_chars_per_word"]?.intValue ?? 100, added: added)
         case "BPE":
             return try ByteLevelBPETokenizer(json: json, model: model, added: added, path: path)
         default:
@@ -129,19 +142,25 @@ func splitAdded(_ text: String, _ added: [AddedToken]) -> [(String, Int?)] {
     let sorted = added.sorted { $0.content.unicodeScalars.count > $1.content.unicodeScalars.count }
     var out: [(String, Int?)] = []
     let scalars = Array(text.unicodeScalars)
-    var i = 0, start = 0
+    var i = 0
+    var start = 0
     while i < scalars.count {
         var hit: AddedToken? = nil
         for t in sorted where !t.content.isEmpty {
             let c = Array(t.content.unicodeScalars)
-            if i + c.count <= scalars.count && Array(scalars[i..<(i + c.count)]) == c { hit = t; break }
+            if i + c.count <= scalars.count && Array(scalars[i..<(i + c.count)]) == c {
+                hit = t
+                break
+            }
         }
         if let t = hit {
             if start < i { out.append((String(String.UnicodeScalarView(scalars[start..<i])), nil)) }
             out.append((t.content, t.id))
             i += t.content.unicodeScalars.count
             start = i
-        } else { i += 1 }
+        } else {
+            i += 1
+        }
     }
     if start < scalars.count { out.append((String(String.UnicodeScalarView(scalars[start...])), nil)) }
     return out

@@ -50,7 +50,8 @@ public struct WordPieceTokenizer: Tokenizer {
         if (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) { return true }
         switch s.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation: return true
+            .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            return true
         default: return false
         }
     }
@@ -60,15 +61,25 @@ public struct WordPieceTokenizer: Tokenizer {
         var s = String.UnicodeScalarView()
         for c in text.unicodeScalars {
             if c.value == 0 || c.value == 0xFFFD || WordPieceTokenizer.isControl(c) { continue }
-            if WordPieceTokenizer.isWhitespace(c) { s.append(" "); continue }
-            if WordPieceTokenizer.isChinese(c.value) { s.append(" "); s.append(c); s.append(" "); continue }
+            if WordPieceTokenizer.isWhitespace(c) {
+                s.append(" ")
+                continue
+            }
+            if WordPieceTokenizer.isChinese(c.value) {
+                s.append(" ")
+                s.append(c)
+                s.append(" ")
+                continue
+            }
             s.append(c)
         }
         var out = String(s)
         if stripAccents ?? lowercase {
-            out = String(String.UnicodeScalarView(out.decomposedStringWithCanonicalMapping.unicodeScalars.filter {
-                $0.properties.generalCategory != .nonspacingMark
-            }))
+            out = String(
+                String.UnicodeScalarView(
+                    out.decomposedStringWithCanonicalMapping.unicodeScalars.filter {
+                        $0.properties.generalCategory != .nonspacingMark
+                    }))
         }
         if lowercase { out = out.lowercased() }
         return out
@@ -80,9 +91,15 @@ public struct WordPieceTokenizer: Tokenizer {
         var cur = String.UnicodeScalarView()
         for c in text.unicodeScalars {
             if WordPieceTokenizer.isWhitespace(c) {
-                if !cur.isEmpty { words.append(String(cur)); cur = String.UnicodeScalarView() }
+                if !cur.isEmpty {
+                    words.append(String(cur))
+                    cur = String.UnicodeScalarView()
+                }
             } else if WordPieceTokenizer.isPunctuation(c) {
-                if !cur.isEmpty { words.append(String(cur)); cur = String.UnicodeScalarView() }
+                if !cur.isEmpty {
+                    words.append(String(cur))
+                    cur = String.UnicodeScalarView()
+                }
                 words.append(String(c))
             } else {
                 cur.append(c)
@@ -105,7 +122,10 @@ public struct WordPieceTokenizer: Tokenizer {
             while start < end {
                 var sub = String(String.UnicodeScalarView(chars[start..<end]))
                 if start > 0 { sub = prefix + sub }
-                if let id = vocab[sub] { found = id; break }
+                if let id = vocab[sub] {
+                    found = id
+                    break
+                }
                 end -= 1
             }
             guard let id = found else { return [unkId] }
@@ -118,7 +138,10 @@ public struct WordPieceTokenizer: Tokenizer {
     func tokenize(_ text: String) -> [Int] {
         var ids: [Int] = []
         for (piece, addedId) in splitAdded(text, added.filter { $0.special }) {
-            if let a = addedId { ids.append(a); continue }
+            if let a = addedId {
+                ids.append(a)
+                continue
+            }
             for w in preTokenize(normalize(piece)) { ids += wordPiece(w) }
         }
         return ids

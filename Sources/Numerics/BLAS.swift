@@ -24,23 +24,28 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
             return
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// op(A) x op(B) for 2-D tensors.
     public static func matmul(_ a: Tensor, _ b: Tensor, transA: Bool = false, transB: Bool = false, alpha: Float = 1) -> Tensor {
-        let (ar, ac) = (a.rows, a.cols), (br, bc) = (b.rows, b.cols)
-        let m = transA ? ac : ar, k = transA ? ar : ac
-        let k2 = transB ? bc : br, n = transB ? br : bc
+        let (ar, ac) = (a.rows, a.cols)
+        let (br, bc) = (b.rows, b.cols)
+        let m = transA ? ac : ar
+        let k = transA ? ar : ac
+        let k2 = transB ? bc : br
+        let n = transB ? br : bc
         precondition(k == k2, "matmul: inner dimensions \(k) and \(k2) differ")
         var out = [Float](repeating: 0, count: m * n)
         a.data.withUnsafeBufferPointer { pa in
             b.data.withUnsafeBufferPointer { pb in
                 out.withUnsafeMutableBufferPointer { pc in
                     if let ba = pa.baseAddress, let bb = pb.baseAddress, let bcp = pc.baseAddress {
-                        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                              a: ba, lda: ac, b: bb, ldb: bc, c: bcp, ldc: n)
+                        sgemm(
+                            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                            a: ba, lda: ac, b: bb, ldb: bc, c: bcp, ldc: n)
                     }
                 }
             }
@@ -52,8 +57,10 @@ public enum BLAS {
     public static func batchedMatmul(_ a: Tensor, _ b: Tensor, transA: Bool = false, transB: Bool = false) -> Tensor {
         precondition(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0], "batchedMatmul: needs [batch, r, c] tensors")
         let batch = a.shape[0]
-        let (ar, ac) = (a.shape[1], a.shape[2]), (br, bc) = (b.shape[1], b.shape[2])
-        let m = transA ? ac : ar, k = transA ? ar : ac
+        let (ar, ac) = (a.shape[1], a.shape[2])
+        let (br, bc) = (b.shape[1], b.shape[2])
+        let m = transA ? ac : ar
+        let k = transA ? ar : ac
         let n = transB ? br : bc
         precondition(k == (transB ? bc : br), "batchedMatmul: inner dimensions differ")
         var out = [Float](repeating: 0, count: batch * m * n)
@@ -62,9 +69,10 @@ public enum BLAS {
                 out.withUnsafeMutableBufferPointer { pc in
                     guard let ba = pa.baseAddress, let bb = pb.baseAddress, let bcp = pc.baseAddress else { return }
                     for i in 0..<batch {
-                        sgemm(transA: transA, transB: transB, m: m, n: n, k: k,
-                              a: ba + i * ar * ac, lda: ac, b: bb + i * br * bc, ldb: bc,
-                              c: bcp + i * m * n, ldc: n)
+                        sgemm(
+                            transA: transA, transB: transB, m: m, n: n, k: k,
+                            a: ba + i * ar * ac, lda: ac, b: bb + i * br * bc, ldb: bc,
+                            c: bcp + i * m * n, ldc: n)
                     }
                 }
             }

@@ -106,7 +106,10 @@ public enum Codec {
         for code in UInt8(0)...UInt8(0x7E) {
             let v = f8e4m3ToFloat(code)
             let err = abs(v - a)
-            if err < bestErr || (err == bestErr && (code & 1) == 0) { best = code; bestErr = err }
+            if err < bestErr || (err == bestErr && (code & 1) == 0) {
+                best = code
+                bestErr = err
+            }
         }
         return sign | best
     }

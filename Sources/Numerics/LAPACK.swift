@@ -9,21 +9,26 @@ public struct LAPACKError: Error {
 public enum LAPACK {
     /// Thin SVD A = U diag(S) Vt (A is m x n, k = min(m, n); U m x k, S k, Vt k x n), singular values descending.
     public static func svd(_ a: Tensor) throws -> (u: Tensor, s: [Float], vt: Tensor) {
-        let m = a.rows, n = a.cols, k = min(m, n)
+        let m = a.rows
+        let n = a.cols
+        let k = min(m, n)
         if k == 0 { return (Tensor(zeros: [m, 0]), [], Tensor(zeros: [0, n])) }
         var work = a.data
         var s = [Float](repeating: 0, count: k)
         var u = [Float](repeating: 0, count: m * k)
         var vt = [Float](repeating: 0, count: k * n)
-        let info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "S")), Int32(m), Int32(n), &work, Int32(n),
-                                  &s, &u, Int32(k), &vt, Int32(n))
+        let info = LAPACKE_sgesdd(
+            LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "S")), Int32(m), Int32(n), &work, Int32(n),
+            &s, &u, Int32(k), &vt, Int32(n))
         if info != 0 { throw LAPACKError(routine: "sgesdd", info: info) }
         return (Tensor(shape: [m, k], data: u), s, Tensor(shape: [k, n], data: vt))
     }
 
     /// Thin QR A = Q R (A is m x n, k = min(m, n); Q m x k with orthonormal columns, R k x n upper triangular).
     public static func qr(_ a: Tensor) throws -> (q: Tensor, r: Tensor) {
-        let m = a.rows, n = a.cols, k = min(m, n)
+        let m = a.rows
+        let n = a.cols
+        let k = min(m, n)
         if k == 0 { return (Tensor(zeros: [m, 0]), Tensor(zeros: [0, n])) }
         var work = a.data
         var tau = [Float](repeating: 0, count: k)
@@ -42,7 +47,8 @@ public enum LAPACK {
     /// The k largest singular triplets of A (m x n) by LAPACK `sgesvdx` (RANGE='I'), without a full SVD:
     /// U m x k, S k (descending), Vt k x n. k is clamped to min(m, n).
     public static func svdTop(_ a: Tensor, k: Int) throws -> (u: Tensor, s: [Float], vt: Tensor) {
-        let m = a.rows, n = a.cols
+        let m = a.rows
+        let n = a.cols
         let kk = min(k, m, n)
         if kk <= 0 { return (Tensor(zeros: [m, 0]), [], Tensor(zeros: [0, n])) }
         var work = a.data
@@ -51,9 +57,10 @@ public enum LAPACK {
         var u = [Float](repeating: 0, count: m * kk)
         var vt = [Float](repeating: 0, count: kk * n)
         var superb = [Int32](repeating: 0, count: 12 * min(m, n))
-        let info = LAPACKE_sgesvdx(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "I")),
-                                   Int32(m), Int32(n), &work, Int32(n), 0, 0, 1, Int32(kk), &ns,
-                                   &s, &u, Int32(kk), &vt, Int32(n), &superb)
+        let info = LAPACKE_sgesvdx(
+            LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "I")),
+            Int32(m), Int32(n), &work, Int32(n), 0, 0, 1, Int32(kk), &ns,
+            &s, &u, Int32(kk), &vt, Int32(n), &superb)
         if info != 0 { throw LAPACKError(routine: "sgesvdx", info: info) }
         return (Tensor(shape: [m, kk], data: u), Array(s.prefix(kk)), Tensor(shape: [kk, n], data: vt))
     }

@@ -27,9 +27,13 @@ public enum Parallel {
     /// Calls `body` on disjoint subranges covering 0..<n (at least `minChunk` items each).
     public static func forEach(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
         let chunks = min(threads, max(1, n / max(1, minChunk)))
-        if chunks <= 1 || n <= 1 { if n > 0 { body(0..<n) }; return }
+        if chunks <= 1 || n <= 1 {
+            if n > 0 { body(0..<n) }
+            return
+        }
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            let lo = n * c / chunks, hi = n * (c + 1) / chunks
+            let lo = n * c / chunks
+            let hi = n * (c + 1) / chunks
             if lo < hi { body(lo..<hi) }
         }
     }
@@ -49,7 +53,8 @@ public enum Pipeline {
         let slots = PipelineSlots<T>(count: count)
         // Created at 0 and signalled up to `depth`: libdispatch traps when a semaphore is released below the
         // value it was created with, which a stopped pipeline may leave.
-        let space = DispatchSemaphore(value: 0), ready = DispatchSemaphore(value: 0)
+        let space = DispatchSemaphore(value: 0)
+        let ready = DispatchSemaphore(value: 0)
         for _ in 0..<depth { space.signal() }
         let group = DispatchGroup()
         DispatchQueue.global(qos: .userInitiated).async(group: group) {
@@ -64,7 +69,7 @@ public enum Pipeline {
         }
         defer {
             slots.stop()
-            space.signal()   // a producer waiting for space sees the stop
+            space.signal()  // a producer waiting for space sees the stop
             group.wait()
         }
         for i in 0..<count {

@@ -29,7 +29,10 @@ public struct SeededRNG: RandomNumberGenerator, Sendable {
     public mutating func next() -> UInt64 {
         let result = SeededRNG.rotl(s.1 &* 5, 7) &* 9
         let t = s.1 << 17
-        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3
+        s.2 ^= s.0
+        s.3 ^= s.1
+        s.1 ^= s.2
+        s.0 ^= s.3
         s.2 ^= t
         s.3 = SeededRNG.rotl(s.3, 45)
         return result

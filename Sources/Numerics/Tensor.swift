@@ -28,7 +28,8 @@ public struct Tensor: Equatable, Sendable {
 
     /// Transpose of a 2-D tensor.
     public func transposed() -> Tensor {
-        let r = rows, c = cols
+        let r = rows
+        let c = cols
         var out = [Float](repeating: 0, count: r * c)
         data.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -115,8 +116,14 @@ public struct TensorStatsAccumulator {
 
     public mutating func add<S: Sequence>(_ values: S) where S.Element == Float {
         for v in values {
-            if v.isNaN { nan += 1; continue }
-            if v.isInfinite { inf += 1; continue }
+            if v.isNaN {
+                nan += 1
+                continue
+            }
+            if v.isInfinite {
+                inf += 1
+                continue
+            }
             let x = Double(v)
             n += 1
             let d = x - mean
@@ -129,7 +136,12 @@ public struct TensorStatsAccumulator {
 
     public var result: TensorStats {
         var s = TensorStats(count: n + nan + inf, nanCount: nan, infCount: inf)
-        if n > 0 { s.min = lo; s.max = hi; s.mean = mean; s.std = n > 1 ? (m2 / Double(n - 1)).squareRoot() : 0 }
+        if n > 0 {
+            s.min = lo
+            s.max = hi
+            s.mean = mean
+            s.std = n > 1 ? (m2 / Double(n - 1)).squareRoot() : 0
+        }
         return s
     }
 }

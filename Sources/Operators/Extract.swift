@@ -32,10 +32,16 @@ public struct ExtractReport: Sendable {
 
     public var json: JSON {
         .object([
-            ("modules", .array(entries.map { e in
-                .object([("name", .string(e.module)), ("shape", .array(e.shape.map(JSON.int))), ("rank", .int(e.rank)),
-                         ("delta_norm", .double(e.deltaNorm)), ("energy", .double(e.energy)), ("relative_error", .double(e.relativeError))])
-            })),
+            (
+                "modules",
+                .array(
+                    entries.map { e in
+                        .object([
+                            ("name", .string(e.module)), ("shape", .array(e.shape.map(JSON.int))), ("rank", .int(e.rank)),
+                            ("delta_norm", .double(e.deltaNorm)), ("energy", .double(e.energy)), ("relative_error", .double(e.relativeError)),
+                        ])
+                    })
+            ),
             ("unchanged", .array(unchanged.map(JSON.string))),
             ("changed_not_extracted", .array(notExtracted.map(JSON.string))),
         ])
@@ -47,7 +53,9 @@ public struct ExtractReport: Sendable {
 /// A = V_kᵀ, lora_alpha = k (scaling 1); streamed one tensor pair at a time over (sharded) checkpoints.
 public enum Extractor {
     /// The best rank-k (B, A) of a dense delta [out, in], its singular values and the kept energy.
-    public static func factor(_ d: Tensor, rank k: Int?, energy: Double?, maxRank: Int) throws -> (b: Tensor, a: Tensor, rank: Int, energy: Double, error: Double, norm: Double) {
+    public static func factor(_ d: Tensor, rank k: Int?, energy: Double?, maxRank: Int) throws -> (
+        b: Tensor, a: Tensor, rank: Int, energy: Double, error: Double, norm: Double
+    ) {
         var total = 0.0
         for v in d.data { total += Double(v) * Double(v) }
         let cap = min(k ?? maxRank, d.rows, d.cols)
@@ -58,7 +66,10 @@ public enum Extractor {
             kk = s.count
             for (i, v) in s.enumerated() {
                 acc += Double(v) * Double(v)
-                if acc >= e * total { kk = i + 1; break }
+                if acc >= e * total {
+                    kk = i + 1
+                    break
+                }
             }
             kk = max(1, kk)
         }
@@ -67,7 +78,10 @@ public enum Extractor {
         // The error from the residual itself (1 − kept/total cancels badly when almost all is kept).
         let approx = BLAS.matmul(b, a)
         var resid = 0.0
-        for i in d.data.indices { let e = Double(d.data[i]) - Double(approx.data[i]); resid += e * e }
+        for i in d.data.indices {
+            let e = Double(d.data[i]) - Double(approx.data[i])
+            resid += e * e
+        }
         let err = total > 0 ? (resid / total).squareRoot() : 0
         return (b, a, kk, total > 0 ? min(1, kept / total) : 1, err, total.squareRoot())
     }
@@ -77,13 +91,16 @@ public enum Extractor {
         return n.contains("embed") || n.hasSuffix("lm_head.weight") || n.contains("wte.") || n.contains("wpe.")
     }
 
-    public static func extract(base: HFModelDir, tuned: HFModelDir, options o: ExtractOptions,
-                               progress: ((OperatorProgress) -> Void)? = nil) throws -> (Adapter, ExtractReport) {
+    public static func extract(
+        base: HFModelDir, tuned: HFModelDir, options o: ExtractOptions,
+        progress: ((OperatorProgress) -> Void)? = nil
+    ) throws -> (Adapter, ExtractReport) {
         guard (o.rank != nil) != (o.energy != nil) else { throw MergeError(nil, "give --rank or --energy (one of them)") }
         if let k = o.rank, k < 1 { throw MergeError(nil, "--rank must be at least 1, got \(k)") }
         if let e = o.energy, !(e > 0 && e <= 1) { throw MergeError(nil, "--energy must be in (0, 1], got \(e)") }
         guard o.maxRank >= 1 else { throw MergeError(nil, "--max-rank must be at least 1") }
-        let bs = base.weights, ts = tuned.weights
+        let bs = base.weights
+        let ts = tuned.weights
         let baseNames = Set(bs.tensorNames)
         var report = ExtractReport()
         var modules: [LoraModule] = []
@@ -100,25 +117,36 @@ public enum Extractor {
             }
             let module = name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name
             let kind = String(module.split(separator: ".").last ?? Substring(module))
-            let targeted = ti.shape.count == 2 && name.hasSuffix(".weight")
+            let targeted =
+                ti.shape.count == 2 && name.hasSuffix(".weight")
                 && (o.targets.map { $0.contains(kind) } ?? !isEmbedding(name))
             progress?(.tensor(name: name, index: idx, total: names.count))
-            let w1 = try ts.loadTensor(name), w0 = try bs.loadTensor(name)
-            ts.release(name); bs.release(name)
+            let w1 = try ts.loadTensor(name)
+            let w0 = try bs.loadTensor(name)
+            ts.release(name)
+            bs.release(name)
             var changed = false
-            for i in w1.data.indices where w1.data[i] != w0.data[i] { changed = true; break }
+            for i in w1.data.indices where w1.data[i] != w0.data[i] {
+                changed = true
+                break
+            }
             guard targeted else {
                 if changed { report.notExtracted.append(name) }
                 continue
             }
             matched += 1
-            guard changed else { report.unchanged.append(module); continue }
+            guard changed else {
+                report.unchanged.append(module)
+                continue
+            }
             let d = w1 - w0
             if !Storage.allFinite(d.data) { throw MergeError(tuned.path, "tensor '\(name)': the difference has NaN or Inf values") }
             let f = try factor(d, rank: o.rank, energy: o.energy, maxRank: o.maxRank)
             let dt = o.dtype ?? ti.dtype
-            modules.append(LoraModule(name: module, a: AdapterTensor(dtype: dt, tensor: f.a), b: AdapterTensor(dtype: dt, tensor: f.b),
-                                      alpha: Double(f.rank), scaling: 1))
+            modules.append(
+                LoraModule(
+                    name: module, a: AdapterTensor(dtype: dt, tensor: f.a), b: AdapterTensor(dtype: dt, tensor: f.b),
+                    alpha: Double(f.rank), scaling: 1))
             report.entries.append(.init(module: module, shape: ti.shape, rank: f.rank, deltaNorm: f.norm, energy: f.energy, relativeError: f.error))
         }
         if let t = o.targets, matched == 0 {

@@ -37,8 +37,10 @@ public enum Fuser {
         return nil
     }
 
-    public static func fuse(base: HFModelDir, adapters: [Adapter], options o: FuseOptions, to outDir: String,
-                            progress: ((OperatorProgress) -> Void)? = nil) throws -> FuseReport {
+    public static func fuse(
+        base: HFModelDir, adapters: [Adapter], options o: FuseOptions, to outDir: String,
+        progress: ((OperatorProgress) -> Void)? = nil
+    ) throws -> FuseReport {
         guard !adapters.isEmpty else { throw MergeError(nil, "no adapter to fuse") }
         let weights = o.weights ?? [Double](repeating: 1, count: adapters.count)
         guard weights.count == adapters.count else { throw MergeError(nil, "\(weights.count) weights for \(adapters.count) adapters") }
@@ -91,7 +93,8 @@ public enum Fuser {
                 let (module, suffix) = path.lastIndex(of: ".").map { (String(path[..<$0]), String(path[$0...])) } ?? (path, "")
                 if let target = resolve(module, suffix: suffix, in: names, modelType: modelType) {
                     guard store.tensorInfo(target)?.shape == t.tensor.shape else {
-                        throw MergeError(a.source, "tensor '\(key)' is \(t.tensor.shape) but the base's '\(target)' is \(store.tensorInfo(target)?.shape ?? [])")
+                        throw MergeError(
+                            a.source, "tensor '\(key)' is \(t.tensor.shape) but the base's '\(target)' is \(store.tensorInfo(target)?.shape ?? [])")
                     }
                     if replacements[target] != nil { throw MergeError(a.source, "tensor '\(target)' is replaced by more than one adapter") }
                     replacements[target] = t
@@ -112,41 +115,50 @@ public enum Fuser {
                 entries.append(TensorEntry(name: name, tensor: r.tensor, dtype: info.dtype))
                 continue
             }
-            let wt = weightTargets[name], bt = biasTargets[name]
+            let wt = weightTargets[name]
+            let bt = biasTargets[name]
             if wt == nil && bt == nil {
                 entries.append(try store.entry(name))
                 continue
             }
             let allowNonFinite = o.allowNonFinite
-            entries.append(TensorEntry(name: name, dtype: info.dtype, shape: info.shape, source: .lazy {
-                progress?(.tensor(name: name, index: idx, total: total))
-                if bt == nil, let targets = wt, let bytes = try fuseF32InPlace(store, name, targets: targets, weights: weights,
-                                                                              allowNonFinite: allowNonFinite) {
-                    return bytes
-                }
-                var w = try store.loadTensor(name)
-                store.release(name)
-                if let targets = wt {
-                    if info.dtype == .f32 && w.shape.count == 2 && !targets.contains(where: { $0.hira || $0.module.isDora }) {
-                        let (rows, cols) = (w.rows, w.cols)
-                        w.data.withUnsafeMutableBufferPointer { addDeltas(into: $0.baseAddress!, rows: rows, cols: cols, targets: targets, weights: weights) }
-                    } else {
-                        w = fuseWeight(w, targets: targets, weights: weights)
-                    }
-                }
-                if let targets = bt {
-                    var sum = [Double](repeating: 0, count: w.count)
-                    for t in targets {
-                        let s = weights[t.adapter] * t.module.scaling
-                        for (j, v) in t.module.bias!.tensor.data.enumerated() { sum[j] += s * Double(v) }
-                    }
-                    for j in w.data.indices { w.data[j] = Float(Double(w.data[j]) + sum[j]) }
-                }
-                if !allowNonFinite, !Storage.allFinite(w.data) {
-                    throw MergeError(nil, "fusing into '\(name)' produced NaN or Inf (--allow-nonfinite to write it anyway)")
-                }
-                return Storage.encode(w.data, dtype: info.dtype)
-            }))
+            entries.append(
+                TensorEntry(
+                    name: name, dtype: info.dtype, shape: info.shape,
+                    source: .lazy {
+                        progress?(.tensor(name: name, index: idx, total: total))
+                        if bt == nil, let targets = wt,
+                            let bytes = try fuseF32InPlace(
+                                store, name, targets: targets, weights: weights,
+                                allowNonFinite: allowNonFinite)
+                        {
+                            return bytes
+                        }
+                        var w = try store.loadTensor(name)
+                        store.release(name)
+                        if let targets = wt {
+                            if info.dtype == .f32 && w.shape.count == 2 && !targets.contains(where: { $0.hira || $0.module.isDora }) {
+                                let (rows, cols) = (w.rows, w.cols)
+                                w.data.withUnsafeMutableBufferPointer {
+                                    addDeltas(into: $0.baseAddress!, rows: rows, cols: cols, targets: targets, weights: weights)
+                                }
+                            } else {
+                                w = fuseWeight(w, targets: targets, weights: weights)
+                            }
+                        }
+                        if let targets = bt {
+                            var sum = [Double](repeating: 0, count: w.count)
+                            for t in targets {
+                                let s = weights[t.adapter] * t.module.scaling
+                                for (j, v) in t.module.bias!.tensor.data.enumerated() { sum[j] += s * Double(v) }
+                            }
+                            for j in w.data.indices { w.data[j] = Float(Double(w.data[j]) + sum[j]) }
+                        }
+                        if !allowNonFinite, !Storage.allFinite(w.data) {
+                            throw MergeError(nil, "fusing into '\(name)' produced NaN or Inf (--allow-nonfinite to write it anyway)")
+                        }
+                        return Storage.encode(w.data, dtype: info.dtype)
+                    }))
         }
         for (path, t) in additions { entries.append(TensorEntry(name: path, tensor: t.tensor, dtype: t.dtype)) }
 
@@ -179,19 +191,22 @@ public enum Fuser {
     /// so each fused tensor is touched twice instead of through a decoded copy, a dense delta and an
     /// encoded copy. nil where it does not apply (another dtype or store, HiRA, DoRA); the general path
     /// computes the same sums.
-    static func fuseF32InPlace(_ store: TensorStore, _ name: String, targets: [Target], weights: [Double],
-                               allowNonFinite: Bool) throws -> [UInt8]? {
+    static func fuseF32InPlace(
+        _ store: TensorStore, _ name: String, targets: [Target], weights: [Double],
+        allowNonFinite: Bool
+    ) throws -> [UInt8]? {
         #if _endian(big)
-        return nil   // the stored bytes are little-endian
+        return nil  // the stored bytes are little-endian
         #endif
         guard !targets.contains(where: { $0.hira || $0.module.isDora }), case let .view(view) = try store.entry(name).source,
-              view.dtype == .f32, view.shape.count == 2 else { return nil }
+            view.dtype == .f32, view.shape.count == 2
+        else { return nil }
         let (rows, cols) = (view.shape[0], view.shape[1])
         var bytes = view.readBytes()
         view.release()
         var finite = true
         bytes.withUnsafeMutableBytes { raw in
-            let c = raw.baseAddress!.assumingMemoryBound(to: Float.self)   // [UInt8] storage is 16-byte aligned
+            let c = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [UInt8] storage is 16-byte aligned
             addDeltas(into: c, rows: rows, cols: cols, targets: targets, weights: weights)
             if !allowNonFinite {
                 let f = UnsafeBufferPointer(start: c, count: rows * cols)
@@ -212,11 +227,13 @@ public enum Fuser {
             m.a.tensor.data.withUnsafeBufferPointer { a in
                 m.b.tensor.data.withUnsafeBufferPointer { b in
                     if t.fanInFanOut || m.isEmbedding {
-                        BLAS.sgemm(transA: true, transB: true, m: rows, n: cols, k: r, alpha: alpha,
-                                   a: a.baseAddress!, lda: rows, b: b.baseAddress!, ldb: r, beta: 1, c: c, ldc: cols)
+                        BLAS.sgemm(
+                            transA: true, transB: true, m: rows, n: cols, k: r, alpha: alpha,
+                            a: a.baseAddress!, lda: rows, b: b.baseAddress!, ldb: r, beta: 1, c: c, ldc: cols)
                     } else {
-                        BLAS.sgemm(transA: false, transB: false, m: rows, n: cols, k: r, alpha: alpha,
-                                   a: b.baseAddress!, lda: r, b: a.baseAddress!, ldb: cols, beta: 1, c: c, ldc: cols)
+                        BLAS.sgemm(
+                            transA: false, transB: false, m: rows, n: cols, k: r, alpha: alpha,
+                            a: b.baseAddress!, lda: r, b: a.baseAddress!, ldb: cols, beta: 1, c: c, ldc: cols)
                     }
                 }
             }
@@ -250,7 +267,8 @@ public enum Fuser {
             for o in 0..<outs {
                 var ss = 0.0
                 for i in 0..<(rowsAreOutputs ? cols : rows) {
-                    let v = Double(rowsAreOutputs ? sum[o, i] : sum[i, o]); ss += v * v
+                    let v = Double(rowsAreOutputs ? sum[o, i] : sum[i, o])
+                    ss += v * v
                 }
                 let f = Float(Double(m[o]) / ss.squareRoot())
                 for i in 0..<(rowsAreOutputs ? cols : rows) {

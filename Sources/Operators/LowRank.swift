@@ -6,23 +6,24 @@ public enum LowRank {
     /// Returns B' = Qb·U_k·S_k [out, k'] and A' = V_kᵀ·Qaᵀ [k', in] with k' = min(k, rank bound), and all
     /// singular values of B·A (descending).
     public static func truncate(b: Tensor, a: Tensor, k: Int) throws -> (b: Tensor, a: Tensor, singular: [Float]) {
-        let (qb, rb) = try LAPACK.qr(b)              // [out, kb], [kb, R]
-        let (qa, ra) = try LAPACK.qr(a.transposed()) // [in, ka], [ka, R]
-        let core = BLAS.matmul(rb, ra, transB: true) // [kb, ka]
+        let (qb, rb) = try LAPACK.qr(b)  // [out, kb], [kb, R]
+        let (qa, ra) = try LAPACK.qr(a.transposed())  // [in, ka], [ka, R]
+        let core = BLAS.matmul(rb, ra, transB: true)  // [kb, ka]
         let (u, s, vt) = try LAPACK.svd(core)
         let (us, vk) = top(u: u, s: s, vt: vt, k: k)
-        let newB = BLAS.matmul(qb, us)                 // [out, kk]
-        let newA = BLAS.matmul(vk, qa, transB: true)   // [kk, in]
+        let newB = BLAS.matmul(qb, us)  // [out, kk]
+        let newA = BLAS.matmul(vk, qa, transB: true)  // [kk, in]
         return (newB, newA, s)
     }
 
     /// The thin SVD of B·A on its numerical span (σ > 1e-6·σ_max; Float32 resolves no smaller ones), at most
     /// `maxRank` triplets: U [out, k], σ (descending), Vᵀ [k, in]. Never forms out×in.
     public static func span(b: Tensor, a: Tensor, maxRank: Int? = nil) throws -> (u: Tensor, s: [Float], vt: Tensor) {
-        let (us, vt, s) = try truncate(b: b, a: a, k: maxRank ?? b.cols)   // us = U·S
+        let (us, vt, s) = try truncate(b: b, a: a, k: maxRank ?? b.cols)  // us = U·S
         let top = s.first ?? 0
         let k = min(us.cols, s.prefix { $0 > top * 1e-6 }.count)
-        var u = Tensor(zeros: [us.rows, k]), v = Tensor(zeros: [k, vt.cols])
+        var u = Tensor(zeros: [us.rows, k])
+        var v = Tensor(zeros: [k, vt.cols])
         for i in 0..<us.rows { for j in 0..<k { u[i, j] = us[i, j] / s[j] } }
         for j in 0..<k { for c in 0..<vt.cols { v[j, c] = vt[j, c] } }
         return (u, Array(s.prefix(k)), v)
@@ -66,7 +67,8 @@ public enum LowRank {
         guard !values.isEmpty else { return 0 }
         let v = values.sorted()
         let pos = q * Double(v.count - 1)
-        let lo = Int(pos.rounded(.down)), hi = Int(pos.rounded(.up))
+        let lo = Int(pos.rounded(.down))
+        let hi = Int(pos.rounded(.up))
         return Float(Double(v[lo]) + (Double(v[hi]) - Double(v[lo])) * (pos - Double(lo)))
     }
 

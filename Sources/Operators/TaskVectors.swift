@@ -29,17 +29,23 @@ public enum TaskVectors {
     /// the masked task vector rescaled to the original L1 norm (unless either norm is below 1e-7), then
     /// weighted; `linear`: their sum; else mergekit's sign consensus (sign of the weighted sum, ties to +)
     /// and a division by the agreeing weights (normalize on, zero divisors taken as 1).
-    static func della(_ ts: [[Float]], weights: [Double], cols: Int, density: Double, epsilon: Double, linear: Bool,
-                      draw: ([Double]) -> [Float]) -> [Float] {
+    static func della(
+        _ ts: [[Float]], weights: [Double], cols: Int, density: Double, epsilon: Double, linear: Bool,
+        draw: ([Double]) -> [Float]
+    ) -> [Float] {
         let n = ts[0].count
         var wt: [[Float]] = []
         for (t, w) in zip(ts, weights) {
-            var masked = t   // density >= 1: mergekit leaves the task vector as it is
+            var masked = t  // density >= 1: mergekit leaves the task vector as it is
             if density < 1 {
                 let mask = draw(dellaProbabilities(t, cols: cols, density: density, epsilon: epsilon))
                 masked = zip(t, mask).map { $0 * $1 }
-                let before = t.reduce(Float(0)) { $0 + abs($1) }, after = masked.reduce(Float(0)) { $0 + abs($1) }
-                if before >= 1e-7 && after >= 1e-7 { let f = before / after; masked = masked.map { $0 * f } }
+                let before = t.reduce(Float(0)) { $0 + abs($1) }
+                let after = masked.reduce(Float(0)) { $0 + abs($1) }
+                if before >= 1e-7 && after >= 1e-7 {
+                    let f = before / after
+                    masked = masked.map { $0 * f }
+                }
             }
             wt.append(masked.map { Float(Double($0) * w) })
         }
@@ -54,7 +60,8 @@ public enum TaskVectors {
         for j in out.indices {
             let sum = wt.reduce(Float(0)) { $0 + $1[j] }
             let sign: Float = sum >= 0 ? 1 : -1
-            var acc: Float = 0, div: Float = 0
+            var acc: Float = 0
+            var div: Float = 0
             for (i, t) in wt.enumerated() where (t[j] > 0 ? 1 : t[j] < 0 ? -1 : 0) == sign {
                 acc += t[j]
                 div += Float(weights?[i] ?? 0)
@@ -70,7 +77,8 @@ public enum TaskVectors {
     public static func magnitudeOutliers(_ t: [Float], density: Double, gamma: Double) -> [Float] {
         guard density < 1 else { return t }
         let n = t.count
-        let k = Int(density * Double(n)), top = Int(gamma * Double(n))
+        let k = Int(density * Double(n))
+        let top = Int(gamma * Double(n))
         let bottom = max(0, n - k - top)
         let order = t.indices.sorted { (abs(t[$0]), $0) < (abs(t[$1]), $1) }
         var out = [Float](repeating: 0, count: n)
@@ -93,7 +101,12 @@ public enum TaskVectors {
         var tiesLeft = k - above
         for i in t.indices {
             let m = abs(t[i])
-            if m > threshold { out[i] = t[i] } else if m == threshold && tiesLeft > 0 { out[i] = t[i]; tiesLeft -= 1 }
+            if m > threshold {
+                out[i] = t[i]
+            } else if m == threshold && tiesLeft > 0 {
+                out[i] = t[i]
+                tiesLeft -= 1
+            }
         }
         return out
     }
@@ -101,16 +114,22 @@ public enum TaskVectors {
     /// The k-th largest value (1-based) by iterative quickselect with a median-of-three pivot.
     static func kthLargest(_ values: [Float], _ k: Int) -> Float {
         var a = values
-        var lo = 0, hi = a.count - 1
+        var lo = 0
+        var hi = a.count - 1
         let target = k - 1  // index in descending order
         while lo < hi {
             let mid = lo + (hi - lo) / 2
             let pivot = max(min(a[lo], a[hi]), min(max(a[lo], a[hi]), a[mid]))
-            var i = lo, j = hi
+            var i = lo
+            var j = hi
             while i <= j {
                 while a[i] > pivot { i += 1 }
                 while a[j] < pivot { j -= 1 }
-                if i <= j { a.swapAt(i, j); i += 1; j -= 1 }
+                if i <= j {
+                    a.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
             }
             if target <= j { hi = j } else if target >= i { lo = i } else { return a[target] }
         }
@@ -150,7 +169,10 @@ public enum TaskVectors {
         for j in 0..<n {
             var s: Float = 0
             var c: Float = 0
-            for (t, m) in zip(weighted, mask) where m[j] { s += t[j]; c += 1 }
+            for (t, m) in zip(weighted, mask) where m[j] {
+                s += t[j]
+                c += 1
+            }
             out[j] = s / max(c, 1)
         }
         return out
@@ -167,8 +189,12 @@ public enum TaskVectors {
                 var m: Float = 0
                 for t in ts { m += majority == .total ? t[j] : sign(t[j]) }
                 let maj: Float = m >= 0 ? 1 : -1
-                var s: Float = 0, c: Float = 0
-                for (t, wi) in zip(ts, w) where sign(t[j]) == maj { s += t[j] * wi; c += 1 }
+                var s: Float = 0
+                var c: Float = 0
+                for (t, wi) in zip(ts, w) where sign(t[j]) == maj {
+                    s += t[j] * wi
+                    c += 1
+                }
                 o[j] = s / max(c, 1)
             }
         }
@@ -185,7 +211,7 @@ public enum TaskVectors {
         guard let n = ts.first?.count, n > 0 else { return [] }
         let pruned: [[Float]] = ts.map { t in
             guard density < 1 else { return t }
-            let keepAbove = n - Int(Double(n) * density)          // 1-based rank of the threshold, ascending
+            let keepAbove = n - Int(Double(n) * density)  // 1-based rank of the threshold, ascending
             let threshold = kthLargest(t.map { abs($0) }, n - keepAbove + 1)
             return t.map { abs($0) >= threshold ? $0 : 0 }
         }
@@ -200,10 +226,14 @@ public enum TaskVectors {
         for j in 0..<n where elected[j] == 0 { elected[j] = majority }
         var out = [Float](repeating: 0, count: n)
         for j in 0..<n {
-            var sum: Double = 0, count = 0
+            var sum: Double = 0
+            var count = 0
             for (t, w) in zip(pruned, weights) where elected[j] > 0 ? t[j] > 0 : t[j] < 0 {
                 let v = Float(w) * t[j]
-                if v != 0 { sum += Double(v); count += 1 }
+                if v != 0 {
+                    sum += Double(v)
+                    count += 1
+                }
             }
             out[j] = Float(sum / Double(max(count, 1)))
         }
@@ -227,8 +257,10 @@ public enum TaskVectors {
         public var electsSigns: Bool { [.ties, .dareTies, .breadcrumbsTies, .della].contains(self) }
     }
 
-    public static func combine(_ ts: [[Float]], weights: [Double], how: Combine, density: Double?, majority: MajoritySign,
-                               gamma: Double = 0.01, epsilon: Double = 0.15, cols: Int = 0, rng: inout SeededRNG) -> [Float] {
+    public static func combine(
+        _ ts: [[Float]], weights: [Double], how: Combine, density: Double?, majority: MajoritySign,
+        gamma: Double = 0.01, epsilon: Double = 0.15, cols: Int = 0, rng: inout SeededRNG
+    ) -> [Float] {
         let d = density ?? 1
         switch how {
         case .della, .dellaLinear:
@@ -248,8 +280,10 @@ public enum TaskVectors {
         case .dareLinear:
             return weightedSum(ts.map { randomPrune($0, density: d, rescale: true, rng: &rng) }, weights)
         case .ties, .dareTies:
-            let pruned = how == .ties ? ts.map { magnitudePrune($0, density: d) }
-                                      : ts.map { randomPrune($0, density: d, rescale: true, rng: &rng) }
+            let pruned =
+                how == .ties
+                ? ts.map { magnitudePrune($0, density: d) }
+                : ts.map { randomPrune($0, density: d, rescale: true, rng: &rng) }
             return tiesMerge(pruned, weights: weights, majority: majority)
         }
     }

@@ -14,8 +14,10 @@ public enum VariantConversion {
         public var relativeError: Double
     }
 
-    public static func toLoRA(_ adapter: Adapter, base: HFModelDir, rank: Int? = nil,
-                              progress: ((OperatorProgress) -> Void)? = nil) throws -> (Adapter, [Entry]) {
+    public static func toLoRA(
+        _ adapter: Adapter, base: HFModelDir, rank: Int? = nil,
+        progress: ((OperatorProgress) -> Void)? = nil
+    ) throws -> (Adapter, [Entry]) {
         guard adapter.variant != .lora else {
             throw MergeError(adapter.source, "is already a LoRA adapter (nothing to convert; coto-prune --rank changes its rank)")
         }
@@ -34,16 +36,19 @@ public enum VariantConversion {
             store.release(wName)
             let transposed = fanInFanOut || m.isEmbedding
             guard w.shape == (transposed ? [m.inFeatures, m.outFeatures] : [m.outFeatures, m.inFeatures]) else {
-                throw MergeError(adapter.source, "module '\(m.name)': the base weight '\(wName)' is \(w.shape), the adapter is \(m.outFeatures)x\(m.inFeatures)")
+                throw MergeError(
+                    adapter.source, "module '\(m.name)': the base weight '\(wName)' is \(w.shape), the adapter is \(m.outFeatures)x\(m.inFeatures)")
             }
             let target = Fuser.Target(adapter: 0, module: m, fanInFanOut: fanInFanOut, hira: adapter.variant == .hira)
             var d = Fuser.fuseWeight(w, targets: [target], weights: [1]) - w
-            if transposed { d = d.transposed() }                 // PEFT's [out, in] layout of B·A
+            if transposed { d = d.transposed() }  // PEFT's [out, in] layout of B·A
             let k = rank ?? 2 * m.rank
             let f = try Extractor.factor(d, rank: k, energy: nil, maxRank: k)
             let bias = m.bias.map { AdapterTensor(dtype: $0.dtype, tensor: Float(m.scaling) * $0.tensor) }  // scaling is 1 now
-            modules.append(LoraModule(name: m.name, a: AdapterTensor(dtype: m.a.dtype, tensor: f.a), b: AdapterTensor(dtype: m.b.dtype, tensor: f.b),
-                                      bias: bias, magnitude: nil, isEmbedding: m.isEmbedding, alpha: Double(f.rank), scaling: 1))
+            modules.append(
+                LoraModule(
+                    name: m.name, a: AdapterTensor(dtype: m.a.dtype, tensor: f.a), b: AdapterTensor(dtype: m.b.dtype, tensor: f.b),
+                    bias: bias, magnitude: nil, isEmbedding: m.isEmbedding, alpha: Double(f.rank), scaling: 1))
             report.append(Entry(module: m.name, rankBefore: m.rank, rank: f.rank, deltaNorm: f.norm, relativeError: f.error))
         }
         var out = adapter

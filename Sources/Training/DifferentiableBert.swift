@@ -25,11 +25,11 @@ final class DifferentiableBert {
     // Per-layer saved activations.
     struct Saved {
         var q: [Float] = [], k: [Float] = [], v: [Float] = []
-        var probs: [Float] = []       // [B, heads, T, T] after softmax
-        var probsDrop: [Float]? = nil // dropout mask on probs
-        var attnDrop: [Float] = []    // dropout mask on the attention output
+        var probs: [Float] = []  // [B, heads, T, T] after softmax
+        var probsDrop: [Float]? = nil  // dropout mask on probs
+        var attnDrop: [Float] = []  // dropout mask on the attention output
         var ln1Rstd: [Float] = [], s1Hat: [Float] = []
-        var inter: [Float] = []       // pre-GELU
+        var inter: [Float] = []  // pre-GELU
         var outDrop: [Float] = []
         var ln2Rstd: [Float] = [], s2Hat: [Float] = []
     }
@@ -40,15 +40,19 @@ final class DifferentiableBert {
 
     init(model: BertModel, trainables: [String: TrainLinear], hiddenDropout: Float, attentionDropout: Float) throws {
         self.model = model
-        H = model.H; heads = model.heads; ffn = model.ffn; hd = model.H / model.heads
+        H = model.H
+        heads = model.heads
+        ffn = model.ffn
+        hd = model.H / model.heads
         eps = model.eps
         self.hiddenDropout = hiddenDropout
         self.attentionDropout = attentionDropout
         func tl(_ name: String) -> TrainLinear { trainables[name]! }
         layers = (0..<model.L).map { i in
             let b = "encoder.layer.\(i)."
-            return L(q: tl(b + "attention.self.query"), k: tl(b + "attention.self.key"), v: tl(b + "attention.self.value"),
-                     attnOut: tl(b + "attention.output.dense"), inter: tl(b + "intermediate.dense"), out: tl(b + "output.dense"))
+            return L(
+                q: tl(b + "attention.self.query"), k: tl(b + "attention.self.key"), v: tl(b + "attention.self.value"),
+                attnOut: tl(b + "attention.output.dense"), inter: tl(b + "intermediate.dense"), out: tl(b + "output.dense"))
         }
         pooler = trainables["pooler.dense"]
         guard let c = model.classifier else { throw TrainError("model", "no classification head") }
@@ -80,16 +84,23 @@ final class DifferentiableBert {
 
     /// LayerNorm in place keeping x̂ and 1/σ for the backward.
     func layerNorm(_ x: inout [Float], rows: Int, _ ln: ([Float], [Float])) -> (xhat: [Float], rstd: [Float]) {
-        var xhat = [Float](repeating: 0, count: x.count), rstd = [Float](repeating: 0, count: rows)
-        x.withUnsafeMutableBufferPointer { px in xhat.withUnsafeMutableBufferPointer { ph in rstd.withUnsafeMutableBufferPointer { pr in
-            Kernels.layerNormForward(px.baseAddress!, rows: rows, d: H, weight: ln.0, bias: ln.1, eps: eps, xhat: ph.baseAddress!, rstd: pr.baseAddress!)
-        } } }
+        var xhat = [Float](repeating: 0, count: x.count)
+        var rstd = [Float](repeating: 0, count: rows)
+        x.withUnsafeMutableBufferPointer { px in
+            xhat.withUnsafeMutableBufferPointer { ph in
+                rstd.withUnsafeMutableBufferPointer { pr in
+                    Kernels.layerNormForward(
+                        px.baseAddress!, rows: rows, d: H, weight: ln.0, bias: ln.1, eps: eps, xhat: ph.baseAddress!, rstd: pr.baseAddress!)
+                }
+            }
+        }
         return (xhat, rstd)
     }
 
     /// Forward in training mode: returns logits [B, labels].
     func forward(ids: [[Int]], typeIds: [[Int]]?, mask: [[Int]], train: Bool, rng: inout SeededRNG) -> [Float] {
-        B = ids.count; T = ids[0].count
+        B = ids.count
+        T = ids[0].count
         self.mask = mask
         let N = B * T
         var x = [Float](repeating: 0, count: N * H)
@@ -109,20 +120,36 @@ final class DifferentiableBert {
             var ctx = [Float](repeating: 0, count: N * H)
             if train && attentionDropout > 0 { s.probsDrop = DifferentiableBert.dropoutMask(s.probs.count, p: attentionDropout, rng: &rng) }
             let drop = s.probsDrop ?? []
-            s.q.withUnsafeBufferPointer { pq in s.k.withUnsafeBufferPointer { pk in s.v.withUnsafeBufferPointer { pv in
-            s.probs.withUnsafeMutableBufferPointer { pp in ctx.withUnsafeMutableBufferPointer { pc in drop.withUnsafeBufferPointer { pd in
-                Kernels.attentionForward(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!, shape,
-                                         keyValid: mask, probs: pp.baseAddress!, dropout: drop.isEmpty ? nil : pd.baseAddress)
-            } } } } } }
+            s.q.withUnsafeBufferPointer { pq in
+                s.k.withUnsafeBufferPointer { pk in
+                    s.v.withUnsafeBufferPointer { pv in
+                        s.probs.withUnsafeMutableBufferPointer { pp in
+                            ctx.withUnsafeMutableBufferPointer { pc in
+                                drop.withUnsafeBufferPointer { pd in
+                                    Kernels.attentionForward(
+                                        q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!, shape,
+                                        keyValid: mask, probs: pp.baseAddress!, dropout: drop.isEmpty ? nil : pd.baseAddress)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             var a = l.attnOut.forward(ctx, rows: N, train: train, rng: &rng)
-            if train && hiddenDropout > 0 { s.attnDrop = DifferentiableBert.dropoutMask(a.count, p: hiddenDropout, rng: &rng); for i in a.indices { a[i] *= s.attnDrop[i] } }
+            if train && hiddenDropout > 0 {
+                s.attnDrop = DifferentiableBert.dropoutMask(a.count, p: hiddenDropout, rng: &rng)
+                for i in a.indices { a[i] *= s.attnDrop[i] }
+            }
             for i in a.indices { a[i] += x[i] }
             (s.s1Hat, s.ln1Rstd) = layerNorm(&a, rows: N, model.layers[li].attnLN)
             s.inter = l.inter.forward(a, rows: N, train: train, rng: &rng)
             var g = s.inter
             g.withUnsafeMutableBufferPointer { Kernels.geluForward($0.baseAddress!, count: $0.count) }
             var o = l.out.forward(g, rows: N, train: train, rng: &rng)
-            if train && hiddenDropout > 0 { s.outDrop = DifferentiableBert.dropoutMask(o.count, p: hiddenDropout, rng: &rng); for i in o.indices { o[i] *= s.outDrop[i] } }
+            if train && hiddenDropout > 0 {
+                s.outDrop = DifferentiableBert.dropoutMask(o.count, p: hiddenDropout, rng: &rng)
+                for i in o.indices { o[i] *= s.outDrop[i] }
+            }
             for i in o.indices { o[i] += a[i] }
             (s.s2Hat, s.ln2Rstd) = layerNorm(&o, rows: N, model.layers[li].outLN)
             x = o
@@ -134,34 +161,47 @@ final class DifferentiableBert {
         pooledIn = cls
         if let pooler {
             pooledPre = pooler.forward(cls, rows: B, train: train, rng: &rng)
-        } else { pooledPre = cls }
+        } else {
+            pooledPre = cls
+        }
         pooled = pooledPre
         pooled.withUnsafeMutableBufferPointer { Kernels.tanhForward($0.baseAddress!, count: $0.count) }
         var pd = pooled
         pooledDrop = []
-        if train && hiddenDropout > 0 { pooledDrop = DifferentiableBert.dropoutMask(pd.count, p: hiddenDropout, rng: &rng); for i in pd.indices { pd[i] *= pooledDrop[i] } }
+        if train && hiddenDropout > 0 {
+            pooledDrop = DifferentiableBert.dropoutMask(pd.count, p: hiddenDropout, rng: &rng)
+            for i in pd.indices { pd[i] *= pooledDrop[i] }
+        }
         let C = headB.value.count
         var logits = [Float](repeating: 0, count: B * C)
-        for b in 0..<B { for c in 0..<C {
-            var acc = headB.value[c]
-            for j in 0..<H { acc += pd[b * H + j] * headW.value[c * H + j] }
-            logits[b * C + c] = acc
-        } }
+        for b in 0..<B {
+            for c in 0..<C {
+                var acc = headB.value[c]
+                for j in 0..<H { acc += pd[b * H + j] * headW.value[c * H + j] }
+                logits[b * C + c] = acc
+            }
+        }
         return logits
     }
 
     /// Backward from dlogits [B, C]; `lowestLayer`: the lowest layer with anything trainable and active
     /// (the backward pass stops there).
     func backward(_ dlogits: [Float], lowestLayer: Int) {
-        let N = B * T, C = headB.value.count
+        let N = B * T
+        let C = headB.value.count
         var pd = pooled
         if !pooledDrop.isEmpty { for i in pd.indices { pd[i] *= pooledDrop[i] } }
         var dpd = [Float](repeating: 0, count: B * H)
-        for b in 0..<B { for c in 0..<C {
-            let g = dlogits[b * C + c]
-            headB.grad[c] += g
-            for j in 0..<H { headW.grad[c * H + j] += g * pd[b * H + j]; dpd[b * H + j] += g * headW.value[c * H + j] }
-        } }
+        for b in 0..<B {
+            for c in 0..<C {
+                let g = dlogits[b * C + c]
+                headB.grad[c] += g
+                for j in 0..<H {
+                    headW.grad[c * H + j] += g * pd[b * H + j]
+                    dpd[b * H + j] += g * headW.value[c * H + j]
+                }
+            }
+        }
         guard lowestLayer < layers.count || pooler?.trainable == true else { return }
         if !pooledDrop.isEmpty { for i in dpd.indices { dpd[i] *= pooledDrop[i] } }
         for i in dpd.indices { dpd[i] *= 1 - pooled[i] * pooled[i] }
@@ -171,7 +211,8 @@ final class DifferentiableBert {
         guard lowestLayer < layers.count else { return }
         let shape = Kernels.AttentionShape(B: B, T: T, S: T, heads: heads, kvHeads: heads, headDim: hd, causal: false)
         for li in stride(from: layers.count - 1, through: lowestLayer, by: -1) {
-            let l = layers[li], s = saved[li]
+            let l = layers[li]
+            let s = saved[li]
             let needDx = li > lowestLayer
             // x1 = LN2(out(GELU(inter(h1)))·drop + h1)
             var ds2 = Kernels.layerNormBackward(dx, xhat: s.s2Hat, rstd: s.ln2Rstd, weight: model.layers[li].outLN.0, rows: N, d: H)

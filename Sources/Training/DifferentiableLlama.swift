@@ -27,17 +27,23 @@ final class DifferentiableLlama {
         layers = (0..<model.L).map { i in
             let b = "layers.\(i)."
             func t(_ n: String) -> TrainLinear { trainables[b + n]! }
-            return L(q: t("self_attn.q_proj"), k: t("self_attn.k_proj"), v: t("self_attn.v_proj"), o: t("self_attn.o_proj"),
-                     gate: t("mlp.gate_proj"), up: t("mlp.up_proj"), down: t("mlp.down_proj"))
+            return L(
+                q: t("self_attn.q_proj"), k: t("self_attn.k_proj"), v: t("self_attn.v_proj"), o: t("self_attn.o_proj"),
+                gate: t("mlp.gate_proj"), up: t("mlp.up_proj"), down: t("mlp.down_proj"))
         }
     }
 
     /// RMSNorm of x, keeping the factor per row for the backward.
     func rmsNorm(_ x: [Float], weight: [Float], rows: Int) -> (y: [Float], rms: [Float]) {
-        var y = [Float](repeating: 0, count: x.count), r = [Float](repeating: 0, count: rows)
-        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in r.withUnsafeMutableBufferPointer { pr in
-            Kernels.rmsNormForward(px.baseAddress!, py.baseAddress!, rows: rows, d: model.H, weight: weight, eps: model.eps, rms: pr.baseAddress!)
-        } } }
+        var y = [Float](repeating: 0, count: x.count)
+        var r = [Float](repeating: 0, count: rows)
+        x.withUnsafeBufferPointer { px in
+            y.withUnsafeMutableBufferPointer { py in
+                r.withUnsafeMutableBufferPointer { pr in
+                    Kernels.rmsNormForward(px.baseAddress!, py.baseAddress!, rows: rows, d: model.H, weight: weight, eps: model.eps, rms: pr.baseAddress!)
+                }
+            }
+        }
         return (y, r)
     }
 
@@ -52,10 +58,16 @@ final class DifferentiableLlama {
 
     /// Final-normed hidden states [B*T, H].
     func forward(ids: [[Int]], mask: [[Int]], train: Bool, rng: inout SeededRNG) -> [Float] {
-        B = ids.count; T = ids[0].count; self.mask = mask
+        B = ids.count
+        T = ids[0].count
+        self.mask = mask
         let T = self.T
         table = model.ropeTable(rows: B * T) { $0 % T }
-        let N = B * T, H = model.H, hd = model.headDim, nh = model.heads, kv = model.kvHeads
+        let N = B * T
+        let H = model.H
+        let hd = model.headDim
+        let nh = model.heads
+        let kv = model.kvHeads
         var x = [Float](repeating: 0, count: N * H)
         x.withUnsafeMutableBufferPointer { px in for b in 0..<B { model.embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }
         saved = []
@@ -70,11 +82,19 @@ final class DifferentiableLlama {
             rope(&s.k, heads: kv, sign: 1)
             s.probs = [Float](repeating: 0, count: B * nh * T * T)
             var ctx = [Float](repeating: 0, count: N * nh * hd)
-            s.q.withUnsafeBufferPointer { pq in s.k.withUnsafeBufferPointer { pk in s.v.withUnsafeBufferPointer { pv in
-            s.probs.withUnsafeMutableBufferPointer { pp in ctx.withUnsafeMutableBufferPointer { pc in
-                Kernels.attentionForward(q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!, shape,
-                                         keyValid: mask, probs: pp.baseAddress!)
-            } } } } }
+            s.q.withUnsafeBufferPointer { pq in
+                s.k.withUnsafeBufferPointer { pk in
+                    s.v.withUnsafeBufferPointer { pv in
+                        s.probs.withUnsafeMutableBufferPointer { pp in
+                            ctx.withUnsafeMutableBufferPointer { pc in
+                                Kernels.attentionForward(
+                                    q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!, shape,
+                                    keyValid: mask, probs: pp.baseAddress!)
+                            }
+                        }
+                    }
+                }
+            }
             let o = l.o.forward(ctx, rows: N, train: train, rng: &rng)
             for i in x.indices { x[i] += o[i] }
             s.x1 = x
@@ -82,7 +102,9 @@ final class DifferentiableLlama {
             s.g = l.gate.forward(s.xn2, rows: N, train: train, rng: &rng)
             s.u = l.up.forward(s.xn2, rows: N, train: train, rng: &rng)
             var a = s.g
-            a.withUnsafeMutableBufferPointer { pa in s.u.withUnsafeBufferPointer { pu in Kernels.swigluForward(pa.baseAddress!, pu.baseAddress!, count: pa.count) } }
+            a.withUnsafeMutableBufferPointer { pa in
+                s.u.withUnsafeBufferPointer { pu in Kernels.swigluForward(pa.baseAddress!, pu.baseAddress!, count: pa.count) }
+            }
             let d = l.down.forward(a, rows: N, train: train, rng: &rng)
             for i in x.indices { x[i] += d[i] }
             saved.append(s)
@@ -95,10 +117,14 @@ final class DifferentiableLlama {
     /// Backward from dh (gradient w.r.t. the final-normed hidden states).
     func backward(_ dh: [Float], lowestLayer: Int) {
         guard lowestLayer < layers.count else { return }
-        let N = B * T, H = model.H, nh = model.heads, kv = model.kvHeads
+        let N = B * T
+        let H = model.H
+        let nh = model.heads
+        let kv = model.kvHeads
         var dx = Kernels.rmsNormBackward(dh, x: xL, rms: rL, weight: model.norm, rows: N, d: H)
         for li in stride(from: layers.count - 1, through: lowestLayer, by: -1) {
-            let l = layers[li], s = saved[li]
+            let l = layers[li]
+            let s = saved[li]
             // MLP: x2 = x1 + down(silu(g) ⊙ u)
             let da = l.down.backward(dx, needDx: true)!
             let (dg, du) = Kernels.swigluBackward(da, gate: s.g, up: s.u)

@@ -24,7 +24,11 @@ public final class Param {
 
     /// Optimizer state for checkpoints: (m, v, step).
     public var state: ([Float], [Float], Int) { (m, v, step) }
-    public func restore(m: [Float], v: [Float], step: Int) { self.m = m; self.v = v; self.step = step }
+    public func restore(m: [Float], v: [Float], step: Int) {
+        self.m = m
+        self.v = v
+        self.step = step
+    }
 }
 
 /// torch.optim.AdamW (decoupled weight decay, bias-corrected moments, eps outside the square root).
@@ -36,7 +40,8 @@ public struct AdamW: Sendable {
     public func update(_ p: Param, lr: Float) {
         p.step += 1
         let t = Float(p.step)
-        let bc1 = 1 - powf(beta1, t), bc2 = 1 - powf(beta2, t)
+        let bc1 = 1 - powf(beta1, t)
+        let bc2 = 1 - powf(beta2, t)
         let stepSize = lr / bc1
         let bc2Sqrt = bc2.squareRoot()
         for i in p.value.indices {

@@ -60,9 +60,11 @@ public struct StepLog: Sendable {
     /// Wall time of the step (forward, backward, optimizer).
     public var seconds: Double = 0
     public var json: JSON {
-        .object([("step", .int(step)), ("loss", .double(loss)), ("lr", .double(Double(lr))), ("p", .double(p)),
-                 ("active_groups", .array(activeGroups.map { JSON.int($0) })), ("tokens_per_s", .double(tokensPerSecond)),
-                 ("seconds", .double(seconds))])
+        .object([
+            ("step", .int(step)), ("loss", .double(loss)), ("lr", .double(Double(lr))), ("p", .double(p)),
+            ("active_groups", .array(activeGroups.map { JSON.int($0) })), ("tokens_per_s", .double(tokensPerSecond)),
+            ("seconds", .double(seconds)),
+        ])
     }
 }
 
@@ -80,6 +82,16 @@ public struct Example: Sendable {
     public var label: Int
     /// Causal LM: the label of each position (−100: not scored), as transformers' `labels`.
     public var targets: [Int]?
-    public init(ids: [Int], typeIds: [Int], label: Int) { self.ids = ids; self.typeIds = typeIds; self.label = label; targets = nil }
-    public init(ids: [Int], targets: [Int]) { self.ids = ids; typeIds = ids.map { _ in 0 }; label = 0; self.targets = targets }
+    public init(ids: [Int], typeIds: [Int], label: Int) {
+        self.ids = ids
+        self.typeIds = typeIds
+        self.label = label
+        targets = nil
+    }
+    public init(ids: [Int], targets: [Int]) {
+        self.ids = ids
+        typeIds = ids.map { _ in 0 }
+        label = 0
+        self.targets = targets
+    }
 }

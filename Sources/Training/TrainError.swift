@@ -5,5 +5,8 @@ import Numerics
 public struct TrainError: CotoError, Equatable {
     public let subject: String?
     public let message: String
-    public init(_ subject: String?, _ message: String) { self.subject = subject; self.message = message }
+    public init(_ subject: String?, _ message: String) {
+        self.subject = subject
+        self.message = message
+    }
 }

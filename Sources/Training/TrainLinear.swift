@@ -61,7 +61,8 @@ final class TrainLinear {
             return y
         }
         // LoRA / DoRA: compute pieces explicitly so backward has them.
-        let r = lin.rank, s = lin.scaling
+        let r = lin.rank
+        let s = lin.scaling
         xd = x
         dropMask = []
         if train && dropout > 0 {
@@ -71,15 +72,32 @@ final class TrainLinear {
         }
         inner = [Float](repeating: 0, count: n * outF)
         u = [Float](repeating: 0, count: n * r)
-        x.withUnsafeBufferPointer { px in lin.weight.withUnsafeBufferPointer { pw in inner.withUnsafeMutableBufferPointer { pi in
-            BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: inF, a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF, c: pi.baseAddress!, ldc: outF)
-        } } }
-        xd.withUnsafeBufferPointer { px in lin.a!.withUnsafeBufferPointer { pa in u.withUnsafeMutableBufferPointer { pu in
-            BLAS.sgemm(transA: false, transB: true, m: n, n: r, k: inF, a: px.baseAddress!, lda: inF, b: pa.baseAddress!, ldb: inF, c: pu.baseAddress!, ldc: r)
-        } } }
-        u.withUnsafeBufferPointer { pu in lin.b!.withUnsafeBufferPointer { pb in inner.withUnsafeMutableBufferPointer { pi in
-            BLAS.sgemm(transA: false, transB: true, m: n, n: outF, k: r, alpha: s, a: pu.baseAddress!, lda: r, b: pb.baseAddress!, ldb: r, beta: 1, c: pi.baseAddress!, ldc: outF)
-        } } }
+        x.withUnsafeBufferPointer { px in
+            lin.weight.withUnsafeBufferPointer { pw in
+                inner.withUnsafeMutableBufferPointer { pi in
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: n, n: outF, k: inF, a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF, c: pi.baseAddress!,
+                        ldc: outF)
+                }
+            }
+        }
+        xd.withUnsafeBufferPointer { px in
+            lin.a!.withUnsafeBufferPointer { pa in
+                u.withUnsafeMutableBufferPointer { pu in
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: n, n: r, k: inF, a: px.baseAddress!, lda: inF, b: pa.baseAddress!, ldb: inF, c: pu.baseAddress!, ldc: r)
+                }
+            }
+        }
+        u.withUnsafeBufferPointer { pu in
+            lin.b!.withUnsafeBufferPointer { pb in
+                inner.withUnsafeMutableBufferPointer { pi in
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: n, n: outF, k: r, alpha: s, a: pu.baseAddress!, lda: r, b: pb.baseAddress!, ldb: r, beta: 1,
+                        c: pi.baseAddress!, ldc: outF)
+                }
+            }
+        }
         if let scale = lin.doraScale {
             for i in 0..<n { for o in 0..<outF { y[i * outF + o] = scale[o] * inner[i * outF + o] } }
         } else {
@@ -97,23 +115,43 @@ final class TrainLinear {
             // dW_eff = dyᵀ x; d(BA) = s·(dW_eff ⊙ W); dB = d(BA) Aᵀ; dA = Bᵀ d(BA); dx = dy W_eff.
             let r = lin.rank
             var dW = [Float](repeating: 0, count: outF * inF)
-            dy.withUnsafeBufferPointer { pdy in x.withUnsafeBufferPointer { px in dW.withUnsafeMutableBufferPointer { pw in
-                BLAS.sgemm(transA: true, transB: false, m: outF, n: inF, k: n, a: pdy.baseAddress!, lda: outF, b: px.baseAddress!, ldb: inF, c: pw.baseAddress!, ldc: inF)
-            } } }
+            dy.withUnsafeBufferPointer { pdy in
+                x.withUnsafeBufferPointer { px in
+                    dW.withUnsafeMutableBufferPointer { pw in
+                        BLAS.sgemm(
+                            transA: true, transB: false, m: outF, n: inF, k: n, a: pdy.baseAddress!, lda: outF, b: px.baseAddress!, ldb: inF,
+                            c: pw.baseAddress!, ldc: inF)
+                    }
+                }
+            }
             let s = lin.scaling
             for i in dW.indices { dW[i] *= s * lin.weight[i] }
             dW.withUnsafeBufferPointer { pd in
-                a.withUnsafeBufferPointer { pa in pB.grad.withUnsafeMutableBufferPointer { pg in
-                    BLAS.sgemm(transA: false, transB: true, m: outF, n: r, k: inF, a: pd.baseAddress!, lda: inF, b: pa.baseAddress!, ldb: inF, beta: 1, c: pg.baseAddress!, ldc: r)
-                } }
-                b.withUnsafeBufferPointer { pb in pA.grad.withUnsafeMutableBufferPointer { pg in
-                    BLAS.sgemm(transA: true, transB: false, m: r, n: inF, k: outF, a: pb.baseAddress!, lda: r, b: pd.baseAddress!, ldb: inF, beta: 1, c: pg.baseAddress!, ldc: inF)
-                } }
+                a.withUnsafeBufferPointer { pa in
+                    pB.grad.withUnsafeMutableBufferPointer { pg in
+                        BLAS.sgemm(
+                            transA: false, transB: true, m: outF, n: r, k: inF, a: pd.baseAddress!, lda: inF, b: pa.baseAddress!, ldb: inF, beta: 1,
+                            c: pg.baseAddress!, ldc: r)
+                    }
+                }
+                b.withUnsafeBufferPointer { pb in
+                    pA.grad.withUnsafeMutableBufferPointer { pg in
+                        BLAS.sgemm(
+                            transA: true, transB: false, m: r, n: inF, k: outF, a: pb.baseAddress!, lda: r, b: pd.baseAddress!, ldb: inF, beta: 1,
+                            c: pg.baseAddress!, ldc: inF)
+                    }
+                }
             }
             if needDx {
-                dy.withUnsafeBufferPointer { pdy in weff.withUnsafeBufferPointer { pw in dx!.withUnsafeMutableBufferPointer { pdx in
-                    BLAS.sgemm(transA: false, transB: false, m: n, n: inF, k: outF, a: pdy.baseAddress!, lda: outF, b: pw.baseAddress!, ldb: inF, c: pdx.baseAddress!, ldc: inF)
-                } } }
+                dy.withUnsafeBufferPointer { pdy in
+                    weff.withUnsafeBufferPointer { pw in
+                        dx!.withUnsafeMutableBufferPointer { pdx in
+                            BLAS.sgemm(
+                                transA: false, transB: false, m: n, n: inF, k: outF, a: pdy.baseAddress!, lda: outF, b: pw.baseAddress!, ldb: inF,
+                                c: pdx.baseAddress!, ldc: inF)
+                        }
+                    }
+                }
             }
             return dx
         }
@@ -129,31 +167,61 @@ final class TrainLinear {
             for i in 0..<n { for o in 0..<outF { dinner[i * outF + o] *= scale[o] } }
         }
         if needDx {
-            dinner.withUnsafeBufferPointer { pdy in lin.weight.withUnsafeBufferPointer { pw in dx!.withUnsafeMutableBufferPointer { pdx in
-                BLAS.sgemm(transA: false, transB: false, m: n, n: inF, k: outF, a: pdy.baseAddress!, lda: outF, b: pw.baseAddress!, ldb: inF, c: pdx.baseAddress!, ldc: inF)
-            } } }
+            dinner.withUnsafeBufferPointer { pdy in
+                lin.weight.withUnsafeBufferPointer { pw in
+                    dx!.withUnsafeMutableBufferPointer { pdx in
+                        BLAS.sgemm(
+                            transA: false, transB: false, m: n, n: inF, k: outF, a: pdy.baseAddress!, lda: outF, b: pw.baseAddress!, ldb: inF,
+                            c: pdx.baseAddress!, ldc: inF)
+                    }
+                }
+            }
         }
         if usedAdapter, let pA, let pB, let a = lin.a, let b = lin.b {
-            let r = lin.rank, s = lin.scaling
+            let r = lin.rank
+            let s = lin.scaling
             // dB += s · dinnerᵀ u; du = s · dinner B; dA += duᵀ xd; dx += drop'(du A).
-            dinner.withUnsafeBufferPointer { pdy in u.withUnsafeBufferPointer { pu in pB.grad.withUnsafeMutableBufferPointer { pg in
-                BLAS.sgemm(transA: true, transB: false, m: outF, n: r, k: n, alpha: s, a: pdy.baseAddress!, lda: outF, b: pu.baseAddress!, ldb: r, beta: 1, c: pg.baseAddress!, ldc: r)
-            } } }
+            dinner.withUnsafeBufferPointer { pdy in
+                u.withUnsafeBufferPointer { pu in
+                    pB.grad.withUnsafeMutableBufferPointer { pg in
+                        BLAS.sgemm(
+                            transA: true, transB: false, m: outF, n: r, k: n, alpha: s, a: pdy.baseAddress!, lda: outF, b: pu.baseAddress!, ldb: r, beta: 1,
+                            c: pg.baseAddress!, ldc: r)
+                    }
+                }
+            }
             var du = [Float](repeating: 0, count: n * r)
-            dinner.withUnsafeBufferPointer { pdy in b.withUnsafeBufferPointer { pb in du.withUnsafeMutableBufferPointer { pd in
-                BLAS.sgemm(transA: false, transB: false, m: n, n: r, k: outF, alpha: s, a: pdy.baseAddress!, lda: outF, b: pb.baseAddress!, ldb: r, c: pd.baseAddress!, ldc: r)
-            } } }
-            du.withUnsafeBufferPointer { pd in xd.withUnsafeBufferPointer { px in pA.grad.withUnsafeMutableBufferPointer { pg in
-                BLAS.sgemm(transA: true, transB: false, m: r, n: inF, k: n, a: pd.baseAddress!, lda: r, b: px.baseAddress!, ldb: inF, beta: 1, c: pg.baseAddress!, ldc: inF)
-            } } }
+            dinner.withUnsafeBufferPointer { pdy in
+                b.withUnsafeBufferPointer { pb in
+                    du.withUnsafeMutableBufferPointer { pd in
+                        BLAS.sgemm(
+                            transA: false, transB: false, m: n, n: r, k: outF, alpha: s, a: pdy.baseAddress!, lda: outF, b: pb.baseAddress!, ldb: r,
+                            c: pd.baseAddress!, ldc: r)
+                    }
+                }
+            }
+            du.withUnsafeBufferPointer { pd in
+                xd.withUnsafeBufferPointer { px in
+                    pA.grad.withUnsafeMutableBufferPointer { pg in
+                        BLAS.sgemm(
+                            transA: true, transB: false, m: r, n: inF, k: n, a: pd.baseAddress!, lda: r, b: px.baseAddress!, ldb: inF, beta: 1,
+                            c: pg.baseAddress!, ldc: inF)
+                    }
+                }
+            }
             if needDx {
                 var dxa = [Float](repeating: 0, count: n * inF)
-                du.withUnsafeBufferPointer { pd in a.withUnsafeBufferPointer { pa in dxa.withUnsafeMutableBufferPointer { px in
-                    BLAS.sgemm(transA: false, transB: false, m: n, n: inF, k: r, a: pd.baseAddress!, lda: r, b: pa.baseAddress!, ldb: inF, c: px.baseAddress!, ldc: inF)
-                } } }
+                du.withUnsafeBufferPointer { pd in
+                    a.withUnsafeBufferPointer { pa in
+                        dxa.withUnsafeMutableBufferPointer { px in
+                            BLAS.sgemm(
+                                transA: false, transB: false, m: n, n: inF, k: r, a: pd.baseAddress!, lda: r, b: pa.baseAddress!, ldb: inF, c: px.baseAddress!,
+                                ldc: inF)
+                        }
+                    }
+                }
                 // Through the dropout on the adapter input: zero where dropped, 1/keep where kept.
-                if dropMask.isEmpty { for i in dxa.indices { dx![i] += dxa[i] } }
-                else { for i in dxa.indices { dx![i] += dxa[i] * dropMask[i] } }
+                if dropMask.isEmpty { for i in dxa.indices { dx![i] += dxa[i] } } else { for i in dxa.indices { dx![i] += dxa[i] * dropMask[i] } }
             }
         }
         return dx

@@ -25,7 +25,11 @@ final class BertClassificationTask: TrainTask {
     /// and gradient-only parameters (the other half of each batch).
     let replica: DifferentiableBert?
 
-    init(_ t: DifferentiableBert, classes: Int, replica: DifferentiableBert? = nil) { trainer = t; self.classes = classes; self.replica = replica }
+    init(_ t: DifferentiableBert, classes: Int, replica: DifferentiableBert? = nil) {
+        trainer = t
+        self.classes = classes
+        self.replica = replica
+    }
     var headParams: [Param] { [trainer.headW, trainer.headB] }
     func syncHead() { trainer.syncHead() }
     var layerCount: Int { trainer.layers.count }
@@ -49,14 +53,20 @@ final class BertClassificationTask: TrainTask {
         let parts = [Array(batch[..<cut]), Array(batch[cut...])]
         var rngs = [SeededRNG(seed: rng.next()), SeededRNG(seed: rng.next())]
         var losses = [0.0, 0.0]
-        let workers = [trainer, replica], classes = classes, n = Float(batch.count)
-        rngs.withUnsafeMutableBufferPointer { pr in losses.withUnsafeMutableBufferPointer { pl in
-            let pr = pr, pl = pl
-            DispatchQueue.concurrentPerform(iterations: 2) { i in
-                pl[i] = BertClassificationTask.run(workers[i], parts[i], classes: classes, train: train,
-                                                   scale: scale * Float(parts[i].count) / n, lowest: lowest, rng: &pr[i])
+        let workers = [trainer, replica]
+        let classes = classes
+        let n = Float(batch.count)
+        rngs.withUnsafeMutableBufferPointer { pr in
+            losses.withUnsafeMutableBufferPointer { pl in
+                let pr = pr
+                let pl = pl
+                DispatchQueue.concurrentPerform(iterations: 2) { i in
+                    pl[i] = BertClassificationTask.run(
+                        workers[i], parts[i], classes: classes, train: train,
+                        scale: scale * Float(parts[i].count) / n, lowest: lowest, rng: &pr[i])
+                }
             }
-        } }
+        }
         replica.moveGradients(into: trainer)
         return (losses[0] * Double(parts[0].count) + losses[1] * Double(parts[1].count)) / Double(batch.count)
     }
@@ -76,29 +86,47 @@ final class LlamaCausalLMTask: TrainTask {
         let padded = Batch.padded(batch.map(\.ids), pad: 0)
         let labels = batch.map { e in (e.targets ?? e.ids) + [Int](repeating: -100, count: padded.length - e.ids.count) }
         let h = trainer.forward(ids: padded.ids, mask: padded.mask, train: train, rng: &rng)
-        let B = batch.count, T = padded.length, H = model.H, V = model.vocab
+        let B = batch.count
+        let T = padded.length
+        let H = model.H
+        let V = model.vocab
         var logits = [Float](repeating: 0, count: B * T * V)
-        h.withUnsafeBufferPointer { ph in model.lmHead.withUnsafeBufferPointer { pw in logits.withUnsafeMutableBufferPointer { pl in
-            BLAS.sgemm(transA: false, transB: true, m: B * T, n: V, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: V)
-        } } }
+        h.withUnsafeBufferPointer { ph in
+            model.lmHead.withUnsafeBufferPointer { pw in
+                logits.withUnsafeMutableBufferPointer { pl in
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: B * T, n: V, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: V)
+                }
+            }
+        }
         var count = 0
         for b in 0..<B { for t in 0..<(T - 1) where labels[b][t + 1] != -100 { count += 1 } }
         var dlogits = [Float](repeating: 0, count: logits.count)
         var loss = 0.0
-        logits.withUnsafeBufferPointer { pl in dlogits.withUnsafeMutableBufferPointer { pd in
-            for b in 0..<B { for t in 0..<(T - 1) {
-                let y = labels[b][t + 1]
-                guard y != -100 else { continue }
-                let row = (b * T + t) * V
-                loss += Kernels.crossEntropy(pl.baseAddress! + row, n: V, target: y, dlogits: pd.baseAddress! + row,
-                                             divisor: Double(max(count, 1)), scale: scale)
-            } }
-        } }
+        logits.withUnsafeBufferPointer { pl in
+            dlogits.withUnsafeMutableBufferPointer { pd in
+                for b in 0..<B {
+                    for t in 0..<(T - 1) {
+                        let y = labels[b][t + 1]
+                        guard y != -100 else { continue }
+                        let row = (b * T + t) * V
+                        loss += Kernels.crossEntropy(
+                            pl.baseAddress! + row, n: V, target: y, dlogits: pd.baseAddress! + row,
+                            divisor: Double(max(count, 1)), scale: scale)
+                    }
+                }
+            }
+        }
         guard count > 0 else { return 0 }
         var dh = [Float](repeating: 0, count: B * T * H)
-        dlogits.withUnsafeBufferPointer { pd in model.lmHead.withUnsafeBufferPointer { pw in dh.withUnsafeMutableBufferPointer { ph in
-            BLAS.sgemm(transA: false, transB: false, m: B * T, n: H, k: V, a: pd.baseAddress!, lda: V, b: pw.baseAddress!, ldb: H, c: ph.baseAddress!, ldc: H)
-        } } }
+        dlogits.withUnsafeBufferPointer { pd in
+            model.lmHead.withUnsafeBufferPointer { pw in
+                dh.withUnsafeMutableBufferPointer { ph in
+                    BLAS.sgemm(
+                        transA: false, transB: false, m: B * T, n: H, k: V, a: pd.baseAddress!, lda: V, b: pw.baseAddress!, ldb: H, c: ph.baseAddress!, ldc: H)
+                }
+            }
+        }
         trainer.backward(dh, lowestLayer: lowest)
         return loss / Double(count)
     }

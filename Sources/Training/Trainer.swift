@@ -33,11 +33,13 @@ public final class AdapterTrainer {
             try model.setClassifier(weight: Tensor(shape: [labels.count, model.H], data: w), bias: Tensor(zeros: [labels.count]))
         }
         try self.init(model: model, labels: labels, config: c, rng: rng) { tls in
-            let hd = model.config.raw(\.hiddenDropout) ?? 0.1, ad = model.config.raw(\.attentionDropout) ?? 0.1
+            let hd = model.config.raw(\.hiddenDropout) ?? 0.1
+            let ad = model.config.raw(\.attentionDropout) ?? 0.1
             let main = try DifferentiableBert(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(ad))
             var replica: DifferentiableBert? = nil
             if c.workers >= 2 {
-                replica = try DifferentiableBert(model: model, trainables: tls.mapValues { $0.replica() }, hiddenDropout: Float(hd), attentionDropout: Float(ad))
+                replica = try DifferentiableBert(
+                    model: model, trainables: tls.mapValues { $0.replica() }, hiddenDropout: Float(hd), attentionDropout: Float(ad))
             }
             return BertClassificationTask(main, classes: labels.count, replica: replica)
         }
@@ -50,7 +52,9 @@ public final class AdapterTrainer {
         }
     }
 
-    init(model: AdaptableModel, labels: [String], config c: TrainConfig, rng seeded: SeededRNG, task makeTask: ([String: TrainLinear]) throws -> TrainTask) throws {
+    init(model: AdaptableModel, labels: [String], config c: TrainConfig, rng seeded: SeededRNG, task makeTask: ([String: TrainLinear]) throws -> TrainTask)
+        throws
+    {
         self.model = model
         self.config = c
         self.labels = labels
@@ -73,7 +77,10 @@ public final class AdapterTrainer {
                 if c.dora {
                     m = (0..<lin.outFeatures).map { o in
                         var ss = 0.0
-                        for i in 0..<lin.inFeatures { let v = Double(lin.weight[o * lin.inFeatures + i]); ss += v * v }
+                        for i in 0..<lin.inFeatures {
+                            let v = Double(lin.weight[o * lin.inFeatures + i])
+                            ss += v * v
+                        }
                         return Float(ss.squareRoot())
                     }
                 }
@@ -87,7 +94,10 @@ public final class AdapterTrainer {
             tls[name] = tl
         }
         guard !mods.isEmpty else {
-            throw TrainError("--targets", "no linear layer matches \(c.targets.joined(separator: ",")) (the model has \(Array(Set(model.linears.keys.map { String($0.split(separator: ".").last!) })).sorted().joined(separator: ", ")))")
+            throw TrainError(
+                "--targets",
+                "no linear layer matches \(c.targets.joined(separator: ",")) (the model has \(Array(Set(model.linears.keys.map { String($0.split(separator: ".").last!) })).sorted().joined(separator: ", ")))"
+            )
         }
         linears = tls
         modules = mods
@@ -113,12 +123,15 @@ public final class AdapterTrainer {
         var loss = 0.0
         var d = [Float](repeating: 0, count: logits.count)
         let B = labels.count
-        logits.withUnsafeBufferPointer { pl in d.withUnsafeMutableBufferPointer { pd in
-            for b in 0..<B {
-                loss += Kernels.crossEntropy(pl.baseAddress! + b * C, n: C, target: labels[b], dlogits: pd.baseAddress! + b * C,
-                                             divisor: Double(B), scale: scale)
+        logits.withUnsafeBufferPointer { pl in
+            d.withUnsafeMutableBufferPointer { pd in
+                for b in 0..<B {
+                    loss += Kernels.crossEntropy(
+                        pl.baseAddress! + b * C, n: C, target: labels[b], dlogits: pd.baseAddress! + b * C,
+                        divisor: Double(B), scale: scale)
+                }
             }
-        } }
+        }
         return (loss / Double(B), d)
     }
 
@@ -155,8 +168,10 @@ public final class AdapterTrainer {
     }
 
     /// Runs the whole training; `data` is tokenized and labelled, `eval` optional.
-    public func train(_ data: [Example], eval: [Example]?, events: ((TrainEvent) -> Void)? = nil,
-                      checkpoint: ((AdapterTrainer) throws -> Void)? = nil) throws {
+    public func train(
+        _ data: [Example], eval: [Example]?, events: ((TrainEvent) -> Void)? = nil,
+        checkpoint: ((AdapterTrainer) throws -> Void)? = nil
+    ) throws {
         try check(data, name: "training")
         if let e = eval { try check(e, name: "evaluation") }
         let c = config
@@ -169,7 +184,8 @@ public final class AdapterTrainer {
         while step < T {
             let t0 = now()
             // Data order: a shuffle per epoch from the seed, so a resumed run sees the same batches.
-            let epoch = step / stepsPerEpoch, within = step % stepsPerEpoch
+            let epoch = step / stepsPerEpoch
+            let within = step % stepsPerEpoch
             var order = Array(data.indices)
             if c.shuffle {
                 var drng = SeededRNG(seed: c.seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
@@ -178,7 +194,8 @@ public final class AdapterTrainer {
             let active = coto.draw(step: step, groups: groupCount, rng: &rng)
             for m in modules { model.linears[m]!.active = active[groupOf[m]!] }
             for p in params { p.zeroGrad() }
-            var loss = 0.0, tokens = 0
+            var loss = 0.0
+            var tokens = 0
             for micro in 0..<c.gradAccum {
                 let start = (within * c.gradAccum + micro) * c.batchSize
                 guard start < order.count else { break }
@@ -186,17 +203,19 @@ public final class AdapterTrainer {
                 tokens += batch.reduce(0) { $0 + $1.ids.count }
                 loss += lossAndGradients(batch, train: true, scale: 1 / Float(c.gradAccum)) / Double(c.gradAccum)
             }
-            let activeParams = modules.filter { active[groupOf[$0]!] }.flatMap { m -> [Param] in
-                [linears[m]!.pA!, linears[m]!.pB!] + (linears[m]!.pM.map { [$0] } ?? [])
-            } + task.headParams
+            let activeParams =
+                modules.filter { active[groupOf[$0]!] }.flatMap { m -> [Param] in
+                    [linears[m]!.pA!, linears[m]!.pB!] + (linears[m]!.pM.map { [$0] } ?? [])
+                } + task.headParams
             clipGradNorm(activeParams, maxNorm: c.maxGradNorm)
             let lr = c.lr * c.schedule.factor(step: step, total: T, warmup: warmup)
             for p in activeParams { adam.update(p, lr: lr) }
             for m in modules where active[groupOf[m]!] { linears[m]!.sync() }
             task.syncHead()
             let dt = max(now() - t0, 1e-9)
-            let entry = StepLog(step: step + 1, loss: loss, lr: lr, p: coto.p(step: step),
-                                activeGroups: (0..<groupCount).filter { active[$0] }, tokensPerSecond: Double(tokens) / dt, seconds: dt)
+            let entry = StepLog(
+                step: step + 1, loss: loss, lr: lr, p: coto.p(step: step),
+                activeGroups: (0..<groupCount).filter { active[$0] }, tokensPerSecond: Double(tokens) / dt, seconds: dt)
             log.append(entry)
             step += 1
             model.setActive(true)
@@ -214,7 +233,9 @@ public final class AdapterTrainer {
     public func evaluate(_ data: [Example]) throws -> (Double, Double) {
         model.setActive(true)
         if labels.isEmpty {
-            var correct = 0, count = 0, nll = 0.0
+            var correct = 0
+            var count = 0
+            var nll = 0.0
             for e in data {
                 guard let y = e.targets else { continue }
                 let out = try model.forward(Batch(ids: [e.ids]), outputLayers: false, head: .languageModel)
@@ -228,7 +249,8 @@ public final class AdapterTrainer {
             }
             return (Double(correct) / Double(max(count, 1)), nll / Double(max(count, 1)))
         }
-        var correct = 0, loss = 0.0
+        var correct = 0
+        var loss = 0.0
         for start in stride(from: 0, to: data.count, by: 32) {
             let batch = Array(data[start..<min(data.count, start + 32)])
             let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)

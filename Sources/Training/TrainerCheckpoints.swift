@@ -13,9 +13,11 @@ extension AdapterTrainer {
         try FileSystem.makeDirectory(dir)
         try adapter(baseModel: baseModel).save(to: FileSystem.join(dir, "adapter"))
         var entries: [TensorEntry] = []
-        var meta: [(String, String)] = [("format", "pt"), ("step", String(step)),
-                                        ("rng", rng.state.map { String($0) }.joined(separator: ",")),
-                                        ("log", JSON.array(log.map(\.json)).compact)]
+        var meta: [(String, String)] = [
+            ("format", "pt"), ("step", String(step)),
+            ("rng", rng.state.map { String($0) }.joined(separator: ",")),
+            ("log", JSON.array(log.map(\.json)).compact),
+        ]
         for p in params {
             let (m, v, st) = p.state
             entries.append(TensorEntry(name: p.name + ".value", tensor: Tensor(shape: [p.value.count], data: p.value)))
@@ -31,24 +33,27 @@ extension AdapterTrainer {
         let f = try SafeTensorsFile(path: path)
         for p in params {
             guard let v = try? f.tensor(p.name + ".value").data, v.count == p.value.count,
-                  let m = try? f.tensor(p.name + ".m").data, let vv = try? f.tensor(p.name + ".v").data,
-                  let st = f.metadataValue("step:" + p.name).flatMap(Int.init) else {
+                let m = try? f.tensor(p.name + ".m").data, let vv = try? f.tensor(p.name + ".v").data,
+                let st = f.metadataValue("step:" + p.name).flatMap(Int.init)
+            else {
                 throw TrainError(path, "checkpoint does not match this run's configuration (parameter \(p.name))")
             }
             p.value = v
             p.restore(m: m, v: vv, step: st)
         }
         guard let st = f.metadataValue("step").flatMap(Int.init),
-              let r = f.metadataValue("rng").map({ $0.split(separator: ",").compactMap { UInt64($0) } }).flatMap(SeededRNG.init(state:)) else {
+            let r = f.metadataValue("rng").map({ $0.split(separator: ",").compactMap { UInt64($0) } }).flatMap(SeededRNG.init(state:))
+        else {
             throw TrainError(path, "checkpoint has no step / RNG state")
         }
         step = st
         rng = r
         if let text = f.metadataValue("log"), let arr = (try? JSON.parse(string: text))?.arrayValue {
             log = arr.map { e in
-                StepLog(step: e["step"]?.intValue ?? 0, loss: e["loss"]?.doubleValue ?? 0, lr: Float(e["lr"]?.doubleValue ?? 0),
-                        p: e["p"]?.doubleValue ?? 1, activeGroups: e["active_groups"]?.arrayValue?.compactMap(\.intValue) ?? [],
-                        tokensPerSecond: e["tokens_per_s"]?.doubleValue ?? 0, seconds: e["seconds"]?.doubleValue ?? 0)
+                StepLog(
+                    step: e["step"]?.intValue ?? 0, loss: e["loss"]?.doubleValue ?? 0, lr: Float(e["lr"]?.doubleValue ?? 0),
+                    p: e["p"]?.doubleValue ?? 1, activeGroups: e["active_groups"]?.arrayValue?.compactMap(\.intValue) ?? [],
+                    tokensPerSecond: e["tokens_per_s"]?.doubleValue ?? 0, seconds: e["seconds"]?.doubleValue ?? 0)
             }
         }
         for m in modules { linears[m]!.sync() }
@@ -90,16 +95,19 @@ extension AdapterTrainer {
         cfg.loraDropout = Double(config.loraDropout)
         let mods = modules.map { name -> LoraModule in
             let l = model.linears[name]!
-            return LoraModule(name: prefix + name, a: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.rank, l.inFeatures], data: l.a!)),
-                              b: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures, l.rank], data: l.b!)),
-                              magnitude: l.magnitude.map { AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures], data: $0)) },
-                              alpha: cfg.loraAlpha, scaling: Double(l.scaling))
+            return LoraModule(
+                name: prefix + name, a: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.rank, l.inFeatures], data: l.a!)),
+                b: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures, l.rank], data: l.b!)),
+                magnitude: l.magnitude.map { AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures], data: $0)) },
+                alpha: cfg.loraAlpha, scaling: Double(l.scaling))
         }
         var head: [(String, AdapterTensor)] = []
         if let t = task as? BertClassificationTask {
             let H = t.trainer.H
-            head = [("base_model.model.classifier.bias", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count], data: t.trainer.headB.value))),
-                    ("base_model.model.classifier.weight", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count, H], data: t.trainer.headW.value)))]
+            head = [
+                ("base_model.model.classifier.bias", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count], data: t.trainer.headB.value))),
+                ("base_model.model.classifier.weight", AdapterTensor(dtype: .f32, tensor: Tensor(shape: [labels.count, H], data: t.trainer.headW.value))),
+            ]
         }
         var a = Adapter(config: cfg, modules: mods, otherTensors: head, source: "coto-train", configOrigin: "coto-train")
         a.labels = classification ? labels : nil

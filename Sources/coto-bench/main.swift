@@ -14,10 +14,10 @@ struct Bench: ParsableCommand {
         commandName: "coto-bench",
         abstract: "Measure coto's checkpoint I/O (used by scripts/bench-read.sh against Python safetensors).",
         discussion: """
-        Examples:
-          coto-bench read model.safetensors --repeat 5
-          coto-bench write-synthetic big.safetensors --gib 2
-        """,
+            Examples:
+              coto-bench read model.safetensors --repeat 5
+              coto-bench write-synthetic big.safetensors --gib 2
+            """,
         subcommands: [Read.self, WriteSynthetic.self, BlasInfo.self, Forward.self])
 
     static func now() -> Double { Clock.now() }
@@ -48,7 +48,10 @@ struct Bench: ParsableCommand {
                             var s: UInt64 = 0
                             var i = 0
                             // Touch every 8-byte word: forces every page in, like a copy would.
-                            while i + 8 <= raw.count { s &+= raw.loadUnaligned(fromByteOffset: i, as: UInt64.self); i += 8 }
+                            while i + 8 <= raw.count {
+                                s &+= raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                                i += 8
+                            }
                             return s
                         }
                     }
@@ -56,12 +59,15 @@ struct Bench: ParsableCommand {
                 }
                 best = min(best, Bench.now() - t0)
             }
-            print("coto read: \(bytes) bytes in \(String(format: "%.4f", best)) s = \(String(format: "%.2f", Double(bytes) / best / 1e9)) GB/s (best of \(repeatCount), \(decode ? "decoded to Float32" : "raw bytes touched"), checksum \(checksum % 1000))")
+            print(
+                "coto read: \(bytes) bytes in \(String(format: "%.4f", best)) s = \(String(format: "%.2f", Double(bytes) / best / 1e9)) GB/s (best of \(repeatCount), \(decode ? "decoded to Float32" : "raw bytes touched"), checksum \(checksum % 1000))"
+            )
         }
     }
 
     struct Forward: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Time the forward pass on a random batch; print sequences/s and GFLOP/s against a plain sgemm.")
+        static let configuration = CommandConfiguration(
+            abstract: "Time the forward pass on a random batch; print sequences/s and GFLOP/s against a plain sgemm.")
         @Option var model: String
         @Option var batch = 8
         @Option var length = 64
@@ -88,27 +94,38 @@ struct Bench: ParsableCommand {
             // FLOPs: 2·tokens·(linear weights) + attention (2·2·T²·hidden per sequence and layer) + LM head.
             let tokens = Double(batch * length)
             let linearParams = m.linears.values.reduce(0.0) { $0 + Double($1.inFeatures * $1.outFeatures) }
-            let H = Double(m.config.hiddenSize ?? 0), L = Double(m.config.numHiddenLayers ?? 0)
+            let H = Double(m.config.hiddenSize ?? 0)
+            let L = Double(m.config.numHiddenLayers ?? 0)
             var flops = 2 * tokens * linearParams + 4 * Double(batch) * Double(length * length) * H * L
             if head == .languageModel { flops += 2 * tokens * H * Double(V) }
             // Plain sgemm of the model's most common shape for reference.
             let (mm, nn, kk) = (batch * length, Int(H) * 4 > 0 ? Int(m.config.intermediateSize ?? Int(H)) : 512, Int(H))
-            let a = [Float](repeating: 0.5, count: mm * kk), w = [Float](repeating: 0.25, count: nn * kk)
+            let a = [Float](repeating: 0.5, count: mm * kk)
+            let w = [Float](repeating: 0.25, count: nn * kk)
             var c = [Float](repeating: 0, count: mm * nn)
             var sbest = Double.infinity
             BLAS.setThreads(threads)  // the reference sgemm gets OpenBLAS's own threading
             defer { Parallel.configure(threads: threads) }
             for _ in 0..<repeatCount {
                 let t0 = Bench.now()
-                a.withUnsafeBufferPointer { pa in w.withUnsafeBufferPointer { pw in c.withUnsafeMutableBufferPointer { pc in
-                    BLAS.sgemm(transA: false, transB: true, m: mm, n: nn, k: kk, a: pa.baseAddress!, lda: kk, b: pw.baseAddress!, ldb: kk, c: pc.baseAddress!, ldc: nn)
-                } } }
+                a.withUnsafeBufferPointer { pa in
+                    w.withUnsafeBufferPointer { pw in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            BLAS.sgemm(
+                                transA: false, transB: true, m: mm, n: nn, k: kk, a: pa.baseAddress!, lda: kk, b: pw.baseAddress!, ldb: kk, c: pc.baseAddress!,
+                                ldc: nn)
+                        }
+                    }
+                }
                 sbest = min(sbest, Bench.now() - t0)
             }
             let sgemmGF = 2 * Double(mm * nn * kk) / sbest / 1e9
-            print(String(format: "coto forward: %@ batch %d x %d tokens: %.4f s = %.1f sequences/s, %.1f GFLOP/s (plain sgemm %dx%dx%d: %.1f GFLOP/s; %.0f%%); median of %d, min %.4f, max %.4f",
-                         m.modelType, batch, length, best, Double(batch) / best, flops / best / 1e9, mm, nn, kk, sgemmGF, 100 * flops / best / 1e9 / sgemmGF,
-                         times.count, times.first!, times.last!))
+            print(
+                String(
+                    format:
+                        "coto forward: %@ batch %d x %d tokens: %.4f s = %.1f sequences/s, %.1f GFLOP/s (plain sgemm %dx%dx%d: %.1f GFLOP/s; %.0f%%); median of %d, min %.4f, max %.4f",
+                    m.modelType, batch, length, best, Double(batch) / best, flops / best / 1e9, mm, nn, kk, sgemmGF, 100 * flops / best / 1e9 / sgemmGF,
+                    times.count, times.first!, times.last!))
         }
     }
 
@@ -128,16 +145,20 @@ struct Bench: ParsableCommand {
             let tensorElems = 16 << 20  // 64 MiB per tensor
             let n = max(1, Int(gib * Double(1 << 30)) / (tensorElems * 4))
             let entries = (0..<n).map { i in
-                TensorEntry(name: "layer.\(i).weight", dtype: .f32, shape: [4096, tensorElems / 4096], source: .lazy {
-                    var rng = SeededRNG(seed: UInt64(i))
-                    return Storage.encode((0..<tensorElems).map { _ in rng.uniformFloat() }, dtype: .f32)
-                })
+                TensorEntry(
+                    name: "layer.\(i).weight", dtype: .f32, shape: [4096, tensorElems / 4096],
+                    source: .lazy {
+                        var rng = SeededRNG(seed: UInt64(i))
+                        return Storage.encode((0..<tensorElems).map { _ in rng.uniformFloat() }, dtype: .f32)
+                    })
             }
             let t0 = Bench.now()
             try SafeTensorsWriter.write(entries, to: path)
             let dt = Bench.now() - t0
             let bytes = n * tensorElems * 4
-            print("coto write: \(bytes) bytes in \(String(format: "%.3f", dt)) s = \(String(format: "%.2f", Double(bytes) / dt / 1e9)) GB/s (including generation and fsync)")
+            print(
+                "coto write: \(bytes) bytes in \(String(format: "%.3f", dt)) s = \(String(format: "%.2f", Double(bytes) / dt / 1e9)) GB/s (including generation and fsync)"
+            )
         }
     }
 }

@@ -9,26 +9,26 @@ struct Convert: ParsableCommand {
         commandName: "coto-convert",
         abstract: "Convert checkpoints: GGUF -> Hugging Face dir; adapter dir <-> adapter file; reshard or recast a model dir.",
         discussion: """
-        INPUT kinds and what OUTPUT becomes (adapter -> OUTPUT.gguf: a llama.cpp LoRA adapter for --base BASE.gguf;
-        a llama.cpp LoRA adapter .gguf + --base BASE.gguf -> a PEFT adapter):
-          model.gguf (llama)   -> OUTPUT directory: config.json, model.safetensors (dequantized), tokenizer.json, ...
-          PEFT adapter dir     -> OUTPUT.safetensors (one file, config in its metadata) or another adapter dir
-          adapter .safetensors -> OUTPUT dir (adapter_config.json + adapter_model.safetensors) or file
-          HF model dir         -> OUTPUT dir with the weights resharded (--max-shard-size) and/or recast (--dtype)
+            INPUT kinds and what OUTPUT becomes (adapter -> OUTPUT.gguf: a llama.cpp LoRA adapter for --base BASE.gguf;
+            a llama.cpp LoRA adapter .gguf + --base BASE.gguf -> a PEFT adapter):
+              model.gguf (llama)   -> OUTPUT directory: config.json, model.safetensors (dequantized), tokenizer.json, ...
+              PEFT adapter dir     -> OUTPUT.safetensors (one file, config in its metadata) or another adapter dir
+              adapter .safetensors -> OUTPUT dir (adapter_config.json + adapter_model.safetensors) or file
+              HF model dir         -> OUTPUT dir with the weights resharded (--max-shard-size) and/or recast (--dtype)
 
-        Examples:
-          coto-convert SmolLM2-135M-Instruct.Q4_1.gguf -o smollm2/
-          coto-convert runs/coto-s0 -o coto-s0.safetensors
-          coto-convert lora.safetensors --alpha 16 -o lora-dir/
-          coto-convert big-model/ --max-shard-size 2GB --dtype bf16 -o big-model-bf16/
-          coto-convert runs/dora --to-lora --base minilm/ --rank 16 -o runs/dora-as-lora
-          coto-convert runs/smol-lora -o smol-lora.gguf --base SmolLM2-135M-Instruct.Q4_1.gguf    # for llama.cpp (--lora)
-          coto-convert smol-lora.gguf --base SmolLM2-135M-Instruct.Q4_1.gguf -o runs/smol-lora     # and back
+            Examples:
+              coto-convert SmolLM2-135M-Instruct.Q4_1.gguf -o smollm2/
+              coto-convert runs/coto-s0 -o coto-s0.safetensors
+              coto-convert lora.safetensors --alpha 16 -o lora-dir/
+              coto-convert big-model/ --max-shard-size 2GB --dtype bf16 -o big-model-bf16/
+              coto-convert runs/dora --to-lora --base minilm/ --rank 16 -o runs/dora-as-lora
+              coto-convert runs/smol-lora -o smol-lora.gguf --base SmolLM2-135M-Instruct.Q4_1.gguf    # for llama.cpp (--lora)
+              coto-convert smol-lora.gguf --base SmolLM2-135M-Instruct.Q4_1.gguf -o runs/smol-lora     # and back
 
-        --to-lora (DoRA or HiRA adapter, needs --base): per module the best rank-k LoRA of the adapter's
-        effective change of the base weight (what coto-fuse would add), k = 2r unless --rank; the error of
-        each module is reported.
-        """)
+            --to-lora (DoRA or HiRA adapter, needs --base): per module the best rank-k LoRA of the adapter's
+            effective change of the base weight (what coto-fuse would add), k = 2r unless --rank; the error of
+            each module is reported.
+            """)
 
     @Argument(help: "Input checkpoint.")
     var input: String
@@ -106,19 +106,23 @@ struct Convert: ParsableCommand {
                 }
             }
             bar.finish()
-        } else if Adapter.isAdapter(path: input) || (!FileSystem.isDirectory(input) && input.hasSuffix(".safetensors") && (try? SafeTensorsFile(path: input)) == nil) {
+        } else if Adapter.isAdapter(path: input)
+            || (!FileSystem.isDirectory(input) && input.hasSuffix(".safetensors") && (try? SafeTensorsFile(path: input)) == nil)
+        {
             kind = "adapter"
             var adapter = try Adapter.load(input, alpha: alpha)
             if FileSystem.isDirectory(input) && alpha != nil {
                 throw CommandError(input, "--alpha applies to a bare adapter file only; this directory has adapter_config.json")
             }
             if toLora, let b = base {
-                let (converted, entries) = try VariantConversion.toLoRA(adapter, base: try HFModelDir(path: b), rank: rank,
-                                                                        progress: operatorProgress(label: "converting", quiet: quiet || json))
+                let (converted, entries) = try VariantConversion.toLoRA(
+                    adapter, base: try HFModelDir(path: b), rank: rank,
+                    progress: operatorProgress(label: "converting", quiet: quiet || json))
                 adapter = converted
                 conversion = entries
                 if !quiet && !json {
-                    Console.writeErr(table(["module", "rank", "relative error"], entries.map { [$0.module, "\($0.rankBefore)→\($0.rank)", fmt($0.relativeError, 3)] }))
+                    Console.writeErr(
+                        table(["module", "rank", "relative error"], entries.map { [$0.module, "\($0.rankBefore)→\($0.rank)", fmt($0.relativeError, 3)] }))
                 }
             }
             if output.hasSuffix(".gguf") {
@@ -131,7 +135,9 @@ struct Convert: ParsableCommand {
                 written = [output]
             } else {
                 try adapter.save(to: output, dtype: outDType)
-                written = output.hasSuffix(".safetensors") ? [output]
+                written =
+                    output.hasSuffix(".safetensors")
+                    ? [output]
                     : [Adapter.weightsFile, Adapter.configFile, Adapter.labelsFile, Adapter.cotoFile].filter { FileSystem.exists(FileSystem.join(output, $0)) }
             }
             if !quiet && !json && adapter.configOrigin.hasPrefix("inferred") {
@@ -146,20 +152,28 @@ struct Convert: ParsableCommand {
             throw CommandError(input, "not a GGUF file, adapter or model directory; nothing to convert")
         }
         if json {
-            var fields: [(String, JSON)] = [("input", .string(input)), ("kind", .string(kind)), ("output", .string(output)),
-                                            ("files", .array(written.map { .string($0) }))]
+            var fields: [(String, JSON)] = [
+                ("input", .string(input)), ("kind", .string(kind)), ("output", .string(output)),
+                ("files", .array(written.map { .string($0) })),
+            ]
             if toLora {
-                fields.append(("to_lora", .array(conversion.map { e in
-                    .object([("name", .string(e.module)), ("rank_before", .int(e.rankBefore)), ("rank", .int(e.rank)),
-                             ("delta_norm", .double(e.deltaNorm)), ("relative_error", .double(e.relativeError))])
-                })))
+                fields.append(
+                    (
+                        "to_lora",
+                        .array(
+                            conversion.map { e in
+                                .object([
+                                    ("name", .string(e.module)), ("rank_before", .int(e.rankBefore)), ("rank", .int(e.rank)),
+                                    ("delta_norm", .double(e.deltaNorm)), ("relative_error", .double(e.relativeError)),
+                                ])
+                            })
+                    ))
             }
             Console.writeOut(JSON.object(fields).pretty)
         } else if !quiet {
             Console.writeErr("wrote \(output): \(written.joined(separator: ", "))")
         }
     }
-
 
     /// Reshard and/or recast a model directory, copying every other file.
     func convertModelDir() throws -> [String] {
@@ -172,10 +186,12 @@ struct Convert: ParsableCommand {
             var e = try store.entry(name)
             if let d = outDType, e.dtype != d, e.dtype.isFloatingPoint {
                 let src = e
-                e = TensorEntry(name: name, dtype: d, shape: e.shape, source: .lazy {
-                    defer { store.release(src.name) }
-                    return Storage.encode(try store.loadTensor(src.name).data, dtype: d)
-                })
+                e = TensorEntry(
+                    name: name, dtype: d, shape: e.shape,
+                    source: .lazy {
+                        defer { store.release(src.name) }
+                        return Storage.encode(try store.loadTensor(src.name).data, dtype: d)
+                    })
             }
             entries.append(e)
         }
@@ -191,7 +207,10 @@ struct Convert: ParsableCommand {
                 let name = d == .f32 ? "float32" : d == .f16 ? "float16" : "bfloat16"
                 var found = false
                 for k in ["torch_dtype", "dtype"] {
-                    if let i = pairs.firstIndex(where: { $0.0 == k }) { pairs[i].1 = .string(name); found = true }
+                    if let i = pairs.firstIndex(where: { $0.0 == k }) {
+                        pairs[i].1 = .string(name)
+                        found = true
+                    }
                 }
                 if !found { pairs.append(("torch_dtype", .string(name))) }
                 bytes = Array(JSON.object(pairs).pretty.utf8)

@@ -8,16 +8,16 @@ struct Data: ParsableCommand {
         commandName: "coto-data",
         abstract: "Build JSONL task files from Debian's corpora (WordNet 3.0, fortunes).",
         discussion: """
-        Splits are deterministic: an example goes to train, dev or test by a hash of its id (WordNet: the
-        synset, e.g. n02084071), so the same synset is in the same split of every task. Each split can be
-        capped per class (the examples kept are chosen by a second hash, not by corpus order). A card with
-        the counts per class is printed and saved as card.json.
+            Splits are deterministic: an example goes to train, dev or test by a hash of its id (WordNet: the
+            synset, e.g. n02084071), so the same synset is in the same split of every task. Each split can be
+            capped per class (the examples kept are chosen by a second hash, not by corpus order). A card with
+            the counts per class is printed and saved as card.json.
 
-        Examples:
-          coto-data wordnet -o data/                               # noun8, pos4, verb15
-          coto-data wordnet -o data/ --cap-train 150 --cap-eval 50
-          coto-data fortunes -o data/ --min-per-class 500
-        """,
+            Examples:
+              coto-data wordnet -o data/                               # noun8, pos4, verb15
+              coto-data wordnet -o data/ --cap-train 150 --cap-eval 50
+              coto-data fortunes -o data/ --min-per-class 500
+            """,
         subcommands: [WordNetCommand.self, FortunesCommand.self])
 
     struct Common: ParsableArguments {
@@ -33,7 +33,10 @@ struct Data: ParsableCommand {
         var caps: [Split: Int] {
             var c: [Split: Int] = [:]
             if let t = capTrain { c[.train] = t }
-            if let e = capEval { c[.dev] = e; c[.test] = e }
+            if let e = capEval {
+                c[.dev] = e
+                c[.test] = e
+            }
             return c
         }
 
@@ -52,13 +55,17 @@ struct Data: ParsableCommand {
             }
             let card = JSON.object([("source", .string(source)), ("tasks", .array(cards))])
             try AtomicFileWriter.write(card.pretty + "\n", to: FileSystem.join(output, "card.json"))
-            if out.json { Console.writeOut(card.pretty) }
-            else if !out.quiet { Console.writeOut("wrote \(tasks.count * 3) task files and card.json to \(output)") }
+            if out.json {
+                Console.writeOut(card.pretty)
+            } else if !out.quiet {
+                Console.writeOut("wrote \(tasks.count * 3) task files and card.json to \(output)")
+            }
         }
     }
 
     struct WordNetCommand: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "wordnet",
+        static let configuration = CommandConfiguration(
+            commandName: "wordnet",
             abstract: "noun8 (noun supersense), pos4 (part of speech), verb15 (verb supersense) from WordNet 3.0.")
         @Option(help: "Directory with data.noun, data.verb, data.adj, data.adv.") var wordnet = WordNet.defaultDirectory
         @OptionGroup var common: Common
@@ -80,8 +87,9 @@ struct Data: ParsableCommand {
         }
 
         func run() throws {
-            try common.write([try Fortunes.task(directory: fortunes, minPerClass: minPerClass, maxCharacters: maxCharacters, cap: common.caps)],
-                             source: fortunes)
+            try common.write(
+                [try Fortunes.task(directory: fortunes, minPerClass: minPerClass, maxCharacters: maxCharacters, cap: common.caps)],
+                source: fortunes)
         }
     }
 }

@@ -11,24 +11,24 @@ struct Eval: ParsableCommand {
         commandName: "coto-eval",
         abstract: "Evaluate a model with an adapter on a task file; generate text.",
         discussion: """
-        Tasks (JSONL, one object per line):
-          classification    {"text", "label"} (optional "text_pair"): accuracy, macro-F1, loss, confusion matrix
-          multiple-choice   {"context", "choices": [...], "label": index}: acc and acc_norm (per byte), as lm-eval-harness
-          perplexity        {"text"} or {"prompt", "completion"} (loss on the completion only)
+            Tasks (JSONL, one object per line):
+              classification    {"text", "label"} (optional "text_pair"): accuracy, macro-F1, loss, confusion matrix
+              multiple-choice   {"context", "choices": [...], "label": index}: acc and acc_norm (per byte), as lm-eval-harness
+              perplexity        {"text"} or {"prompt", "completion"} (loss on the completion only)
 
-        Examples:
-          coto-eval --model minilm/ --adapter runs/coto-s0 --data test.jsonl --task classification
-          coto-eval --model minilm/ --adapter merged/ --head runs/nouns --data nouns-test.jsonl --task classification --json
-          coto-eval --model smollm2/ --data mc.jsonl --task multiple-choice
-          coto-eval generate --model smollm2/ --prompt "The capital of France is" --max-new-tokens 16
+            Examples:
+              coto-eval --model minilm/ --adapter runs/coto-s0 --data test.jsonl --task classification
+              coto-eval --model minilm/ --adapter merged/ --head runs/nouns --data nouns-test.jsonl --task classification --json
+              coto-eval --model smollm2/ --data mc.jsonl --task multiple-choice
+              coto-eval generate --model smollm2/ --prompt "The capital of France is" --max-new-tokens 16
 
-        Sweeps (classification; each writes a results JSON into --out, a run directory):
-          coto-eval interpolate runs/lora-s0 runs/lora-s1 --model minilm/ --data test.jsonl --grid 0:1:0.1 -o sweeps/
-          coto-eval merge nouns/ pos/ verbs/ --model minilm/ --task-data nouns-test.jsonl,pos-test.jsonl,verbs-test.jsonl -o sweeps/
-          coto-eval prune runs/coto-s0 --model minilm/ --data test.jsonl --sparsity 0,0.5,0.9 --layers all,low,high -o sweeps/
-          coto-eval shapley runs/coto-s0 --model minilm/ --data test.jsonl --samples 64 -o sweeps/ --shard 1/2
-          coto-eval report runs/ sweeps/ -o report/
-        """,
+            Sweeps (classification; each writes a results JSON into --out, a run directory):
+              coto-eval interpolate runs/lora-s0 runs/lora-s1 --model minilm/ --data test.jsonl --grid 0:1:0.1 -o sweeps/
+              coto-eval merge nouns/ pos/ verbs/ --model minilm/ --task-data nouns-test.jsonl,pos-test.jsonl,verbs-test.jsonl -o sweeps/
+              coto-eval prune runs/coto-s0 --model minilm/ --data test.jsonl --sparsity 0,0.5,0.9 --layers all,low,high -o sweeps/
+              coto-eval shapley runs/coto-s0 --model minilm/ --data test.jsonl --samples 64 -o sweeps/ --shard 1/2
+              coto-eval report runs/ sweeps/ -o report/
+            """,
         subcommands: [Run.self, Generate.self, Interpolate.self, MergeSweep.self, PruneSweep.self, Shapley.self, ReportCommand.self],
         defaultSubcommand: Run.self)
 
@@ -39,7 +39,10 @@ struct Eval: ParsableCommand {
         @Option(help: "Adapter directory or .safetensors file applied in the forward pass.")
         var adapter: String?
 
-        @Option(help: "Run the adapter's factors as this variant instead of the one it declares: lora or hira (default: what the adapter says; DoRA modules stay DoRA).")
+        @Option(
+            help:
+                "Run the adapter's factors as this variant instead of the one it declares: lora or hira (default: what the adapter says; DoRA modules stay DoRA)."
+        )
         var variant: String?
 
         @Option(help: "BLAS threads.")
@@ -104,7 +107,9 @@ struct Eval: ParsableCommand {
             }
             if let h = head {
                 let ha = try Adapter.load(h)
-                guard let (w, b) = model.classificationHead(of: ha) else { throw CommandError(h, "has no classification head (classifier/score in modules_to_save)") }
+                guard let (w, b) = model.classificationHead(of: ha) else {
+                    throw CommandError(h, "has no classification head (classifier/score in modules_to_save)")
+                }
                 try model.setClassifier(weight: w, bias: b)
                 labelList = ha.labels
             }
@@ -164,9 +169,12 @@ struct Eval: ParsableCommand {
             guard let bpe = tok as? ByteLevelBPETokenizer else { throw CommandError(modelOptions.model, "decoding needs a byte-level BPE tokenizer") }
             let text = bpe.decode(outIds)
             if out.json {
-                Console.writeOut(JSON.object([("prompt", .string(prompt)), ("prompt_ids", .array(ids.map { JSON.int($0) })),
-                                              ("ids", .array(outIds.map { JSON.int($0) })), ("text", .string(text)),
-                                              ("tokens_per_second", .double(Double(outIds.count) / max(dt, 1e-9)))]).pretty)
+                Console.writeOut(
+                    JSON.object([
+                        ("prompt", .string(prompt)), ("prompt_ids", .array(ids.map { JSON.int($0) })),
+                        ("ids", .array(outIds.map { JSON.int($0) })), ("text", .string(text)),
+                        ("tokens_per_second", .double(Double(outIds.count) / max(dt, 1e-9))),
+                    ]).pretty)
             } else {
                 Console.writeOut(prompt + text)
                 if out.chatty { Console.writeErr("\(outIds.count) tokens in \(fmt(dt, 3)) s (\(fmt(Double(outIds.count) / max(dt, 1e-9), 3)) tokens/s)") }
@@ -175,7 +183,6 @@ struct Eval: ParsableCommand {
     }
 }
 
-
 /// What every sweep shares: the model, batching, the run directory, the series name and the shard.
 struct SweepOptions: ParsableArguments {
     @Option(help: "Model directory.") var model: String
@@ -183,13 +190,16 @@ struct SweepOptions: ParsableArguments {
     @Option(help: "Series name in reports (default: coto/lora from the metrics.json coto-train wrote beside the adapter).") var name: String?
     @Option(help: "Run only part i of n of the points (i/n); `coto-eval report` joins the parts.") var shard = "1/1"
     @Option(help: "Examples per forward pass.") var batchSize = 32
-    @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength: Int?
+    @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength:
+        Int?
     @Option(help: "Threads.") var threads = 2
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n (got '\(shard)')") }
-        guard batchSize >= 1, (maxLength ?? 2) >= 2, threads >= 1 else { throw ValidationError("--batch-size and --threads must be positive, --max-length at least 2") }
+        guard batchSize >= 1, (maxLength ?? 2) >= 2, threads >= 1 else {
+            throw ValidationError("--batch-size and --threads must be positive, --max-length at least 2")
+        }
     }
 
     var parsedShard: Shard { Shard.parse(shard) ?? .whole }
@@ -222,8 +232,7 @@ struct SweepOptions: ParsableArguments {
         try FileSystem.makeDirectory(out)
         let path = FileSystem.join(out, Sweeps.fileName(result))
         try AtomicFileWriter.write(result.pretty + "\n", to: path)
-        if output.json { Console.writeOut(result.pretty) }
-        else if !output.quiet { Console.writeOut(summary(result) + "\nwrote \(path)") }
+        if output.json { Console.writeOut(result.pretty) } else if !output.quiet { Console.writeOut(summary(result) + "\nwrote \(path)") }
     }
 }
 
@@ -245,17 +254,24 @@ struct Interpolate: ParsableCommand {
 
     func run() throws {
         let (A, B) = (try sweep.loadAdapter(a), try sweep.loadAdapter(b))
-        try sweep.run("interpolating", { ev in
-            try Sweeps.interpolate(ev, a: A, b: B, data: try ev.prepare(data), grid: Sweeps.parseGrid(grid)!, name: sweep.name ?? Sweeps.seriesName(a), shard: sweep.parsedShard)
-        }, summary: { r in
-            let barrier = sweep.parsedShard.count == 1 ? Sweeps.barrier(Sweeps.curve(r["points"]?.arrayValue ?? [])).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
-            return pointLines(r) { "λ=\(fmt($0["lambda"]?.doubleValue ?? .nan, 2))" } + barrier
-        })
+        try sweep.run(
+            "interpolating",
+            { ev in
+                try Sweeps.interpolate(
+                    ev, a: A, b: B, data: try ev.prepare(data), grid: Sweeps.parseGrid(grid)!, name: sweep.name ?? Sweeps.seriesName(a),
+                    shard: sweep.parsedShard)
+            },
+            summary: { r in
+                let barrier =
+                    sweep.parsedShard.count == 1 ? Sweeps.barrier(Sweeps.curve(r["points"]?.arrayValue ?? [])).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
+                return pointLines(r) { "λ=\(fmt($0["lambda"]?.doubleValue ?? .nan, 2))" } + barrier
+            })
     }
 }
 
 struct MergeSweep: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "merge",
+    static let configuration = CommandConfiguration(
+        commandName: "merge",
         abstract: "Every merge method on every task, each task scored with its own adapter's head.",
         discussion: "Default weights: 1 per adapter for the TIES family, 1/n for the others (--weights overrides all).")
     @Argument(help: "One adapter per task.") var adapters: [String]
@@ -297,27 +313,35 @@ struct MergeSweep: ParsableCommand {
         if let w = ws, w.count != adapters.count { throw ValidationError("--weights has \(w.count) values for \(adapters.count) adapters") }
         let inputs = try adapters.map(sweep.loadAdapter)
         let names = Set(adapters.map(Sweeps.seriesName))
-        try sweep.run("merging", { ev in
-            try Sweeps.merge(ev, adapters: inputs, data: try files.map(ev.prepare), methods: methods.split(separator: ",").map(String.init),
-                             weights: ws, density: density, seed: seed, name: sweep.name ?? (names.count == 1 ? names.first! : "mixed"), shard: sweep.parsedShard)
-        }, summary: { r in pointLines(r) { "\($0["method"]?.stringValue ?? "") on \($0["task"]?.stringValue ?? "")" } })
+        try sweep.run(
+            "merging",
+            { ev in
+                try Sweeps.merge(
+                    ev, adapters: inputs, data: try files.map(ev.prepare), methods: methods.split(separator: ",").map(String.init),
+                    weights: ws, density: density, seed: seed, name: sweep.name ?? (names.count == 1 ? names.first! : "mixed"), shard: sweep.parsedShard)
+            }, summary: { r in pointLines(r) { "\($0["method"]?.stringValue ?? "") on \($0["task"]?.stringValue ?? "")" } })
     }
 }
 
 struct PruneSweep: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Pruning curves: magnitude sparsity, dropped layer sets and module kinds, rank.")
+    static let configuration = CommandConfiguration(
+        commandName: "prune", abstract: "Pruning curves: magnitude sparsity, dropped layer sets and module kinds, rank.")
     @Argument(help: "Adapter.") var adapter: String
     @Option(help: "Classification JSONL.") var data: String
     @Option(help: "Magnitude sparsities, comma-separated.") var sparsity: String?
     @Option(help: "tensor or global magnitude threshold.") var scope = "tensor"
-    @Option(help: "Layer sets to drop: all, every-other, low, middle, high, index ranges like 0-2, or lists like 0;2;4 (comma-separated points; 'none' keeps all).") var layers: String?
+    @Option(
+        help: "Layer sets to drop: all, every-other, low, middle, high, index ranges like 0-2, or lists like 0;2;4 (comma-separated points; 'none' keeps all).")
+    var layers: String?
     @Option(help: "Module kinds to drop one at a time, comma-separated (query,key,value).") var modules: String?
     @Option(help: "Ranks to truncate to, comma-separated.") var ranks: String?
     @Option(help: "Rank method: svd or norm.") var rankMethod = "svd"
     @OptionGroup var sweep: SweepOptions
 
     func validate() throws {
-        guard sparsity != nil || layers != nil || modules != nil || ranks != nil else { throw ValidationError("give --sparsity, --layers, --modules or --ranks") }
+        guard sparsity != nil || layers != nil || modules != nil || ranks != nil else {
+            throw ValidationError("give --sparsity, --layers, --modules or --ranks")
+        }
         guard PruneOptions.Scope(rawValue: scope) != nil else { throw ValidationError("--scope must be tensor or global") }
         guard PruneOptions.RankMethod(rawValue: rankMethod) != nil else { throw ValidationError("--rank-method must be svd or norm") }
     }
@@ -325,25 +349,35 @@ struct PruneSweep: ParsableCommand {
     func run() throws {
         let sp = try sparsity.map { try parseNumberList($0, option: "--sparsity") } ?? []
         if sp.contains(where: { $0 < 0 || $0 >= 1 }) { throw ValidationError("--sparsity values must be in [0, 1)") }
-        let rk = try ranks.map { try parseNumberList($0, option: "--ranks").map { v -> Int in
-            guard v >= 1, v == v.rounded() else { throw ValidationError("--ranks must be positive integers") }
-            return Int(v)
-        } } ?? []
+        let rk =
+            try ranks.map {
+                try parseNumberList($0, option: "--ranks").map { v -> Int in
+                    guard v >= 1, v == v.rounded() else { throw ValidationError("--ranks must be positive integers") }
+                    return Int(v)
+                }
+            } ?? []
         // Commas separate points, so an index list inside one point is written 0;2;4.
         let ls = layers.map { $0.split(separator: ",").map { $0.replacingOccurrences(of: ";", with: ",") } } ?? []
         let ms = modules.map { $0.split(separator: ",").map(String.init) } ?? []
         let A = try sweep.loadAdapter(adapter)
-        let pts = Sweeps.prunePoints(sparsities: sp, scope: PruneOptions.Scope(rawValue: scope)!, layers: ls, modules: ms, ranks: rk,
-                                     rankMethod: PruneOptions.RankMethod(rawValue: rankMethod)!)
-        try sweep.run("pruning", { ev in
-            try Sweeps.prune(ev, adapter: A, data: try ev.prepare(data), points: pts, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
-        }, summary: { r in pointLines(r) { "\($0["kind"]?.stringValue ?? "") \($0["value"]?.stringValue ?? "")" } })
+        let pts = Sweeps.prunePoints(
+            sparsities: sp, scope: PruneOptions.Scope(rawValue: scope)!, layers: ls, modules: ms, ranks: rk,
+            rankMethod: PruneOptions.RankMethod(rawValue: rankMethod)!)
+        try sweep.run(
+            "pruning",
+            { ev in
+                try Sweeps.prune(
+                    ev, adapter: A, data: try ev.prepare(data), points: pts, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
+            }, summary: { r in pointLines(r) { "\($0["kind"]?.stringValue ?? "") \($0["value"]?.stringValue ?? "")" } })
     }
 }
 
 struct Shapley: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Shapley value of each adapter group (layer or module) by the multilinear extension.",
-        discussion: "Samples are spread over a grid of inclusion probabilities q; each distinct coalition is scored once, in an order that lets the forward pass reuse lower layers.")
+    static let configuration = CommandConfiguration(
+        abstract: "Shapley value of each adapter group (layer or module) by the multilinear extension.",
+        discussion:
+            "Samples are spread over a grid of inclusion probabilities q; each distinct coalition is scored once, in an order that lets the forward pass reuse lower layers."
+    )
     @Argument(help: "Adapter.") var adapter: String
     @Option(help: "Classification JSONL.") var data: String
     @Option(help: "Random subsets (over all q).") var samples = 64
@@ -361,20 +395,28 @@ struct Shapley: ParsableCommand {
         let A = try sweep.loadAdapter(adapter)
         let players = Sweeps.players(of: A, group: group)
         let plan = ShapleyPlan(players: players.count, samples: samples, grid: grid, seed: seed)
-        try sweep.run("shapley", unit: " batches (every coalition)", { ev in
-            try Sweeps.shapley(ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
-        }, summary: { r in
-            guard sweep.parsedShard.count == 1 else { return "\(r["values"]?.objectPairs?.count ?? 0) coalitions scored (shard \(sweep.shard))" }
-            let est = plan.estimate(scored: r["values"]?.objectPairs ?? [])
-            var lines = players.enumerated().map { "\($1.name): φ = \(fmt(est.values[$0], 4)) ± \(fmt(est.standardErrors[$0], 4))" }
-            lines.append("Σφ = \(fmt(est.sum, 4)); v(all) − v(none) = \(fmt(est.full - est.empty, 4)); layers reused \(r["layers_reused"]?.intValue ?? 0), computed \(r["layers_computed"]?.intValue ?? 0)")
-            return lines.joined(separator: "\n")
-        })
+        try sweep.run(
+            "shapley", unit: " batches (every coalition)",
+            { ev in
+                try Sweeps.shapley(
+                    ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: sweep.name ?? Sweeps.seriesName(adapter),
+                    shard: sweep.parsedShard)
+            },
+            summary: { r in
+                guard sweep.parsedShard.count == 1 else { return "\(r["values"]?.objectPairs?.count ?? 0) coalitions scored (shard \(sweep.shard))" }
+                let est = plan.estimate(scored: r["values"]?.objectPairs ?? [])
+                var lines = players.enumerated().map { "\($1.name): φ = \(fmt(est.values[$0], 4)) ± \(fmt(est.standardErrors[$0], 4))" }
+                lines.append(
+                    "Σφ = \(fmt(est.sum, 4)); v(all) − v(none) = \(fmt(est.full - est.empty, 4)); layers reused \(r["layers_reused"]?.intValue ?? 0), computed \(r["layers_computed"]?.intValue ?? 0)"
+                )
+                return lines.joined(separator: "\n")
+            })
     }
 }
 
 struct ReportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "report",
+    static let configuration = CommandConfiguration(
+        commandName: "report",
         abstract: "Join sweep results (and shards) and training runs into report.md, results.json and plots/*.png.")
     @Argument(help: "Run directories (searched recursively) or result files.") var runs: [String]
     @Option(name: .shortAndLong, help: "Report directory.") var output: String
@@ -385,8 +427,11 @@ struct ReportCommand: ParsableCommand {
         let r = try Report.build(runs, title: title)
         try Report.write(r, to: output)
         for w in r.warnings where out.chatty { Console.writeErr("warning: \(w)") }
-        if out.json { Console.writeOut(r.results.pretty) }
-        else if !out.quiet { Console.writeOut("wrote \(FileSystem.join(output, "report.md")), results.json and \(r.plots.count) plots") }
+        if out.json {
+            Console.writeOut(r.results.pretty)
+        } else if !out.quiet {
+            Console.writeOut("wrote \(FileSystem.join(output, "report.md")), results.json and \(r.plots.count) plots")
+        }
     }
 }
 

@@ -9,19 +9,19 @@ struct Extract: ParsableCommand {
         commandName: "coto-extract",
         abstract: "Extract a LoRA adapter from a full fine-tune: the best rank-k factors of W_tuned − W_base per module.",
         discussion: """
-        Per 2-D weight that differs between the two models (embeddings and the LM head only when --targets
-        names them): the top-k singular triplets of ΔW = W_tuned − W_base (never a full SVD), B = U_k·S_k,
-        A = V_kᵀ, lora_alpha = k, so s·B·A is the best rank-k approximation of ΔW in Frobenius norm. The rank
-        is fixed (--rank) or chosen per module as the smallest that keeps a fraction of ‖ΔW‖_F² (--energy),
-        at most --max-rank; modules of another rank go into rank_pattern/alpha_pattern. Models are read one
-        tensor pair at a time (shards too). The report gives per module the rank, the energy kept and the
-        relative reconstruction error ‖ΔW − B·A‖_F / ‖ΔW‖_F, and lists changed tensors LoRA cannot carry.
+            Per 2-D weight that differs between the two models (embeddings and the LM head only when --targets
+            names them): the top-k singular triplets of ΔW = W_tuned − W_base (never a full SVD), B = U_k·S_k,
+            A = V_kᵀ, lora_alpha = k, so s·B·A is the best rank-k approximation of ΔW in Frobenius norm. The rank
+            is fixed (--rank) or chosen per module as the smallest that keeps a fraction of ‖ΔW‖_F² (--energy),
+            at most --max-rank; modules of another rank go into rank_pattern/alpha_pattern. Models are read one
+            tensor pair at a time (shards too). The report gives per module the rank, the energy kept and the
+            relative reconstruction error ‖ΔW − B·A‖_F / ‖ΔW‖_F, and lists changed tensors LoRA cannot carry.
 
-        Examples:
-          coto-extract --base minilm/ --tuned minilm-finetuned/ --rank 16 -o extracted/
-          coto-extract --base smollm2/ --tuned smollm2-sft/ --energy 0.9 --max-rank 64 --json -o sft-lora/
-          coto-extract --base minilm/ --tuned fused/ --rank 8 --targets query,value -o lora.safetensors
-        """)
+            Examples:
+              coto-extract --base minilm/ --tuned minilm-finetuned/ --rank 16 -o extracted/
+              coto-extract --base smollm2/ --tuned smollm2-sft/ --energy 0.9 --max-rank 64 --json -o sft-lora/
+              coto-extract --base minilm/ --tuned fused/ --rank 8 --targets query,value -o lora.safetensors
+            """)
 
     @Option(help: "Base model directory (config.json + safetensors weights, sharded or not).")
     var base: String
@@ -65,12 +65,16 @@ struct Extract: ParsableCommand {
         o.maxRank = maxRank
         o.targets = targets.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         o.dtype = try parseOutputDType(dtype)
-        let (adapter, report) = try Extractor.extract(base: try HFModelDir(path: base), tuned: try HFModelDir(path: tuned), options: o,
-                                                      progress: operatorProgress(label: "extracting", quiet: !out.chatty))
+        let (adapter, report) = try Extractor.extract(
+            base: try HFModelDir(path: base), tuned: try HFModelDir(path: tuned), options: o,
+            progress: operatorProgress(label: "extracting", quiet: !out.chatty))
         try adapter.save(to: output)
         if out.json {
-            Console.writeOut(JSON.object([("base", .string(base)), ("tuned", .string(tuned)), ("output", .string(output)),
-                                          ("report", report.json)]).pretty)
+            Console.writeOut(
+                JSON.object([
+                    ("base", .string(base)), ("tuned", .string(tuned)), ("output", .string(output)),
+                    ("report", report.json),
+                ]).pretty)
         } else if !out.quiet {
             let rows = report.entries.map { e in
                 [e.module, e.shape.map(String.init).joined(separator: "x"), "\(e.rank)", fmt(e.energy * 100, 4) + "%", fmt(e.relativeError, 3)]
@@ -79,7 +83,8 @@ struct Extract: ParsableCommand {
             if !report.notExtracted.isEmpty {
                 Console.writeErr("note: changed but not extracted (not a targeted 2-D weight): \(report.notExtracted.joined(separator: ", "))")
             }
-            Console.writeErr("wrote \(output): \(report.entries.count) modules" + (report.unchanged.isEmpty ? "" : ", \(report.unchanged.count) unchanged weights skipped"))
+            Console.writeErr(
+                "wrote \(output): \(report.entries.count) modules" + (report.unchanged.isEmpty ? "" : ", \(report.unchanged.count) unchanged weights skipped"))
         }
     }
 }

@@ -9,14 +9,14 @@ struct Fuse: ParsableCommand {
         commandName: "coto-fuse",
         abstract: "Fuse LoRA adapters into a base model: W' = W + Σ w_i s_i B_i A_i, streamed tensor by tensor.",
         discussion: """
-        Handles fan_in_fan_out layers, embeddings, DoRA (m ⊙ (W+ΔW)/||W+ΔW||_row), lora_B biases and
-        modules_to_save heads, like PEFT's merge_and_unload. Computes in Float32 and rounds once to the base
-        dtype; writes a new model directory (sharded with --max-shard-size) and copies the base's other files.
+            Handles fan_in_fan_out layers, embeddings, DoRA (m ⊙ (W+ΔW)/||W+ΔW||_row), lora_B biases and
+            modules_to_save heads, like PEFT's merge_and_unload. Computes in Float32 and rounds once to the base
+            dtype; writes a new model directory (sharded with --max-shard-size) and copies the base's other files.
 
-        Examples:
-          coto-fuse --model smollm2/ --adapter runs/coto-s0 -o fused/
-          coto-fuse --model base/ --adapter nouns/ --adapter verbs/ --weights 0.5,0.5 -o fused-multi/
-        """)
+            Examples:
+              coto-fuse --model smollm2/ --adapter runs/coto-s0 -o fused/
+              coto-fuse --model base/ --adapter nouns/ --adapter verbs/ --weights 0.5,0.5 -o fused-multi/
+            """)
 
     @Option(help: "Base model directory (config.json + safetensors weights).")
     var model: String
@@ -32,9 +32,6 @@ struct Fuse: ParsableCommand {
 
     @Option(help: "Split the output into shards of at most this size (e.g. 2GB).")
     var maxShardSize: String?
-
-
-
 
     @OptionGroup var adapterOptions: AdapterInputOptions
 
@@ -69,13 +66,18 @@ struct Fuse: ParsableCommand {
         o.allowNonFinite = adapterOptions.allowNonfinite
         let report = try Fuser.fuse(base: base, adapters: adapters, options: o, to: output, progress: operatorProgress(label: "fusing", quiet: !out.chatty))
         if out.json {
-            Console.writeOut(JSON.object([("model", .string(model)), ("adapters", .array(adapter.map { .string($0) })), ("output", .string(output)),
-                                          ("fused_modules", .int(report.fusedModules.count)),
-                                          ("replaced_tensors", .array(report.replacedTensors.map { .string($0) })),
-                                          ("added_tensors", .array(report.addedTensors.map { .string($0) })),
-                                          ("files", .array(report.files.map { .string($0) }))]).pretty)
+            Console.writeOut(
+                JSON.object([
+                    ("model", .string(model)), ("adapters", .array(adapter.map { .string($0) })), ("output", .string(output)),
+                    ("fused_modules", .int(report.fusedModules.count)),
+                    ("replaced_tensors", .array(report.replacedTensors.map { .string($0) })),
+                    ("added_tensors", .array(report.addedTensors.map { .string($0) })),
+                    ("files", .array(report.files.map { .string($0) })),
+                ]).pretty)
         } else if !out.quiet {
-            Console.writeErr("wrote \(output): \(report.fusedModules.count) modules fused, \(report.replacedTensors.count) tensors replaced, \(report.addedTensors.count) added")
+            Console.writeErr(
+                "wrote \(output): \(report.fusedModules.count) modules fused, \(report.replacedTensors.count) tensors replaced, \(report.addedTensors.count) added"
+            )
         }
     }
 }

@@ -7,15 +7,15 @@ struct Inspect: ParsableCommand {
         commandName: "coto-inspect",
         abstract: "Show what a checkpoint holds: tensors, adapter modules, model summary; validate it.",
         discussion: """
-        PATH may be a PEFT adapter directory, an adapter .safetensors file, a Hugging Face model directory
-        (single or sharded weights), a model.safetensors.index.json, any .safetensors file, or a GGUF file.
+            PATH may be a PEFT adapter directory, an adapter .safetensors file, a Hugging Face model directory
+            (single or sharded weights), a model.safetensors.index.json, any .safetensors file, or a GGUF file.
 
-        Examples:
-          coto-inspect runs/coto-s0
-          coto-inspect model.safetensors --stats
-          coto-inspect SmolLM2-135M-Instruct.Q4_1.gguf --json
-          coto-inspect fused-model/ --validate      # exit 1 on any fault (NaN/Inf, broken index, ...)
-        """)
+            Examples:
+              coto-inspect runs/coto-s0
+              coto-inspect model.safetensors --stats
+              coto-inspect SmolLM2-135M-Instruct.Q4_1.gguf --json
+              coto-inspect fused-model/ --validate      # exit 1 on any fault (NaN/Inf, broken index, ...)
+            """)
 
     @Argument(help: "Checkpoint to inspect.")
     var path: String
@@ -68,15 +68,22 @@ struct Inspect: ParsableCommand {
         }
         switch ins.kind {
         case .adapter:
-            for k in ["config_origin", "base_model", "task_type", "r", "lora_alpha", "use_rslora", "use_dora", "variant", "labels", "module_count", "parameter_count", "layers"] { field(k) }
+            for k in [
+                "config_origin", "base_model", "task_type", "r", "lora_alpha", "use_rslora", "use_dora", "variant", "labels", "module_count", "parameter_count",
+                "layers",
+            ] { field(k) }
             let mods = r["modules"]?.arrayValue ?? []
             var rows: [[String]] = []
             for m in mods {
-                rows.append([m["name"]?.stringValue ?? "", m["layer"]?.intValue.map(String.init) ?? "-", m["kind"]?.stringValue ?? "",
-                             m["r"]?.compact ?? "", fmt(m["alpha"]?.doubleValue ?? .nan), fmt(m["scaling"]?.doubleValue ?? .nan),
-                             fmt(m["delta_norm"]?.doubleValue ?? .nan),
-                             [m["dora"]?.boolValue == true ? "dora" : nil, m["lora_bias"]?.boolValue == true ? "bias" : nil,
-                              m["embedding"]?.boolValue == true ? "embedding" : nil].compactMap { $0 }.joined(separator: ",")])
+                rows.append([
+                    m["name"]?.stringValue ?? "", m["layer"]?.intValue.map(String.init) ?? "-", m["kind"]?.stringValue ?? "",
+                    m["r"]?.compact ?? "", fmt(m["alpha"]?.doubleValue ?? .nan), fmt(m["scaling"]?.doubleValue ?? .nan),
+                    fmt(m["delta_norm"]?.doubleValue ?? .nan),
+                    [
+                        m["dora"]?.boolValue == true ? "dora" : nil, m["lora_bias"]?.boolValue == true ? "bias" : nil,
+                        m["embedding"]?.boolValue == true ? "embedding" : nil,
+                    ].compactMap { $0 }.joined(separator: ","),
+                ])
             }
             out.append("")
             out.append(table(["module", "layer", "kind", "r", "alpha", "scaling", "||s·BA||_F", "flags"], rows))
@@ -87,12 +94,16 @@ struct Inspect: ParsableCommand {
             }
             if let others = r["other_tensors"]?.arrayValue { out.append("other tensors: " + others.compactMap(\.stringValue).joined(separator: ", ")) }
         case .model, .safetensors, .sharded, .gguf:
-            for k in ["model_type", "architectures", "parameter_count", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                      "num_key_value_heads", "vocab_size", "version", "alignment", "weight_files", "tokenizer_files", "other_files",
-                      "shards", "declared_total_size", "metadata", "tensor_count", "total_bytes", "elements_by_dtype", "tensors_by_type"] {
+            for k in [
+                "model_type", "architectures", "parameter_count", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "vocab_size", "version", "alignment", "weight_files", "tokenizer_files", "other_files",
+                "shards", "declared_total_size", "metadata", "tensor_count", "total_bytes", "elements_by_dtype", "tensors_by_type",
+            ] {
                 if ins.kind == .gguf && k == "metadata" {
                     out.append("  metadata:")
-                    for (mk, mv) in r["metadata"]?.objectPairs ?? [] { out.append("    \(mk) = \(mv.stringValue.map { $0.count > 70 ? String($0.prefix(67)).debugDescription + "…" : $0 } ?? mv.compact)") }
+                    for (mk, mv) in r["metadata"]?.objectPairs ?? [] {
+                        out.append("    \(mk) = \(mv.stringValue.map { $0.count > 70 ? String($0.prefix(67)).debugDescription + "…" : $0 } ?? mv.compact)")
+                    }
                     continue
                 }
                 field(k)
@@ -101,12 +112,16 @@ struct Inspect: ParsableCommand {
             let shown = limit > 0 ? Array(tensors.prefix(limit)) : tensors
             var rows: [[String]] = []
             for t in shown {
-                var row = [t["name"]?.stringValue ?? "", t["dtype"]?.stringValue ?? t["type"]?.stringValue ?? "",
-                           t["shape"]?.compact ?? "", formatBytes(t["bytes"]?.intValue ?? 0)]
+                var row = [
+                    t["name"]?.stringValue ?? "", t["dtype"]?.stringValue ?? t["type"]?.stringValue ?? "",
+                    t["shape"]?.compact ?? "", formatBytes(t["bytes"]?.intValue ?? 0),
+                ]
                 if let s = t["stats"] {
-                    row += [fmt(s["min"]?.doubleValue ?? .nan), fmt(s["max"]?.doubleValue ?? .nan),
-                            fmt(s["mean"]?.doubleValue ?? .nan), fmt(s["std"]?.doubleValue ?? .nan),
-                            "\(s["nan"]?.intValue ?? 0)/\(s["inf"]?.intValue ?? 0)"]
+                    row += [
+                        fmt(s["min"]?.doubleValue ?? .nan), fmt(s["max"]?.doubleValue ?? .nan),
+                        fmt(s["mean"]?.doubleValue ?? .nan), fmt(s["std"]?.doubleValue ?? .nan),
+                        "\(s["nan"]?.intValue ?? 0)/\(s["inf"]?.intValue ?? 0)",
+                    ]
                 }
                 if ins.kind == .gguf { row.append(t["hf_name"]?.stringValue ?? "-") }
                 rows.append(row)
@@ -118,8 +133,13 @@ struct Inspect: ParsableCommand {
             out.append(table(header, rows))
             if shown.count < tensors.count { out.append("… \(tensors.count - shown.count) more (--limit 0 shows all, --json for everything)") }
         }
-        if !ins.faults.isEmpty { out.append(""); out.append("faults: \(ins.faults.count)") }
-        else if validate { out.append(""); out.append("valid: no faults") }
+        if !ins.faults.isEmpty {
+            out.append("")
+            out.append("faults: \(ins.faults.count)")
+        } else if validate {
+            out.append("")
+            out.append("valid: no faults")
+        }
         return out.joined(separator: "\n")
     }
 }

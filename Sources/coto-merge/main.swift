@@ -9,22 +9,22 @@ struct Merge: ParsableCommand {
         commandName: "coto-merge",
         abstract: "Merge LoRA adapters: interpolation, exact task arithmetic, and PEFT's combination types.",
         discussion: """
-        Inputs are PEFT adapter directories or adapter .safetensors files. OUT ending in .safetensors gets one
-        file with the config in its metadata; anything else a PEFT adapter directory.
+            Inputs are PEFT adapter directories or adapter .safetensors files. OUT ending in .safetensors gets one
+            file with the config in its metadata; anything else a PEFT adapter directory.
 
-        Methods: \(MergeMethods.names.joined(separator: ", ")).
-          interpolate      every tensor θ = Σ w_i θ_i (weights default 1/n); the paper's linear path
-          task-arithmetic  exact Σ w_i s_i B_i A_i (concatenated factors), or its best rank-K (--rank)
-          linear ties dare_linear dare_ties magnitude_prune cat svd ties_svd dare_linear_svd dare_ties_svd
-          magnitude_prune_svd   peft 0.21 add_weighted_adapter, same math and resulting config (weights default 1)
-          breadcrumbs breadcrumbs_ties della della_linear   mergekit's, on the dense deltas, then top-k SVD
-          iso_c tsv knots core core_ties core_tsv core_iso_c   low-rank merges from the papers' reference code
+            Methods: \(MergeMethods.names.joined(separator: ", ")).
+              interpolate      every tensor θ = Σ w_i θ_i (weights default 1/n); the paper's linear path
+              task-arithmetic  exact Σ w_i s_i B_i A_i (concatenated factors), or its best rank-K (--rank)
+              linear ties dare_linear dare_ties magnitude_prune cat svd ties_svd dare_linear_svd dare_ties_svd
+              magnitude_prune_svd   peft 0.21 add_weighted_adapter, same math and resulting config (weights default 1)
+              breadcrumbs breadcrumbs_ties della della_linear   mergekit's, on the dense deltas, then top-k SVD
+              iso_c tsv knots core core_ties core_tsv core_iso_c   low-rank merges from the papers' reference code
 
-        Examples:
-          coto-merge runs/coto-s0 runs/coto-s1 --lambda 0.5 -o merged/
-          coto-merge a.safetensors b.safetensors --method ties --density 0.5 --weights 1,1 -o ties/
-          coto-merge nouns/ verbs/ pos/ --method task-arithmetic --rank 16 --heads drop -o multi.safetensors
-        """)
+            Examples:
+              coto-merge runs/coto-s0 runs/coto-s1 --lambda 0.5 -o merged/
+              coto-merge a.safetensors b.safetensors --method ties --density 0.5 --weights 1,1 -o ties/
+              coto-merge nouns/ verbs/ pos/ --method task-arithmetic --rank 16 --heads drop -o multi.safetensors
+            """)
 
     @Argument(help: "Adapters to merge (directories or .safetensors files).")
     var inputs: [String]
@@ -68,9 +68,6 @@ struct Merge: ParsableCommand {
     @Option(help: "Output dtype: keep, f32, f16 or bf16.")
     var dtype = "keep"
 
-
-
-
     @OptionGroup var adapterOptions: AdapterInputOptions
 
     @OptionGroup var out: OutputOptions
@@ -102,9 +99,13 @@ struct Merge: ParsableCommand {
         try checkOutputNotInput(output, inputs: inputs)
         let adapters = try inputs.map { try Adapter.load($0, alpha: adapterOptions.alpha) }
         var o = MergeOptions(weights: [])
-        if let l = lambda { o.weights = [1 - l, l] }
-        else if let w = weights { o.weights = try parseNumberList(w, option: "--weights") }
-        else { o.weights = MergeMethods.named(method)!.defaultWeights(count: inputs.count) }
+        if let l = lambda {
+            o.weights = [1 - l, l]
+        } else if let w = weights {
+            o.weights = try parseNumberList(w, option: "--weights")
+        } else {
+            o.weights = MergeMethods.named(method)!.defaultWeights(count: inputs.count)
+        }
         o.density = density
         o.rank = rank
         o.svdClamp = svdClamp
@@ -121,11 +122,16 @@ struct Merge: ParsableCommand {
             Console.writeErr("note: \(p): config \(a.configOrigin)")
         }
         if out.json {
-            Console.writeOut(JSON.object([("method", .string(method)), ("inputs", .array(inputs.map { .string($0) })),
-                                          ("weights", .array(o.weights.map { .double($0) })), ("output", .string(output)),
-                                          ("result", adapterSummaryJSON(merged))]).pretty)
+            Console.writeOut(
+                JSON.object([
+                    ("method", .string(method)), ("inputs", .array(inputs.map { .string($0) })),
+                    ("weights", .array(o.weights.map { .double($0) })), ("output", .string(output)),
+                    ("result", adapterSummaryJSON(merged)),
+                ]).pretty)
         } else if !out.quiet {
-            Console.writeErr("wrote \(output): \(method) of \(inputs.count) adapters, \(merged.modules.count) modules, r=\(merged.config.r), \(merged.parameterCount) parameters")
+            Console.writeErr(
+                "wrote \(output): \(method) of \(inputs.count) adapters, \(merged.modules.count) modules, r=\(merged.config.r), \(merged.parameterCount) parameters"
+            )
         }
     }
 }

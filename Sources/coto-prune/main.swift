@@ -9,19 +9,19 @@ struct Prune: ParsableCommand {
         commandName: "coto-prune",
         abstract: "Prune a LoRA adapter by layers, modules, rank or magnitude, and report what was removed.",
         discussion: """
-        Rules combine and apply in this order: layers, modules, rank, magnitude. Dropped modules are removed
-        and listed in exclude_modules, so PEFT loads the result without them; magnitude pruning zeroes entries.
+            Rules combine and apply in this order: layers, modules, rank, magnitude. Dropped modules are removed
+            and listed in exclude_modules, so PEFT loads the result without them; magnitude pruning zeroes entries.
 
-        Layer specs: index lists and ranges (0,2,5-7), every-other (keeps even layers), low, middle, high
-        (thirds of the layer range; --num-layers sets the model's layer count if the adapter's last layer
-        is not the model's).
+            Layer specs: index lists and ranges (0,2,5-7), every-other (keeps even layers), low, middle, high
+            (thirds of the layer range; --num-layers sets the model's layer count if the adapter's last layer
+            is not the model's).
 
-        Examples:
-          coto-prune runs/coto-s0 --sparsity 0.7 -o pruned/
-          coto-prune runs/coto-s0 --drop-layers every-other -o half/
-          coto-prune runs/coto-s0 --keep-layers high --keep-modules query,value -o top/
-          coto-prune runs/coto-s0 --rank 2 --rank-method svd --json -o r2.safetensors
-        """)
+            Examples:
+              coto-prune runs/coto-s0 --sparsity 0.7 -o pruned/
+              coto-prune runs/coto-s0 --drop-layers every-other -o half/
+              coto-prune runs/coto-s0 --keep-layers high --keep-modules query,value -o top/
+              coto-prune runs/coto-s0 --rank 2 --rank-method svd --json -o r2.safetensors
+            """)
 
     @Argument(help: "Adapter directory or .safetensors file.")
     var input: String
@@ -106,11 +106,15 @@ struct Prune: ParsableCommand {
         } else if !out.quiet {
             var rows: [[String]] = []
             for e in report.entries where e.action != "kept" {
-                rows.append([e.module, e.layer.map(String.init) ?? "-", e.action, "\(e.zeroed)", "\(e.dropped)", "\(e.rankBefore)→\(e.rankAfter)",
-                             fmt(e.normBefore > 0 ? e.normAfter / e.normBefore : 1, 3)])
+                rows.append([
+                    e.module, e.layer.map(String.init) ?? "-", e.action, "\(e.zeroed)", "\(e.dropped)", "\(e.rankBefore)→\(e.rankAfter)",
+                    fmt(e.normBefore > 0 ? e.normAfter / e.normBefore : 1, 3),
+                ])
             }
             if !rows.isEmpty { Console.writeErr(table(["module", "layer", "action", "zeroed", "dropped", "rank", "norm kept"], rows)) }
-            Console.writeErr("wrote \(output): \(report.zeroed) of \(report.parameters) parameters zeroed, \(report.dropped) dropped; ||s·BA||_F kept: \(fmt(report.normFractionKept * 100, 4))%")
+            Console.writeErr(
+                "wrote \(output): \(report.zeroed) of \(report.parameters) parameters zeroed, \(report.dropped) dropped; ||s·BA||_F kept: \(fmt(report.normFractionKept * 100, 4))%"
+            )
         }
     }
 }

@@ -14,17 +14,17 @@ struct Train: ParsableCommand {
         commandName: "coto-train",
         abstract: "Train LoRA / rsLoRA / DoRA / HiRA adapters with or without CoTo on the CPU.",
         discussion: """
-        CoTo (--coto, the default): each optimizer step, every group of adapters (a layer's, or each module's
-        with --coto-group module) is active with probability p, rising linearly from --initial-p to --final-p
-        over the first --stage1-ratio of the steps; inactive adapters are skipped and not updated. --no-coto
-        trains plain LoRA on the same code path. Output: a PEFT adapter directory with coto_labels.json,
-        train_log.jsonl (step, loss, lr, p, active groups, tokens/s) and metrics.json.
+            CoTo (--coto, the default): each optimizer step, every group of adapters (a layer's, or each module's
+            with --coto-group module) is active with probability p, rising linearly from --initial-p to --final-p
+            over the first --stage1-ratio of the steps; inactive adapters are skipped and not updated. --no-coto
+            trains plain LoRA on the same code path. Output: a PEFT adapter directory with coto_labels.json,
+            train_log.jsonl (step, loss, lr, p, active groups, tokens/s) and metrics.json.
 
-        Examples:
-          coto-train --model minilm/ --data train.jsonl --eval-data dev.jsonl --task classification -o runs/coto-s0
-          coto-train --model minilm/ --data train.jsonl --task classification --no-coto --seed 1 -o runs/lora-s1
-          coto-train --model minilm/ --data train.jsonl --task classification --variant dora --rank 16 -o runs/dora
-        """)
+            Examples:
+              coto-train --model minilm/ --data train.jsonl --eval-data dev.jsonl --task classification -o runs/coto-s0
+              coto-train --model minilm/ --data train.jsonl --task classification --no-coto --seed 1 -o runs/lora-s1
+              coto-train --model minilm/ --data train.jsonl --task classification --variant dora --rank 16 -o runs/dora
+            """)
 
     @Option(help: "Model directory (BERT for classification, LLaMA for causal-lm).") var model: String
     @Option(help: "Training JSONL: {\"text\", \"label\"} (classification), {\"text\"} or {\"prompt\", \"completion\"} (causal-lm).") var data: String
@@ -48,7 +48,8 @@ struct Train: ParsableCommand {
     @Option(help: "AdamW weight decay.") var weightDecay: Float = 0.01
     @Option(help: "Fraction of steps of linear warmup.") var warmupRatio = 0.0
     @Option(help: "linear, cosine or constant decay.") var schedule = "linear"
-    @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength: Int?
+    @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength:
+        Int?
     @Option(help: "Dropout on the adapter input.") var loraDropout: Float = 0
     @Option(help: "Gradient clipping by global norm.") var maxGradNorm: Float = 1
     @Option(help: "Seed (initialization, data order, CoTo draws, dropout).") var seed: UInt64 = 0
@@ -100,7 +101,8 @@ struct Train: ParsableCommand {
         let records = try JSONL.read(data)
         var texts: [(String, String?, String)] = []
         for r in records {
-            texts.append((try JSONL.text(r, "text", path: data)!, try JSONL.text(r, "text_pair", path: data, required: false), try JSONL.text(r, "label", path: data)!))
+            texts.append(
+                (try JSONL.text(r, "text", path: data)!, try JSONL.text(r, "text_pair", path: data, required: false), try JSONL.text(r, "label", path: data)!))
         }
         // The label list: the sorted set of training labels (as datasets' ClassLabel encodes them).
         let labels = Array(Set(texts.map(\.2))).sorted()
@@ -108,7 +110,9 @@ struct Train: ParsableCommand {
         func examples(_ rows: [(String, String?, String)], path: String, lines: [Int]) throws -> [Example] {
             try zip(rows, lines).map { row, line in
                 let place = "\(path):\(line)"
-                guard let y = index[row.2] else { throw CommandError(place, "label '\(row.2)' is not in the training label set (\(labels.joined(separator: ", ")))") }
+                guard let y = index[row.2] else {
+                    throw CommandError(place, "label '\(row.2)' is not in the training label set (\(labels.joined(separator: ", ")))")
+                }
                 if row.0.allSatisfy(\.isWhitespace) { throw CommandError(place, "empty text") }
                 let e = tok.encode(row.0, pair: row.1, addSpecialTokens: true, maxLength: maxLength)
                 try limits.check(ids: e.ids, typeIds: e.typeIds, at: place)
@@ -119,7 +123,9 @@ struct Train: ParsableCommand {
         var dev: [Example]? = nil
         if let e = evalData {
             let er = try JSONL.read(e)
-            let rows = try er.map { (try JSONL.text($0, "text", path: e)!, try JSONL.text($0, "text_pair", path: e, required: false), try JSONL.text($0, "label", path: e)!) }
+            let rows = try er.map {
+                (try JSONL.text($0, "text", path: e)!, try JSONL.text($0, "text_pair", path: e, required: false), try JSONL.text($0, "label", path: e)!)
+            }
             dev = try examples(rows, path: e, lines: er.map(\.line))
         }
         let trainer = try AdapterTrainer(model: bert, labels: labels, config: makeConfig(maxLength: maxLength))
@@ -134,7 +140,8 @@ struct Train: ParsableCommand {
                 let place = "\(path):\(r.line)"
                 let e: Example
                 if r.json["prompt"] != nil || r.json["completion"] != nil {
-                    let prompt = try JSONL.text(r, "prompt", path: path)!, completion = try JSONL.text(r, "completion", path: path)!
+                    let prompt = try JSONL.text(r, "prompt", path: path)!
+                    let completion = try JSONL.text(r, "completion", path: path)!
                     if completion.allSatisfy(\.isWhitespace) { throw CommandError(place, "empty completion") }
                     let p = tok.encode(prompt, pair: nil, addSpecialTokens: false).ids
                     let c = tok.encode(prompt + completion, pair: nil, addSpecialTokens: false).ids
@@ -169,12 +176,25 @@ struct Train: ParsableCommand {
         c.alpha = alpha
         c.targets = targets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         c.coto = coto
-        c.initialP = initialP; c.finalP = finalP; c.stage1Ratio = stage1Ratio
+        c.initialP = initialP
+        c.finalP = finalP
+        c.stage1Ratio = stage1Ratio
         c.group = TrainConfig.Group(rawValue: cotoGroup)!
-        c.epochs = epochs; c.steps = steps; c.batchSize = batchSize; c.gradAccum = gradAccum
-        c.lr = lr; c.weightDecay = weightDecay; c.warmupRatio = warmupRatio; c.schedule = Schedule(rawValue: schedule)!
-        c.maxLength = maxLength; c.seed = seed; c.loraDropout = loraDropout; c.maxGradNorm = maxGradNorm
-        c.evalEvery = evalEvery; c.saveEvery = saveEvery; c.shuffle = shuffle
+        c.epochs = epochs
+        c.steps = steps
+        c.batchSize = batchSize
+        c.gradAccum = gradAccum
+        c.lr = lr
+        c.weightDecay = weightDecay
+        c.warmupRatio = warmupRatio
+        c.schedule = Schedule(rawValue: schedule)!
+        c.maxLength = maxLength
+        c.seed = seed
+        c.loraDropout = loraDropout
+        c.maxGradNorm = maxGradNorm
+        c.evalEvery = evalEvery
+        c.saveEvery = saveEvery
+        c.shuffle = shuffle
         c.workers = min(threads, 2)
         return c
     }
@@ -188,17 +208,21 @@ struct Train: ParsableCommand {
         var bar: ProgressRenderer? = nil
         var lastEval: (Int, Double, Double)? = nil
         let t0 = Clock.now()
-        try trainer.train(train, eval: dev, events: { e in
-            switch e {
-            case let .step(s, total):
-                if bar == nil { bar = ProgressRenderer(label: "training", total: total, unit: " steps", quiet: !out.chatty) }
-                bar?.update(s.step, detail: String(format: "loss %.4f p %.2f %.0f tok/s", s.loss, s.p, s.tokensPerSecond))
-            case let .eval(step, acc, loss):
-                lastEval = (step, acc, loss)
-                if out.chatty { Console.writeErr("step \(step): dev \(labels.isEmpty ? "next-token accuracy" : "accuracy") \(fmt(acc, 4)), loss \(fmt(loss, 4))") }
-            case .saved: break
-            }
-        }, checkpoint: { t in try t.saveCheckpoint(to: ckpt, baseModel: model) })
+        try trainer.train(
+            train, eval: dev,
+            events: { e in
+                switch e {
+                case let .step(s, total):
+                    if bar == nil { bar = ProgressRenderer(label: "training", total: total, unit: " steps", quiet: !out.chatty) }
+                    bar?.update(s.step, detail: String(format: "loss %.4f p %.2f %.0f tok/s", s.loss, s.p, s.tokensPerSecond))
+                case let .eval(step, acc, loss):
+                    lastEval = (step, acc, loss)
+                    if out.chatty {
+                        Console.writeErr("step \(step): dev \(labels.isEmpty ? "next-token accuracy" : "accuracy") \(fmt(acc, 4)), loss \(fmt(loss, 4))")
+                    }
+                case .saved: break
+                }
+            }, checkpoint: { t in try t.saveCheckpoint(to: ckpt, baseModel: model) })
         bar?.finish()
         let trainSeconds = Clock.now() - t0
         if let d = dev, lastEval == nil {
@@ -210,18 +234,23 @@ struct Train: ParsableCommand {
         let adapter = trainer.adapter(baseModel: model)
         try adapter.save(to: output)  // writes the variant (coto_adapter.json for HiRA) and the label list
         try AtomicFileWriter.write(trainer.log.map { $0.json.compact }.joined(separator: "\n") + "\n", to: FileSystem.join(output, "train_log.jsonl"))
-        var metrics: [(String, JSON)] = [("task", .string(task)), ("steps", .int(trainer.step)), ("coto", .bool(coto)), ("variant", .string(variant)),
-                                         ("labels", .array(labels.map { .string($0) })), ("final_loss", .double(trainer.log.last?.loss ?? .nan)),
-                                         ("data", .string(data)), ("eval_data", evalData.map(JSON.string) ?? .null), ("seed", .uint(seed)),
-                                         ("rank", .int(rank)), ("targets", .string(targets)), ("threads", .int(threads)),
-                                         ("train_seconds", .double(trainSeconds)),
-                                         ("tokens_per_second", .double(trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count)))]
+        var metrics: [(String, JSON)] = [
+            ("task", .string(task)), ("steps", .int(trainer.step)), ("coto", .bool(coto)), ("variant", .string(variant)),
+            ("labels", .array(labels.map { .string($0) })), ("final_loss", .double(trainer.log.last?.loss ?? .nan)),
+            ("data", .string(data)), ("eval_data", evalData.map(JSON.string) ?? .null), ("seed", .uint(seed)),
+            ("rank", .int(rank)), ("targets", .string(targets)), ("threads", .int(threads)),
+            ("train_seconds", .double(trainSeconds)),
+            ("tokens_per_second", .double(trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count))),
+        ]
         if let (s, acc, loss) = lastEval { metrics += [("dev_step", .int(s)), ("dev_accuracy", .double(acc)), ("dev_loss", .double(loss))] }
         try AtomicFileWriter.write(JSON.object(metrics).pretty + "\n", to: FileSystem.join(output, "metrics.json"))
         if FileSystem.exists(ckpt) { FileSystem.removeTree(ckpt) }
-        if out.json { Console.writeOut(JSON.object(metrics).pretty) }
-        else if out.chatty {
-            Console.writeErr("wrote \(output): \(trainer.modules.count) modules, \(trainer.step) steps" + (lastEval.map { String(format: ", dev accuracy %.4f", $0.1) } ?? ""))
+        if out.json {
+            Console.writeOut(JSON.object(metrics).pretty)
+        } else if out.chatty {
+            Console.writeErr(
+                "wrote \(output): \(trainer.modules.count) modules, \(trainer.step) steps"
+                    + (lastEval.map { String(format: ", dev accuracy %.4f", $0.1) } ?? ""))
         }
     }
 

@@ -63,13 +63,15 @@ import Numerics
         }
         try SafeTensorsWriter.write(entries, to: p["onetype"]! + "/model.safetensors")
         let cfg = try String(contentsOfFile: CLI.fixture("tiny-bert/config.json"), encoding: .utf8)
-        try cfg.replacingOccurrences(of: "\"type_vocab_size\": 2", with: "\"type_vocab_size\": 1").write(toFile: p["onetype"]! + "/config.json", atomically: true, encoding: .utf8)
+        try cfg.replacingOccurrences(of: "\"type_vocab_size\": 2", with: "\"type_vocab_size\": 1").write(
+            toFile: p["onetype"]! + "/config.json", atomically: true, encoding: .utf8)
         try fm.copyItem(atPath: CLI.fixture("tiny-bert/vocab.txt"), toPath: p["onetype"]! + "/vocab.txt")
         // tiny LLaMA (64-row embedding table, 64 positions) with a 70-word tokenizer.
         p["llama"] = t.path + "/llama"
         try fm.createDirectory(atPath: p["llama"]!, withIntermediateDirectories: true)
         for f in ["config.json", "model.safetensors"] { try fm.copyItem(atPath: CLI.fixture("tiny-llama/" + f), toPath: p["llama"]! + "/" + f) }
-        try (["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + (0..<66).map { "w\($0)" }).joined(separator: "\n").write(toFile: p["llama"]! + "/vocab.txt", atomically: true, encoding: .utf8)
+        try (["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + (0..<66).map { "w\($0)" }).joined(separator: "\n").write(
+            toFile: p["llama"]! + "/vocab.txt", atomically: true, encoding: .utf8)
         p["lmgood"] = write("lmgood.jsonl", [#"{"text": "w1 w2 w3 w4"}"#])
         p["lmempty"] = write("lmempty.jsonl", [#"{"text": "w1 w2 w3"}"#, #"{"text": ""}"#])
         p["lmbig"] = write("lmbig.jsonl", [#"{"text": "w1 w2 w3"}"#, #"{"prompt": "w1 w2", "completion": " w65"}"#])
@@ -80,7 +82,9 @@ import Numerics
     @Test func everyCommandRejectsBadInputWithOneLineAndWritesNothing() throws {
         let t = TempDir()
         let p = try Self.setUp(t)
-        let A = CLI.fixture("peft/merge-a"), C = CLI.fixture("peft/merge-c"), bert = CLI.fixture("tiny-bert")
+        let A = CLI.fixture("peft/merge-a")
+        let C = CLI.fixture("peft/merge-c")
+        let bert = CLI.fixture("tiny-bert")
         let minilm = TestPaths.minilm
         let out = p["out"]!
         let missing = t.path + "/missing"
@@ -91,21 +95,36 @@ import Numerics
             Case(name: "prune missing", tool: "coto-prune", args: [missing, "--sparsity", "0.5", "-o", out], status: 1, mentions: missing),
             Case(name: "fuse missing model", tool: "coto-fuse", args: ["--model", missing, "--adapter", A, "-o", out], status: 1, mentions: missing),
             Case(name: "convert missing", tool: "coto-convert", args: [missing, "-o", out], status: 1, mentions: missing),
-            Case(name: "eval missing data", tool: "coto-eval", args: ["--model", bert, "--data", missing, "--task", "classification"], status: 1, mentions: missing),
+            Case(
+                name: "eval missing data", tool: "coto-eval", args: ["--model", bert, "--data", missing, "--task", "classification"], status: 1,
+                mentions: missing),
             Case(name: "train missing model", tool: "coto-train", args: ["--model", missing, "--data", p["labels"]!, "-o", out], status: 1, mentions: missing),
             // A directory where a file is expected, and the reverse.
-            Case(name: "eval data is a directory", tool: "coto-eval", args: ["--model", bert, "--data", t.path, "--task", "perplexity"], status: 1, mentions: "is a directory"),
-            Case(name: "fuse model is a file", tool: "coto-fuse", args: ["--model", p["empty"]!, "--adapter", A, "-o", out], status: 1, mentions: "not a directory"),
+            Case(
+                name: "eval data is a directory", tool: "coto-eval", args: ["--model", bert, "--data", t.path, "--task", "perplexity"], status: 1,
+                mentions: "is a directory"),
+            Case(
+                name: "fuse model is a file", tool: "coto-fuse", args: ["--model", p["empty"]!, "--adapter", A, "-o", out], status: 1,
+                mentions: "not a directory"),
             Case(name: "adapter dir without config", tool: "coto-prune", args: [t.path, "--sparsity", "0.5", "-o", out], status: 1, mentions: t.path),
             // Wrong file type, truncated file, empty adapter.
-            Case(name: "inspect a text file", tool: "coto-inspect", args: [CLI.root + "/README.md"], status: 1, mentions: "not a safetensors, GGUF or index file"),
+            Case(
+                name: "inspect a text file", tool: "coto-inspect", args: [CLI.root + "/README.md"], status: 1, mentions: "not a safetensors, GGUF or index file"
+            ),
             Case(name: "merge a GGUF", tool: "coto-merge", args: [A, CLI.fixture("gguf/tiny.gguf"), "-o", out], status: 1, mentions: "tiny.gguf"),
             Case(name: "truncated safetensors", tool: "coto-inspect", args: [p["truncated"]!], status: 1, mentions: "truncated"),
             Case(name: "empty adapter", tool: "coto-prune", args: [p["empty"]!, "--sparsity", "0.5", "-o", out], status: 1, mentions: "no LoRA tensors"),
             // Adapter for another base; mixed ranks; NaN.
-            Case(name: "fuse adapter for another base", tool: "coto-fuse", args: ["--model", CLI.fixture("tiny-llama"), "--adapter", A, "-o", out], status: 1, mentions: "bert.encoder"),
-            Case(name: "eval adapter for another base", tool: "coto-eval", args: ["--model", bert, "--adapter", CLI.fixture("peft/llama-lora"), "--data", p["labels"]!, "--task", "classification"], status: 1, mentions: "model.layers.0"),
-            Case(name: "mixed ranks for ties", tool: "coto-merge", args: [A, C, "--method", "ties", "--density", "0.5", "-o", out], status: 1, mentions: "same r"),
+            Case(
+                name: "fuse adapter for another base", tool: "coto-fuse", args: ["--model", CLI.fixture("tiny-llama"), "--adapter", A, "-o", out], status: 1,
+                mentions: "bert.encoder"),
+            Case(
+                name: "eval adapter for another base", tool: "coto-eval",
+                args: ["--model", bert, "--adapter", CLI.fixture("peft/llama-lora"), "--data", p["labels"]!, "--task", "classification"], status: 1,
+                mentions: "model.layers.0"),
+            Case(
+                name: "mixed ranks for ties", tool: "coto-merge", args: [A, C, "--method", "ties", "--density", "0.5", "-o", out], status: 1, mentions: "same r"
+            ),
             Case(name: "NaN in an adapter", tool: "coto-merge", args: [A, p["nan"]!, "-o", out], status: 1, mentions: "NaN"),
             Case(name: "NaN into fuse", tool: "coto-fuse", args: ["--model", bert, "--adapter", p["nan"]!, "-o", out], status: 1, mentions: "NaN"),
             // Out-of-range numbers and unknown names (usage errors).
@@ -117,45 +136,106 @@ import Numerics
             Case(name: "unknown method", tool: "coto-merge", args: [A, C, "--method", "average", "-o", out], status: 64, mentions: "unknown method"),
             Case(name: "unknown task", tool: "coto-eval", args: ["--model", bert, "--data", p["labels"]!, "--task", "qa"], status: 64, mentions: "--task"),
             Case(name: "unknown target module", tool: "coto-prune", args: [A, "--drop-modules", "q_proj", "-o", out], status: 1, mentions: "q_proj"),
-            Case(name: "train unknown target", tool: "coto-train", args: ["--model", minilm, "--data", p["labels"]!, "--targets", "q_proj", "--steps", "1", "-o", out], status: 1, mentions: "q_proj"),
+            Case(
+                name: "train unknown target", tool: "coto-train",
+                args: ["--model", minilm, "--data", p["labels"]!, "--targets", "q_proj", "--steps", "1", "-o", out], status: 1, mentions: "q_proj"),
             // Empty or malformed JSONL, labels outside the set.
-            Case(name: "empty jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["emptyjsonl"]!, "--task", "perplexity"], status: 1, mentions: "empty"),
-            Case(name: "malformed jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["badjsonl"]!, "--task", "perplexity"], status: 1, mentions: p["badjsonl"]! + ":2"),
-            Case(name: "label not in the set", tool: "coto-eval", args: ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "--data", p["labels"]!, "--task", "classification", "--labels", "x,y,w"], status: 1, mentions: p["labels"]! + ":2"),
+            Case(
+                name: "empty jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["emptyjsonl"]!, "--task", "perplexity"], status: 1,
+                mentions: "empty"),
+            Case(
+                name: "malformed jsonl", tool: "coto-eval", args: ["--model", bert, "--data", p["badjsonl"]!, "--task", "perplexity"], status: 1,
+                mentions: p["badjsonl"]! + ":2"),
+            Case(
+                name: "label not in the set", tool: "coto-eval",
+                args: ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "--data", p["labels"]!, "--task", "classification", "--labels", "x,y,w"],
+                status: 1, mentions: p["labels"]! + ":2"),
             // Inputs the model cannot take (training, evaluation, causal LM): one line naming file:line, nothing written.
-            Case(name: "train max-length above the positions", tool: "coto-train", args: ["--model", minilm, "--data", p["labels"]!, "--max-length", "1000", "--steps", "1", "-o", out], status: 1, mentions: "max_position_embeddings 512"),
-            Case(name: "train empty text", tool: "coto-train", args: ["--model", bert, "--data", p["emptytext"]!, "--steps", "1", "-o", out], status: 1, mentions: p["emptytext"]! + ":2: empty text"),
-            Case(name: "train token id outside the table", tool: "coto-train", args: ["--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--steps", "1", "-o", out], status: 1, mentions: p["bigwords"]! + ":2: token id 64"),
-            Case(name: "train type id outside the table", tool: "coto-train", args: ["--model", p["onetype"]!, "--data", p["pairs"]!, "--steps", "1", "-o", out], status: 1, mentions: p["pairs"]! + ":1: token type id 1"),
-            Case(name: "train dev label not in the label list", tool: "coto-train", args: ["--model", bert, "--data", p["labels"]!, "--eval-data", p["devlabel"]!, "--steps", "1", "-o", out], status: 1, mentions: p["devlabel"]! + ":2: label 'nope'"),
-            Case(name: "causal LM max-length above the positions", tool: "coto-train", args: ["--model", p["llama"]!, "--data", p["lmgood"]!, "--task", "causal-lm", "--max-length", "65", "--steps", "1", "-o", out], status: 1, mentions: "max_position_embeddings 64"),
-            Case(name: "causal LM empty text", tool: "coto-train", args: ["--model", p["llama"]!, "--data", p["lmempty"]!, "--task", "causal-lm", "--steps", "1", "-o", out], status: 1, mentions: p["lmempty"]! + ":2: empty text"),
-            Case(name: "causal LM token id outside the table", tool: "coto-train", args: ["--model", p["llama"]!, "--data", p["lmbig"]!, "--task", "causal-lm", "--steps", "1", "-o", out], status: 1, mentions: p["lmbig"]! + ":2: token id"),
-            Case(name: "eval max-length above the positions", tool: "coto-eval", args: ["--model", minilm, "--data", p["labels"]!, "--task", "classification", "--max-length", "513"], status: 1, mentions: "max_position_embeddings 512"),
-            Case(name: "eval empty text", tool: "coto-eval", args: ["--model", bert, "--data", p["emptytext"]!, "--task", "classification"], status: 1, mentions: p["emptytext"]! + ":2: empty text"),
-            Case(name: "eval token id outside the table", tool: "coto-eval", args: ["--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--task", "classification"], status: 1, mentions: p["bigwords"]! + ":2: token id 64"),
-            Case(name: "eval type id outside the table", tool: "coto-eval", args: ["--model", p["onetype"]!, "--data", p["pairs"]!, "--task", "classification"], status: 1, mentions: p["pairs"]! + ":1: token type id 1"),
-            Case(name: "eval perplexity token id outside the table", tool: "coto-eval", args: ["--model", p["llama"]!, "--data", p["lmbig"]!, "--task", "perplexity"], status: 1, mentions: p["lmbig"]! + ":2: token id"),
-            Case(name: "sweep token id outside the table", tool: "coto-eval", args: ["prune", CLI.fixture("peft/bert-lora"), "--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--sparsity", "0", "-o", out], status: 1, mentions: p["bigwords"]! + ":2: token id 64"),
+            Case(
+                name: "train max-length above the positions", tool: "coto-train",
+                args: ["--model", minilm, "--data", p["labels"]!, "--max-length", "1000", "--steps", "1", "-o", out], status: 1,
+                mentions: "max_position_embeddings 512"),
+            Case(
+                name: "train empty text", tool: "coto-train", args: ["--model", bert, "--data", p["emptytext"]!, "--steps", "1", "-o", out], status: 1,
+                mentions: p["emptytext"]! + ":2: empty text"),
+            Case(
+                name: "train token id outside the table", tool: "coto-train",
+                args: ["--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--steps", "1", "-o", out], status: 1, mentions: p["bigwords"]! + ":2: token id 64"),
+            Case(
+                name: "train type id outside the table", tool: "coto-train",
+                args: ["--model", p["onetype"]!, "--data", p["pairs"]!, "--steps", "1", "-o", out], status: 1, mentions: p["pairs"]! + ":1: token type id 1"),
+            Case(
+                name: "train dev label not in the label list", tool: "coto-train",
+                args: ["--model", bert, "--data", p["labels"]!, "--eval-data", p["devlabel"]!, "--steps", "1", "-o", out], status: 1,
+                mentions: p["devlabel"]! + ":2: label 'nope'"),
+            Case(
+                name: "causal LM max-length above the positions", tool: "coto-train",
+                args: ["--model", p["llama"]!, "--data", p["lmgood"]!, "--task", "causal-lm", "--max-length", "65", "--steps", "1", "-o", out], status: 1,
+                mentions: "max_position_embeddings 64"),
+            Case(
+                name: "causal LM empty text", tool: "coto-train",
+                args: ["--model", p["llama"]!, "--data", p["lmempty"]!, "--task", "causal-lm", "--steps", "1", "-o", out], status: 1,
+                mentions: p["lmempty"]! + ":2: empty text"),
+            Case(
+                name: "causal LM token id outside the table", tool: "coto-train",
+                args: ["--model", p["llama"]!, "--data", p["lmbig"]!, "--task", "causal-lm", "--steps", "1", "-o", out], status: 1,
+                mentions: p["lmbig"]! + ":2: token id"),
+            Case(
+                name: "eval max-length above the positions", tool: "coto-eval",
+                args: ["--model", minilm, "--data", p["labels"]!, "--task", "classification", "--max-length", "513"], status: 1,
+                mentions: "max_position_embeddings 512"),
+            Case(
+                name: "eval empty text", tool: "coto-eval", args: ["--model", bert, "--data", p["emptytext"]!, "--task", "classification"], status: 1,
+                mentions: p["emptytext"]! + ":2: empty text"),
+            Case(
+                name: "eval token id outside the table", tool: "coto-eval",
+                args: ["--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--task", "classification"], status: 1, mentions: p["bigwords"]! + ":2: token id 64"
+            ),
+            Case(
+                name: "eval type id outside the table", tool: "coto-eval", args: ["--model", p["onetype"]!, "--data", p["pairs"]!, "--task", "classification"],
+                status: 1, mentions: p["pairs"]! + ":1: token type id 1"),
+            Case(
+                name: "eval perplexity token id outside the table", tool: "coto-eval",
+                args: ["--model", p["llama"]!, "--data", p["lmbig"]!, "--task", "perplexity"], status: 1, mentions: p["lmbig"]! + ":2: token id"),
+            Case(
+                name: "sweep token id outside the table", tool: "coto-eval",
+                args: ["prune", CLI.fixture("peft/bert-lora"), "--model", p["bigvocab"]!, "--data", p["bigwords"]!, "--sparsity", "0", "-o", out], status: 1,
+                mentions: p["bigwords"]! + ":2: token id 64"),
             // Sweeps, reports, data sets.
-            Case(name: "sweep bad grid", tool: "coto-eval", args: ["interpolate", A, A, "--model", bert, "--data", p["labels"]!, "--grid", "1:0:0.1", "-o", out], status: 64, mentions: "--grid"),
-            Case(name: "sweep bad shard", tool: "coto-eval", args: ["prune", A, "--model", bert, "--data", p["labels"]!, "--sparsity", "0.5", "--shard", "3/2", "-o", out], status: 64, mentions: "--shard"),
-            Case(name: "sweep missing adapter", tool: "coto-eval", args: ["shapley", missing, "--model", bert, "--data", p["labels"]!, "-o", out], status: 1, mentions: missing),
-            Case(name: "merge sweep task files", tool: "coto-eval", args: ["merge", A, C, "--model", bert, "--task-data", p["labels"]!, "-o", out], status: 64, mentions: "--task-data"),
-            Case(name: "sweep label outside the head", tool: "coto-eval", args: ["prune", CLI.fixture("peft/bert-lora"), "--model", bert, "--data", p["labels"]!, "--sparsity", "0", "-o", out], status: 1, mentions: p["labels"]!),
+            Case(
+                name: "sweep bad grid", tool: "coto-eval",
+                args: ["interpolate", A, A, "--model", bert, "--data", p["labels"]!, "--grid", "1:0:0.1", "-o", out], status: 64, mentions: "--grid"),
+            Case(
+                name: "sweep bad shard", tool: "coto-eval",
+                args: ["prune", A, "--model", bert, "--data", p["labels"]!, "--sparsity", "0.5", "--shard", "3/2", "-o", out], status: 64, mentions: "--shard"),
+            Case(
+                name: "sweep missing adapter", tool: "coto-eval", args: ["shapley", missing, "--model", bert, "--data", p["labels"]!, "-o", out], status: 1,
+                mentions: missing),
+            Case(
+                name: "merge sweep task files", tool: "coto-eval", args: ["merge", A, C, "--model", bert, "--task-data", p["labels"]!, "-o", out], status: 64,
+                mentions: "--task-data"),
+            Case(
+                name: "sweep label outside the head", tool: "coto-eval",
+                args: ["prune", CLI.fixture("peft/bert-lora"), "--model", bert, "--data", p["labels"]!, "--sparsity", "0", "-o", out], status: 1,
+                mentions: p["labels"]!),
             Case(name: "report missing run dir", tool: "coto-eval", args: ["report", missing, "-o", out], status: 1, mentions: missing),
             Case(name: "data without wordnet", tool: "coto-data", args: ["wordnet", "--wordnet", missing, "-o", out], status: 1, mentions: missing),
             Case(name: "data bad cap", tool: "coto-data", args: ["fortunes", "--cap-train", "0", "-o", out], status: 64, mentions: "--cap-train"),
             // Output equal to an input; an output directory nobody can write (even root cannot write /proc).
             Case(name: "output is the input", tool: "coto-prune", args: [A, "--sparsity", "0.5", "-o", A], status: 1, mentions: "output path is the input"),
-            Case(name: "read-only output dir", tool: "coto-merge", args: [A, A, "-o", "/proc/coto-readonly/out.safetensors"], status: 1, mentions: "/proc/coto-readonly"),
-            Case(name: "read-only output dir (convert)", tool: "coto-convert", args: [A, "-o", "/proc/coto-out.safetensors"], status: 1, mentions: "/proc/coto-out.safetensors"),
+            Case(
+                name: "read-only output dir", tool: "coto-merge", args: [A, A, "-o", "/proc/coto-readonly/out.safetensors"], status: 1,
+                mentions: "/proc/coto-readonly"),
+            Case(
+                name: "read-only output dir (convert)", tool: "coto-convert", args: [A, "-o", "/proc/coto-out.safetensors"], status: 1,
+                mentions: "/proc/coto-out.safetensors"),
         ]
         var failures: [String] = []
         for c in cases {
             let r = try CLI.run(c.tool, c.args)
             let lines = r.err.split(separator: "\n", omittingEmptySubsequences: true)
-            let ok = r.status == c.status
+            let ok =
+                r.status == c.status
                 && (c.status == 64 ? r.err.contains(c.mentions) : (lines.count == 1 && lines[0].hasPrefix("error: ") && r.err.contains(c.mentions)))
                 && !FileManager.default.fileExists(atPath: out)
             if !ok { failures.append("\(c.name): status \(r.status), stderr: \(r.err.prefix(300))") }

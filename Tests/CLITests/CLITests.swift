@@ -17,13 +17,18 @@ enum CLI {
         return root + "/.build/debug/" + name
     }
 
-    struct Result { let status: Int32; let out: String; let err: String }
+    struct Result {
+        let status: Int32
+        let out: String
+        let err: String
+    }
 
     static func run(_ tool: String, _ args: [String]) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary(tool))
         p.arguments = args
-        let o = Pipe(), e = Pipe()
+        let o = Pipe()
+        let e = Pipe()
         p.standardOutput = o
         p.standardError = e
         try p.run()
@@ -35,7 +40,6 @@ enum CLI {
 
     static func fixture(_ p: String) -> String { root + "/Fixtures/" + p }
 }
-
 
 @Suite struct InspectCLITests {
     @Test func helpHasAnExampleAndExitsZero() throws {
@@ -66,9 +70,11 @@ enum CLI {
     }
 
     @Test func jsonOutputForEveryKind() throws {
-        for (path, kind) in [("peft/bert-lora", "adapter"), ("tiny-bert", "model"), ("tiny-bert-sharded", "model"),
-                             ("gguf/tiny.gguf", "gguf"), ("codecs.safetensors", "safetensors"),
-                             ("tiny-bert-sharded/model.safetensors.index.json", "sharded")] {
+        for (path, kind) in [
+            ("peft/bert-lora", "adapter"), ("tiny-bert", "model"), ("tiny-bert-sharded", "model"),
+            ("gguf/tiny.gguf", "gguf"), ("codecs.safetensors", "safetensors"),
+            ("tiny-bert-sharded/model.safetensors.index.json", "sharded"),
+        ] {
             let r = try CLI.run("coto-inspect", [CLI.fixture(path), "--json", "--stats"])
             #expect(r.status == 0, "\(path): \(r.err)")
             let j = try JSON.parse(string: r.out)
@@ -95,7 +101,8 @@ enum CLI {
         #expect(r.status == 0, "\(r.err)")
         r = try CLI.run("coto-convert", [file, "-o", t.path + "/back"])
         #expect(r.status == 0, "\(r.err)")
-        let a = try Adapter.load(CLI.fixture("peft/bert-dora")), b = try Adapter.load(t.path + "/back")
+        let a = try Adapter.load(CLI.fixture("peft/bert-dora"))
+        let b = try Adapter.load(t.path + "/back")
         #expect(a.modules == b.modules)
     }
 
@@ -141,7 +148,8 @@ enum CLI {
         let j = try JSON.parse(string: r.out)
         #expect(j["method"]?.stringValue == "interpolate" && j["result"]?["module_count"]?.intValue == 4)
         #expect(try Adapter.load(t.path + "/m0").modules == Adapter.load(a).modules)
-        r = try CLI.run("coto-merge", [CLI.fixture("peft/merge-a"), CLI.fixture("peft/merge-c"), "--method", "svd", "--rank", "3", "-o", t.path + "/s.safetensors"])
+        r = try CLI.run(
+            "coto-merge", [CLI.fixture("peft/merge-a"), CLI.fixture("peft/merge-c"), "--method", "svd", "--rank", "3", "-o", t.path + "/s.safetensors"])
         #expect(r.status == 0, "\(r.err)")
         #expect(try Adapter.load(t.path + "/s.safetensors").modules.allSatisfy { $0.rank == 3 })
     }
@@ -190,7 +198,8 @@ enum CLI {
         #expect(try Adapter.load(t.path + "/x").modules.count == 4)
         // Usage errors and a model that is not a fine-tune of the base.
         #expect(try CLI.run("coto-extract", ["--base", bert, "--tuned", t.path + "/fused", "-o", t.path + "/y"]).status == 64)
-        #expect(try CLI.run("coto-extract", ["--base", bert, "--tuned", t.path + "/fused", "--rank", "2", "--energy", "0.5", "-o", t.path + "/y"]).status == 64)
+        #expect(
+            try CLI.run("coto-extract", ["--base", bert, "--tuned", t.path + "/fused", "--rank", "2", "--energy", "0.5", "-o", t.path + "/y"]).status == 64)
         r = try CLI.run("coto-extract", ["--base", bert, "--tuned", CLI.fixture("tiny-llama"), "--rank", "2", "-o", t.path + "/y"])
         #expect(r.status == 1 && r.err.hasPrefix("error: ") && r.err.split(separator: "\n").count == 1, "\(r.err)")
         #expect(!FileManager.default.fileExists(atPath: t.path + "/y"))
@@ -213,11 +222,21 @@ enum CLI {
         #expect(FileManager.default.fileExists(atPath: base), "run make setup")
         var rng = SeededRNG(seed: 8)
         func m(_ r: Int, _ c: Int) -> Tensor { Tensor(shape: [r, c], data: (0..<(r * c)).map { _ in Float(rng.normal() * 0.05) }) }
-        var c = LoraConfig(); c.r = 4; c.loraAlpha = 8; c.targetModules = .names(["q_proj", "v_proj"]); c.taskType = "CAUSAL_LM"
-        let a = Adapter(config: c, modules: [
-            LoraModule(name: "model.layers.0.self_attn.q_proj", a: AdapterTensor(dtype: .f32, tensor: m(4, 576)), b: AdapterTensor(dtype: .f32, tensor: m(576, 4)), alpha: 8, scaling: 2),
-            LoraModule(name: "model.layers.1.self_attn.v_proj", a: AdapterTensor(dtype: .f32, tensor: m(4, 576)), b: AdapterTensor(dtype: .f32, tensor: m(192, 4)), alpha: 8, scaling: 2),
-        ], otherTensors: [], source: "test", configOrigin: "test")
+        var c = LoraConfig()
+        c.r = 4
+        c.loraAlpha = 8
+        c.targetModules = .names(["q_proj", "v_proj"])
+        c.taskType = "CAUSAL_LM"
+        let a = Adapter(
+            config: c,
+            modules: [
+                LoraModule(
+                    name: "model.layers.0.self_attn.q_proj", a: AdapterTensor(dtype: .f32, tensor: m(4, 576)), b: AdapterTensor(dtype: .f32, tensor: m(576, 4)),
+                    alpha: 8, scaling: 2),
+                LoraModule(
+                    name: "model.layers.1.self_attn.v_proj", a: AdapterTensor(dtype: .f32, tensor: m(4, 576)), b: AdapterTensor(dtype: .f32, tensor: m(192, 4)),
+                    alpha: 8, scaling: 2),
+            ], otherTensors: [], source: "test", configOrigin: "test")
         try a.save(to: t.path + "/a")
         var r = try CLI.run("coto-convert", [t.path + "/a", "-o", t.path + "/a.gguf", "--base", base, "--json"])
         #expect(r.status == 0, "\(r.err)")
@@ -243,7 +262,8 @@ enum CLI {
 
     @Test func dareWithTheSameSeedWritesIdenticalBytes() throws {
         let t = TempDir()
-        let a = CLI.fixture("peft/merge-a"), b = CLI.fixture("peft/merge-b")
+        let a = CLI.fixture("peft/merge-a")
+        let b = CLI.fixture("peft/merge-b")
         for (out, seed) in [("x", "7"), ("y", "7"), ("z", "8")] {
             let r = try CLI.run("coto-merge", [a, b, "--method", "dare_ties", "--density", "0.4", "--seed", seed, "-o", t.path + "/\(out).safetensors"])
             #expect(r.status == 0, "\(r.err)")
@@ -267,7 +287,8 @@ enum CLI {
             let merged = try Adapter.load(out)
             #expect(merged.modules.count == 6, "\(method)")
             for m in merged.modules {
-                let want = try ref.tensor("\(method).\(m.name).delta"), got = m.delta()
+                let want = try ref.tensor("\(method).\(m.name).delta")
+                let got = m.delta()
                 let err = zip(got.data, want.data).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot()
                 let norm = want.data.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
                 #expect(err <= 1e-4 * norm, "\(method) \(m.name): \(err / norm)")
@@ -280,10 +301,13 @@ enum CLI {
 
     @Test func mergeUsageAndInputErrors() throws {
         let t = TempDir()
-        let a = CLI.fixture("peft/merge-a"), c = CLI.fixture("peft/merge-c")
-        for args in [[a, c, "--method", "nope", "-o", t.path + "/x"], [a, "--lambda", "0.5", "-o", t.path + "/x"],
-                     [a, c, "--weights", "1", "-o", t.path + "/x"], [a, c, "--density", "1.5", "-o", t.path + "/x"],
-                     [a, c, "--rank", "0", "-o", t.path + "/x"], [a, c, "--heads", "sum", "-o", t.path + "/x"]] {
+        let a = CLI.fixture("peft/merge-a")
+        let c = CLI.fixture("peft/merge-c")
+        for args in [
+            [a, c, "--method", "nope", "-o", t.path + "/x"], [a, "--lambda", "0.5", "-o", t.path + "/x"],
+            [a, c, "--weights", "1", "-o", t.path + "/x"], [a, c, "--density", "1.5", "-o", t.path + "/x"],
+            [a, c, "--rank", "0", "-o", t.path + "/x"], [a, c, "--heads", "sum", "-o", t.path + "/x"],
+        ] {
             #expect(try CLI.run("coto-merge", args).status == 64, "\(args)")
         }
         // Mixed ranks where the method needs equal ranks: one line naming the cause, nothing written.

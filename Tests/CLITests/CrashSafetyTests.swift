@@ -12,16 +12,19 @@ import Glibc
 @Suite(.serialized) struct CrashSafetyTests {
     struct Job {
         let tool: String
-        let args: (String) -> [String]     // output path -> arguments
-        let old: (String) -> [String]      // a different, earlier run into the same output
-        let output: String                 // file name or directory name under the temp dir
+        let args: (String) -> [String]  // output path -> arguments
+        let old: (String) -> [String]  // a different, earlier run into the same output
+        let output: String  // file name or directory name under the temp dir
     }
 
     static func files(under path: String) -> [String: Data] {
         var out: [String: Data] = [:]
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return out }
-        if !isDir.boolValue { out[""] = FileManager.default.contents(atPath: path); return out }
+        if !isDir.boolValue {
+            out[""] = FileManager.default.contents(atPath: path)
+            return out
+        }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
             out[name] = FileManager.default.contents(atPath: path + "/" + name)
         }
@@ -41,8 +44,10 @@ import Glibc
     /// Starts a process and kills it once a temp file of an atomic write shows up in one of `watch` (after a
     /// random extra delay of up to `jitter` seconds), so the kill lands while a file is being written or
     /// renamed; if no temp file shows up within `fallback` seconds, kills it then. Waits for it.
-    static func runAndKillDuringWrite(_ tool: String, _ args: [String], watch: [String], jitter: Double, fallback: Double,
-                                      rng: inout SystemRandomNumberGenerator) throws {
+    static func runAndKillDuringWrite(
+        _ tool: String, _ args: [String], watch: [String], jitter: Double, fallback: Double,
+        rng: inout SystemRandomNumberGenerator
+    ) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CLI.binary(tool))
         p.arguments = args
@@ -63,18 +68,32 @@ import Glibc
 
     @Test func sigkillAtRandomMomentsNeverLeavesAPartialFile() throws {
         let t = TempDir()
-        let A = CLI.fixture("peft/merge-a"), B = CLI.fixture("peft/merge-b"), P = CLI.fixture("peft/bert-patterns")
-        let bert = CLI.fixture("tiny-bert"), sharded = CLI.fixture("tiny-bert-sharded")
+        let A = CLI.fixture("peft/merge-a")
+        let B = CLI.fixture("peft/merge-b")
+        let P = CLI.fixture("peft/bert-patterns")
+        let bert = CLI.fixture("tiny-bert")
+        let sharded = CLI.fixture("tiny-bert-sharded")
         let jobs: [Job] = [
-            Job(tool: "coto-merge", args: { [A, B, "--method", "svd", "-q", "-o", $0] }, old: { [A, B, "--method", "task-arithmetic", "--weights", "0.3,0.7", "-q", "-o", $0] }, output: "merged.safetensors"),
-            Job(tool: "coto-merge", args: { [A, B, "--method", "ties", "--density", "0.5", "-q", "-o", $0] }, old: { [A, B, "--method", "linear", "-q", "-o", $0] }, output: "merged-dir"),
-            Job(tool: "coto-prune", args: { [P, "--rank", "2", "--sparsity", "0.3", "-q", "-o", $0] }, old: { [P, "--sparsity", "0.9", "-q", "-o", $0] }, output: "pruned"),
-            Job(tool: "coto-fuse", args: { ["--model", bert, "--adapter", CLI.fixture("peft/bert-dora"), "-q", "-o", $0] }, old: { ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "-q", "-o", $0] }, output: "fused"),
-            Job(tool: "coto-convert", args: { [sharded, "--dtype", "bf16", "--max-shard-size", "10KB", "-q", "-o", $0] }, old: { [sharded, "--max-shard-size", "10KB", "-q", "-o", $0] }, output: "converted"),
+            Job(
+                tool: "coto-merge", args: { [A, B, "--method", "svd", "-q", "-o", $0] },
+                old: { [A, B, "--method", "task-arithmetic", "--weights", "0.3,0.7", "-q", "-o", $0] }, output: "merged.safetensors"),
+            Job(
+                tool: "coto-merge", args: { [A, B, "--method", "ties", "--density", "0.5", "-q", "-o", $0] },
+                old: { [A, B, "--method", "linear", "-q", "-o", $0] }, output: "merged-dir"),
+            Job(
+                tool: "coto-prune", args: { [P, "--rank", "2", "--sparsity", "0.3", "-q", "-o", $0] }, old: { [P, "--sparsity", "0.9", "-q", "-o", $0] },
+                output: "pruned"),
+            Job(
+                tool: "coto-fuse", args: { ["--model", bert, "--adapter", CLI.fixture("peft/bert-dora"), "-q", "-o", $0] },
+                old: { ["--model", bert, "--adapter", CLI.fixture("peft/bert-lora"), "-q", "-o", $0] }, output: "fused"),
+            Job(
+                tool: "coto-convert", args: { [sharded, "--dtype", "bf16", "--max-shard-size", "10KB", "-q", "-o", $0] },
+                old: { [sharded, "--max-shard-size", "10KB", "-q", "-o", $0] }, output: "converted"),
         ]
         let inputs = [A, B, P, bert, sharded, CLI.fixture("peft/bert-dora"), CLI.fixture("peft/bert-lora")]
         let inputsBefore = Self.digest(inputs)
-        var trials = 0, killedMidway = 0
+        var trials = 0
+        var killedMidway = 0
         var rng = SystemRandomNumberGenerator()
         for job in jobs {
             // The complete new output, for reference, and the run time it takes.
@@ -89,8 +108,9 @@ import Glibc
                 try? FileManager.default.removeItem(atPath: target)
                 #expect(try CLI.run(job.tool, job.old(target)).status == 0)
                 let oldFiles = Self.files(under: target)
-                try Self.runAndKillDuringWrite(job.tool, job.args(target), watch: [t.path, target], jitter: 0.0005,
-                                               fallback: runtime * 3 + 1, rng: &rng)
+                try Self.runAndKillDuringWrite(
+                    job.tool, job.args(target), watch: [t.path, target], jitter: 0.0005,
+                    fallback: runtime * 3 + 1, rng: &rng)
                 trials += 1
                 // The kill landed mid-write when the writer died holding a temp file, or between the renames
                 // of a multi-file output (some files new, some old).
@@ -128,11 +148,15 @@ import Glibc
         let m = Process()
         m.executableURL = URL(fileURLWithPath: "/bin/mount")
         m.arguments = ["-t", "tmpfs", "-o", "size=16k", "tmpfs", mnt]
-        try m.run(); m.waitUntilExit()
+        try m.run()
+        m.waitUntilExit()
         try #require(m.terminationStatus == 0, "mount -t tmpfs failed (status \(m.terminationStatus)); set COTO_NO_TMPFS=1 to skip")
         defer {
-            let u = Process(); u.executableURL = URL(fileURLWithPath: "/bin/umount"); u.arguments = [mnt]
-            try? u.run(); u.waitUntilExit()
+            let u = Process()
+            u.executableURL = URL(fileURLWithPath: "/bin/umount")
+            u.arguments = [mnt]
+            try? u.run()
+            u.waitUntilExit()
         }
         let r = try CLI.run("coto-convert", [CLI.fixture("tiny-bert"), "--dtype", "f32", "-o", mnt + "/out"])
         #expect(r.status == 1)

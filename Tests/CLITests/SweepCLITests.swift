@@ -8,7 +8,8 @@ import Checkpoint
 @Suite struct SweepCLITests {
     @Test func shardedSweepsJoinInTheReport() throws {
         let t = TempDir()
-        let bert = CLI.fixture("tiny-bert"), a = CLI.fixture("peft/bert-lora")
+        let bert = CLI.fixture("tiny-bert")
+        let a = CLI.fixture("peft/bert-lora")
         let data = t.path + "/tiny-test.jsonl"
         let rows = ["a b c", "d e", "f", "g h i j", "k l", "m n o", "p", "q r s", "t u", "v w x y"].enumerated().map { i, s in
             "{\"text\": \"\(s)\", \"label\": \"\(["x", "y", "z"][i % 3])\"}"
@@ -16,10 +17,15 @@ import Checkpoint
         try (rows.joined(separator: "\n") + "\n").write(toFile: data, atomically: true, encoding: .utf8)
         let runs = t.path + "/sweeps"
         for shard in ["1/2", "2/2"] {
-            let r = try CLI.run("coto-eval", ["prune", a, "--model", bert, "--data", data, "--sparsity", "0,0.5,0.9", "--layers", "all,0",
-                                              "--ranks", "2,1", "--shard", shard, "--name", "lora", "-o", runs, "-q"])
+            let r = try CLI.run(
+                "coto-eval",
+                [
+                    "prune", a, "--model", bert, "--data", data, "--sparsity", "0,0.5,0.9", "--layers", "all,0",
+                    "--ranks", "2,1", "--shard", shard, "--name", "lora", "-o", runs, "-q",
+                ])
             #expect(r.status == 0, "\(r.err)")
-            let s = try CLI.run("coto-eval", ["shapley", a, "--model", bert, "--data", data, "--samples", "8", "--grid", "4", "--shard", shard, "-o", runs, "-q"])
+            let s = try CLI.run(
+                "coto-eval", ["shapley", a, "--model", bert, "--data", data, "--samples", "8", "--grid", "4", "--shard", shard, "-o", runs, "-q"])
             #expect(s.status == 0, "\(s.err)")
         }
         let i = try CLI.run("coto-eval", ["interpolate", a, a, "--model", bert, "--data", data, "--grid", "0:1:0.5", "--json", "-o", runs])
@@ -46,9 +52,11 @@ import Checkpoint
         #expect(r.status == 0, "\(r.err)")
         let card = try JSON.parse(string: r.out)
         #expect(card["tasks"]?.arrayValue?.count == 3)
-        for task in ["noun8", "pos4", "verb15"] { for split in ["train", "dev", "test"] {
-            #expect(FileManager.default.fileExists(atPath: "\(t.path)/\(task)-\(split).jsonl"))
-        } }
+        for task in ["noun8", "pos4", "verb15"] {
+            for split in ["train", "dev", "test"] {
+                #expect(FileManager.default.fileExists(atPath: "\(t.path)/\(task)-\(split).jsonl"))
+            }
+        }
         let train = try String(contentsOfFile: t.path + "/noun8-train.jsonl", encoding: .utf8).split(separator: "\n")
         #expect(train.count == 40)
         #expect(FileManager.default.fileExists(atPath: t.path + "/card.json"))

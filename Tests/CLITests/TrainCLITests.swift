@@ -28,8 +28,10 @@ import Glibc
     }
 
     static func args(_ train: String, _ dev: String, out: String, threads: Int, extra: [String] = []) -> [String] {
-        ["--model", TestPaths.minilm, "--data", train, "--eval-data", dev, "--task", "classification", "--steps", "6",
-         "--batch-size", "8", "--max-length", "32", "--threads", "\(threads)", "--seed", "3", "--eval-every", "3", "-q", "-o", out] + extra
+        [
+            "--model", TestPaths.minilm, "--data", train, "--eval-data", dev, "--task", "classification", "--steps", "6",
+            "--batch-size", "8", "--max-length", "32", "--threads", "\(threads)", "--seed", "3", "--eval-every", "3", "-q", "-o", out,
+        ] + extra
     }
 
     @Test func trainsMiniLMWritesItsRecordsAndResumesToIdenticalBytes() throws {
@@ -46,9 +48,10 @@ import Glibc
         #expect(!FileManager.default.fileExists(atPath: a + "/checkpoint"), "the checkpoint must go once the outputs are written")
         let adapter = try Adapter.load(a)
         #expect(adapter.modules.count == 12)  // query and value in six layers
-        let trainLabels = Set(try Self.lines(train).compactMap { l in
-            (try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any])?["label"] as? String
-        })
+        let trainLabels = Set(
+            try Self.lines(train).compactMap { l in
+                (try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any])?["label"] as? String
+            })
         #expect(adapter.labels == trainLabels.sorted() && trainLabels.count == 8)
         // metrics.json.
         let m = try Self.json(a + "/metrics.json")
@@ -105,11 +108,13 @@ import Glibc
 
         // One thread: a different worker split (the dropout streams are per worker), recorded as such,
         // deterministic in its turn.
-        let d1 = t.path + "/d1", d2 = t.path + "/d2"
+        let d1 = t.path + "/d1"
+        let d2 = t.path + "/d2"
         #expect(try CLI.run("coto-train", Self.args(train, dev, out: d1, threads: 1)).status == 0)
         #expect(try CLI.run("coto-train", Self.args(train, dev, out: d2, threads: 1)).status == 0)
         #expect(try Self.json(d1 + "/metrics.json")["threads"] as? Int == 1)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: d1 + "/adapter_model.safetensors"))
+        #expect(
+            try Data(contentsOf: URL(fileURLWithPath: d1 + "/adapter_model.safetensors"))
                 == Data(contentsOf: URL(fileURLWithPath: d2 + "/adapter_model.safetensors")))
     }
 }

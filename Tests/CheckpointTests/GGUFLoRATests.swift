@@ -14,8 +14,11 @@ import Numerics
     static func adapter() -> Adapter {
         var rng = SeededRNG(seed: 11)
         func t(_ r: Int, _ c: Int) -> Tensor { Tensor(shape: [r, c], data: (0..<(r * c)).map { _ in Float(rng.normal() * 0.05) }) }
-        let H = 576, KV = 192, F = 1536, V = 49152
-        let specs: [(String, Int, Int, Int, Double, Bool)] = [   // name, out, in, r, scaling, embedding
+        let H = 576
+        let KV = 192
+        let F = 1536
+        let V = 49152
+        let specs: [(String, Int, Int, Int, Double, Bool)] = [  // name, out, in, r, scaling, embedding
             ("model.layers.0.self_attn.q_proj", H, H, 8, 16 / 8.0.squareRoot(), false),
             ("model.layers.0.self_attn.k_proj", KV, H, 4, 16 / 4.0, false),
             ("model.layers.0.self_attn.v_proj", KV, H, 4, 3.0, false),
@@ -25,8 +28,10 @@ import Numerics
         ]
         var mods: [LoraModule] = []
         for (n, o, i, r, s, e) in specs {
-            mods.append(LoraModule(name: n, a: AdapterTensor(dtype: .f32, tensor: t(r, i)), b: AdapterTensor(dtype: .f32, tensor: t(o, r)),
-                                   isEmbedding: e, alpha: s * Double(r), scaling: s))
+            mods.append(
+                LoraModule(
+                    name: n, a: AdapterTensor(dtype: .f32, tensor: t(r, i)), b: AdapterTensor(dtype: .f32, tensor: t(o, r)),
+                    isEmbedding: e, alpha: s * Double(r), scaling: s))
         }
         var c = LoraConfig()
         c.r = 4
@@ -38,22 +43,29 @@ import Numerics
     @Test func writesWhatLlamaCppLoadsWithOurDeltasAndReadsBack() throws {
         #expect(FileManager.default.fileExists(atPath: TestPaths.smollm2), "run make setup")
         let base = try GGUFFile(path: TestPaths.smollm2)
-        let dir = try Self.tmp(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try Self.tmp()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let a = Self.adapter()
         try GGUFLoRA.write(a, base: base, to: dir + "/a.gguf")
         let f = try GGUFFile(path: dir + "/a.gguf")
         #expect(f["general.type"]?.string == "adapter" && f["adapter.type"]?.string == "lora")
         #expect(f["general.architecture"]?.string == base["general.architecture"]?.string)
-        guard case .f32(let alpha)? = f["adapter.lora.alpha"] else { Issue.record("adapter.lora.alpha is not FLOAT32"); return }
+        guard case .f32(let alpha)? = f["adapter.lora.alpha"] else {
+            Issue.record("adapter.lora.alpha is not FLOAT32")
+            return
+        }
         #expect(alpha == 16)
         #expect(f.tensors.count == 2 * a.modules.count)
-        let names: [String: String] = ["model.layers.0.self_attn.q_proj": "blk.0.attn_q", "model.layers.0.self_attn.k_proj": "blk.0.attn_k",
-                                       "model.layers.0.self_attn.v_proj": "blk.0.attn_v", "model.layers.29.self_attn.o_proj": "blk.29.attn_output",
-                                       "model.layers.29.mlp.down_proj": "blk.29.ffn_down", "model.embed_tokens": "token_embd"]
+        let names: [String: String] = [
+            "model.layers.0.self_attn.q_proj": "blk.0.attn_q", "model.layers.0.self_attn.k_proj": "blk.0.attn_k",
+            "model.layers.0.self_attn.v_proj": "blk.0.attn_v", "model.layers.29.self_attn.o_proj": "blk.29.attn_output",
+            "model.layers.29.mlp.down_proj": "blk.29.ffn_down", "model.embed_tokens": "token_embd",
+        ]
         for m in a.modules {
             let g = try #require(names[m.name])
             let w = try #require(base.tensorInfo(named: g + ".weight"))
-            let ta = try #require(f.tensorInfo(named: g + ".weight.lora_a")), tb = try #require(f.tensorInfo(named: g + ".weight.lora_b"))
+            let ta = try #require(f.tensorInfo(named: g + ".weight.lora_a"))
+            let tb = try #require(f.tensorInfo(named: g + ".weight.lora_b"))
             // llama.cpp's loader checks (llama-adapter.cpp), on ggml ne.
             if m.isEmbedding {
                 #expect(w.dims[0] == tb.dims[1] && w.dims[1] == ta.dims[1], "\(g)")
@@ -62,14 +74,16 @@ import Numerics
             }
             // What llama.cpp adds (alpha / r · B·A, in its row order) is our s·B·A (rows permuted for q/k). For the
             // embedding, llama.cpp adds alpha / r · B·a[token] to token rows: compared on the first 64 tokens.
-            let A = try f.dequantize(g + ".weight.lora_a"), B = try f.dequantize(g + ".weight.lora_b")
-            let llama: Tensor, ours: Tensor
+            let A = try f.dequantize(g + ".weight.lora_a")
+            let B = try f.dequantize(g + ".weight.lora_b")
+            let llama: Tensor
+            let ours: Tensor
             if m.isEmbedding {
                 let r = A.cols
-                let aRows = Tensor(shape: [64, r], data: Array(A.data.prefix(64 * r)))                         // a[token], tokens 0..<64
+                let aRows = Tensor(shape: [64, r], data: Array(A.data.prefix(64 * r)))  // a[token], tokens 0..<64
                 var aCols = Tensor(zeros: [r, 64])
                 for i in 0..<r { for j in 0..<64 { aCols[i, j] = m.a.tensor[i, j] } }
-                llama = Float(Double(alpha) / Double(r)) * BLAS.matmul(B, aRows, transB: true)                 // [dim, 64]
+                llama = Float(Double(alpha) / Double(r)) * BLAS.matmul(B, aRows, transB: true)  // [dim, 64]
                 ours = Float(m.scaling) * BLAS.matmul(m.b.tensor, aCols)
             } else {
                 llama = Float(Double(alpha) / Double(A.rows)) * BLAS.matmul(B, A)
@@ -114,15 +128,40 @@ import Numerics
 
     @Test func formsLlamaCppCannotHoldAreRefused() throws {
         let base = try GGUFFile(path: TestPaths.smollm2)
-        let dir = try Self.tmp(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try Self.tmp()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         var h = Self.adapter()
         h.modules.removeLast()  // the embedding (HiRA refuses embeddings at load; here the variant alone)
         h.variant = .hira
-        for (adapter, needle) in [(h, "HiRA"), ({ var x = Self.adapter(); x.otherTensors = [("base_model.model.score.weight", AdapterTensor(dtype: .f32, tensor: Tensor(zeros: [2, 576])))]; return x }(), "full tensors"),
-                                  ({ var x = Self.adapter(); x.modules[0].magnitude = AdapterTensor(dtype: .f32, tensor: Tensor(zeros: [576])); x.variant = .dora; return x }(), "DoRA"),
-                                  ({ var x = Self.adapter(); x.modules[0].name = "model.layers.99.self_attn.q_proj"; return x }(), "no tensor in the base")] {
-            do { try GGUFLoRA.write(adapter, base: base, to: dir + "/x.gguf"); Issue.record("accepted: \(needle)") }
-            catch let e as CheckpointError { #expect(e.message.contains(needle), "\(e)") }
+        for (adapter, needle) in [
+            (h, "HiRA"),
+            (
+                {
+                    var x = Self.adapter()
+                    x.otherTensors = [("base_model.model.score.weight", AdapterTensor(dtype: .f32, tensor: Tensor(zeros: [2, 576])))]
+                    return x
+                }(), "full tensors"
+            ),
+            (
+                {
+                    var x = Self.adapter()
+                    x.modules[0].magnitude = AdapterTensor(dtype: .f32, tensor: Tensor(zeros: [576]))
+                    x.variant = .dora
+                    return x
+                }(), "DoRA"
+            ),
+            (
+                {
+                    var x = Self.adapter()
+                    x.modules[0].name = "model.layers.99.self_attn.q_proj"
+                    return x
+                }(), "no tensor in the base"
+            ),
+        ] {
+            do {
+                try GGUFLoRA.write(adapter, base: base, to: dir + "/x.gguf")
+                Issue.record("accepted: \(needle)")
+            } catch let e as CheckpointError { #expect(e.message.contains(needle), "\(e)") }
             #expect(!FileManager.default.fileExists(atPath: dir + "/x.gguf"))
         }
         // A model GGUF is not an adapter.

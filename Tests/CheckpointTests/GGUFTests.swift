@@ -10,15 +10,24 @@ struct GGUFBuilder {
     var bytes: [UInt8] = []
     mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
     mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-    mutating func str(_ s: String) { u64(UInt64(s.utf8.count)); bytes += Array(s.utf8) }
+    mutating func str(_ s: String) {
+        u64(UInt64(s.utf8.count))
+        bytes += Array(s.utf8)
+    }
     static func header(version: UInt32 = 3, tensors: UInt64, kvs: UInt64) -> GGUFBuilder {
         var b = GGUFBuilder()
         b.bytes = Array("GGUF".utf8)
-        b.u32(version); b.u64(tensors); b.u64(kvs)
+        b.u32(version)
+        b.u64(tensors)
+        b.u64(kvs)
         return b
     }
     mutating func tensorInfo(_ name: String, dims: [UInt64], type: UInt32, offset: UInt64) {
-        str(name); u32(UInt32(dims.count)); for d in dims { u64(d) }; u32(type); u64(offset)
+        str(name)
+        u32(UInt32(dims.count))
+        for d in dims { u64(d) }
+        u32(type)
+        u64(offset)
     }
     mutating func align(_ a: Int = 32) { while bytes.count % a != 0 { bytes.append(0) } }
 }
@@ -26,7 +35,10 @@ struct GGUFBuilder {
 func ggufError(_ bytes: [UInt8]) -> String? {
     let dir = TempDir()
     writeBytes(bytes, dir.file("m.gguf"))
-    do { _ = try GGUFFile(path: dir.file("m.gguf")); return nil } catch let e as CheckpointError { return e.message } catch { return "\(error)" }
+    do {
+        _ = try GGUFFile(path: dir.file("m.gguf"))
+        return nil
+    } catch let e as CheckpointError { return e.message } catch { return "\(error)" }
 }
 
 @Suite struct GGUFTests {
@@ -57,26 +69,42 @@ func ggufError(_ bytes: [UInt8]) -> String? {
         #expect(ggufError(GGUFBuilder.header(tensors: 1 << 60, kvs: 0).bytes)?.contains("larger than the file") == true)
         // A string length past the end.
         var b = GGUFBuilder.header(tensors: 0, kvs: 1)
-        b.u64(1 << 62); b.bytes += [UInt8](repeating: 0x61, count: 16)
+        b.u64(1 << 62)
+        b.bytes += [UInt8](repeating: 0x61, count: 16)
         #expect(ggufError(b.bytes)?.contains("runs past the end") == true)
         // An array claiming 2^61 elements.
         b = GGUFBuilder.header(tensors: 0, kvs: 1)
-        b.str("k"); b.u32(9); b.u32(4); b.u64(1 << 61)
+        b.str("k")
+        b.u32(9)
+        b.u32(4)
+        b.u64(1 << 61)
         #expect(ggufError(b.bytes)?.contains("runs past the end") == true)
         // Nested arrays and unknown types.
         b = GGUFBuilder.header(tensors: 0, kvs: 1)
-        b.str("k"); b.u32(9); b.u32(9); b.u64(1)
+        b.str("k")
+        b.u32(9)
+        b.u32(9)
+        b.u64(1)
         #expect(ggufError(b.bytes)?.contains("nested array") == true)
         b = GGUFBuilder.header(tensors: 0, kvs: 1)
-        b.str("k"); b.u32(13); b.u64(0)
+        b.str("k")
+        b.u32(13)
+        b.u64(0)
         #expect(ggufError(b.bytes)?.contains("unknown metadata value type") == true)
         // Duplicate keys.
         b = GGUFBuilder.header(tensors: 0, kvs: 2)
-        b.str("k"); b.u32(4); b.u32(1); b.str("k"); b.u32(4); b.u32(2)
+        b.str("k")
+        b.u32(4)
+        b.u32(1)
+        b.str("k")
+        b.u32(4)
+        b.u32(2)
         #expect(ggufError(b.bytes)?.contains("appears twice") == true)
         // Bad alignment value.
         b = GGUFBuilder.header(tensors: 0, kvs: 1)
-        b.str("general.alignment"); b.u32(4); b.u32(3)
+        b.str("general.alignment")
+        b.u32(4)
+        b.u32(3)
         #expect(ggufError(b.bytes)?.contains("power of two") == true)
     }
 
@@ -105,12 +133,21 @@ func ggufError(_ bytes: [UInt8]) -> String? {
 
     /// llama.cpp's converter permute (convert_hf_to_gguf.py), written independently of ours.
     func permute(_ t: Tensor, heads: Int) -> Tensor {
-        let rows = t.shape[0], cols = t.count / rows, d = rows / heads, half = d / 2
+        let rows = t.shape[0]
+        let cols = t.count / rows
+        let d = rows / heads
+        let half = d / 2
         var out = t.data
         // reshape(heads, 2, half, cols).swapaxes(1, 2): out[h, i, s] = in[h, s, i]
-        for h in 0..<heads { for i in 0..<half { for s in 0..<2 { for c in 0..<cols {
-            out[((h * half + i) * 2 + s) * cols + c] = t.data[((h * 2 + s) * half + i) * cols + c]
-        } } } }
+        for h in 0..<heads {
+            for i in 0..<half {
+                for s in 0..<2 {
+                    for c in 0..<cols {
+                        out[((h * half + i) * 2 + s) * cols + c] = t.data[((h * 2 + s) * half + i) * cols + c]
+                    }
+                }
+            }
+        }
         return Tensor(shape: t.shape, data: out)
     }
 
@@ -142,15 +179,18 @@ func ggufError(_ bytes: [UInt8]) -> String? {
             for i in 0..<want.rows { for j in 0..<want.cols { maxDiff = max(maxDiff, abs(ours.data[i * cols + j] - want[i, j])) } }
             #expect(maxDiff <= 1e-6, "\(hf): max diff \(maxDiff)")
             let sums = try ref.tensor("sum:" + hf).data
-            let s = ours.data.reduce(0.0) { $0 + Double($1) }, sa = ours.data.reduce(0.0) { $0 + abs(Double($1)) }
+            let s = ours.data.reduce(0.0) { $0 + Double($1) }
+            let sa = ours.data.reduce(0.0) { $0 + abs(Double($1)) }
             #expect(abs(s - Double(sums[0])) <= 1e-3 * max(1, abs(Double(sums[1]))), "\(hf) sum")
             #expect(abs(sa - Double(sums[1])) <= 1e-5 * Double(sums[1]), "\(hf) abs sum")
         }
         // config.json carries what transformers derives from the GGUF.
         let want = try JSON.parse(string: ref.metadataValue("config")!)
         let cfg = try JSON.parse(readBytes(dir.file("config.json")))
-        for k in ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                  "vocab_size", "max_position_embeddings", "tie_word_embeddings", "bos_token_id", "eos_token_id", "head_dim"] {
+        for k in [
+            "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "vocab_size", "max_position_embeddings", "tie_word_embeddings", "bos_token_id", "eos_token_id", "head_dim",
+        ] {
             #expect(cfg[k] == want[k], "\(k)")
         }
         #expect(cfg["rms_norm_eps"]?.doubleValue == want["rms_norm_eps"]?.doubleValue)

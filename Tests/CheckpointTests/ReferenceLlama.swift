@@ -36,14 +36,20 @@ struct ReferenceLlama {
 
     func rope(_ x: inout Tensor, nHeads: Int) {
         let half = headDim / 2
-        for t in 0..<x.rows { for h in 0..<nHeads { for i in 0..<half {
-            let invFreq = 1 / pow(theta, Double(2 * i) / Double(headDim))
-            let angle = Float(Double(t) * invFreq)
-            let c = cos(angle), s = sin(angle)
-            let a = x[t, h * headDim + i], b = x[t, h * headDim + i + half]
-            x[t, h * headDim + i] = a * c - b * s
-            x[t, h * headDim + i + half] = b * c + a * s
-        } } }
+        for t in 0..<x.rows {
+            for h in 0..<nHeads {
+                for i in 0..<half {
+                    let invFreq = 1 / pow(theta, Double(2 * i) / Double(headDim))
+                    let angle = Float(Double(t) * invFreq)
+                    let c = cos(angle)
+                    let s = sin(angle)
+                    let a = x[t, h * headDim + i]
+                    let b = x[t, h * headDim + i + half]
+                    x[t, h * headDim + i] = a * c - b * s
+                    x[t, h * headDim + i + half] = b * c + a * s
+                }
+            }
+        }
     }
 
     func linear(_ x: Tensor, _ name: String) throws -> Tensor { BLAS.matmul(x, try w.tensor(name), transB: true) }
@@ -75,7 +81,10 @@ struct ReferenceLlama {
                     }
                     let m = scores.max()!
                     var z: Float = 0
-                    for u in 0...t { scores[u] = exp(scores[u] - m); z += scores[u] }
+                    for u in 0...t {
+                        scores[u] = exp(scores[u] - m)
+                        z += scores[u]
+                    }
                     for i in 0..<headDim {
                         var s: Float = 0
                         for u in 0...t { s += scores[u] * v[u, kv * headDim + i] }
@@ -85,9 +94,13 @@ struct ReferenceLlama {
             }
             h = h + (try linear(attn, p + "self_attn.o_proj.weight"))
             let x2 = rmsnorm(h, try w.tensor(p + "post_attention_layernorm.weight"))
-            let g = try linear(x2, p + "mlp.gate_proj.weight"), u = try linear(x2, p + "mlp.up_proj.weight")
+            let g = try linear(x2, p + "mlp.gate_proj.weight")
+            let u = try linear(x2, p + "mlp.up_proj.weight")
             var act = g
-            for i in act.data.indices { let a = g.data[i]; act.data[i] = a / (1 + exp(-a)) * u.data[i] }
+            for i in act.data.indices {
+                let a = g.data[i]
+                act.data[i] = a / (1 + exp(-a)) * u.data[i]
+            }
             h = h + (try linear(act, p + "mlp.down_proj.weight"))
         }
         let final = rmsnorm(h, try w.tensor("model.norm.weight"))

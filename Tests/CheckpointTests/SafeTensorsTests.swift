@@ -23,9 +23,11 @@ import Numerics
     @Test func codecsMatchTorchAndNumpy() throws {
         let f = try SafeTensorsFile(path: Paths.fixture("codecs.safetensors"))
         let x = try f.tensor("input").data
-        let bf16 = try f.view("bf16").withBytes { raw in (0..<x.count).map { UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) } }
+        let bf16 = try f.view("bf16").withBytes { raw in (0..<x.count).map { UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
+        }
         let f16 = try f.view("f16").withBytes { raw in (0..<x.count).map { UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) } }
-        var bfBad = 0, hBad = 0
+        var bfBad = 0
+        var hBad = 0
         for i in x.indices {
             if Codec.floatToBF16(x[i]) != bf16[i] { bfBad += 1 }
             let ours = Codec.floatToF16(x[i])
@@ -34,9 +36,11 @@ import Numerics
         }
         #expect(bfBad == 0, "bf16 mismatches vs torch")
         #expect(hBad == 0, "f16 mismatches vs numpy")
-        let e4 = try f.tensor("f8_e4m3").data, e5 = try f.tensor("f8_e5m2").data
+        let e4 = try f.tensor("f8_e4m3").data
+        let e5 = try f.tensor("f8_e5m2").data
         for c in 0..<256 {
-            let a = Codec.f8e4m3ToFloat(UInt8(c)), b = Codec.f8e5m2ToFloat(UInt8(c))
+            let a = Codec.f8e4m3ToFloat(UInt8(c))
+            let b = Codec.f8e5m2ToFloat(UInt8(c))
             #expect(a == e4[c] || (a.isNaN && e4[c].isNaN), "e4m3 code \(c)")
             #expect(b == e5[c] || (b.isNaN && e5[c].isNaN), "e5m2 code \(c)")
         }
@@ -75,17 +79,39 @@ import Numerics
         b[10] = 0xFF
         #expect(safetensorsError(b) == .headerNotUTF8)
         if case .headerNotJSON = safetensorsError(rawSafetensors(header: "{not json")) {} else { Issue.record("not JSON") }
-        if case .headerNotJSON = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},}"#)) {} else { Issue.record("trailing comma") }
+        if case .headerNotJSON = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},}"#)) {
+        } else {
+            Issue.record("trailing comma")
+        }
         #expect(safetensorsError(rawSafetensors(header: "[]")) == .headerNotObject)
     }
 
     @Test func unknownDTypeNegativeAndFloatOffsets() {
-        #expect(safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F31","shape":[2],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8))) == .unknownDType(tensor: "a", "F31"))
-        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}"#)) {} else { Issue.record("negative offset") }
-        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0.0,8]}}"#)) {} else { Issue.record("float offset") }
-        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#)) {} else { Issue.record("negative dim") }
-        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551616]}}"#)) {} else { Issue.record("offset beyond u64") }
-        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2]}}"#)) {} else { Issue.record("missing offsets") }
+        #expect(
+            safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F31","shape":[2],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8)))
+                == .unknownDType(tensor: "a", "F31"))
+        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}"#)) {
+        } else {
+            Issue.record("negative offset")
+        }
+        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0.0,8]}}"#)) {
+        } else {
+            Issue.record("float offset")
+        }
+        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#)) {
+        } else {
+            Issue.record("negative dim")
+        }
+        if case .invalidTensorEntry("a", _) = safetensorsError(
+            rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551616]}}"#))
+        {
+        } else {
+            Issue.record("offset beyond u64")
+        }
+        if case .invalidTensorEntry("a", _) = safetensorsError(rawSafetensors(header: #"{"a":{"dtype":"F32","shape":[2]}}"#)) {
+        } else {
+            Issue.record("missing offsets")
+        }
     }
 
     @Test func duplicateNamesAndMetadataRules() {
@@ -175,9 +201,11 @@ import Numerics
     }
 
     @Test func byteIdenticalToPythonWriter() throws {
-        for fixture in ["safetensors/reference_numpy.safetensors", "safetensors/reference_torch.safetensors",
-                        "safetensors/reference_nometa.safetensors", "tiny-bert/model.safetensors",
-                        "tiny-bert-bf16/model.safetensors", "peft/bert-lora/adapter_model.safetensors"] {
+        for fixture in [
+            "safetensors/reference_numpy.safetensors", "safetensors/reference_torch.safetensors",
+            "safetensors/reference_nometa.safetensors", "tiny-bert/model.safetensors",
+            "tiny-bert-bf16/model.safetensors", "peft/bert-lora/adapter_model.safetensors",
+        ] {
             let (a, b) = try rewrite(fixture)
             #expect(a == b, "\(fixture) differs from the reference writer's bytes")
         }
@@ -197,7 +225,8 @@ import Numerics
         let out = dir.file("w.safetensors")
         try SafeTensorsWriter.write([TensorEntry(name: "x", tensor: Tensor(shape: [2], data: [1, 2]))], to: out)
         #expect(try FileSystem.listDirectory(dir.path) == ["w.safetensors"])
-        let mask = umask(0); umask(mask)
+        let mask = umask(0)
+        umask(mask)
         let attrs = try FileManager.default.attributesOfItem(atPath: out)
         #expect((attrs[.posixPermissions] as? Int) == Int(0o644 & ~mask))
     }
@@ -209,10 +238,11 @@ import Numerics
         let before = readBytes(out)
         struct Boom: Error {}
         #expect(throws: Boom.self) {
-            try SafeTensorsWriter.write([
-                TensorEntry(name: "a", dtype: .f32, shape: [1], source: .bytes([0, 0, 128, 63])),
-                TensorEntry(name: "b", dtype: .f32, shape: [1], source: .lazy { throw Boom() }),
-            ], to: out)
+            try SafeTensorsWriter.write(
+                [
+                    TensorEntry(name: "a", dtype: .f32, shape: [1], source: .bytes([0, 0, 128, 63])),
+                    TensorEntry(name: "b", dtype: .f32, shape: [1], source: .lazy { throw Boom() }),
+                ], to: out)
         }
         #expect(readBytes(out) == before)
         #expect(try FileSystem.listDirectory(dir.path) == ["w.safetensors"])
@@ -241,9 +271,14 @@ import Numerics
         let f = try SafeTensorsFile(path: p)
         let view = try f.view("x")
         // Rewrite the same path from the mapped input, scaled.
-        try SafeTensorsWriter.write([TensorEntry(name: "x", dtype: .f32, shape: [3], source: .lazy {
-            Storage.encode(view.toTensor().data.map { $0 * 10 }, dtype: .f32)
-        })], to: p)
+        try SafeTensorsWriter.write(
+            [
+                TensorEntry(
+                    name: "x", dtype: .f32, shape: [3],
+                    source: .lazy {
+                        Storage.encode(view.toTensor().data.map { $0 * 10 }, dtype: .f32)
+                    })
+            ], to: p)
         #expect(view.toTensor().data == [1, 2, 3])  // the old mapping is intact
         #expect(try SafeTensorsFile(path: p).tensor("x").data == [10, 20, 30])
     }
@@ -252,7 +287,12 @@ import Numerics
         let dir = TempDir()
         var calls: [String] = []
         let entries = ["b", "a", "c"].map { n in
-            TensorEntry(name: n, dtype: .f32, shape: [1], source: .lazy { calls.append(n); return [0, 0, 0, 0] })
+            TensorEntry(
+                name: n, dtype: .f32, shape: [1],
+                source: .lazy {
+                    calls.append(n)
+                    return [0, 0, 0, 0]
+                })
         }
         try SafeTensorsWriter.write(entries, to: dir.file("l.safetensors"))
         #expect(calls == ["a", "b", "c"])

@@ -38,8 +38,10 @@ import Numerics
 
     @Test func hostileIndexEntriesAreRejected() throws {
         let dir = TempDir()
-        for (shard, needle) in [("../evil.safetensors", "'..'"), ("/etc/passwd.safetensors", "absolute"),
-                                ("model.bin", "does not end in .safetensors"), ("a/../../b.safetensors", "'..'")] {
+        for (shard, needle) in [
+            ("../evil.safetensors", "'..'"), ("/etc/passwd.safetensors", "absolute"),
+            ("model.bin", "does not end in .safetensors"), ("a/../../b.safetensors", "'..'"),
+        ] {
             let idx = #"{"metadata":{"total_size":4},"weight_map":{"w":"\#(shard)"}}"#
             writeBytes(Array(idx.utf8), dir.file("model.safetensors.index.json"))
             do {
@@ -72,7 +74,12 @@ import Numerics
 }
 
 @Suite struct AdapterTests {
-    struct Expected: Decodable { let r: Int; let scaling: Double; let delta_norm: Double; let dora: Bool }
+    struct Expected: Decodable {
+        let r: Int
+        let scaling: Double
+        let delta_norm: Double
+        let dora: Bool
+    }
 
     func expected() throws -> [String: [String: Expected]] {
         try JSONDecoder().decode([String: [String: Expected]].self, from: Data(readBytes(Paths.fixture("peft/expected.json"))))
@@ -157,7 +164,10 @@ import Numerics
         #expect(LoraConfig.matchPattern(["layer\\.[01]\\..*query"], "bert.encoder.layer.1.attention.self.query") != nil)
         #expect(LoraConfig.matchPattern(["dense", "output.dense"], "bert.encoder.layer.0.output.dense") == "dense")
         var c = LoraConfig()
-        c.r = 8; c.loraAlpha = 16; c.rankPattern = [("q_proj", 4)]; c.alphaPattern = [("q_proj", 2)]
+        c.r = 8
+        c.loraAlpha = 16
+        c.rankPattern = [("q_proj", 4)]
+        c.alphaPattern = [("q_proj", 2)]
         #expect(c.rank(for: "model.layers.0.self_attn.q_proj") == 4)
         #expect(c.scaling(for: "model.layers.0.self_attn.q_proj") == 0.5)
         #expect(c.scaling(for: "model.layers.0.self_attn.v_proj") == 2)
@@ -171,15 +181,24 @@ import Numerics
         try SafeTensorsWriter.write([TensorEntry(name: "base_model.model.x.lora_A.weight", tensor: Tensor(zeros: [2, 4]))], to: dir.file("a.safetensors"))
         #expect(throws: CheckpointError.self) { try Adapter.load(dir.file("a.safetensors")) }
         // Rank mismatch between A and B.
-        try SafeTensorsWriter.write([TensorEntry(name: "base_model.model.x.lora_A.weight", tensor: Tensor(zeros: [2, 4])),
-                                     TensorEntry(name: "base_model.model.x.lora_B.weight", tensor: Tensor(zeros: [4, 3]))], to: dir.file("b.safetensors"))
+        try SafeTensorsWriter.write(
+            [
+                TensorEntry(name: "base_model.model.x.lora_A.weight", tensor: Tensor(zeros: [2, 4])),
+                TensorEntry(name: "base_model.model.x.lora_B.weight", tensor: Tensor(zeros: [4, 3])),
+            ], to: dir.file("b.safetensors"))
         #expect(throws: CheckpointError.self) { try Adapter.load(dir.file("b.safetensors")) }
         // Config rank disagrees with the weights.
         try FileSystem.makeDirectory(dir.file("c"))
-        try SafeTensorsWriter.write([TensorEntry(name: "base_model.model.x.lora_A.weight", tensor: Tensor(zeros: [2, 4])),
-                                     TensorEntry(name: "base_model.model.x.lora_B.weight", tensor: Tensor(zeros: [4, 2]))], to: dir.file("c/adapter_model.safetensors"))
+        try SafeTensorsWriter.write(
+            [
+                TensorEntry(name: "base_model.model.x.lora_A.weight", tensor: Tensor(zeros: [2, 4])),
+                TensorEntry(name: "base_model.model.x.lora_B.weight", tensor: Tensor(zeros: [4, 2])),
+            ], to: dir.file("c/adapter_model.safetensors"))
         writeBytes(Array(#"{"peft_type":"LORA","r":8,"lora_alpha":8,"target_modules":["x"]}"#.utf8), dir.file("c/adapter_config.json"))
-        do { _ = try Adapter.load(dir.file("c")); Issue.record("accepted") } catch let e as CheckpointError {
+        do {
+            _ = try Adapter.load(dir.file("c"))
+            Issue.record("accepted")
+        } catch let e as CheckpointError {
             #expect(e.message.contains("rank 2 in the weights but 8 in the config"))
         }
         writeBytes(Array(#"{"peft_type":"IA3"}"#.utf8), dir.file("c/adapter_config.json"))

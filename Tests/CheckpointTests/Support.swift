@@ -12,7 +12,6 @@ enum Paths {
     static let minilm = TestPaths.minilm
 }
 
-
 func readBytes(_ path: String) -> [UInt8] { [UInt8](FileManager.default.contents(atPath: path) ?? Data()) }
 
 func writeBytes(_ bytes: [UInt8], _ path: String) { _ = FileManager.default.createFile(atPath: path, contents: Data(bytes)) }
@@ -31,5 +30,8 @@ func safetensorsError(_ bytes: [UInt8]) -> CheckpointError.Kind? {
     let dir = TempDir()
     let p = dir.file("x.safetensors")
     writeBytes(bytes, p)
-    do { _ = try SafeTensorsFile(path: p); return nil } catch let e as CheckpointError { return e.kind } catch { return .io("\(error)") }
+    do {
+        _ = try SafeTensorsFile(path: p)
+        return nil
+    } catch let e as CheckpointError { return e.kind } catch { return .io("\(error)") }
 }

@@ -32,7 +32,7 @@ enum EFx {
     static func evaluator() throws -> SweepEvaluator {
         let dir = path("tiny-bert")
         let ev = SweepEvaluator(model: try ModelRegistry.load(dir), tokenizer: try TokenizerLoader.load(modelDir: dir))
-        ev.batchSize = 5   // several batches, the last one partial
+        ev.batchSize = 5  // several batches, the last one partial
         return ev
     }
 
@@ -101,15 +101,18 @@ enum EFx {
 
 @Suite struct SweepTests {
     @Test func interpolationEndPointsEqualSingleEvaluations() throws {
-        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let ev = try EFx.evaluator()
         let data = try ev.prepare(try EFx.data(in: dir))
         let (a, b) = try EFx.pair()
         let r = try Sweeps.interpolate(ev, a: a, b: b, data: data, grid: Sweeps.parseGrid("0:1:0.25")!, name: "t")
         let pts = EFx.points(r)
         #expect(pts.map { $0["lambda"]!.doubleValue! } == [0, 0.25, 0.5, 0.75, 1])
-        try ev.load(a); let sa = try ev.score(data, labels: data.dataLabels)
-        try ev.load(b); let sb = try ev.score(data, labels: data.dataLabels)
+        try ev.load(a)
+        let sa = try ev.score(data, labels: data.dataLabels)
+        try ev.load(b)
+        let sb = try ev.score(data, labels: data.dataLabels)
         #expect(EFx.acc(pts[0]) == sa.accuracy && abs(EFx.loss(pts[0]) - sa.loss) < 1e-9)
         #expect(EFx.acc(pts[4]) == sb.accuracy && abs(EFx.loss(pts[4]) - sb.loss) < 1e-9)
         // The midpoint differs from both ends (the path is really walked).
@@ -126,26 +129,34 @@ enum EFx {
     /// HiRA inputs: every interior point of the path runs as HiRA (the merged adapter keeps the variant), so
     /// the midpoint equals evaluating the interpolated factors attached as HiRA, not as LoRA.
     @Test func interpolationOfHiRAAdaptersRunsEveryPointAsHiRA() throws {
-        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let ev = try EFx.evaluator()
         let data = try ev.prepare(try EFx.data(in: dir))
         var (a, b) = try EFx.pair()
-        for i in a.modules.indices { a.modules[i].b.tensor = 30 * a.modules[i].b.tensor; b.modules[i].b.tensor = 30 * b.modules[i].b.tensor }
-        a.variant = .hira; b.variant = .hira
+        for i in a.modules.indices {
+            a.modules[i].b.tensor = 30 * a.modules[i].b.tensor
+            b.modules[i].b.tensor = 30 * b.modules[i].b.tensor
+        }
+        a.variant = .hira
+        b.variant = .hira
         let r = try Sweeps.interpolate(ev, a: a, b: b, data: data, grid: [0, 0.5, 1], name: "t")
         let mid = EFx.points(r)[1]
         let merged = try Interpolate().merge([a, b], options: MergeOptions(weights: [0.5, 0.5]), progress: nil)
         #expect(merged.variant == .hira)
-        try ev.load(merged); let asHiRA = try ev.score(data, labels: data.dataLabels)
+        try ev.load(merged)
+        let asHiRA = try ev.score(data, labels: data.dataLabels)
         var lora = merged
         lora.variant = .lora
-        try ev.load(lora); let asLoRA = try ev.score(data, labels: data.dataLabels)
+        try ev.load(lora)
+        let asLoRA = try ev.score(data, labels: data.dataLabels)
         #expect(abs(EFx.loss(mid) - asHiRA.loss) < 1e-9)
         #expect(abs(asHiRA.loss - asLoRA.loss) > 1e-4, "the variant does not change the loss here: the test cannot tell them apart")
     }
 
     @Test func pruneAtSparsityZeroEqualsTheUnprunedAdapter() throws {
-        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let ev = try EFx.evaluator()
         let data = try ev.prepare(try EFx.data(in: dir))
         let a = try Adapter.load(EFx.path("peft/bert-lora"))
@@ -153,18 +164,22 @@ enum EFx {
         let r = try Sweeps.prune(ev, adapter: a, data: data, points: pts, name: "t")
         let p = EFx.points(r)
         #expect(p.count == 8)
-        try ev.load(a); let s = try ev.score(data, labels: data.dataLabels)
+        try ev.load(a)
+        let s = try ev.score(data, labels: data.dataLabels)
         #expect(EFx.acc(p[0]) == s.accuracy && abs(EFx.loss(p[0]) - s.loss) < 1e-9)
         #expect(p[0]["norm_fraction_kept"]?.doubleValue == 1)
         #expect(p[1]["norm_fraction_kept"]!.doubleValue! < 1 && p[1]["zeroed"]!.intValue! > 0)
         // Dropping every adapter layer is the base model with the adapter's head.
-        var headOnly = a; headOnly.modules = []
-        try ev.load(headOnly); let base = try ev.score(data, labels: data.dataLabels)
+        var headOnly = a
+        headOnly.modules = []
+        try ev.load(headOnly)
+        let base = try ev.score(data, labels: data.dataLabels)
         #expect(abs(EFx.loss(p[3]) - base.loss) < 1e-9 && p[3]["norm_fraction_kept"]?.doubleValue == 0)
     }
 
     @Test func mergeIndividualRowsAndEachTasksOwnHead() throws {
-        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let ev = try EFx.evaluator()
         let path = try EFx.data(in: dir)
         let d = try ev.prepare(path)
@@ -172,8 +187,10 @@ enum EFx {
         let r = try Sweeps.merge(ev, adapters: [a, b], data: [d, d], methods: ["interpolate", "ties"], weights: nil, density: 0.5, seed: 0, name: "t")
         let p = EFx.points(r)
         #expect(p.count == 6)
-        try ev.load(a); let sa = try ev.score(d, labels: d.dataLabels)
-        try ev.load(b); let sb = try ev.score(d, labels: d.dataLabels)
+        try ev.load(a)
+        let sa = try ev.score(d, labels: d.dataLabels)
+        try ev.load(b)
+        let sb = try ev.score(d, labels: d.dataLabels)
         #expect(p[0]["method"]?.stringValue == "individual" && abs(EFx.loss(p[0]) - sa.loss) < 1e-9)
         #expect(abs(EFx.loss(p[1]) - sb.loss) < 1e-9)
         // The merged adapter is scored with a's head on task 0 and with b's on task 1, so the rows differ;
@@ -181,7 +198,8 @@ enum EFx {
         #expect(p[2]["method"]?.stringValue == "interpolate" && EFx.loss(p[2]) != EFx.loss(p[3]))
         let noHead = try Adapter.load(EFx.path("peft/merge-a"))
         let r2 = try Sweeps.merge(ev, adapters: [a, noHead], data: [d, d], methods: ["ties"], weights: nil, density: 0.5, seed: 0, name: "t")
-        try ev.load(noHead); let sn = try ev.score(d, labels: d.dataLabels)
+        try ev.load(noHead)
+        let sn = try ev.score(d, labels: d.dataLabels)
         let base = SweepEvaluator(model: try ModelRegistry.load(EFx.path("tiny-bert")), tokenizer: ev.tokenizer)
         try base.model.attach(noHead)
         let baseLoss = try base.score(d, labels: d.dataLabels).loss
@@ -192,7 +210,8 @@ enum EFx {
     }
 
     @Test func shapleyPrefixReuseGivesTheSameValuesAsFullPasses() throws {
-        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let ev = try EFx.evaluator()
         let data = try ev.prepare(try EFx.data(in: dir))
         let a = try Adapter.load(EFx.path("peft/bert-lora"))
@@ -213,16 +232,20 @@ enum EFx {
             #expect(abs(v["loss"]!.doubleValue! - s.loss) < 1e-9, "coalition \(key)")
         }
         // All on = the adapter; all off = the base model with the adapter's head.
-        try ev.load(a); let full = try ev.score(data, labels: data.dataLabels)
+        try ev.load(a)
+        let full = try ev.score(data, labels: data.dataLabels)
         #expect(abs(values.first { $0.0 == "1111" }!.1["loss"]!.doubleValue! - full.loss) < 1e-9)
-        var headOnly = a; headOnly.modules = []
-        try ev.load(headOnly); let none = try ev.score(data, labels: data.dataLabels)
+        var headOnly = a
+        headOnly.modules = []
+        try ev.load(headOnly)
+        let none = try ev.score(data, labels: data.dataLabels)
         #expect(abs(values.first { $0.0 == "0000" }!.1["loss"]!.doubleValue! - none.loss) < 1e-9)
         #expect(Sweeps.players(of: a, group: "layer").map(\.name) == ["layer 0", "layer 1"])
     }
 
     @Test func shardsJoinToTheWholeSweepInTheReport() throws {
-        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let ev = try EFx.evaluator()
         let data = try ev.prepare(try EFx.data(in: dir))
         let (a, b) = try EFx.pair()
@@ -251,13 +274,16 @@ enum EFx {
         let shap = joined.first { $0.sweep == "shapley" }!
         #expect(Set(shap.values.map(\.0)) == Set(whole[1]["values"]!.objectPairs!.map(\.0)))
         // A missing shard is reported, not silently averaged.
-        try FileManager.default.removeItem(atPath: dir + "/parts/" + Sweeps.fileName(try Sweeps.interpolate(ev, a: a, b: b, data: data, grid: [0, 0.5, 1], name: "lora", shard: Shard(index: 2, count: 3))))
+        try FileManager.default.removeItem(
+            atPath: dir + "/parts/"
+                + Sweeps.fileName(try Sweeps.interpolate(ev, a: a, b: b, data: data, grid: [0, 0.5, 1], name: "lora", shard: Shard(index: 2, count: 3))))
         let (partial, _, warnings) = try Report.collect([dir + "/parts"])
         #expect(partial.contains { !$0.complete } && warnings.contains { $0.contains("2 of 3 points") || $0.contains("of 3 points") })
     }
 
     @Test func reportLinksEveryPlotAndThePlotsArePNG() throws {
-        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let ev = try EFx.evaluator()
         let data = try ev.prepare(try EFx.data(in: dir))
         let (a, b) = try EFx.pair()
@@ -265,7 +291,9 @@ enum EFx {
         for name in ["lora", "coto"] {
             let rs = [
                 try Sweeps.interpolate(ev, a: a, b: b, data: data, grid: [0, 0.5, 1], name: name),
-                try Sweeps.prune(ev, adapter: a, data: data, points: Sweeps.prunePoints(sparsities: [0, 0.5], scope: .tensor, layers: ["all"], modules: [], ranks: [2, 1], rankMethod: .svd), name: name),
+                try Sweeps.prune(
+                    ev, adapter: a, data: data,
+                    points: Sweeps.prunePoints(sparsities: [0, 0.5], scope: .tensor, layers: ["all"], modules: [], ranks: [2, 1], rankMethod: .svd), name: name),
                 try Sweeps.shapley(ev, adapter: a, data: data, group: "layer", plan: ShapleyPlan(players: 2, samples: 4, grid: 2, seed: 0), name: name),
                 try Sweeps.merge(ev, adapters: [a, b], data: [data, data], methods: ["interpolate"], weights: nil, density: 0.5, seed: 0, name: name),
             ]
@@ -290,7 +318,11 @@ enum EFx {
 /// An independent PNG reader for the tests: signature, chunk CRCs (bitwise CRC-32, not zlib's),
 /// IHDR, and the inflated image data.
 enum PNGCheck {
-    struct Image { var width: Int; var height: Int; var rows: [[UInt8]] }
+    struct Image {
+        var width: Int
+        var height: Int
+        var rows: [[UInt8]]
+    }
     struct Failure: Error { let why: String }
 
     static func crc32(_ bytes: [UInt8]) -> UInt32 {
@@ -305,9 +337,14 @@ enum PNGCheck {
     static func decode(_ d: [UInt8]) throws -> Image {
         guard d.count > 8, Array(d[0..<8]) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] else { throw Failure(why: "signature") }
         func be(_ i: Int) -> Int { Int(d[i]) << 24 | Int(d[i + 1]) << 16 | Int(d[i + 2]) << 8 | Int(d[i + 3]) }
-        var i = 8, w = 0, h = 0, idat: [UInt8] = [], types: [String] = []
+        var i = 8
+        var w = 0
+        var h = 0
+        var idat: [UInt8] = []
+        var types: [String] = []
         while i + 12 <= d.count {
-            let n = be(i), type = String(decoding: d[(i + 4)..<(i + 8)], as: UTF8.self)
+            let n = be(i)
+            let type = String(decoding: d[(i + 4)..<(i + 8)], as: UTF8.self)
             guard i + 12 + n <= d.count else { throw Failure(why: "chunk past end") }
             let body = Array(d[(i + 4)..<(i + 8 + n)])
             guard UInt32(be(i + 8 + n)) == crc32(body) else { throw Failure(why: "CRC of \(type)") }
@@ -324,7 +361,9 @@ enum PNGCheck {
         guard types.first == "IHDR", types.last == "IEND", i == d.count else { throw Failure(why: "chunk order \(types)") }
         var outLen = uLong(h * (w * 3 + 1))
         var raw = [UInt8](repeating: 0, count: Int(outLen))
-        let rc = raw.withUnsafeMutableBufferPointer { r in idat.withUnsafeBufferPointer { z in uncompress(r.baseAddress!, &outLen, z.baseAddress!, uLong(idat.count)) } }
+        let rc = raw.withUnsafeMutableBufferPointer { r in
+            idat.withUnsafeBufferPointer { z in uncompress(r.baseAddress!, &outLen, z.baseAddress!, uLong(idat.count)) }
+        }
         guard rc == Z_OK, Int(outLen) == h * (w * 3 + 1) else { throw Failure(why: "inflate (\(rc))") }
         var rows: [[UInt8]] = []
         for y in 0..<h {
@@ -358,11 +397,19 @@ enum PNGCheck {
 
     @Test func figureDrawsSeriesTextAndAxes() throws {
         var f = Figure(title: "T", xLabel: "x", yLabel: "y")
-        f.series = [.init(name: "lora", x: [0, 0.5, 1], y: [0.8, 0.6, 0.9]), .init(name: "coto", x: [0, 0.5, 1], y: [0.8, 0.78, 0.85], err: [0.01, 0.02, 0.01])]
+        f.series = [
+            .init(name: "lora", x: [0, 0.5, 1], y: [0.8, 0.6, 0.9]), .init(name: "coto", x: [0, 0.5, 1], y: [0.8, 0.78, 0.85], err: [0.01, 0.02, 0.01]),
+        ]
         let c = f.render()
         var colours = Set<[UInt8]>()
-        for y in 0..<c.height { for x in 0..<c.width { let p = c.get(x, y); colours.insert([p.r, p.g, p.b]) } }
-        let p0 = Canvas.RGB.palette[0], p1 = Canvas.RGB.palette[1]
+        for y in 0..<c.height {
+            for x in 0..<c.width {
+                let p = c.get(x, y)
+                colours.insert([p.r, p.g, p.b])
+            }
+        }
+        let p0 = Canvas.RGB.palette[0]
+        let p1 = Canvas.RGB.palette[1]
         #expect(colours.contains([p0.r, p0.g, p0.b]) && colours.contains([p1.r, p1.g, p1.b]) && colours.contains([0, 0, 0]))
         #expect(Figure.ticks(0, 1) == [0, 0.2, 0.4, 0.6000000000000001, 0.8, 1] || Figure.ticks(0, 1).count == 6)
         #expect(Figure.ticks(0.74, 0.82).allSatisfy { $0 >= 0.74 - 1e-12 && $0 <= 0.82 + 1e-12 })
@@ -379,7 +426,7 @@ enum PNGCheck {
         #expect(FileManager.default.fileExists(atPath: "/usr/share/wordnet/data.noun"), "run make setup (wordnet-base)")
         var total = 0
         for f in ["noun", "verb", "adj", "adv"] { total += try WordNet.read("/usr/share/wordnet/data." + f).count }
-        #expect(total == 117_659)   // WordNet 3.0's synsets (SPEC section 5)
+        #expect(total == 117_659)  // WordNet 3.0's synsets (SPEC section 5)
         let tasks = try WordNet.tasks(cap: [.train: 30, .dev: 10, .test: 10])
         #expect(tasks.map(\.name) == ["noun8", "pos4", "verb15"])
         #expect(tasks[0].labels == WordNet.nounClasses.sorted() && tasks[1].labels.count == 4 && tasks[2].labels.count == 15)
@@ -402,10 +449,15 @@ enum PNGCheck {
     }
 
     @Test func parseErrorsNameFileAndLine() throws {
-        let dir = try EFx.tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let p = dir + "/data.noun"
-        try "  1 licence line\n00001740 03 n 01 entity 0 000 | that which exists\nbroken line without gloss\n".write(toFile: p, atomically: true, encoding: .utf8)
-        do { _ = try WordNet.read(p); Issue.record("accepted") } catch let e as EvalError { #expect(e.subject == p + ":3") }
+        try "  1 licence line\n00001740 03 n 01 entity 0 000 | that which exists\nbroken line without gloss\n".write(
+            toFile: p, atomically: true, encoding: .utf8)
+        do {
+            _ = try WordNet.read(p)
+            Issue.record("accepted")
+        } catch let e as EvalError { #expect(e.subject == p + ":3") }
         try "  1 licence line\n00001740 03 n 01 entity 0 000 | that which exists\n".write(toFile: p, atomically: true, encoding: .utf8)
         let s = try WordNet.read(p)
         #expect(s.count == 1 && s[0].id == "n00001740" && s[0].text == "entity: that which exists" && s[0].lexfile == 3)

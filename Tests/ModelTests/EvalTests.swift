@@ -13,7 +13,9 @@ import Numerics
         #expect(adapter.labels?.count == 8)
         try model.attach(adapter)
         let tok = try TokenizerLoader.load(modelDir: MFx.minilm)
-        var o = EvalOptions(); o.maxLength = 64; o.batchSize = 32
+        var o = EvalOptions()
+        o.maxLength = 64
+        o.batchSize = 32
         let r = try Evaluator.classification(model: model, tokenizer: tok, data: MFx.path("wordnet/noun8-test.jsonl"), labels: adapter.labels, options: o)
         let ref = try SafeTensorsFile(path: MFx.path("wordnet/minilm-noun8-test-logits.safetensors"))
         let want = Double(ref.metadataValue("accuracy")!)!
@@ -28,20 +30,26 @@ import Numerics
 
     @Test func headBorrowingAndLabelErrors() throws {
         let model = try ModelRegistry.load(MFx.path("tiny-bert"))
-        let tok = WordPieceTokenizer(vocab: ["[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "a": 4, "b": 5], lowercase: true, stripAccents: nil, unk: "[UNK]", prefix: "##", maxChars: 100)
+        let tok = WordPieceTokenizer(
+            vocab: ["[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "a": 4, "b": 5], lowercase: true, stripAccents: nil, unk: "[UNK]", prefix: "##",
+            maxChars: 100)
         let dir = NSTemporaryDirectory() + "coto-eval-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let data = dir + "/d.jsonl"
-        try "{\"text\": \"a b\", \"label\": \"x\"}\n{\"text\": \"b\", \"label\": \"y\"}\n\n{\"text\": \"a\", \"label\": \"z\"}\n".write(toFile: data, atomically: true, encoding: .utf8)
+        try "{\"text\": \"a b\", \"label\": \"x\"}\n{\"text\": \"b\", \"label\": \"y\"}\n\n{\"text\": \"a\", \"label\": \"z\"}\n".write(
+            toFile: data, atomically: true, encoding: .utf8)
         // The tiny BERT has a 3-way classifier; labels from the data (sorted) fit it.
         let r = try Evaluator.classification(model: model, tokenizer: tok, data: data, labels: nil, options: EvalOptions())
         #expect(r.json["label_source"]?.stringValue == "sorted labels of the evaluation data")
         #expect(r.json["confusion_matrix"]?.arrayValue?.count == 3)
         // A label outside an explicit list: the error names file:line.
-        var o = EvalOptions(); o.labels = ["x", "y", "w"]
-        do { _ = try Evaluator.classification(model: model, tokenizer: tok, data: data, labels: nil, options: o); Issue.record("accepted") }
-        catch let e as EvalError { #expect(e.subject == data + ":4" && e.message.contains("'z'")) }
+        var o = EvalOptions()
+        o.labels = ["x", "y", "w"]
+        do {
+            _ = try Evaluator.classification(model: model, tokenizer: tok, data: data, labels: nil, options: o)
+            Issue.record("accepted")
+        } catch let e as EvalError { #expect(e.subject == data + ":4" && e.message.contains("'z'")) }
         try "{\"text\": \"a\"}\n".write(toFile: data, atomically: true, encoding: .utf8)
         #expect(throws: EvalError.self) { try Evaluator.classification(model: model, tokenizer: tok, data: data, labels: nil, options: EvalOptions()) }
         try "not json\n".write(toFile: data, atomically: true, encoding: .utf8)

@@ -20,9 +20,11 @@ enum MFx {
 func maskedMaxDiff(_ a: [Float], _ b: [Float], mask: [[Int]], width w: Int) -> Float {
     var m: Float = 0
     let T = mask[0].count
-    for (bi, row) in mask.enumerated() { for t in 0..<T where row[t] != 0 {
-        for j in 0..<w { m = max(m, abs(a[(bi * T + t) * w + j] - b[(bi * T + t) * w + j])) }
-    } }
+    for (bi, row) in mask.enumerated() {
+        for t in 0..<T where row[t] != 0 {
+            for j in 0..<w { m = max(m, abs(a[(bi * T + t) * w + j] - b[(bi * T + t) * w + j])) }
+        }
+    }
     return m
 }
 
@@ -32,11 +34,14 @@ func maskedMaxDiff(_ a: [Float], _ b: [Float], mask: [[Int]], width w: Int) -> F
     /// ||(ours − our base) − (ref − ref base)|| / ||ref − ref base||: the adapter's effect, compared relatively
     /// (adapters move these tiny models' logits by 1e-3, below an absolute 1e-4 check's resolution).
     static func effectError(_ ours: [Float], _ oursBase: [Float], _ ref: [Float], _ refBase: [Float], mask: [[Int]]? = nil, width: Int = 1) -> Double {
-        var d = 0.0, n = 0.0
+        var d = 0.0
+        var n = 0.0
         for i in ours.indices {
             if let mask, mask[i / width / mask[0].count][(i / width) % mask[0].count] == 0 { continue }
-            let e = Double(ours[i] - oursBase[i]), r = Double(ref[i] - refBase[i])
-            d += (e - r) * (e - r); n += r * r
+            let e = Double(ours[i] - oursBase[i])
+            let r = Double(ref[i] - refBase[i])
+            d += (e - r) * (e - r)
+            n += r * r
         }
         return (d / max(n, 1e-30)).squareRoot()
     }
@@ -56,8 +61,9 @@ func maskedMaxDiff(_ a: [Float], _ b: [Float], mask: [[Int]], width w: Int) -> F
         guard tag != "base" else { return }
         // The adapter's effect on the last hidden states and the logits equals transformers + PEFT's.
         let b = try base.forward(batch, outputLayers: true, head: .classification)
-        let hiddenErr = Self.effectError(out.lastHidden, b.lastHidden, try refs.tensor("bert.\(tag).hidden_last").data,
-                                         try MFx.refs.tensor("bert.base.hidden_last").data, mask: batch.mask, width: 16)
+        let hiddenErr = Self.effectError(
+            out.lastHidden, b.lastHidden, try refs.tensor("bert.\(tag).hidden_last").data,
+            try MFx.refs.tensor("bert.base.hidden_last").data, mask: batch.mask, width: 16)
         // bert-bias (alpha = r, small factors) moves the logits by 1e-6, at Float32 resolution: its effect is only
         // resolved on the hidden states; bert-bias-alpha (alpha = 3.5 r, a visible bias) carries the exact check.
         let tiny = tag == "bert-bias"
@@ -85,7 +91,9 @@ func maskedMaxDiff(_ a: [Float], _ b: [Float], mask: [[Int]], width w: Int) -> F
         base.detachAll()
         model.setActive(false)
         let batch = Batch(ids: try MFx.ids("bert.ids"), mask: try MFx.ids("bert.mask"))
-        #expect(try model.forward(batch, outputLayers: false, head: .classification).logits == base.forward(batch, outputLayers: false, head: .classification).logits)
+        #expect(
+            try model.forward(batch, outputLayers: false, head: .classification).logits
+                == base.forward(batch, outputLayers: false, head: .classification).logits)
     }
 
     @Test func kvCacheGenerationEqualsFullForward() throws {
@@ -108,7 +116,8 @@ func maskedMaxDiff(_ a: [Float], _ b: [Float], mask: [[Int]], width w: Int) -> F
         #expect(FileManager.default.fileExists(atPath: MFx.minilm), "run make setup")
         let ref = try SafeTensorsFile(path: MFx.path("model/minilm_refs.safetensors"))
         let model = try ModelRegistry.load(MFx.minilm) as! BertModel
-        let idsT = try ref.tensor("ids"), maskT = try ref.tensor("mask")
+        let idsT = try ref.tensor("ids")
+        let maskT = try ref.tensor("mask")
         let ids = (0..<idsT.rows).map { r in (0..<idsT.cols).map { Int(idsT[r, $0]) } }
         let mask = (0..<maskT.rows).map { r in (0..<maskT.cols).map { Int(maskT[r, $0]) } }
         let out = try model.forward(Batch(ids: ids, mask: mask), outputLayers: false, head: .none)
@@ -153,7 +162,10 @@ enum SmolLM2 {
     @Test func erfApproximationIsWithinAFewUlpOfErff() {
         var worst: Float = 0
         var x: Float = -6
-        while x <= 6 { worst = max(worst, abs(Kernels.erfApprox(x) - erff(x))); x += 0.001 }
+        while x <= 6 {
+            worst = max(worst, abs(Kernels.erfApprox(x) - erff(x)))
+            x += 0.001
+        }
         #expect(worst < 5e-7)
     }
 
@@ -202,6 +214,8 @@ enum SmolLM2 {
         hira.setActive(false)
         let base = try ModelRegistry.load(MFx.path("tiny-bert"))
         if let (w, b) = base.classificationHead(of: adapter) { try base.setClassifier(weight: w, bias: b) }
-        #expect(try hira.forward(batch, outputLayers: false, head: .classification).logits == base.forward(batch, outputLayers: false, head: .classification).logits)
+        #expect(
+            try hira.forward(batch, outputLayers: false, head: .classification).logits == base.forward(batch, outputLayers: false, head: .classification).logits
+        )
     }
 }

@@ -41,14 +41,17 @@ import Checkpoint
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.copyItem(atPath: MFx.minilm + "/vocab.txt", toPath: dir + "/vocab.txt")
         let v = try b.load(modelDir: dir)
-        for l in try Self.corpus().prefix(60) { #expect(v.encode(l.text, pair: nil, addSpecialTokens: true) == a.encode(l.text, pair: nil, addSpecialTokens: true), "\(l.text)") }
+        for l in try Self.corpus().prefix(60) {
+            #expect(v.encode(l.text, pair: nil, addSpecialTokens: true) == a.encode(l.text, pair: nil, addSpecialTokens: true), "\(l.text)")
+        }
     }
 
     @Test func byteLevelBPEFromTheGGUFMatchesHFTokenizers() throws {
         #expect(FileManager.default.fileExists(atPath: MFx.smollm2), "run make setup")
         let conv = GGUFConverter(gguf: try GGUFFile(path: MFx.smollm2))
         let tok = try TokenizerLoader.load(json: try conv.tokenizerJSON(), path: MFx.smollm2)
-        var bad: [String] = [], badGGUF: [String] = []
+        var bad: [String] = []
+        var badGGUF: [String] = []
         let corpus = try Self.corpus()
         #expect(corpus.count >= 250)
         for l in corpus {
@@ -68,7 +71,11 @@ import Checkpoint
 }
 
 @Suite struct TruncationTests {
-    struct Line: Decodable { let text: String; let truncated_pair: [Int]?; let truncated_pair_types: [Int]? }
+    struct Line: Decodable {
+        let text: String
+        let truncated_pair: [Int]?
+        let truncated_pair_types: [Int]?
+    }
 
     @Test func longestFirstPairTruncationMatchesHF() throws {
         let tok = try TokenizerLoader.load(modelDir: MFx.minilm)

@@ -88,7 +88,9 @@ import Numerics
             #expect(back.variant == .hira, "\(method) reloaded")
             #expect(back.labels == a.labels, "\(method) labels")
         }
-        var o = PruneOptions(); o.dropLayers = "every-other"; o.numLayers = 6
+        var o = PruneOptions()
+        o.dropLayers = "every-other"
+        o.numLayers = 6
         let (p, _) = try Pruner.prune(la, options: o)
         try p.save(to: dir + "/pruned.safetensors")
         let pb = try Adapter.load(dir + "/pruned.safetensors")
@@ -107,8 +109,10 @@ import Numerics
         for method in ["interpolate", "task-arithmetic", "ties", "svd"] {
             var o = MergeOptions(weights: [0.5, 0.5])
             o.density = 0.5
-            do { _ = try MergeMethods.named(method)!.merge([hira, lora], options: o, progress: nil); Issue.record("\(method) accepted") }
-            catch let e as MergeError { #expect(e.message.contains("HiRA"), "\(e)") }
+            do {
+                _ = try MergeMethods.named(method)!.merge([hira, lora], options: o, progress: nil)
+                Issue.record("\(method) accepted")
+            } catch let e as MergeError { #expect(e.message.contains("HiRA"), "\(e)") }
         }
         let dir = try tmp()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -123,11 +127,15 @@ import Numerics
         let dir = try tmp()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Adapter.load(MFx.path("peft/bert-lora")).save(to: dir + "/l")
-        for (text, needle) in [("{\"variant\": \"hirra\"}", "unknown adapter variant"), ("[1]", "not a JSON object"),
-                               ("{\"variant\": \"dora\"}", "lora_magnitude_vector"), ("{}", "variant")] {
+        for (text, needle) in [
+            ("{\"variant\": \"hirra\"}", "unknown adapter variant"), ("[1]", "not a JSON object"),
+            ("{\"variant\": \"dora\"}", "lora_magnitude_vector"), ("{}", "variant"),
+        ] {
             try text.write(toFile: dir + "/l/coto_adapter.json", atomically: true, encoding: .utf8)
-            do { _ = try Adapter.load(dir + "/l"); Issue.record("accepted \(text)") }
-            catch let e as CheckpointError { #expect(e.path.hasSuffix("coto_adapter.json") && e.message.contains(needle), "\(e)") }
+            do {
+                _ = try Adapter.load(dir + "/l")
+                Issue.record("accepted \(text)")
+            } catch let e as CheckpointError { #expect(e.path.hasSuffix("coto_adapter.json") && e.message.contains(needle), "\(e)") }
         }
         // HiRA with a DoRA magnitude is a contradiction.
         try FileManager.default.copyItem(atPath: MFx.path("peft/bert-dora"), toPath: dir + "/d")
@@ -145,20 +153,26 @@ import Numerics
         var b = a
         for i in b.modules.indices { b.modules[i].b.tensor = 0.5 * b.modules[i].b.tensor }
         for method in ["interpolate", "task-arithmetic", "ties"] {
-            var o = MergeOptions(weights: [0.5, 0.5]); o.density = 0.5
+            var o = MergeOptions(weights: [0.5, 0.5])
+            o.density = 0.5
             #expect(try MergeMethods.named(method)!.merge([a, b], options: o, progress: nil).labels == labels, "\(method)")
         }
-        var o = PruneOptions(); o.sparsity = 0.5
+        var o = PruneOptions()
+        o.sparsity = 0.5
         #expect(try Pruner.prune(a, options: o).0.labels == labels)
         // A different order of the same classes is a different head.
         var c = b
         c.labels = labels.reversed()
-        do { _ = try Interpolate().merge([a, c], options: MergeOptions(weights: [0.5, 0.5]), progress: nil); Issue.record("accepted") }
-        catch let e as MergeError { #expect(e.message.contains("label list") && e.message.contains("--heads drop")) }
-        var drop = MergeOptions(weights: [0.5, 0.5]); drop.heads = .drop
+        do {
+            _ = try Interpolate().merge([a, c], options: MergeOptions(weights: [0.5, 0.5]), progress: nil)
+            Issue.record("accepted")
+        } catch let e as MergeError { #expect(e.message.contains("label list") && e.message.contains("--heads drop")) }
+        var drop = MergeOptions(weights: [0.5, 0.5])
+        drop.heads = .drop
         let dropped = try Interpolate().merge([a, c], options: drop, progress: nil)
         #expect(dropped.labels == nil && dropped.otherTensors.isEmpty)
-        var first = MergeOptions(weights: [0.5, 0.5]); first.heads = .first
+        var first = MergeOptions(weights: [0.5, 0.5])
+        first.heads = .first
         #expect(try Interpolate().merge([c, a], options: first, progress: nil).labels == c.labels)
     }
 }

@@ -94,11 +94,13 @@ import PropertyBased
 @Suite struct LinearAlgebraTests {
     func naive(_ a: Tensor, _ b: Tensor) -> Tensor {
         var out = Tensor(zeros: [a.rows, b.cols])
-        for i in 0..<a.rows { for j in 0..<b.cols {
-            var s: Double = 0
-            for k in 0..<a.cols { s += Double(a[i, k]) * Double(b[k, j]) }
-            out[i, j] = Float(s)
-        } }
+        for i in 0..<a.rows {
+            for j in 0..<b.cols {
+                var s: Double = 0
+                for k in 0..<a.cols { s += Double(a[i, k]) * Double(b[k, j]) }
+                out[i, j] = Float(s)
+            }
+        }
         return out
     }
 
@@ -108,7 +110,8 @@ import PropertyBased
     }
 
     @Test func matmulVariantsMatchNaive() {
-        let a = random([5, 7], seed: 1), b = random([7, 3], seed: 2)
+        let a = random([5, 7], seed: 1)
+        let b = random([7, 3], seed: 2)
         let ref = naive(a, b)
         #expect(BLAS.matmul(a, b).maxAbsDiff(ref) < 1e-5)
         #expect(BLAS.matmul(a.transposed(), b, transA: true).maxAbsDiff(ref) < 1e-5)
@@ -118,7 +121,8 @@ import PropertyBased
     }
 
     @Test func batchedMatmul() {
-        let a = random([3, 4, 5], seed: 3), b = random([3, 5, 2], seed: 4)
+        let a = random([3, 4, 5], seed: 3)
+        let b = random([3, 5, 2], seed: 4)
         let out = BLAS.batchedMatmul(a, b)
         for i in 0..<3 {
             let ai = Tensor(shape: [4, 5], data: Array(a.data[(i * 20)..<((i + 1) * 20)]))
@@ -197,14 +201,17 @@ import PropertyBased
     func deliversInOrderWithBoundedLookahead(depth: Int) throws {
         let produced = Counter()
         var seen: [Int] = []
-        try Pipeline.run(count: 50, depth: depth, produce: { i -> Int in
-            produced.add()
-            return i * i
-        }, consume: { i, v in
-            #expect(v == i * i)
-            #expect(produced.value <= i + 1 + depth, "produced \(produced.value) while consuming \(i)")
-            seen.append(i)
-        })
+        try Pipeline.run(
+            count: 50, depth: depth,
+            produce: { i -> Int in
+                produced.add()
+                return i * i
+            },
+            consume: { i, v in
+                #expect(v == i * i)
+                #expect(produced.value <= i + 1 + depth, "produced \(produced.value) while consuming \(i)")
+                seen.append(i)
+            })
         #expect(seen == Array(0..<50) && produced.value == 50)
     }
 
@@ -212,18 +219,25 @@ import PropertyBased
     @Test func errorsFromEitherSideStopBoth() throws {
         var consumed: [Int] = []
         #expect(throws: Boom(at: 7)) {
-            try Pipeline.run(count: 20, depth: 2, produce: { i -> Int in
-                if i == 7 { throw Boom(at: 7) }
-                return i
-            }, consume: { i, _ in consumed.append(i) })
+            try Pipeline.run(
+                count: 20, depth: 2,
+                produce: { i -> Int in
+                    if i == 7 { throw Boom(at: 7) }
+                    return i
+                }, consume: { i, _ in consumed.append(i) })
         }
         #expect(consumed == Array(0..<7))
         let produced = Counter()
         #expect(throws: Boom(at: 3)) {
-            try Pipeline.run(count: 1000, depth: 2, produce: { i -> Int in produced.add(); return i },
-                             consume: { i, _ in if i == 3 { throw Boom(at: 3) } })
+            try Pipeline.run(
+                count: 1000, depth: 2,
+                produce: { i -> Int in
+                    produced.add()
+                    return i
+                },
+                consume: { i, _ in if i == 3 { throw Boom(at: 3) } })
         }
-        #expect(produced.value <= 3 + 1 + 2 + 1)   // stopped right after, not run to the end
+        #expect(produced.value <= 3 + 1 + 2 + 1)  // stopped right after, not run to the end
     }
 }
 

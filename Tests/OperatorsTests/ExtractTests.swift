@@ -12,7 +12,8 @@ import Numerics
     /// Extracting from coto-fuse's output recovers the fused adapter's s·B·A (rank ≥ its rank).
     @Test(arguments: ["tiny-bert", "minilm"])
     func extractionFromAFusedModelRecoversTheAdapter(base: String) throws {
-        let dir = try tmp(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try tmp()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let basePath = base == "minilm" ? TestPaths.minilm : Fx.path("tiny-bert")
         let adapter = try Adapter.load(Fx.path(base == "minilm" ? "peft/minilm-noun8" : "peft/bert-lora"))
         let model = try HFModelDir(path: basePath)
@@ -21,7 +22,9 @@ import Numerics
         o.rank = adapter.config.r + 2
         o.targets = ["query", "value"]
         let (x, report) = try Extractor.extract(base: model, tuned: try HFModelDir(path: dir + "/fused"), options: o)
-        #expect(Set(x.modules.map(\.name)).isSuperset(of: Set(adapter.modules.map { $0.name.hasPrefix("bert.") && base == "minilm" ? String($0.name.dropFirst(5)) : $0.name })))
+        #expect(
+            Set(x.modules.map(\.name)).isSuperset(
+                of: Set(adapter.modules.map { $0.name.hasPrefix("bert.") && base == "minilm" ? String($0.name.dropFirst(5)) : $0.name })))
         #expect(x.modules.count == adapter.modules.count)
         for m in adapter.modules {
             let got = try #require(x.modules.first { m.name.hasSuffix($0.name) })
@@ -34,7 +37,8 @@ import Numerics
         // The saved adapter loads back (rank 6 everywhere) and by energy each module needs at most r.
         try x.save(to: dir + "/x")
         #expect(try Adapter.load(dir + "/x").modules.count == x.modules.count)
-        o.rank = nil; o.energy = 0.999999
+        o.rank = nil
+        o.energy = 0.999999
         let (y, _) = try Extractor.extract(base: model, tuned: try HFModelDir(path: dir + "/fused"), options: o)
         #expect(y.modules.allSatisfy { $0.rank <= adapter.config.r })
     }
@@ -44,7 +48,8 @@ import Numerics
         // A delta with singular values 8, 4, 2, 1, 0.5, ...: rank-2 keeps (64 + 16) / Σ.
         let n = 12
         func orthonormal(_ k: Int) throws -> Tensor { try LAPACK.qr(Tensor(shape: [n, k], data: (0..<(n * k)).map { _ in Float(rng.normal()) })).q }
-        let u = try orthonormal(6), v = try orthonormal(6)
+        let u = try orthonormal(6)
+        let v = try orthonormal(6)
         let s: [Float] = [8, 4, 2, 1, 0.5, 0.25]
         var us = u
         for i in 0..<n { for j in 0..<6 { us[i, j] *= s[j] } }
@@ -61,21 +66,28 @@ import Numerics
     }
 
     @Test func extractionErrors() throws {
-        let dir = try tmp(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try tmp()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let bert = try HFModelDir(path: Fx.path("tiny-bert"))
-        var o = ExtractOptions(); o.rank = 2
-        #expect(throws: MergeError.self) { try Extractor.extract(base: bert, tuned: bert, options: o) }   // nothing differs
-        do { _ = try Extractor.extract(base: bert, tuned: try HFModelDir(path: Fx.path("tiny-llama")), options: o); Issue.record("accepted") }
-        catch let e as MergeError { #expect(e.description.contains("not in the base") || e.description.contains("not a fine-tune") || e.description.contains("nothing")) }
+        var o = ExtractOptions()
+        o.rank = 2
+        #expect(throws: MergeError.self) { try Extractor.extract(base: bert, tuned: bert, options: o) }  // nothing differs
+        do {
+            _ = try Extractor.extract(base: bert, tuned: try HFModelDir(path: Fx.path("tiny-llama")), options: o)
+            Issue.record("accepted")
+        } catch let e as MergeError {
+            #expect(e.description.contains("not in the base") || e.description.contains("not a fine-tune") || e.description.contains("nothing"))
+        }
         o.energy = 0.5
-        #expect(throws: MergeError.self) { try Extractor.extract(base: bert, tuned: bert, options: o) }   // both --rank and --energy
+        #expect(throws: MergeError.self) { try Extractor.extract(base: bert, tuned: bert, options: o) }  // both --rank and --energy
     }
 
     /// DoRA and HiRA as LoRA: at full rank the converted adapter fuses to the same weights; at 2r the error
     /// reported is the measured one.
     @Test(arguments: ["dora", "hira"])
     func variantConversionToLoRA(variant: String) throws {
-        let dir = try tmp(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try tmp()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = try HFModelDir(path: Fx.path("tiny-bert"))
         var a = try Adapter.load(Fx.path(variant == "dora" ? "peft/bert-dora" : "peft/bert-lora"))
         if variant == "hira" { a.variant = .hira }
@@ -84,7 +96,8 @@ import Numerics
         #expect(entries.allSatisfy { $0.relativeError <= 1e-5 })
         _ = try Fuser.fuse(base: model, adapters: [a], options: FuseOptions(), to: dir + "/orig")
         _ = try Fuser.fuse(base: model, adapters: [full], options: FuseOptions(), to: dir + "/conv")
-        let x = try SafeTensorsFile(path: dir + "/orig/model.safetensors"), y = try SafeTensorsFile(path: dir + "/conv/model.safetensors")
+        let x = try SafeTensorsFile(path: dir + "/orig/model.safetensors")
+        let y = try SafeTensorsFile(path: dir + "/conv/model.safetensors")
         let base = try SafeTensorsFile(path: Fx.path("tiny-bert/model.safetensors"))
         for m in a.modules {
             let n = m.name + ".weight"
@@ -130,7 +143,8 @@ import Numerics
         let plain = try #require(MergeMethods.named(method)).merge([try Fx.adapter("merge-a"), try Fx.adapter("merge-b")], options: o, progress: nil)
         #expect(relErr(plain.modules[0].delta(), try ref.tensor("\(method).\(plain.modules[0].name).delta")) > 1e-3)
         // At the default rank (the inputs' r) it is the best rank-r approximation of that merge.
-        o.gamma = 0.1; o.rank = nil
+        o.gamma = 0.1
+        o.rank = nil
         let low = try #require(MergeMethods.named(method)).merge([try Fx.adapter("merge-a"), try Fx.adapter("merge-b")], options: o, progress: nil)
         #expect(low.modules.allSatisfy { $0.rank == 4 })
     }
@@ -176,7 +190,7 @@ import Numerics
         for m in merged.modules {
             let want = try ref.tensor("tsv.\(m.name).delta")
             #expect(relErr(m.delta(), want) <= 1e-5, "\(m.name): \(relErr(m.delta(), want))")
-            let aat = BLAS.matmul(m.a.tensor, m.a.tensor, transB: true)   // A has orthonormal rows
+            let aat = BLAS.matmul(m.a.tensor, m.a.tensor, transB: true)  // A has orthonormal rows
             for i in 0..<aat.rows { for j in 0..<aat.cols { #expect(abs(aat[i, j] - (i == j ? 1 : 0)) <= 1e-4) } }
         }
         // With the weights halved, the singular values halve and the directions stay.
@@ -208,7 +222,10 @@ import Numerics
         }
         #expect(compared == 6)
         var o = MergeOptions(weights: weights)
-        o.density = 0.5; o.epsilon = 0.2; o.rank = 16; o.seed = 3
+        o.density = 0.5
+        o.epsilon = 0.2
+        o.rank = 16
+        o.seed = 3
         let merged = try #require(MergeMethods.named(method)).merge([a, b], options: o, progress: nil)
         #expect(merged.modules.count == 6)
         o.epsilon = 0.6
@@ -216,7 +233,7 @@ import Numerics
     }
 
     @Test func magnitudeOutliersKeepsTheMiddle() {
-        let t: [Float] = [0.1, -5, 0.3, 2, -0.2, 9, 0.05, -1, 4, 0.7]   // |t| order: .05 .1 .2 .3 .7 1 2 4 5 9
+        let t: [Float] = [0.1, -5, 0.3, 2, -0.2, 9, 0.05, -1, 4, 0.7]  // |t| order: .05 .1 .2 .3 .7 1 2 4 5 9
         // n 10, density 0.4 -> keep 4; gamma 0.2 -> drop the 2 largest (9, -5); bottom = 10 - 4 - 2 = 4.
         #expect(TaskVectors.magnitudeOutliers(t, density: 0.4, gamma: 0.2) == [0, 0, 0, 2, 0, 0, 0, -1, 4, 0.7])
         #expect(TaskVectors.magnitudeOutliers(t, density: 1, gamma: 0.2) == t)
@@ -233,9 +250,17 @@ import Numerics
         let gguf = try GGUFFile(path: TestPaths.smollm2)
         var rng = SeededRNG(seed: 3)
         func t(_ r: Int, _ c: Int) -> Tensor { Tensor(shape: [r, c], data: (0..<(r * c)).map { _ in Float(rng.normal() * 0.05) }) }
-        let mods = [LoraModule(name: "model.layers.0.self_attn.q_proj", a: AdapterTensor(dtype: .f32, tensor: t(4, 576)), b: AdapterTensor(dtype: .f32, tensor: t(576, 4)), alpha: 8, scaling: 2),
-                    LoraModule(name: "model.layers.29.mlp.down_proj", a: AdapterTensor(dtype: .f32, tensor: t(4, 1536)), b: AdapterTensor(dtype: .f32, tensor: t(576, 4)), alpha: 8, scaling: 2)]
-        var c = LoraConfig(); c.r = 4; c.loraAlpha = 8
+        let mods = [
+            LoraModule(
+                name: "model.layers.0.self_attn.q_proj", a: AdapterTensor(dtype: .f32, tensor: t(4, 576)), b: AdapterTensor(dtype: .f32, tensor: t(576, 4)),
+                alpha: 8, scaling: 2),
+            LoraModule(
+                name: "model.layers.29.mlp.down_proj", a: AdapterTensor(dtype: .f32, tensor: t(4, 1536)), b: AdapterTensor(dtype: .f32, tensor: t(576, 4)),
+                alpha: 8, scaling: 2),
+        ]
+        var c = LoraConfig()
+        c.r = 4
+        c.loraAlpha = 8
         let adapter = Adapter(config: c, modules: mods, otherTensors: [], source: "test", configOrigin: "test")
         let side = dir + "/side"
         let base = try HFModelDir(gguf: gguf, sideFilesIn: side)
@@ -247,8 +272,12 @@ import Numerics
         // Fused modules: the GGUF weight (dequantized, q rows un-permuted) + s·B·A; others: the dequantized weight.
         let q = GGUFConverter.unpermute(try gguf.dequantize("blk.0.attn_q.weight"), heads: 9)
         #expect(try out.weights.loadTensor("model.layers.0.self_attn.q_proj.weight").maxAbsDiff(q + mods[0].delta()) <= 1e-6)
-        #expect(try out.weights.loadTensor("model.layers.29.mlp.down_proj.weight").maxAbsDiff(try gguf.dequantize("blk.29.ffn_down.weight") + mods[1].delta()) <= 1e-6)
+        #expect(
+            try out.weights.loadTensor("model.layers.29.mlp.down_proj.weight").maxAbsDiff(try gguf.dequantize("blk.29.ffn_down.weight") + mods[1].delta())
+                <= 1e-6)
         #expect(try out.weights.loadTensor("model.layers.3.mlp.up_proj.weight") == gguf.dequantize("blk.3.ffn_up.weight"))
-        #expect(try out.weights.loadTensor("model.layers.5.self_attn.k_proj.weight") == GGUFConverter.unpermute(try gguf.dequantize("blk.5.attn_k.weight"), heads: 3))
+        #expect(
+            try out.weights.loadTensor("model.layers.5.self_attn.k_proj.weight")
+                == GGUFConverter.unpermute(try gguf.dequantize("blk.5.attn_k.weight"), heads: 3))
     }
 }

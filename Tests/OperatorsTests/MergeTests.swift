@@ -11,7 +11,6 @@ enum Fx {
     static func adapter(_ n: String) throws -> Adapter { try Adapter.load(path("peft/" + n)) }
 }
 
-
 @Suite struct PEFTMergeOracleTests {
     struct Case: Decodable {
         let adapters: [String]
@@ -78,10 +77,12 @@ enum Fx {
     }
 
     @Test func peftErrorCases() throws {
-        let a = try Fx.adapter("merge-a"), c = try Fx.adapter("merge-c")
+        let a = try Fx.adapter("merge-a")
+        let c = try Fx.adapter("merge-c")
         // Unequal ranks for the factor-wise methods.
         for name in ["linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"] {
-            var o = MergeOptions(weights: [0.5, 0.5]); o.density = 0.5
+            var o = MergeOptions(weights: [0.5, 0.5])
+            o.density = 0.5
             #expect(throws: MergeError.self, "\(name)") { try MergeMethods.named(name)!.merge([a, c], options: o, progress: nil) }
         }
         // Density required.
@@ -96,7 +97,8 @@ enum Fx {
 
 @Suite struct MergeAlgebraTests {
     @Test func interpolateEndpointsReproduceInputsExactly() async throws {
-        let a = try Fx.adapter("bert-lora"), b = try Fx.adapter("bert-rslora")
+        let a = try Fx.adapter("bert-lora")
+        let b = try Fx.adapter("bert-rslora")
         // bert-rslora has other scalings: interpolate refuses, suggesting task-arithmetic.
         #expect(throws: MergeError.self) { try Interpolate().merge([a, b], options: MergeOptions(weights: [0.5, 0.5]), progress: nil) }
         let a2 = try Fx.adapter("bert-lora")
@@ -152,7 +154,8 @@ enum Fx {
     @Test func lowRankTruncationEqualsDenseSVD() throws {
         let inputs = try ["merge-a", "merge-c"].map(Fx.adapter)
         for k in [1, 3, 8, 12, 20] {
-            var o = MergeOptions(weights: [0.7, 0.3]); o.rank = k
+            var o = MergeOptions(weights: [0.7, 0.3])
+            o.rank = k
             let m = try TaskArithmetic().merge(inputs, options: o, progress: nil)
             for mod in m.modules {
                 let dense = inputs.compactMap { a in a.modules.first { $0.name == mod.name } }
@@ -170,11 +173,13 @@ enum Fx {
 
     @Test func dareDensityOneIsLinearAndSeedsAreReproducible() throws {
         let inputs = try ["merge-a", "merge-b"].map(Fx.adapter)
-        var o = MergeOptions(weights: [0.6, 0.4]); o.density = 1
+        var o = MergeOptions(weights: [0.6, 0.4])
+        o.density = 1
         let dare = try TaskVectorMerge(.dareLinear).merge(inputs, options: o, progress: nil)
         let lin = try TaskVectorMerge(.linear).merge(inputs, options: o, progress: nil)
         #expect(dare.modules == lin.modules)
-        o.density = 0.3; o.seed = 42
+        o.density = 0.3
+        o.seed = 42
         let x = try TaskVectorMerge(.dareTies).merge(inputs, options: o, progress: nil)
         let y = try TaskVectorMerge(.dareTies).merge(inputs, options: o, progress: nil)
         #expect(x.modules == y.modules)
@@ -217,7 +222,10 @@ enum Fx {
         // A head in one input only: average refuses, naming it.
         let b = try Fx.adapter("merge-a")
         o.heads = .average
-        do { _ = try TaskArithmetic().merge([a, b], options: o, progress: nil); Issue.record("accepted") } catch let e as MergeError {
+        do {
+            _ = try TaskArithmetic().merge([a, b], options: o, progress: nil)
+            Issue.record("accepted")
+        } catch let e as MergeError {
             #expect(e.message.contains("classifier") && e.message.contains("--heads"))
         }
     }
@@ -226,7 +234,9 @@ enum Fx {
         var a = try Fx.adapter("merge-a")
         a.modules[0].a.tensor.data[0] = .nan
         #expect(throws: MergeError.self) { try TaskArithmetic().merge([a], options: MergeOptions(weights: [1]), progress: nil) }
-        var o = MergeOptions(weights: [1]); o.allowNonFinite = true; o.heads = .drop
+        var o = MergeOptions(weights: [1])
+        o.allowNonFinite = true
+        o.heads = .drop
         _ = try TaskArithmetic().merge([a], options: o, progress: nil)
     }
 }

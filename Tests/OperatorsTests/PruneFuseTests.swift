@@ -5,7 +5,6 @@ import TestSupport
 import Checkpoint
 import Numerics
 
-
 @Suite struct PruneTests {
     @Test func layerSpecs() throws {
         #expect(try LayerPruning.select("0,2,5-7", layers: 10, keep: false) == [0, 2, 5, 6, 7])
@@ -20,7 +19,8 @@ import Numerics
 
     @Test func dropLayersRemovesModulesAndExcludesThemForPEFT() throws {
         let a = try Fx.adapter("bert-patterns")
-        var o = PruneOptions(); o.dropLayers = "1"
+        var o = PruneOptions()
+        o.dropLayers = "1"
         let (p, r) = try Pruner.prune(a, options: o)
         #expect(p.modules.allSatisfy { $0.layer != 1 })
         #expect(p.modules.contains { $0.name == "bert.pooler.dense" })  // no layer index: untouched
@@ -37,17 +37,20 @@ import Numerics
 
     @Test func keepModulesAndUnknownModule() throws {
         let a = try Fx.adapter("bert-patterns")
-        var o = PruneOptions(); o.keepModules = ["query", "value"]
+        var o = PruneOptions()
+        o.keepModules = ["query", "value"]
         let (p, _) = try Pruner.prune(a, options: o)
         #expect(Set(p.modules.map(\.kind)) == ["query", "value"])
-        o = PruneOptions(); o.dropModules = ["q_proj"]
+        o = PruneOptions()
+        o.dropModules = ["q_proj"]
         #expect(throws: MergeError.self) { try Pruner.prune(a, options: o) }
     }
 
     @Test func rankPruningSVDIsOptimalAndKeepsScaling() throws {
         let a = try Fx.adapter("bert-lora")
         for k in [1, 2, 3] {
-            var o = PruneOptions(); o.rank = k
+            var o = PruneOptions()
+            o.rank = k
             let (p, r) = try Pruner.prune(a, options: o)
             for (m, orig) in zip(p.modules, a.modules) {
                 #expect(m.rank == k && abs(m.scaling - orig.scaling) < 1e-12)
@@ -64,7 +67,9 @@ import Numerics
 
     @Test func rankPruningByNormKeepsTheLargestComponents() throws {
         let a = try Fx.adapter("bert-lora")
-        var o = PruneOptions(); o.rankFraction = 0.5; o.rankMethod = .norm
+        var o = PruneOptions()
+        o.rankFraction = 0.5
+        o.rankMethod = .norm
         let (p, _) = try Pruner.prune(a, options: o)
         for (m, orig) in zip(p.modules, a.modules) {
             #expect(m.rank == 2)
@@ -78,7 +83,8 @@ import Numerics
 
     @Test func magnitudeSparsityPerTensorAndGlobal() throws {
         let a = try Fx.adapter("bert-lora")
-        var o = PruneOptions(); o.sparsity = 0.7
+        var o = PruneOptions()
+        o.sparsity = 0.7
         let (p, r) = try Pruner.prune(a, options: o)
         for m in p.modules {
             for t in [m.a.tensor, m.b.tensor] { #expect(t.data.filter { $0 == 0 }.count == Int(0.7 * Double(t.count))) }
@@ -89,8 +95,10 @@ import Numerics
         let total = a.modules.reduce(0) { $0 + $1.a.tensor.count + $1.b.tensor.count }
         #expect(rg.zeroed == Int(0.7 * Double(total)))
         func values(_ x: Adapter) -> [Float] { x.modules.flatMap { m -> [Float] in m.a.tensor.data + m.b.tensor.data } }
-        let before = values(a), after = values(g)
-        var survivorMin = Float.infinity, removedMax: Float = 0
+        let before = values(a)
+        let after = values(g)
+        var survivorMin = Float.infinity
+        var removedMax: Float = 0
         for (x, y) in zip(before, after) {
             if y == 0 { removedMax = max(removedMax, abs(x)) } else { survivorMin = min(survivorMin, abs(x)) }
         }
@@ -102,9 +110,11 @@ import Numerics
 
 @Suite struct FuseTests {
     /// PEFT merge_and_unload + save_pretrained results (Fixtures/fused/*).
-    @Test(arguments: [("lora", "tiny-bert", "bert-lora"), ("dora", "tiny-bert", "bert-dora"), ("bias", "tiny-bert", "bert-bias"),
-                      ("embedding", "tiny-bert", "bert-embedding"), ("patterns", "tiny-bert", "bert-patterns"),
-                      ("lora-bf16", "tiny-bert-bf16", "bert-lora")])
+    @Test(arguments: [
+        ("lora", "tiny-bert", "bert-lora"), ("dora", "tiny-bert", "bert-dora"), ("bias", "tiny-bert", "bert-bias"),
+        ("embedding", "tiny-bert", "bert-embedding"), ("patterns", "tiny-bert", "bert-patterns"),
+        ("lora-bf16", "tiny-bert-bf16", "bert-lora"),
+    ])
     func matchesPEFTMergeAndUnload(name: String, base: String, adapter: String) throws {
         let t = TempDir()
         let model = try HFModelDir(path: Fx.path(base))
@@ -115,7 +125,8 @@ import Numerics
         #expect(Set(ours.names) == Set(ref.names))
         for n in ref.names {
             #expect(ours.info(n)?.dtype == ref.info(n)?.dtype)
-            let x = try ours.tensor(n), y = try ref.tensor(n)
+            let x = try ours.tensor(n)
+            let y = try ref.tensor(n)
             if ref.info(n)?.dtype == .bf16 {
                 let differing = zip(x.data, y.data).filter { $0.0.bitPattern != $0.1.bitPattern }.count
                 #expect(differing == 0, "\(name) \(n): \(differing) bf16 values differ (max |diff| \(x.maxAbsDiff(y)))")
@@ -133,15 +144,16 @@ import Numerics
         var rng = SeededRNG(seed: 11)
         func t(_ r: Int, _ c: Int) -> Tensor { Tensor(shape: [r, c], data: (0..<(r * c)).map { _ in Float(rng.normal() * 0.3) }) }
         func module(_ r: Int, out: Int, inF: Int, embedding: Bool = false) -> LoraModule {
-            LoraModule(name: "m", a: AdapterTensor(dtype: .f32, tensor: t(r, inF)), b: AdapterTensor(dtype: .f32, tensor: t(out, r)),
-                       bias: nil, magnitude: nil, isEmbedding: embedding, alpha: Double(2 * r), scaling: 2)
+            LoraModule(
+                name: "m", a: AdapterTensor(dtype: .f32, tensor: t(r, inF)), b: AdapterTensor(dtype: .f32, tensor: t(out, r)),
+                bias: nil, magnitude: nil, isEmbedding: embedding, alpha: Double(2 * r), scaling: 2)
         }
         let store = try SafeTensorsFile(path: Fx.path("tiny-bert/model.safetensors"))
         let cases: [(String, Bool, [LoraModule])] = [
             ("bert.encoder.layer.0.attention.self.query.weight", false, [module(3, out: 16, inF: 16), module(5, out: 16, inF: 16)]),
             ("bert.encoder.layer.0.attention.self.query.weight", true, [module(3, out: 16, inF: 16), module(5, out: 16, inF: 16)]),
             ("bert.encoder.layer.1.intermediate.dense.weight", false, [module(4, out: 32, inF: 16), module(2, out: 32, inF: 16)]),
-            ("bert.encoder.layer.1.output.dense.weight", true, [module(4, out: 32, inF: 16)]),   // stored [16, 32] = [in, out]
+            ("bert.encoder.layer.1.output.dense.weight", true, [module(4, out: 32, inF: 16)]),  // stored [16, 32] = [in, out]
             ("bert.embeddings.word_embeddings.weight", false, [module(4, out: 16, inF: 64, embedding: true), module(2, out: 16, inF: 64, embedding: true)]),
         ]
         let weights = [0.6, -1.3]
@@ -157,19 +169,24 @@ import Numerics
         hira.hira = true
         #expect(try Fuser.fuseF32InPlace(store, cases[0].0, targets: [hira], weights: [1], allowNonFinite: false) == nil)
         let bf16 = try SafeTensorsFile(path: Fx.path("tiny-bert-bf16/model.safetensors"))
-        #expect(try Fuser.fuseF32InPlace(bf16, cases[0].0, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)],
-                                         weights: [1], allowNonFinite: false) == nil)
+        #expect(
+            try Fuser.fuseF32InPlace(
+                bf16, cases[0].0, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)],
+                weights: [1], allowNonFinite: false) == nil)
     }
 
     @Test func weightedFuseOfTwoAdaptersIsTheSumOfDeltas() throws {
         let t = TempDir()
         let model = try HFModelDir(path: Fx.path("tiny-bert"))
-        let a = try Fx.adapter("merge-a"), b = try Fx.adapter("merge-b")
-        var o = FuseOptions(); o.weights = [0.5, 2]
+        let a = try Fx.adapter("merge-a")
+        let b = try Fx.adapter("merge-b")
+        var o = FuseOptions()
+        o.weights = [0.5, 2]
         _ = try Fuser.fuse(base: model, adapters: [a, b], options: o, to: t.path + "/out")
         let out = try SafeTensorsFile(path: t.path + "/out/model.safetensors")
         let name = "bert.encoder.layer.0.attention.self.query"
-        let want = try model.weights.loadTensor(name + ".weight") + 0.5 * a.modules.first { $0.name == name }!.delta()
+        let want =
+            try model.weights.loadTensor(name + ".weight") + 0.5 * a.modules.first { $0.name == name }!.delta()
             + 2 * b.modules.first { $0.name == name }!.delta()
         #expect(try out.tensor(name + ".weight").maxAbsDiff(want) < 1e-6)
     }

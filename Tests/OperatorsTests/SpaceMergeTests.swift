@@ -29,7 +29,8 @@ import TestSupport
         o.density = 0.3
         let pruned = try KnOTS().merge(ins, options: o, progress: nil)
         try compare(pruned, "knots", modules: 6)
-        o = MergeOptions(weights: [1, 1, 1]); o.density = 1
+        o = MergeOptions(weights: [1, 1, 1])
+        o.density = 1
         let full = try KnOTS().merge(ins, options: o, progress: nil)
         try compare(full, "knots_full", modules: 6)
         #expect(relErr(pruned.modules[0].delta(), 0.8 * full.modules[0].delta()) > 0.05)
@@ -47,7 +48,8 @@ import TestSupport
     /// Identical inputs agree everywhere: the disjoint mean gives the input back (times the weight).
     @Test func knotsOfIdenticalInputsIsTheInput() throws {
         let a = try Fx.adapter("merge-c")
-        var o = MergeOptions(weights: [0.5, 0.5]); o.density = 1
+        var o = MergeOptions(weights: [0.5, 0.5])
+        o.density = 1
         let merged = try KnOTS().merge([a, a], options: o, progress: nil)
         for m in merged.modules {
             let x = try #require(a.modules.first { $0.name == m.name })
@@ -83,7 +85,8 @@ import TestSupport
     }
 
     @Test func coreTSVEqualsTheReference() throws {
-        let merged = try CoreSpace(.tsv).merge([try Fx.adapter("merge-c"), try Fx.adapter("merge-d")], options: MergeOptions(weights: [0.8, 0.8]), progress: nil)
+        let merged = try CoreSpace(.tsv).merge(
+            [try Fx.adapter("merge-c"), try Fx.adapter("merge-d")], options: MergeOptions(weights: [0.8, 0.8]), progress: nil)
         try compare(merged, "core_tsv", modules: 4)
     }
 
@@ -99,10 +102,15 @@ import TestSupport
             for (name, out, inF) in [("l.q", 12, 20), ("l.v", 20, 12), ("l.o", 9, 9)] where !(name == "l.o" && i > 0) {
                 let r = 2 + Int(rng.uniformDouble() * 6)
                 let alpha = Double(1 + Int(rng.uniformDouble() * 16))
-                mods.append(LoraModule(name: name, a: AdapterTensor(dtype: .f32, tensor: t(r, inF)), b: AdapterTensor(dtype: .f32, tensor: t(out, r)),
-                                       alpha: alpha, scaling: alpha / Double(r)))
+                mods.append(
+                    LoraModule(
+                        name: name, a: AdapterTensor(dtype: .f32, tensor: t(r, inF)), b: AdapterTensor(dtype: .f32, tensor: t(out, r)),
+                        alpha: alpha, scaling: alpha / Double(r)))
             }
-            var c = LoraConfig(); c.r = 4; c.loraAlpha = 8; c.targetModules = .names(["q", "v", "o"])
+            var c = LoraConfig()
+            c.r = 4
+            c.loraAlpha = 8
+            c.targetModules = .names(["q", "v", "o"])
             ins.append(Adapter(config: c, modules: mods, otherTensors: [], source: "in\(i)", configOrigin: "test"))
         }
         let w = (0..<3).map { _ in rng.uniformDouble() * 2 - 0.5 }
@@ -144,7 +152,8 @@ import TestSupport
         for m in MergeMethods.all {
             #expect(m.defaultWeights(count: 4) == (m.name == "interpolate" ? [0.25, 0.25, 0.25, 0.25] : [1, 1, 1, 1]), "\(m.name)")
         }
-        #expect(Set(MergeMethods.all.filter(\.electsSigns).map(\.name))
+        #expect(
+            Set(MergeMethods.all.filter(\.electsSigns).map(\.name))
                 == ["ties", "dare_ties", "ties_svd", "dare_ties_svd", "breadcrumbs_ties", "della", "knots", "core_ties"])
     }
 }

@@ -4,8 +4,13 @@ import Numerics
 /// ‖x − y‖₂ / max(‖y‖₂, 1e-30), in Double; arrays of different lengths are infinitely apart.
 public func relErr(_ x: [Float], _ y: [Float]) -> Double {
     guard x.count == y.count else { return .infinity }
-    var d = 0.0, n = 0.0
-    for i in x.indices { let e = Double(x[i]) - Double(y[i]); d += e * e; n += Double(y[i]) * Double(y[i]) }
+    var d = 0.0
+    var n = 0.0
+    for i in x.indices {
+        let e = Double(x[i]) - Double(y[i])
+        d += e * e
+        n += Double(y[i]) * Double(y[i])
+    }
     return (d / max(n, 1e-30)).squareRoot()
 }
 

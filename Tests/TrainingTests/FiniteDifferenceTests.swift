@@ -12,7 +12,8 @@ import Numerics
 enum FD {
     /// (L(x+h) − L(x−h)) / ((x+h) − (x−h)) for one coordinate, restoring it afterwards.
     static func derivative(_ x0: Float, h: Float, set: (Float) -> Void, _ loss: () -> Double) -> Double {
-        let up = x0 + h, down = x0 - h
+        let up = x0 + h
+        let down = x0 - h
         set(up)
         let lp = loss()
         set(down)
@@ -41,20 +42,32 @@ enum FD {
 @Suite struct FiniteDifferenceOpTests {
     @Test func layerNormBackward() {
         var rng = SeededRNG(seed: 1)
-        let rows = 3, d = 7
+        let rows = 3
+        let d = 7
         var x = FD.random(rows * d, &rng)
-        let w = FD.random(d, &rng).map { $0 + 1.5 }, b = FD.random(d, &rng), c = FD.random(rows * d, &rng)
+        let w = FD.random(d, &rng).map { $0 + 1.5 }
+        let b = FD.random(d, &rng)
+        let c = FD.random(rows * d, &rng)
         func forward(_ y: inout [Float], _ xhat: inout [Float], _ rstd: inout [Float]) {
-            y.withUnsafeMutableBufferPointer { py in xhat.withUnsafeMutableBufferPointer { ph in rstd.withUnsafeMutableBufferPointer { pr in
-                Kernels.layerNormForward(py.baseAddress!, rows: rows, d: d, weight: w, bias: b, eps: 1e-12, xhat: ph.baseAddress!, rstd: pr.baseAddress!)
-            } } }
+            y.withUnsafeMutableBufferPointer { py in
+                xhat.withUnsafeMutableBufferPointer { ph in
+                    rstd.withUnsafeMutableBufferPointer { pr in
+                        Kernels.layerNormForward(
+                            py.baseAddress!, rows: rows, d: d, weight: w, bias: b, eps: 1e-12, xhat: ph.baseAddress!, rstd: pr.baseAddress!)
+                    }
+                }
+            }
         }
         func loss() -> Double {
-            var y = x, xhat = x, rstd = [Float](repeating: 0, count: rows)
+            var y = x
+            var xhat = x
+            var rstd = [Float](repeating: 0, count: rows)
             forward(&y, &xhat, &rstd)
             return zip(y, c).reduce(0) { $0 + Double($1.0) * Double($1.1) }
         }
-        var y = x, xhat = x, rstd = [Float](repeating: 0, count: rows)
+        var y = x
+        var xhat = x
+        var rstd = [Float](repeating: 0, count: rows)
         forward(&y, &xhat, &rstd)
         let dx = Kernels.layerNormBackward(c, xhat: xhat, rstd: rstd, weight: w, rows: rows, d: d)
         let numeric = x.indices.map { i in FD.derivative(x[i], h: 1e-2, set: { x[i] = $0 }, loss) }
@@ -63,7 +76,8 @@ enum FD {
 
     @Test func softmaxBackwardWithScale() {
         var rng = SeededRNG(seed: 2)
-        let rows = 2, cols = 5
+        let rows = 2
+        let cols = 5
         var z = FD.random(rows * cols, &rng, scale: 2)
         let c = FD.random(rows * cols, &rng)
         let scale: Float = 0.5
@@ -74,7 +88,9 @@ enum FD {
         }
         func loss() -> Double { zip(probs(), c).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
         var P = probs()
-        P.withUnsafeMutableBufferPointer { pp in c.withUnsafeBufferPointer { Kernels.softmaxBackward(pp.baseAddress!, $0.baseAddress!, rows: rows, cols: cols, scale: scale) } }
+        P.withUnsafeMutableBufferPointer { pp in
+            c.withUnsafeBufferPointer { Kernels.softmaxBackward(pp.baseAddress!, $0.baseAddress!, rows: rows, cols: cols, scale: scale) }
+        }
         let numeric = z.indices.map { i in FD.derivative(z[i], h: 1e-2, set: { z[i] = $0 }, loss) }
         #expect(FD.compare(P.map(Double.init), numeric) <= 1)
     }
@@ -84,7 +100,9 @@ enum FD {
         var logits = FD.random(3 * 4, &rng, scale: 3)
         let labels = [0, 3, 2]
         let (_, d) = AdapterTrainer.crossEntropy(logits, labels: labels, classes: 4, scale: 1)
-        let numeric = logits.indices.map { i in FD.derivative(logits[i], h: 1e-2, set: { logits[i] = $0 }) { AdapterTrainer.crossEntropy(logits, labels: labels, classes: 4, scale: 1).0 } }
+        let numeric = logits.indices.map { i in
+            FD.derivative(logits[i], h: 1e-2, set: { logits[i] = $0 }) { AdapterTrainer.crossEntropy(logits, labels: labels, classes: 4, scale: 1).0 }
+        }
         #expect(FD.compare(d.map(Double.init), numeric) <= 1)
     }
 
@@ -106,7 +124,10 @@ enum FD {
     /// A TrainLinear with an adapter of the given kind, loss = Σ c ⊙ y.
     func linearCheck(_ variant: AdaptedLinear.Variant, dora: Bool) {
         var rng = SeededRNG(seed: 4)
-        let n = 3, inF = 6, outF = 5, r = 2
+        let n = 3
+        let inF = 6
+        let outF = 5
+        let r = 2
         let lin = AdaptedLinear(name: "l", weight: FD.random(outF * inF, &rng), bias: FD.random(outF, &rng), out: outF, in: inF)
         let tl = TrainLinear(lin, name: "l")
         tl.pA = Param(name: "A", value: FD.random(r * inF, &rng, scale: 0.5))
@@ -153,17 +174,26 @@ enum FD {
         for p in params {
             p.value = p.name.hasSuffix("magnitude_vector") ? p.value.map { $0 * (1.5 + rng.uniformFloat()) } : FD.random(p.value.count, &rng, scale: 0.6)
         }
-        func sync() { for m in t.modules { t.linears[m]!.sync() }; t.task.syncHead() }
+        func sync() {
+            for m in t.modules { t.linears[m]!.sync() }
+            t.task.syncHead()
+        }
         sync()
         for p in params { p.zeroGrad() }
         _ = t.lossAndGradients(batch, train: false)
         let grads = params.map(\.grad)
         let globalScale = grads.flatMap { $0 }.map { abs(Double($0)) }.max() ?? 1
-        var worst = 0.0, checked = 0
+        var worst = 0.0
+        var checked = 0
         for (pi, p) in params.enumerated() {
             if skipFactors && (p.name.hasSuffix("lora_A") || p.name.hasSuffix("lora_B")) { continue }
             let idx = FD.sample(p.value.count, perParam)
-            let numeric = idx.map { i in FD.derivative(p.value[i], h: 1e-2, set: { p.value[i] = $0 }) { sync(); return t.lossAndGradients(batch, train: false) } }
+            let numeric = idx.map { i in
+                FD.derivative(p.value[i], h: 1e-2, set: { p.value[i] = $0 }) {
+                    sync()
+                    return t.lossAndGradients(batch, train: false)
+                }
+            }
             sync()
             var w = 0.0
             for (k, i) in idx.enumerated() { w = max(w, abs(Double(grads[pi][i]) - numeric[k]) / (2e-3 * globalScale + 2e-2 * abs(Double(grads[pi][i])))) }
@@ -177,8 +207,12 @@ enum FD {
         let adapter = try Adapter.load(TestPaths.fixture("peft/" + tag))
         let model = try ModelRegistry.load(TestPaths.fixture("tiny-bert")) as! BertModel
         var c = TrainConfig()
-        c.rank = adapter.config.r; c.alpha = adapter.config.loraAlpha; c.rslora = adapter.config.useRslora; c.dora = adapter.config.useDora
-        c.variant = variant; c.targets = ["query", "value"]
+        c.rank = adapter.config.r
+        c.alpha = adapter.config.loraAlpha
+        c.rslora = adapter.config.useRslora
+        c.dora = adapter.config.useDora
+        c.variant = variant
+        c.targets = ["query", "value"]
         let t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
         try t.load(adapter)
         return (t, [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2)])
@@ -231,17 +265,24 @@ enum FD {
         func make(_ workers: Int) throws -> AdapterTrainer {
             let model = try ModelRegistry.load(TestPaths.fixture("tiny-bert")) as! BertModel
             var c = TrainConfig()
-            c.rank = adapter.config.r; c.alpha = adapter.config.loraAlpha; c.dora = adapter.config.useDora
-            c.targets = ["query", "value"]; c.workers = workers
+            c.rank = adapter.config.r
+            c.alpha = adapter.config.loraAlpha
+            c.dora = adapter.config.useDora
+            c.targets = ["query", "value"]
+            c.workers = workers
             let t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
             try t.load(adapter)
             return t
         }
-        let batch = [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2),
-                     Example(ids: [2, 11, 3], typeIds: [0, 0, 0], label: 1), Example(ids: [2, 6, 6, 7, 8, 9, 10, 3], typeIds: [0, 0, 0, 0, 0, 0, 0, 0], label: 1),
-                     Example(ids: [2, 20, 21, 3], typeIds: [0, 0, 0, 0], label: 0)]
-        let one = try make(1), two = try make(2)
-        let l1 = one.lossAndGradients(batch, train: false), l2 = two.lossAndGradients(batch, train: false)
+        let batch = [
+            Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2),
+            Example(ids: [2, 11, 3], typeIds: [0, 0, 0], label: 1), Example(ids: [2, 6, 6, 7, 8, 9, 10, 3], typeIds: [0, 0, 0, 0, 0, 0, 0, 0], label: 1),
+            Example(ids: [2, 20, 21, 3], typeIds: [0, 0, 0, 0], label: 0),
+        ]
+        let one = try make(1)
+        let two = try make(2)
+        let l1 = one.lossAndGradients(batch, train: false)
+        let l2 = two.lossAndGradients(batch, train: false)
         #expect(abs(l1 - l2) < 1e-6)
         #expect(one.params.count == two.params.count && one.params.count >= 10)
         for (p, q) in zip(one.params, two.params) {
@@ -251,7 +292,8 @@ enum FD {
         // A second call starts from cleared worker buffers (no gradient counted twice).
         for p in one.params { p.zeroGrad() }
         for p in two.params { p.zeroGrad() }
-        _ = one.lossAndGradients(batch, train: false); _ = two.lossAndGradients(batch, train: false)
+        _ = one.lossAndGradients(batch, train: false)
+        _ = two.lossAndGradients(batch, train: false)
         for (p, q) in zip(one.params, two.params) { #expect(relErr(q.grad, p.grad) < 1e-5, "\(p.name) (second call)") }
     }
 }

@@ -16,7 +16,8 @@ import Numerics
     func trainingForwardEqualsInferenceForward(tag: String) throws {
         let (t, batch) = try PartialActivationTests.trainer(tag)
         var rng = SeededRNG(seed: 1)
-        let ours: [Float], theirs: [Float]
+        let ours: [Float]
+        let theirs: [Float]
         if let task = t.task as? BertClassificationTask {
             let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
             ours = task.trainer.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: false, rng: &rng)
@@ -28,10 +29,15 @@ import Numerics
             let model = task.trainer.model
             let rows = padded.count * padded.length
             var logits = [Float](repeating: 0, count: rows * model.vocab)
-            h.withUnsafeBufferPointer { ph in model.lmHead.withUnsafeBufferPointer { pw in logits.withUnsafeMutableBufferPointer { pl in
-                BLAS.sgemm(transA: false, transB: true, m: rows, n: model.vocab, k: model.H, a: ph.baseAddress!, lda: model.H,
-                           b: pw.baseAddress!, ldb: model.H, c: pl.baseAddress!, ldc: model.vocab)
-            } } }
+            h.withUnsafeBufferPointer { ph in
+                model.lmHead.withUnsafeBufferPointer { pw in
+                    logits.withUnsafeMutableBufferPointer { pl in
+                        BLAS.sgemm(
+                            transA: false, transB: true, m: rows, n: model.vocab, k: model.H, a: ph.baseAddress!, lda: model.H,
+                            b: pw.baseAddress!, ldb: model.H, c: pl.baseAddress!, ldc: model.vocab)
+                    }
+                }
+            }
             ours = logits
             theirs = try t.model.forward(padded, outputLayers: false, head: .languageModel).logits
         }
@@ -41,8 +47,10 @@ import Numerics
         // The adapters matter here: the same batch with every adapter off moves the logits.
         t.model.setActive(false)
         defer { t.model.setActive(true) }
-        let off = try t.model.forward(tag.hasPrefix("bert") ? Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0) : Batch.padded(batch.map(\.ids), pad: 0),
-                                      outputLayers: false, head: tag.hasPrefix("bert") ? .classification : .languageModel).logits
+        let off = try t.model.forward(
+            tag.hasPrefix("bert") ? Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0) : Batch.padded(batch.map(\.ids), pad: 0),
+            outputLayers: false, head: tag.hasPrefix("bert") ? .classification : .languageModel
+        ).logits
         #expect(relErr(off, theirs) > 1e-3, "\(tag): adapters do not change the logits (\(relErr(off, theirs)))")
     }
 }

@@ -46,7 +46,8 @@ import Numerics
     static func trainer(_ tag: String, seed: UInt64 = 0, configure: (inout TrainConfig) -> Void = { _ in }) throws -> (AdapterTrainer, [Example]) {
         let parts = tag.split(separator: "-").map(String.init)
         var c = TrainConfig()
-        c.rank = 3; c.alpha = 6
+        c.rank = 3
+        c.alpha = 6
         c.dora = parts[1] == "dora"
         c.variant = parts[1] == "hira" ? .hira : .lora
         c.group = parts[2] == "module" ? .module : .layer
@@ -58,8 +59,10 @@ import Numerics
             c.targets = ["query", "value", "dense"]
             let model = try ModelRegistry.load(try bertDir.get()) as! BertModel
             t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
-            batch = [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2),
-                     Example(ids: [2, 11, 12, 3], typeIds: [0, 0, 1, 1], label: 1)]
+            batch = [
+                Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2),
+                Example(ids: [2, 11, 12, 3], typeIds: [0, 0, 1, 1], label: 1),
+            ]
         } else {
             c.targets = ["q_proj", "v_proj", "down_proj"]
             let model = try ModelRegistry.load(try llamaDir.get()) as! LlamaModel
@@ -68,7 +71,9 @@ import Numerics
         }
         var rng = SeededRNG(seed: 100 + seed)
         for p in t.params {
-            p.value = p.name.hasSuffix("magnitude_vector") ? p.value.map { $0 * (1.2 + 0.3 * rng.uniformFloat()) }
+            p.value =
+                p.name.hasSuffix("magnitude_vector")
+                ? p.value.map { $0 * (1.2 + 0.3 * rng.uniformFloat()) }
                 : (0..<p.value.count).map { _ in 0.3 * (2 * rng.uniformFloat() - 1) }
         }
         for m in t.modules { t.linears[m]!.sync() }
@@ -76,8 +81,10 @@ import Numerics
         return (t, batch)
     }
 
-    static let tags = ["bert-lora-layer", "bert-lora-module", "bert-dora-layer", "bert-hira-module", "bert-hira-layer",
-                       "llama-lora-layer", "llama-dora-module", "llama-hira-layer", "llama-lora-module"]
+    static let tags = [
+        "bert-lora-layer", "bert-lora-module", "bert-dora-layer", "bert-hira-module", "bert-hira-layer",
+        "llama-lora-layer", "llama-dora-module", "llama-hira-layer", "llama-lora-module",
+    ]
 
     /// Random active subsets whose lowest active layer is above 0 (drawn per group, as CoTo groups them).
     static func subsets(_ t: AdapterTrainer, count: Int, seed: UInt64) -> [[Bool]] {
@@ -145,7 +152,11 @@ import Numerics
         var checked = false
         for seed in UInt64(0)..<30 where !checked {
             // p = 0.3 at step 0: most draws leave some groups off.
-            let (t, batch) = try Self.trainer(tag, seed: seed) { $0.initialP = 0.3; $0.steps = 1; $0.batchSize = 8 }
+            let (t, batch) = try Self.trainer(tag, seed: seed) {
+                $0.initialP = 0.3
+                $0.steps = 1
+                $0.batchSize = 8
+            }
             let before = Dictionary(uniqueKeysWithValues: t.params.map { ($0.name, $0.value) })
             try t.train(batch, eval: nil)
             let on = Set(t.log[0].activeGroups)
@@ -159,8 +170,9 @@ import Numerics
                     if on.contains(t.groupOf[m]!) {
                         #expect(step == 1 && p.value != before[p.name]!, "\(tag) \(p.name): active but not updated")
                     } else {
-                        #expect(step == 0 && p.value == before[p.name]! && mom.allSatisfy { $0 == 0 } && v.allSatisfy { $0 == 0 },
-                                "\(tag) \(p.name): inactive but touched")
+                        #expect(
+                            step == 0 && p.value == before[p.name]! && mom.allSatisfy { $0 == 0 } && v.allSatisfy { $0 == 0 },
+                            "\(tag) \(p.name): inactive but touched")
                     }
                 }
             }

@@ -15,13 +15,14 @@ enum TFx {
         let model = try ModelRegistry.load(path("tiny-llama")) as! LlamaModel
         let adapter = try Adapter.load(path("peft/llama-lora"))
         var c = TrainConfig()
-        c.rank = adapter.config.r; c.alpha = adapter.config.loraAlpha; c.targets = ["q_proj", "v_proj", "down_proj"]
+        c.rank = adapter.config.r
+        c.alpha = adapter.config.loraAlpha
+        c.targets = ["q_proj", "v_proj", "down_proj"]
         let t = try AdapterTrainer(causalLM: model, config: c)
         try t.load(adapter)
         return (t, [Example(ids: [1, 5, 9, 13, 7, 3], targets: [-100, -100, 9, 13, 7, 3]), Example(ids: [1, 8, 4, 3], targets: [-100, 8, 4, 3])])
     }
 }
-
 
 @Suite struct GradientTests {
     /// A trainer set up like the PEFT fixture adapter, its parameters loaded from it.
@@ -50,14 +51,20 @@ enum TFx {
         for name in TFx.grads.names where name.hasPrefix(tag + ".grad.") {
             let key = String(name.dropFirst((tag + ".grad.").count))
             var ours: [Float]?
-            if key.hasPrefix("classifier.") { ours = t.gradient(key) } else {
-                let module = String(key.split(separator: ".").dropLast(key.hasSuffix("lora_magnitude_vector.weight") ? 2 : 2).joined(separator: ".").dropFirst(5))
+            if key.hasPrefix("classifier.") {
+                ours = t.gradient(key)
+            } else {
+                let module = String(
+                    key.split(separator: ".").dropLast(key.hasSuffix("lora_magnitude_vector.weight") ? 2 : 2).joined(separator: ".").dropFirst(5))
                 let part = key.contains("lora_A") ? ".lora_A" : key.contains("lora_B") ? ".lora_B" : ".lora_magnitude_vector"
                 ours = t.gradient(module + part)
             }
             let want = try TFx.grads.tensor(name).data
             #expect(ours != nil, "\(key)")
-            if let ours { #expect(relErr(ours, want) <= 1e-4, "\(tag) \(key): relative error \(relErr(ours, want))"); compared += 1 }
+            if let ours {
+                #expect(relErr(ours, want) <= 1e-4, "\(tag) \(key): relative error \(relErr(ours, want))")
+                compared += 1
+            }
         }
         #expect(compared >= 8)
     }
@@ -89,7 +96,14 @@ enum TFx {
     @Test func inactiveParametersAndTheirAdamStateAreUntouched() throws {
         let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
         var c = TrainConfig()
-        c.rank = 2; c.coto = true; c.initialP = 0; c.finalP = 0; c.stage1Ratio = 1; c.steps = 6; c.batchSize = 2; c.lr = 1e-2
+        c.rank = 2
+        c.coto = true
+        c.initialP = 0
+        c.finalP = 0
+        c.stage1Ratio = 1
+        c.steps = 6
+        c.batchSize = 2
+        c.lr = 1e-2
         let t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
         let before = t.modules.map { (t.linears[$0]!.pA!.value, t.linears[$0]!.pA!.state.2) }
         let data = [Example(ids: [2, 5, 9, 3], typeIds: [0, 0, 0, 0], label: 0), Example(ids: [2, 8, 3], typeIds: [0, 0, 0], label: 1)]
@@ -98,7 +112,11 @@ enum TFx {
         for (i, m) in t.modules.enumerated() {
             let p = t.linears[m]!.pA!
             let drawn = t.log.contains { $0.activeGroups.contains(t.groupOf[m]!) }
-            if !drawn { #expect(p.value == before[i].0 && p.state.2 == 0) } else { #expect(p.state.2 == t.log.filter { $0.activeGroups.contains(t.groupOf[m]!) }.count) }
+            if !drawn {
+                #expect(p.value == before[i].0 && p.state.2 == 0)
+            } else {
+                #expect(p.state.2 == t.log.filter { $0.activeGroups.contains(t.groupOf[m]!) }.count)
+            }
         }
         #expect(t.log.allSatisfy { $0.activeGroups.count == 1 })
     }
@@ -123,7 +141,8 @@ enum TFx {
         #expect(Schedule.linear.factor(step: 6, total: 10, warmup: 2) == 0.5)
         #expect(abs(Schedule.cosine.factor(step: 6, total: 10, warmup: 2) - 0.5) < 1e-6)
         #expect(Schedule.constant.factor(step: 9, total: 10, warmup: 2) == 1)
-        let p = Param(name: "g", value: [0, 0]); p.grad = [3, 4]
+        let p = Param(name: "g", value: [0, 0])
+        p.grad = [3, 4]
         let n = clipGradNorm([p], maxNorm: 1)
         #expect(n == 5 && abs(p.grad[0] - 0.6) < 1e-5 && abs(p.grad[1] - 0.8) < 1e-5)
     }
@@ -135,7 +154,14 @@ enum TFx {
     func make(_ seed: UInt64, workers: Int = 1) throws -> AdapterTrainer {
         let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
         var c = TrainConfig()
-        c.rank = 2; c.steps = 12; c.batchSize = 2; c.lr = 5e-3; c.seed = seed; c.saveEvery = 5; c.loraDropout = 0.1; c.warmupRatio = 0.2
+        c.rank = 2
+        c.steps = 12
+        c.batchSize = 2
+        c.lr = 5e-3
+        c.seed = seed
+        c.saveEvery = 5
+        c.loraDropout = 0.1
+        c.warmupRatio = 0.2
         c.workers = workers
         return try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
     }
@@ -150,7 +176,12 @@ enum TFx {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let crashed = try make(3)
         #expect(throws: Crash.self) {
-            try crashed.train(data, eval: nil, checkpoint: { t in try t.saveCheckpoint(to: dir, baseModel: "tiny"); throw Crash() })
+            try crashed.train(
+                data, eval: nil,
+                checkpoint: { t in
+                    try t.saveCheckpoint(to: dir, baseModel: "tiny")
+                    throw Crash()
+                })
         }
         #expect(crashed.step == 5)
         let resumed = try make(3)
@@ -158,7 +189,8 @@ enum TFx {
         #expect(resumed.step == 5)
         try resumed.train(data, eval: nil)
         #expect(resumed.step == 12)
-        let a = full.adapter(baseModel: "x"), b = resumed.adapter(baseModel: "x")
+        let a = full.adapter(baseModel: "x")
+        let b = resumed.adapter(baseModel: "x")
         #expect(a.modules == b.modules)
         #expect(a.otherTensors.map(\.1) == b.otherTensors.map(\.1))
         #expect(full.log.map(\.activeGroups) == resumed.log.map(\.activeGroups))
@@ -167,8 +199,10 @@ enum TFx {
 
     @Test(arguments: [1, 2]) func sameSeedSameBytes(workers: Int) throws {
         let make = { (seed: UInt64) in try self.make(seed, workers: workers) }
-        let x = try make(9), y = try make(9)
-        try x.train(data, eval: nil); try y.train(data, eval: nil)
+        let x = try make(9)
+        let y = try make(9)
+        try x.train(data, eval: nil)
+        try y.train(data, eval: nil)
         #expect(x.adapter(baseModel: "m").modules == y.adapter(baseModel: "m").modules)
         let z = try make(10)
         try z.train(data, eval: nil)
@@ -188,13 +222,22 @@ enum TFx {
                 return (j["text"]!.stringValue!, j["label"]!.stringValue!)
             }
         }
-        let train = Array(try read("wordnet/noun8-train.jsonl").prefix(400)), test = try read("wordnet/noun8-test.jsonl")
+        let train = Array(try read("wordnet/noun8-train.jsonl").prefix(400))
+        let test = try read("wordnet/noun8-test.jsonl")
         let labels = Array(Set(train.map(\.1))).sorted()
         func ex(_ rows: [(String, String)]) -> [Example] {
-            rows.map { let e = tok.encode($0.0, pair: nil, addSpecialTokens: true, maxLength: 32); return Example(ids: e.ids, typeIds: e.typeIds, label: labels.firstIndex(of: $0.1)!) }
+            rows.map {
+                let e = tok.encode($0.0, pair: nil, addSpecialTokens: true, maxLength: 32)
+                return Example(ids: e.ids, typeIds: e.typeIds, label: labels.firstIndex(of: $0.1)!)
+            }
         }
         var c = TrainConfig()
-        c.steps = 30; c.batchSize = 16; c.lr = 3e-3; c.rank = 8; c.alpha = 16; c.seed = 1
+        c.steps = 30
+        c.batchSize = 16
+        c.lr = 3e-3
+        c.rank = 8
+        c.alpha = 16
+        c.seed = 1
         let t = try AdapterTrainer(model: model, labels: labels, config: c)
         try t.train(ex(train), eval: nil)
         let (acc, _) = try t.evaluate(ex(test))
@@ -224,7 +267,12 @@ enum TFx {
     @Test func causalLMTrainingLowersTheLossWithCoTo() throws {
         let model = try ModelRegistry.load(TFx.path("tiny-llama")) as! LlamaModel
         var c = TrainConfig()
-        c.rank = 8; c.targets = ["all-linear"]; c.steps = 60; c.batchSize = 2; c.lr = 3e-2; c.weightDecay = 0
+        c.rank = 8
+        c.targets = ["all-linear"]
+        c.steps = 60
+        c.batchSize = 2
+        c.lr = 3e-2
+        c.weightDecay = 0
         let t = try AdapterTrainer(causalLM: model, config: c)
         let data = (0..<4).map { i in Example(ids: [1, 10 + i, 20 + i, 30 + i, 40 + i], targets: [-100, 10 + i, 20 + i, 30 + i, 40 + i]) }
         let (_, before) = try t.evaluate(data)

@@ -30,7 +30,8 @@ public struct CoreSpace: MergeMethod {
         try MergeSupport.perModule(inputs, o, method: name, needsDensity: needsDensity, progress: progress) { _, mods in
             let (out, inF) = try MergeSupport.sameShape(mods, inputs)
             let total = mods.reduce(0) { $0 + $1.1.rank }
-            var bStack = Tensor(zeros: [out, total]), aStack = Tensor(zeros: [total, inF])
+            var bStack = Tensor(zeros: [out, total])
+            var aStack = Tensor(zeros: [total, inF])
             var off = 0
             for (_, m) in mods {
                 let s = Float(m.scaling)
@@ -38,15 +39,18 @@ public struct CoreSpace: MergeMethod {
                 for j in 0..<m.rank { for c in 0..<inF { aStack[off + j, c] = m.a.tensor[j, c] } }
                 off += m.rank
             }
-            let ub = try CoreSpace.span(bStack, left: true)             // [out, kB]
-            let va = try CoreSpace.span(aStack, left: false)            // [kA, in]
+            let ub = try CoreSpace.span(bStack, left: true)  // [out, kB]
+            let va = try CoreSpace.span(aStack, left: false)  // [kA, in]
             guard ub.cols > 0, va.rows > 0 else { return nil }
             // Each task's core as factors: (U_Bᵀ·w_i s_i B_i) [kB, r_i] · (A_i·V_A) [r_i, kA].
             let cores = mods.map { i, m in
-                (b: BLAS.matmul(ub, Float(o.weights[i] * m.scaling) * m.b.tensor, transA: true),
-                 a: BLAS.matmul(m.a.tensor, va, transB: true))
+                (
+                    b: BLAS.matmul(ub, Float(o.weights[i] * m.scaling) * m.b.tensor, transA: true),
+                    a: BLAS.matmul(m.a.tensor, va, transB: true)
+                )
             }
-            let kB = ub.cols, kA = va.rows
+            let kB = ub.cols
+            let kA = va.rows
             let merged: Tensor
             switch inner {
             case .taskArithmetic:
@@ -82,8 +86,11 @@ public struct CoreSpace: MergeMethod {
 
     /// [b_1 … b_T] and [a_1; …; a_T]: the factors of Σ b_i a_i.
     static func concat(_ fs: [(b: Tensor, a: Tensor)]) -> (Tensor, Tensor) {
-        let rows = fs[0].b.rows, cols = fs[0].a.cols, total = fs.reduce(0) { $0 + $1.a.rows }
-        var b = Tensor(zeros: [rows, total]), a = Tensor(zeros: [total, cols])
+        let rows = fs[0].b.rows
+        let cols = fs[0].a.cols
+        let total = fs.reduce(0) { $0 + $1.a.rows }
+        var b = Tensor(zeros: [rows, total])
+        var a = Tensor(zeros: [total, cols])
         var off = 0
         for f in fs {
             for i in 0..<rows { for j in 0..<f.b.cols { b[i, off + j] = f.b[i, j] } }

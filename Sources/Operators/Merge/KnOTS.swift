@@ -29,7 +29,8 @@ public struct KnOTS: MergeMethod {
             let (out, inF) = try MergeSupport.sameShape(mods, inputs)
             let total = mods.reduce(0) { $0 + $1.1.rank }
             // The inputs that have the module, side by side (A block-diagonal); the others' blocks are zero.
-            var b = Tensor(zeros: [out, total]), a = Tensor(zeros: [total, mods.count * inF])
+            var b = Tensor(zeros: [out, total])
+            var a = Tensor(zeros: [total, mods.count * inF])
             var off = 0
             for (p, (_, m)) in mods.enumerated() {
                 let s = Float(m.scaling)
@@ -40,7 +41,9 @@ public struct KnOTS: MergeMethod {
             var (u, s, vt) = try LowRank.span(b: b, a: a)
             let k = s.prefix { $0 > 1e-5 }.count
             if k < s.count {
-                u = LowRank.columns(u, k); s = Array(s.prefix(k)); vt = LowRank.rows(vt, k)
+                u = LowRank.columns(u, k)
+                s = Array(s.prefix(k))
+                vt = LowRank.rows(vt, k)
             }
             guard k > 0 else { continue }
             var sv = [Tensor](repeating: Tensor(zeros: [k, inF]), count: t)
@@ -50,8 +53,9 @@ public struct KnOTS: MergeMethod {
             spaces.append((name, mods, u, sv))
         }
         // 2. TIES over each task's whole representation (all modules, in name order).
-        let merged = TaskVectors.svdSpaceTies((0..<t).map { i in spaces.flatMap { $0.sv[i].data } },
-                                              density: o.density ?? 1, weights: o.weights)
+        let merged = TaskVectors.svdSpaceTies(
+            (0..<t).map { i in spaces.flatMap { $0.sv[i].data } },
+            density: o.density ?? 1, weights: o.weights)
         // 3. Back to factors: B = U, A = the merged σV of the module.
         var off = 0
         var factors: [(String, [(Int, LoraModule)], Tensor, Tensor)] = []

@@ -56,7 +56,10 @@ extension MergeMethod {
 public struct MergeError: CotoError {
     public let path: String?
     public let message: String
-    public init(_ path: String?, _ message: String) { self.path = path; self.message = message }
+    public init(_ path: String?, _ message: String) {
+        self.path = path
+        self.message = message
+    }
     public var subject: String? { path }
 }
 
@@ -103,7 +106,10 @@ enum MergeSupport {
     /// not add to a LoRA or DoRA delta, so mixing them is refused.
     static func checkVariants(_ inputs: [Adapter]) throws {
         guard let h = inputs.first(where: { $0.variant == .hira }), let o = inputs.first(where: { $0.variant != .hira }) else { return }
-        throw MergeError(h.source, "is a HiRA adapter (W ⊙ (1 + s·B·A)) but \(o.source) is \(o.variant.rawValue): their deltas do not add; merge HiRA adapters only with HiRA adapters")
+        throw MergeError(
+            h.source,
+            "is a HiRA adapter (W ⊙ (1 + s·B·A)) but \(o.source) is \(o.variant.rawValue): their deltas do not add; merge HiRA adapters only with HiRA adapters"
+        )
     }
 
     /// The label list of the merged head: the first input's with `--heads first`, none with `--heads drop`;
@@ -117,7 +123,10 @@ enum MergeSupport {
             guard let (i0, first) = inputs.enumerated().first(where: { $0.1.labels != nil }).map({ ($0.0, $0.1.labels!) }) else { return nil }
             for (i, a) in inputs.enumerated() {
                 if let l = a.labels, l != first {
-                    throw MergeError(a.source, "its label list (\(l.joined(separator: ", "))) differs from input \(i0 + 1)'s (\(first.joined(separator: ", "))): averaging the heads would mix classes; use --heads drop (or --heads first) (input \(i + 1))")
+                    throw MergeError(
+                        a.source,
+                        "its label list (\(l.joined(separator: ", "))) differs from input \(i0 + 1)'s (\(first.joined(separator: ", "))): averaging the heads would mix classes; use --heads drop (or --heads first) (input \(i + 1))"
+                    )
                 }
             }
             return first
@@ -127,7 +136,8 @@ enum MergeSupport {
     static func checkFinite(_ a: Adapter, where path: String) throws {
         for m in a.modules {
             for (part, t) in [("lora_A", m.a), ("lora_B", m.b)] + (m.bias.map { [("lora_B.bias", $0)] } ?? [])
-                + (m.magnitude.map { [("lora_magnitude_vector", $0)] } ?? []) where !Storage.allFinite(t.tensor.data) {
+                + (m.magnitude.map { [("lora_magnitude_vector", $0)] } ?? []) where !Storage.allFinite(t.tensor.data)
+            {
                 throw MergeError(path, "module '\(m.name)' \(part) has NaN or Inf values (--allow-nonfinite to proceed anyway)")
             }
         }
@@ -194,8 +204,11 @@ enum MergeSupport {
             case let .regex(r): regexes.append(r)
             }
         }
-        if regexes.isEmpty { c.targetModules = .names(names.sorted()) }
-        else { c.targetModules = .regex((regexes + names.sorted().map(Adapter.escapeRegex)).map { "(\($0))" }.joined(separator: "|")) }
+        if regexes.isEmpty {
+            c.targetModules = .names(names.sorted())
+        } else {
+            c.targetModules = .regex((regexes + names.sorted().map(Adapter.escapeRegex)).map { "(\($0))" }.joined(separator: "|"))
+        }
         if heads == .drop { c.modulesToSave = nil }
         return c
     }
@@ -203,10 +216,11 @@ enum MergeSupport {
     /// A module with scaling 1 (alpha = rank), the form every non-interpolate merge produces.
     static func unitModule(name: String, b: Tensor, a: Tensor, bias: Tensor?, like: LoraModule, o: MergeOptions) -> LoraModule {
         let r = a.rows
-        return LoraModule(name: name, a: AdapterTensor(dtype: outDType(o, like.a), tensor: a),
-                          b: AdapterTensor(dtype: outDType(o, like.b), tensor: b),
-                          bias: bias.map { AdapterTensor(dtype: outDType(o, like.bias ?? like.b), tensor: $0) },
-                          magnitude: nil, isEmbedding: like.isEmbedding, alpha: Double(r), scaling: 1)
+        return LoraModule(
+            name: name, a: AdapterTensor(dtype: outDType(o, like.a), tensor: a),
+            b: AdapterTensor(dtype: outDType(o, like.b), tensor: b),
+            bias: bias.map { AdapterTensor(dtype: outDType(o, like.bias ?? like.b), tensor: $0) },
+            magnitude: nil, isEmbedding: like.isEmbedding, alpha: Double(r), scaling: 1)
     }
 
     /// Σ w_i s_i b_i over the inputs with a bias (exact: the bias term is linear in the weights).
@@ -219,16 +233,19 @@ enum MergeSupport {
 
     static func refuseDora(_ inputs: [Adapter], method: String) throws {
         if let a = inputs.first(where: { $0.modules.contains { $0.isDora } }) {
-            throw MergeError(a.source, "DoRA adapters (lora_magnitude_vector) can only be merged with --method interpolate; \(method) has no rule for magnitudes")
+            throw MergeError(
+                a.source, "DoRA adapters (lora_magnitude_vector) can only be merged with --method interpolate; \(method) has no rule for magnitudes")
         }
     }
 
     /// The common shape of the factor-space merges (task arithmetic, Iso-C, TSV): checks, then per module
     /// (name, the inputs that have it) the new factors (B [out, k], A [k, in]) at scaling 1, or nil to leave
     /// the module out; biases, config, heads, variant and labels as every merge does.
-    static func perModule(_ inputs: [Adapter], _ o: MergeOptions, method: String, needsDensity: Bool = false,
-                          progress: ((OperatorProgress) -> Void)?,
-                          _ factors: (String, [(Int, LoraModule)]) throws -> (b: Tensor, a: Tensor)?) throws -> Adapter {
+    static func perModule(
+        _ inputs: [Adapter], _ o: MergeOptions, method: String, needsDensity: Bool = false,
+        progress: ((OperatorProgress) -> Void)?,
+        _ factors: (String, [(Int, LoraModule)]) throws -> (b: Tensor, a: Tensor)?
+    ) throws -> Adapter {
         try check(inputs, o, method: method, needsDensity: needsDensity)
         try refuseDora(inputs, method: method)
         let modulesIn = aligned(inputs)
@@ -243,8 +260,10 @@ enum MergeSupport {
 
     /// The merged adapter from per-module factors (name, the inputs that have it, B [out, k], A [k, in]) at
     /// scaling 1: biases, config, heads, variant and labels as every merge does.
-    static func assemble(_ inputs: [Adapter], _ o: MergeOptions, method: String,
-                         _ merged: [(String, [(Int, LoraModule)], Tensor, Tensor)]) throws -> Adapter {
+    static func assemble(
+        _ inputs: [Adapter], _ o: MergeOptions, method: String,
+        _ merged: [(String, [(Int, LoraModule)], Tensor, Tensor)]
+    ) throws -> Adapter {
         let modules = merged.map { name, mods, b, a in
             unitModule(name: name, b: b, a: a, bias: mergedBias(mods, o.weights), like: mods[0].1, o: o)
         }
@@ -255,17 +274,23 @@ enum MergeSupport {
     /// Checks that every input's module has the first one's delta shape (out x in) and kind.
     static func sameShape(_ mods: [(Int, LoraModule)], _ inputs: [Adapter]) throws -> (out: Int, inF: Int) {
         let m0 = mods[0].1
-        let out = m0.b.tensor.rows, inF = m0.a.tensor.cols
+        let out = m0.b.tensor.rows
+        let inF = m0.a.tensor.cols
         for (i, m) in mods where m.b.tensor.rows != out || m.a.tensor.cols != inF || m.isEmbedding != m0.isEmbedding {
-            throw MergeError(inputs[i].source, "module '\(m.name)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(out)x\(inF); the adapters were made for different base models")
+            throw MergeError(
+                inputs[i].source,
+                "module '\(m.name)': delta is \(m.b.tensor.rows)x\(m.a.tensor.cols), other inputs have \(out)x\(inF); the adapters were made for different base models"
+            )
         }
         return (out, inF)
     }
 
     /// The merged adapter: the inputs' variant (HiRA stays HiRA; DoRA follows the modules' magnitudes) and
     /// label list travel with it.
-    static func finish(_ modules: [LoraModule], heads: [(String, AdapterTensor)], config: LoraConfig, inputs: [Adapter], o: MergeOptions,
-                       method: String) throws -> Adapter {
+    static func finish(
+        _ modules: [LoraModule], heads: [(String, AdapterTensor)], config: LoraConfig, inputs: [Adapter], o: MergeOptions,
+        method: String
+    ) throws -> Adapter {
         var out = Adapter(config: config, modules: modules, otherTensors: heads, source: "merge(\(method))", configOrigin: "merge")
         if inputs.contains(where: { $0.variant == .hira }) { out.variant = .hira }
         out.labels = heads.isEmpty ? nil : try labels(inputs, heads: o.heads)

@@ -48,7 +48,8 @@ public struct SVDMerge: MergeMethod {
         var modules: [LoraModule] = []
         for (idx, (mname, mods)) in aligned.enumerated() {
             progress?(.module(name: mname, index: idx, total: aligned.count))
-            var b: Tensor, a: Tensor
+            var b: Tensor
+            var a: Tensor
             if kind == .svd && o.svdClamp == nil {
                 // Never forms the dense delta: QR of the stacked factors, SVD of the small core.
                 let (cb, ca) = try Concat.factors(mods, weights: o.weights, source: inputs)
@@ -56,9 +57,11 @@ public struct SVDMerge: MergeMethod {
             } else {
                 let (out, inF) = try MergeSupport.sameShape(mods, inputs)
                 let deltas = mods.map { $0.1.delta().data }
-                let merged = Tensor(shape: [out, inF], data: TaskVectors.combine(
-                    deltas, weights: mods.map { o.weights[$0.0] }, how: kind.combine, density: o.density, majority: o.majoritySign,
-                    gamma: o.gamma, epsilon: o.epsilon, cols: inF, rng: &rng))
+                let merged = Tensor(
+                    shape: [out, inF],
+                    data: TaskVectors.combine(
+                        deltas, weights: mods.map { o.weights[$0.0] }, how: kind.combine, density: o.density, majority: o.majoritySign,
+                        gamma: o.gamma, epsilon: o.epsilon, cols: inF, rng: &rng))
                 (b, a) = try SVDMerge.topK(merged, k: newRank, signsAsPEFT: o.svdClamp != nil)
             }
             (b, a) = LowRank.pad(b: b, a: a, to: newRank)

@@ -26,23 +26,28 @@ public struct TSV: MergeMethod {
     /// A [K, in]) of the merge, or nil when every delta is zero.
     static func combine(_ deltas: [(b: Tensor, a: Tensor)], tasks: Int, out: Int, inF: Int) throws -> (Tensor, Tensor)? {
         let k = max(1, min(out, inF) / tasks)
-        var us: [Tensor] = [], vs: [Tensor] = [], sigma: [Float] = []
+        var us: [Tensor] = []
+        var vs: [Tensor] = []
+        var sigma: [Float] = []
         for d in deltas {
             let (u, s, v) = try LowRank.span(b: d.b, a: d.a, maxRank: k)
             guard !s.isEmpty else { continue }
-            us.append(u); vs.append(v); sigma += s
+            us.append(u)
+            vs.append(v)
+            sigma += s
         }
         guard !sigma.isEmpty else { return nil }
         let K = sigma.count
-        var uCat = Tensor(zeros: [out, K]), vCat = Tensor(zeros: [K, inF])
+        var uCat = Tensor(zeros: [out, K])
+        var vCat = Tensor(zeros: [K, inF])
         var off = 0
         for (u, v) in zip(us, vs) {
             for r in 0..<out { for j in 0..<u.cols { uCat[r, off + j] = u[r, j] } }
             for j in 0..<v.rows { for c in 0..<inF { vCat[off + j, c] = v[j, c] } }
             off += u.cols
         }
-        var b = try polar(uCat)                  // [out, K]
-        let a = try polar(vCat)                  // [K, in]
+        var b = try polar(uCat)  // [out, K]
+        let a = try polar(vCat)  // [K, in]
         for r in 0..<out { for j in 0..<K { b[r, j] *= sigma[j] } }
         return (b, a)
     }

@@ -26,7 +26,8 @@ enum Concat {
     static func factors(_ mods: [(Int, LoraModule)], weights: [Double], source: [Adapter]) throws -> (b: Tensor, a: Tensor) {
         let (out, inF) = try MergeSupport.sameShape(mods, source)
         let total = mods.reduce(0) { $0 + $1.1.rank }
-        var b = Tensor(zeros: [out, total]), a = Tensor(zeros: [total, inF])
+        var b = Tensor(zeros: [out, total])
+        var a = Tensor(zeros: [total, inF])
         var off = 0
         for (i, m) in mods {
             let r = m.rank

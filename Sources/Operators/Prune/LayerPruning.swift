@@ -6,7 +6,8 @@ import Checkpoint
 public enum LayerPruning {
     /// The layers a spec names, given L layers. For `every-other`, `keep` decides the side: kept = even.
     public static func select(_ spec: String, layers L: Int, keep: Bool) throws -> Set<Int> {
-        let b1 = Int((Double(L) / 3).rounded()), b2 = Int((2 * Double(L) / 3).rounded())
+        let b1 = Int((Double(L) / 3).rounded())
+        let b2 = Int((2 * Double(L) / 3).rounded())
         switch spec.lowercased() {
         case "every-other": return Set((0..<L).filter { ($0 % 2 == 0) == keep })
         case "low": return Set(0..<b1)
@@ -35,10 +36,11 @@ public enum LayerPruning {
         let L = o.numLayers ?? ((a.layers.max() ?? -1) + 1)
         let sel = try select(spec, layers: L, keep: o.keepLayers != nil)
         if let bad = sel.first(where: { $0 >= L }) { throw MergeError(nil, "layer \(bad) is out of range: the adapter has layers 0...\(L - 1)") }
-        return Set(a.modules.compactMap { m in
-            guard let l = m.layer else { return nil }
-            return (o.keepLayers != nil ? !sel.contains(l) : sel.contains(l)) ? m.name : nil
-        })
+        return Set(
+            a.modules.compactMap { m in
+                guard let l = m.layer else { return nil }
+                return (o.keepLayers != nil ? !sel.contains(l) : sel.contains(l)) ? m.name : nil
+            })
     }
 }
 

@@ -17,7 +17,10 @@ public enum MagnitudePruning {
                     let n = Int((s * Double(t.count)).rounded(.down))
                     let order = t.indices.sorted { (abs(t[$0]), $0) < (abs(t[$1]), $1) }
                     var z = 0
-                    for j in order.prefix(n) { if t[j] != 0 { z += 1 }; t[j] = 0 }
+                    for j in order.prefix(n) {
+                        if t[j] != 0 { z += 1 }
+                        t[j] = 0
+                    }
                     if part == 0 { modules[i].a.tensor.data = t } else { modules[i].b.tensor.data = t }
                     zeroed[modules[i].name, default: 0] += z
                 }

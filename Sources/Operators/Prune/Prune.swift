@@ -56,20 +56,35 @@ public struct PruneReport: Sendable {
 
     public var json: JSON {
         var byLayer: [Int: (Int, Int, Int)] = [:]
-        for e in entries { if let l = e.layer { let v = byLayer[l] ?? (0, 0, 0); byLayer[l] = (v.0 + e.parameters, v.1 + e.zeroed, v.2 + e.dropped) } }
+        for e in entries {
+            if let l = e.layer {
+                let v = byLayer[l] ?? (0, 0, 0)
+                byLayer[l] = (v.0 + e.parameters, v.1 + e.zeroed, v.2 + e.dropped)
+            }
+        }
         return .object([
             ("parameters", .int(parameters)), ("zeroed", .int(zeroed)), ("dropped", .int(dropped)),
             ("norm_fraction_kept", .double(normFractionKept)),
-            ("layers", .array(byLayer.keys.sorted().map { l in
-                .object([("layer", .int(l)), ("parameters", .int(byLayer[l]!.0)), ("zeroed", .int(byLayer[l]!.1)), ("dropped", .int(byLayer[l]!.2))])
-            })),
-            ("modules", .array(entries.map { e in
-                .object([("name", .string(e.module)), ("layer", e.layer.map(JSON.int) ?? .null), ("kind", .string(e.kind)),
-                         ("action", .string(e.action)), ("parameters", .int(e.parameters)), ("zeroed", .int(e.zeroed)),
-                         ("dropped", .int(e.dropped)), ("rank_before", .int(e.rankBefore)), ("rank_after", .int(e.rankAfter)),
-                         ("norm_before", .double(e.normBefore)), ("norm_after", .double(e.normAfter)),
-                         ("norm_fraction_kept", .double(e.normBefore > 0 ? e.normAfter / e.normBefore : 1))])
-            })),
+            (
+                "layers",
+                .array(
+                    byLayer.keys.sorted().map { l in
+                        .object([("layer", .int(l)), ("parameters", .int(byLayer[l]!.0)), ("zeroed", .int(byLayer[l]!.1)), ("dropped", .int(byLayer[l]!.2))])
+                    })
+            ),
+            (
+                "modules",
+                .array(
+                    entries.map { e in
+                        .object([
+                            ("name", .string(e.module)), ("layer", e.layer.map(JSON.int) ?? .null), ("kind", .string(e.kind)),
+                            ("action", .string(e.action)), ("parameters", .int(e.parameters)), ("zeroed", .int(e.zeroed)),
+                            ("dropped", .int(e.dropped)), ("rank_before", .int(e.rankBefore)), ("rank_after", .int(e.rankAfter)),
+                            ("norm_before", .double(e.normBefore)), ("norm_after", .double(e.normAfter)),
+                            ("norm_fraction_kept", .double(e.normBefore > 0 ? e.normAfter / e.normBefore : 1)),
+                        ])
+                    })
+            ),
         ])
     }
 }
@@ -79,17 +94,20 @@ public enum Pruner {
 
     /// Applies every requested rule; returns the pruned adapter and what was removed.
     public static func prune(_ adapter: Adapter, options o: PruneOptions, progress: ((OperatorProgress) -> Void)? = nil) throws -> (Adapter, PruneReport) {
-        if o.isEmpty { throw MergeError(nil, "nothing to prune: give --sparsity, --drop-layers/--keep-layers, --drop-modules/--keep-modules or --rank/--rank-fraction") }
+        if o.isEmpty {
+            throw MergeError(nil, "nothing to prune: give --sparsity, --drop-layers/--keep-layers, --drop-modules/--keep-modules or --rank/--rank-fraction")
+        }
         if !o.allowNonFinite { try MergeSupport.checkFinite(adapter, where: adapter.source) }
         var report = PruneReport()
         var entries: [String: PruneReport.Entry] = [:]
         for m in adapter.modules {
-            entries[m.name] = .init(module: m.name, layer: m.layer, kind: m.kind, action: "kept", parameters: params(m),
-                                    rankBefore: m.rank, rankAfter: m.rank, normBefore: m.deltaNorm, normAfter: m.deltaNorm)
+            entries[m.name] = .init(
+                module: m.name, layer: m.layer, kind: m.kind, action: "kept", parameters: params(m),
+                rankBefore: m.rank, rankAfter: m.rank, normBefore: m.deltaNorm, normAfter: m.deltaNorm)
         }
         var out = adapter
         // 1-2. Whole modules: by layer, by kind.
-        let dropped = try LayerPruning.selectDropped(adapter, options: o) .union(ModulePruning.selectDropped(adapter, options: o))
+        let dropped = try LayerPruning.selectDropped(adapter, options: o).union(ModulePruning.selectDropped(adapter, options: o))
         if !dropped.isEmpty {
             out.modules.removeAll { dropped.contains($0.name) }
             out.config.exclude(modules: dropped.sorted())
@@ -123,7 +141,10 @@ public enum Pruner {
         if o.rank != nil || o.rankFraction != nil || !dropped.isEmpty {
             out.config.fit(modules: out.modules.map { ($0.name, $0.rank, $0.alpha) })
         }
-        for m in out.modules { entries[m.name]!.rankAfter = m.rank; entries[m.name]!.normAfter = m.deltaNorm }
+        for m in out.modules {
+            entries[m.name]!.rankAfter = m.rank
+            entries[m.name]!.normAfter = m.deltaNorm
+        }
         report.entries = adapter.modules.map { entries[$0.name]! }
         out.source = "prune(\(adapter.source))"
         return (out, report)

@@ -18,7 +18,8 @@ public enum RankPruning {
     static func apply(_ m: LoraModule, options o: PruneOptions, rslora: Bool) throws -> LoraModule {
         let k = try target(m.rank, o)
         guard k < m.rank else { return m }
-        var b: Tensor, a: Tensor
+        var b: Tensor
+        var a: Tensor
         switch o.rankMethod {
         case .svd:
             guard m.scaling != 0 else { return m }
@@ -27,13 +28,15 @@ public enum RankPruning {
         case .norm:
             let r = m.rank
             let score: [Double] = (0..<r).map { i in
-                var nb = 0.0, na = 0.0
+                var nb = 0.0
+                var na = 0.0
                 for row in 0..<m.b.tensor.rows { nb += Double(m.b.tensor[row, i]) * Double(m.b.tensor[row, i]) }
                 for col in 0..<m.a.tensor.cols { na += Double(m.a.tensor[i, col]) * Double(m.a.tensor[i, col]) }
                 return (nb * na).squareRoot()
             }
             let keep = (0..<r).sorted { (score[$0], -$0) > (score[$1], -$1) }.prefix(k).sorted()
-            b = Tensor(zeros: [m.b.tensor.rows, k]); a = Tensor(zeros: [k, m.a.tensor.cols])
+            b = Tensor(zeros: [m.b.tensor.rows, k])
+            a = Tensor(zeros: [k, m.a.tensor.cols])
             for (j, i) in keep.enumerated() {
                 for row in 0..<b.rows { b[row, j] = m.b.tensor[row, i] }
                 for col in 0..<a.cols { a[j, col] = m.a.tensor[i, col] }
