@@ -204,18 +204,7 @@ enum FD {
     }
 
     func bert(_ tag: String, variant: AdaptedLinear.Variant = .lora) throws -> (AdapterTrainer, [Example]) {
-        let adapter = try Adapter.load(TestPaths.fixture("peft/" + tag))
-        let model = try ModelRegistry.load(TestPaths.fixture("tiny-bert")) as! BertModel
-        var c = TrainConfig()
-        c.rank = adapter.config.r
-        c.alpha = adapter.config.loraAlpha
-        c.rslora = adapter.config.useRslora
-        c.dora = adapter.config.useDora
-        c.variant = variant
-        c.targets = ["query", "value"]
-        let t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
-        try t.load(adapter)
-        return (t, [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2)])
+        try TFx.bertTrainer(tag, variant: variant)
     }
 
     @Test(arguments: ["bert-lora", "bert-rslora", "bert-hira"])

@@ -22,13 +22,12 @@ enum TFx {
         try t.load(adapter)
         return (t, [Example(ids: [1, 5, 9, 13, 7, 3], targets: [-100, -100, 9, 13, 7, 3]), Example(ids: [1, 8, 4, 3], targets: [-100, 8, 4, 3])])
     }
-}
 
-@Suite struct GradientTests {
-    /// A trainer set up like the PEFT fixture adapter, its parameters loaded from it.
-    func trainer(_ tag: String, variant: AdaptedLinear.Variant = .lora) throws -> (AdapterTrainer, [Example]) {
-        let adapter = try Adapter.load(TFx.path("peft/" + (tag == "bert-hira" ? "bert-lora" : tag)))
-        let model = try ModelRegistry.load(TFx.path("tiny-bert")) as! BertModel
+    /// The tiny BERT with the PEFT fixture adapter `tag` (its rank, alpha, rsLoRA and DoRA) on query and
+    /// value, its parameters loaded from the fixture, and a batch of two.
+    static func bertTrainer(_ tag: String, variant: AdaptedLinear.Variant = .lora) throws -> (AdapterTrainer, [Example]) {
+        let adapter = try Adapter.load(path("peft/" + tag))
+        let model = try ModelRegistry.load(path("tiny-bert")) as! BertModel
         var c = TrainConfig()
         c.rank = adapter.config.r
         c.alpha = adapter.config.loraAlpha
@@ -38,8 +37,14 @@ enum TFx {
         c.targets = ["query", "value"]
         let t = try AdapterTrainer(model: model, labels: ["0", "1", "2"], config: c)
         try t.load(adapter)
-        let batch = [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2)]
-        return (t, batch)
+        return (t, [Example(ids: [2, 5, 9, 13, 7, 3], typeIds: [0, 0, 0, 0, 0, 0], label: 0), Example(ids: [2, 8, 4, 3], typeIds: [0, 0, 0, 0], label: 2)])
+    }
+}
+
+@Suite struct GradientTests {
+    /// A trainer set up like the PEFT fixture adapter, its parameters loaded from it.
+    func trainer(_ tag: String, variant: AdaptedLinear.Variant = .lora) throws -> (AdapterTrainer, [Example]) {
+        try TFx.bertTrainer(tag == "bert-hira" ? "bert-lora" : tag, variant: variant)
     }
 
     @Test(arguments: ["bert-lora", "bert-rslora", "bert-dora", "bert-hira"])
