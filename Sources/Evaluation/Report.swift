@@ -31,8 +31,8 @@ public enum Report {
         public var name: String
         public var task: String
         public var seed: Int?
-        public var metrics: JSON
-        public var log: [JSON]
+        public var metrics: RunMetrics
+        public var log: [StepLog]
     }
 
     // MARK: collecting
@@ -42,7 +42,7 @@ public enum Report {
         var runDirs: [String] = []
         func walk(_ dir: String, depth: Int) throws {
             let names = try FileSystem.listDirectory(dir).sorted()
-            if names.contains("metrics.json") && names.contains("train_log.jsonl") { runDirs.append(dir) }
+            if names.contains(RunRecords.metricsFile) && names.contains(RunRecords.logFile) { runDirs.append(dir) }
             for n in names {
                 let p = FileSystem.join(dir, n)
                 if FileSystem.isDirectory(p) {
@@ -90,11 +90,13 @@ public enum Report {
         }
         var runs: [TrainingRun] = []
         for d in runDirs {
-            guard let m = try? JSON.parse(try FileSystem.readFile(FileSystem.join(d, "metrics.json"), limit: 1 << 24)), m["coto"] != nil else { continue }
-            let logBytes = (try? FileSystem.readFile(FileSystem.join(d, "train_log.jsonl"), limit: 1 << 30)) ?? []
-            let log = String(decoding: logBytes, as: UTF8.self).split(separator: "\n").compactMap { try? JSON.parse(string: String($0)) }
-            let task = m["data"]?.stringValue.map(Sweeps.taskName) ?? "task"
-            runs.append(TrainingRun(path: d, name: Sweeps.seriesName(metrics: m), task: task, seed: m["seed"]?.intValue, metrics: m, log: log))
+            let m: RunMetrics
+            let log: [StepLog]
+            do { (m, log) = (try RunRecords.readMetrics(d), try RunRecords.readLog(d)) } catch {
+                warnings.append("\(d): skipped, not a coto-train run directory (\(error))")
+                continue
+            }
+            runs.append(TrainingRun(path: d, name: m.seriesName, task: Sweeps.taskName(m.data), seed: Int(exactly: m.seed), metrics: m, log: log))
         }
         return (sweeps, runs, warnings)
     }
@@ -164,10 +166,10 @@ public enum Report {
             for task in tasks {
                 for name in seriesOrder(runs.filter { $0.task == task }.map(\.name)) {
                     let rs = runs.filter { $0.task == task && $0.name == name }
-                    let acc = rs.compactMap { num($0.metrics["dev_accuracy"]) }
-                    let secs = rs.compactMap { num($0.metrics["train_seconds"]) }
-                    let tps = rs.compactMap { num($0.metrics["tokens_per_second"]) }
-                    let steps = rs.compactMap { $0.metrics["steps"]?.intValue }
+                    let acc = rs.compactMap(\.metrics.devAccuracy)
+                    let secs = rs.map(\.metrics.trainSeconds)
+                    let tps = rs.map(\.metrics.tokensPerSecond)
+                    let steps = rs.map(\.metrics.steps)
                     rows.append([task, name, String(rs.count), steps.map(String.init).first ?? "–", pm(acc), pm(secs, 1), pm(tps, 0)])
                     tj.append(
                         .object([
@@ -186,7 +188,7 @@ public enum Report {
                 var y: [Double] = []
                 var e: [Double] = []
                 for (i, t) in tasks.enumerated() {
-                    let secs = runs.filter { $0.task == t && $0.name == name }.compactMap { num($0.metrics["train_seconds"]) }
+                    let secs = runs.filter { $0.task == t && $0.name == name }.map(\.metrics.trainSeconds)
                     if secs.isEmpty { continue }
                     let (m, s) = meanStd(secs)
                     x.append(Double(i))
@@ -201,7 +203,7 @@ public enum Report {
                 for name in seriesOrder(runs.filter { $0.task == task }.map(\.name)) {
                     let rs = runs.filter { $0.task == task && $0.name == name }
                     var byStep: [Int: [Double]] = [:]
-                    for r in rs { for e in r.log { if let s = e["step"]?.intValue, let l = num(e["loss"]) { byStep[s, default: []].append(l) } } }
+                    for r in rs { for e in r.log { byStep[e.step, default: []].append(e.loss) } }
                     let steps = byStep.keys.sorted()
                     let raw = steps.map { meanStd(byStep[$0]!).0 }
                     // Exponential moving average (0.8) so the CoTo and LoRA curves can be told apart.
@@ -454,7 +456,7 @@ public enum Report {
                 let (m, sd) = meanStd(est.values)
                 if abs(m) > 1e-12 { cv.append(sd / abs(m)) }
             }
-            let time = runs.filter { $0.task == t && $0.name == n }.compactMap { num($0.metrics["train_seconds"]) }
+            let time = runs.filter { $0.task == t && $0.name == n }.map(\.metrics.trainSeconds)
             rows.append([t, n, pm(test, 3), pm(mid, 3), pm(barrier, 3), pm(sparse, 3), pm(half, 3), pm(cv, 2), pm(time, 1)])
             js.append(
                 .object([

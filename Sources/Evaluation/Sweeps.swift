@@ -165,17 +165,9 @@ public enum Sweeps {
     /// The series an adapter belongs to in reports: `--name`, else from the metrics.json coto-train wrote
     /// beside it ("coto" / "lora", prefixed by the variant when it is not plain LoRA), else "adapter".
     public static func seriesName(_ path: String) -> String {
-        let m = FileSystem.join(FileSystem.isDirectory(path) ? path : FileSystem.dirname(of: path), "metrics.json")
-        guard FileSystem.exists(m), let bytes = try? FileSystem.readFile(m, limit: 1 << 20), let j = try? JSON.parse(bytes) else { return "adapter" }
-        return seriesName(metrics: j)
-    }
-
-    /// The series of a coto-train run from its parsed metrics.json.
-    public static func seriesName(metrics j: JSON) -> String {
-        guard let coto = j["coto"]?.boolValue else { return "adapter" }
-        let variant = j["variant"]?.stringValue ?? "lora"
-        if coto { return variant == "lora" ? "coto" : "coto-\(variant)" }
-        return variant
+        let dir = FileSystem.isDirectory(path) ? path : FileSystem.dirname(of: path)
+        guard FileSystem.exists(FileSystem.join(dir, RunRecords.metricsFile)), let m = try? RunRecords.readMetrics(dir) else { return "adapter" }
+        return m.seriesName
     }
 
     /// (λ, accuracy) of an interpolation sweep's points.

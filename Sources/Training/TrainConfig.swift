@@ -49,25 +49,6 @@ public struct TrainConfig: Sendable {
     public init() {}
 }
 
-/// One optimizer step's record (train_log.jsonl).
-public struct StepLog: Sendable {
-    public var step: Int
-    public var loss: Double
-    public var lr: Float
-    public var p: Double
-    public var activeGroups: [Int]
-    public var tokensPerSecond: Double
-    /// Wall time of the step (forward, backward, optimizer).
-    public var seconds: Double = 0
-    public var json: JSON {
-        .object([
-            ("step", .int(step)), ("loss", .double(loss)), ("lr", .double(Double(lr))), ("p", .double(p)),
-            ("active_groups", .array(activeGroups.map { JSON.int($0) })), ("tokens_per_s", .double(tokensPerSecond)),
-            ("seconds", .double(seconds)),
-        ])
-    }
-}
-
 public enum TrainEvent: Sendable {
     case step(StepLog, total: Int)
     case eval(step: Int, accuracy: Double, loss: Double)

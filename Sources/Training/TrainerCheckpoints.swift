@@ -16,7 +16,7 @@ extension AdapterTrainer {
         var meta: [(String, String)] = [
             ("format", "pt"), ("step", String(step)),
             ("rng", rng.state.map { String($0) }.joined(separator: ",")),
-            ("log", JSON.array(log.map(\.json)).compact),
+            ("log", try RunRecords.logArray(log)),
         ]
         for p in params {
             let (m, v, st) = p.state
@@ -48,14 +48,7 @@ extension AdapterTrainer {
         }
         step = st
         rng = r
-        if let text = f.metadataValue("log"), let arr = (try? JSON.parse(string: text))?.arrayValue {
-            log = arr.map { e in
-                StepLog(
-                    step: e["step"]?.intValue ?? 0, loss: e["loss"]?.doubleValue ?? 0, lr: Float(e["lr"]?.doubleValue ?? 0),
-                    p: e["p"]?.doubleValue ?? 1, activeGroups: e["active_groups"]?.arrayValue?.compactMap(\.intValue) ?? [],
-                    tokensPerSecond: e["tokens_per_s"]?.doubleValue ?? 0, seconds: e["seconds"]?.doubleValue ?? 0)
-            }
-        }
+        if let text = f.metadataValue("log") { log = try RunRecords.decodeLogArray(text, path: path) }
         for m in modules { linears[m]!.sync() }
         task.syncHead()
     }

@@ -233,20 +233,17 @@ struct Train: ParsableCommand {
         try FileSystem.makeDirectory(output)
         let adapter = trainer.adapter(baseModel: model)
         try adapter.save(to: output)  // writes the variant (coto_adapter.json for HiRA) and the label list
-        try AtomicFileWriter.write(trainer.log.map { $0.json.compact }.joined(separator: "\n") + "\n", to: FileSystem.join(output, "train_log.jsonl"))
-        var metrics: [(String, JSON)] = [
-            ("task", .string(task)), ("steps", .int(trainer.step)), ("coto", .bool(coto)), ("variant", .string(variant)),
-            ("labels", .array(labels.map { .string($0) })), ("final_loss", .double(trainer.log.last?.loss ?? .nan)),
-            ("data", .string(data)), ("eval_data", evalData.map(JSON.string) ?? .null), ("seed", .uint(seed)),
-            ("rank", .int(rank)), ("targets", .string(targets)), ("threads", .int(threads)),
-            ("train_seconds", .double(trainSeconds)),
-            ("tokens_per_second", .double(trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count))),
-        ]
-        if let (s, acc, loss) = lastEval { metrics += [("dev_step", .int(s)), ("dev_accuracy", .double(acc)), ("dev_loss", .double(loss))] }
-        try AtomicFileWriter.write(JSON.object(metrics).pretty + "\n", to: FileSystem.join(output, "metrics.json"))
+        try AtomicFileWriter.write(try RunRecords.logLines(trainer.log), to: FileSystem.join(output, RunRecords.logFile))
+        let metrics = RunMetrics(
+            task: task, steps: trainer.step, coto: coto, variant: variant, labels: labels, finalLoss: trainer.log.last?.loss, data: data,
+            evalData: evalData, seed: seed, rank: rank, targets: targets, threads: threads, trainSeconds: trainSeconds,
+            tokensPerSecond: trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count),
+            devStep: lastEval?.0, devAccuracy: lastEval?.1, devLoss: lastEval?.2)
+        let metricsText = try RunRecords.metricsJSON(metrics)
+        try AtomicFileWriter.write(metricsText, to: FileSystem.join(output, RunRecords.metricsFile))
         if FileSystem.exists(ckpt) { FileSystem.removeTree(ckpt) }
         if out.json {
-            Console.writeOut(JSON.object(metrics).pretty)
+            Console.writeOut(metricsText.trimmingCharacters(in: .newlines))
         } else if out.chatty {
             Console.writeErr(
                 "wrote \(output): \(trainer.modules.count) modules, \(trainer.step) steps"

@@ -232,3 +232,45 @@ import Numerics
         #expect(ins.faults.isEmpty)
     }
 }
+
+/// The run records coto-train writes and the report reads: typed both ways, non-finite numbers as null,
+/// files from before the typed records still read, a bad line named by file:line.
+@Suite struct RunRecordTests {
+    @Test func stepLogAndMetricsRoundTrip() throws {
+        let dir = TempDir()
+        let log = [
+            StepLog(step: 1, loss: 1.25, lr: 2e-3, p: 0.1, activeGroups: [0, 3], tokensPerSecond: 1500.5, seconds: 0.25),
+            StepLog(step: 2, loss: .nan, lr: 1e-3, p: 0.4, activeGroups: [], tokensPerSecond: 1400, seconds: 0.5),
+        ]
+        try AtomicFileWriter.write(try RunRecords.logLines(log), to: dir.file(RunRecords.logFile))
+        let back = try RunRecords.readLog(dir.path)
+        #expect(back.count == 2 && back[0] == log[0] && back[1].loss.isNaN && back[1].activeGroups.isEmpty)
+        #expect(String(decoding: readBytes(dir.file(RunRecords.logFile)), as: UTF8.self).contains("\"loss\":null"))
+        #expect(try RunRecords.decodeLogArray(try RunRecords.logArray([log[0]]), path: "x") == [log[0]])
+        let m = RunMetrics(
+            task: "classification", steps: 2, coto: true, variant: "dora", labels: ["a", "b"], finalLoss: nil, data: "d/noun8-train.jsonl",
+            evalData: nil, seed: 7, rank: 8, targets: "query,value", threads: 2, trainSeconds: 3.5, tokensPerSecond: 1450, devStep: 2,
+            devAccuracy: 0.75, devLoss: 0.6)
+        try AtomicFileWriter.write(try RunRecords.metricsJSON(m), to: dir.file(RunRecords.metricsFile))
+        #expect(try RunRecords.readMetrics(dir.path) == m)
+        #expect(m.seriesName == "coto-dora")
+    }
+
+    @Test func metricsWrittenBeforeTheTypedRecordsStillRead() throws {
+        let dir = TempDir()
+        let old = """
+            {"task": "classification", "steps": 100, "coto": false, "variant": "lora", "labels": ["x", "y"], "final_loss": null,
+             "data": "data/pos4-train.jsonl", "eval_data": null, "seed": 1, "rank": 8, "targets": "query,value", "threads": 2,
+             "train_seconds": 37.7, "tokens_per_second": 2100.5}
+            """
+        try AtomicFileWriter.write(old, to: dir.file(RunRecords.metricsFile))
+        let m = try RunRecords.readMetrics(dir.path)
+        #expect(m.seriesName == "lora" && m.finalLoss == nil && m.devAccuracy == nil && m.seed == 1 && m.trainSeconds == 37.7)
+        let lines = "{\"step\": 1, \"loss\": 0.5, \"lr\": 0.001, \"p\": 1, \"active_groups\": [0], \"tokens_per_s\": 10}\nnot json\n"
+        try AtomicFileWriter.write(lines, to: dir.file(RunRecords.logFile))
+        do {
+            _ = try RunRecords.readLog(dir.path)
+            Issue.record("accepted")
+        } catch let e as CheckpointError { #expect(e.path == dir.file(RunRecords.logFile) + ":2") }
+    }
+}
