@@ -40,7 +40,7 @@ let package = Package(
         // Inference core: architectures, tokenizers, adapters in the forward pass.
         .target(name: "Model", dependencies: ["Checkpoint", "Numerics"]),
         // Backward passes beside their forwards, AdamW, schedules, the CoTo scheduler.
-        .target(name: "Training", dependencies: ["Model", "Checkpoint", "Numerics"]),
+        .target(name: "Training", dependencies: ["Evaluation", "Model", "Checkpoint", "Numerics"]),
         // Tasks, metrics, sweeps and reports.
         .target(name: "Evaluation", dependencies: ["Model", "Operators", "Checkpoint", "Numerics", "CZlib"]),
         // What every coto-* executable shares: errors, exit codes, progress rendering, JSON output.

@@ -114,6 +114,25 @@ public final class HFModelDir {
     public let weightFiles: [String]
     /// Every other regular file in the directory (tokenizer.json, vocab.txt, generation_config.json, ...).
     public let otherFiles: [String]
+    /// A temporary directory this value made (a GGUF's side files) and removes when it is released.
+    private var ownedDirectory: String? = nil
+
+    deinit { if let d = ownedDirectory { FileSystem.removeTree(d) } }
+
+    /// A model directory, or a llama.cpp GGUF seen as one: its config and tokenizer files derived into a
+    /// temporary directory this value owns (removed when it is released), its weights dequantized on demand.
+    public static func open(_ path: String) throws -> HFModelDir {
+        guard !FileSystem.isDirectory(path), Inspection.isGGUF(path) else { return try HFModelDir(path: path) }
+        let dir = try FileSystem.makeTemporaryDirectory(prefix: "coto-gguf-base-")
+        do {
+            let m = try HFModelDir(gguf: try GGUFFile(path: path), sideFilesIn: dir)
+            m.ownedDirectory = dir
+            return m
+        } catch {
+            FileSystem.removeTree(dir)
+            throw error
+        }
+    }
 
     public init(path: String) throws {
         guard FileSystem.exists(path) else { throw CheckpointError(path, .notFound) }

@@ -48,3 +48,41 @@ public enum JSONL {
         throw EvalError("\(path):\(r.line)", "\"\(key)\" must be a string or a number")
     }
 }
+
+/// A classification record: `{"text", "label"}` with an optional `"text_pair"`, and where it was read
+/// (`file:line`, for errors).
+public struct ClassificationRecord: Sendable, Equatable {
+    public var text: String
+    public var pair: String?
+    public var label: String
+    public var place: String
+}
+
+/// A language-modelling record: `{"text"}` (every token after the first is scored) or
+/// `{"prompt", "completion"}` (the completion only).
+public enum LMText: Sendable, Equatable {
+    case text(String)
+    case promptCompletion(prompt: String, completion: String)
+}
+
+/// The one reader of task files: every command that reads classification or language-modelling JSONL
+/// reads it here (errors name `file:line`).
+public enum TaskData {
+    public static func classification(_ path: String) throws -> [ClassificationRecord] {
+        try JSONL.read(path).map { r in
+            ClassificationRecord(
+                text: try JSONL.text(r, "text", path: path)!, pair: try JSONL.text(r, "text_pair", path: path, required: false),
+                label: try JSONL.text(r, "label", path: path)!, place: "\(path):\(r.line)")
+        }
+    }
+
+    public static func languageModelling(_ path: String) throws -> [(record: LMText, place: String)] {
+        try JSONL.read(path).map { r in
+            let place = "\(path):\(r.line)"
+            if r.json["prompt"] != nil || r.json["completion"] != nil {
+                return (.promptCompletion(prompt: try JSONL.text(r, "prompt", path: path)!, completion: try JSONL.text(r, "completion", path: path)!), place)
+            }
+            return (.text(try JSONL.text(r, "text", path: path)!), place)
+        }
+    }
+}

@@ -45,14 +45,11 @@ public final class SweepEvaluator {
     }
 
     public func prepare(_ path: String) throws -> PreparedData {
-        let records = try JSONL.read(path)
         var encodings: [Encoding] = []
         var gold: [String] = []
-        for r in records {
-            let text = try JSONL.text(r, "text", path: path)!
-            let pair = try JSONL.text(r, "text_pair", path: path, required: false)
-            gold.append(try JSONL.text(r, "label", path: path)!)
-            encodings.append(try encodeChecked(model, tokenizer, text: text, pair: pair, maxLength: maxLength, at: "\(path):\(r.line)"))
+        for r in try TaskData.classification(path) {
+            gold.append(r.label)
+            encodings.append(try encodeChecked(model, tokenizer, text: r.text, pair: r.pair, maxLength: maxLength, at: r.place))
         }
         // Batches of similar lengths (less padding; padded positions never change a result).
         let order = encodings.indices.sorted { (encodings[$0].ids.count, $0) < (encodings[$1].ids.count, $1) }

@@ -40,14 +40,10 @@ public enum Evaluator {
         model: AdaptableModel, tokenizer: Tokenizer, data path: String, labels adapterLabels: [String]?,
         options o: EvalOptions, progress: ((Int, Int) -> Void)? = nil
     ) throws -> EvalResult {
-        let records = try JSONL.read(path)
-        var items: [(Encoding, String, Int)] = []
-        for r in records {
-            let text = try JSONL.text(r, "text", path: path)!
-            let pair = try JSONL.text(r, "text_pair", path: path, required: false)
-            let label = try JSONL.text(r, "label", path: path)!
-            let e = try encodeChecked(model, tokenizer, text: text, pair: pair, maxLength: o.maxLength, at: "\(path):\(r.line)")
-            items.append((e, label, r.line))
+        var items: [(Encoding, String, String)] = []
+        for r in try TaskData.classification(path) {
+            let e = try encodeChecked(model, tokenizer, text: r.text, pair: r.pair, maxLength: o.maxLength, at: r.place)
+            items.append((e, r.label, r.place))
         }
         let labelSource: String
         let labels: [String]
@@ -69,8 +65,8 @@ public enum Evaluator {
         var done = 0
         for chunk in stride(from: 0, to: items.count, by: o.batchSize) {
             let part = Array(items[chunk..<min(items.count, chunk + o.batchSize)])
-            for (_, label, line) in part where index[label] == nil {
-                throw EvalError("\(path):\(line)", "label '\(label)' is not in the label set (\(labelSource): \(labels.joined(separator: ", ")))")
+            for (_, label, place) in part where index[label] == nil {
+                throw EvalError(place, "label '\(label)' is not in the label set (\(labelSource): \(labels.joined(separator: ", ")))")
             }
             let batch = Batch.padded(part.map(\.0.ids), typeIds: part.map(\.0.typeIds), pad: tokenizer.padId)
             let out = try model.forward(batch, outputLayers: false, head: .classification)

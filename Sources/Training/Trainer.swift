@@ -1,5 +1,6 @@
 import Dispatch
 import Checkpoint
+import Evaluation
 import Model
 import Numerics
 #if canImport(Glibc)
@@ -249,21 +250,16 @@ public final class AdapterTrainer {
             }
             return (Double(correct) / Double(max(count, 1)), nll / Double(max(count, 1)))
         }
-        var correct = 0
-        var loss = 0.0
+        // The classification scorer coto-eval uses (accuracy, mean cross-entropy).
+        var metrics = ClassificationMetrics(labels: labels)
         for start in stride(from: 0, to: data.count, by: 32) {
             let batch = Array(data[start..<min(data.count, start + 32)])
             let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
             let out = try model.forward(padded, outputLayers: false, head: .classification)
             let C = out.logitsWidth
-            let (l, _) = AdapterTrainer.crossEntropy(out.logits, labels: batch.map(\.label), classes: C, scale: 1)
-            loss += l * Double(batch.count)
-            for (i, e) in batch.enumerated() {
-                let row = out.logits[(i * C)..<((i + 1) * C)]
-                if row.indices.max(by: { row[$0] < row[$1] })! - i * C == e.label { correct += 1 }
-            }
+            for (i, e) in batch.enumerated() { metrics.add(gold: e.label, logits: out.logits[(i * C)..<((i + 1) * C)]) }
         }
-        return (Double(correct) / Double(data.count), loss / Double(data.count))
+        return (metrics.accuracy, metrics.loss)
     }
 
     func now() -> Double { Clock.now() }

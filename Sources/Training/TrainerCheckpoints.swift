@@ -8,6 +8,11 @@ import Glibc
 
 /// Resumable checkpoints and the exported adapter of an `AdapterTrainer`.
 extension AdapterTrainer {
+    /// Removes a checkpoint directory once the run's outputs are written.
+    public func discardCheckpoint(at dir: String) {
+        if FileSystem.exists(dir) { FileSystem.removeTree(dir) }
+    }
+
     /// Everything a resumed run needs: parameters, AdamW moments and step counts, step, RNG, log.
     public func saveCheckpoint(to dir: String, baseModel: String) throws {
         try FileSystem.makeDirectory(dir)

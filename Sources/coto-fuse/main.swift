@@ -48,17 +48,8 @@ struct Fuse: ParsableCommand {
 
     func run() throws {
         try checkOutputNotInput(output, inputs: [model] + adapter)
-        // A GGUF base (llama.cpp; Q4_0/Q4_1/Q8_0/F16/BF16/F32) is dequantized tensor by tensor on the fly;
-        // its config and tokenizer files are derived into a temporary directory removed afterwards.
-        var sideDir: String? = nil
-        defer { if let d = sideDir { FileSystem.removeTree(d) } }
-        let base: HFModelDir
-        if !FileSystem.isDirectory(model) && Inspection.isGGUF(model) {
-            sideDir = try FileSystem.makeTemporaryDirectory(prefix: "coto-gguf-base-")
-            base = try HFModelDir(gguf: try GGUFFile(path: model), sideFilesIn: sideDir!)
-        } else {
-            base = try HFModelDir(path: model)
-        }
+        // A GGUF base (llama.cpp; Q4_0/Q4_1/Q8_0/F16/BF16/F32) is dequantized tensor by tensor on the fly.
+        let base = try HFModelDir.open(model)
         let adapters = try adapter.map { try Adapter.load($0, alpha: adapterOptions.alpha) }
         var o = FuseOptions()
         o.weights = try weights.map { try parseNumberList($0, option: "--weights") }

@@ -98,36 +98,7 @@ struct Train: ParsableCommand {
         guard let bert = loaded as? BertModel else {
             throw CommandError(model, "classification training runs on BERT models (model_type bert)")
         }
-        let records = try JSONL.read(data)
-        var texts: [(String, String?, String)] = []
-        for r in records {
-            texts.append(
-                (try JSONL.text(r, "text", path: data)!, try JSONL.text(r, "text_pair", path: data, required: false), try JSONL.text(r, "label", path: data)!))
-        }
-        // The label list: the sorted set of training labels (as datasets' ClassLabel encodes them).
-        let labels = Array(Set(texts.map(\.2))).sorted()
-        let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
-        func examples(_ rows: [(String, String?, String)], path: String, lines: [Int]) throws -> [Example] {
-            try zip(rows, lines).map { row, line in
-                let place = "\(path):\(line)"
-                guard let y = index[row.2] else {
-                    throw CommandError(place, "label '\(row.2)' is not in the training label set (\(labels.joined(separator: ", ")))")
-                }
-                if row.0.allSatisfy(\.isWhitespace) { throw CommandError(place, "empty text") }
-                let e = tok.encode(row.0, pair: row.1, addSpecialTokens: true, maxLength: maxLength)
-                try limits.check(ids: e.ids, typeIds: e.typeIds, at: place)
-                return Example(ids: e.ids, typeIds: e.typeIds, label: y)
-            }
-        }
-        let train = try examples(texts, path: data, lines: records.map(\.line))
-        var dev: [Example]? = nil
-        if let e = evalData {
-            let er = try JSONL.read(e)
-            let rows = try er.map {
-                (try JSONL.text($0, "text", path: e)!, try JSONL.text($0, "text_pair", path: e, required: false), try JSONL.text($0, "label", path: e)!)
-            }
-            dev = try examples(rows, path: e, lines: er.map(\.line))
-        }
+        let (train, dev, labels) = try TrainingData.classification(train: data, eval: evalData, tokenizer: tok, maxLength: maxLength, limits: limits)
         let trainer = try AdapterTrainer(model: bert, labels: labels, config: makeConfig(maxLength: maxLength))
         try runAndSave(trainer, train: train, dev: dev, labels: labels)
     }
@@ -135,36 +106,10 @@ struct Train: ParsableCommand {
     /// Causal LM: {"text"} (every token after the first scored) or {"prompt", "completion"} (completion only).
     func trainCausalLM(_ llama: LlamaModel, _ tok: Tokenizer, maxLength: Int) throws {
         let limits = llama.inputLimits
-        func read(_ path: String) throws -> [Example] {
-            try JSONL.read(path).map { r in
-                let place = "\(path):\(r.line)"
-                let e: Example
-                if r.json["prompt"] != nil || r.json["completion"] != nil {
-                    let prompt = try JSONL.text(r, "prompt", path: path)!
-                    let completion = try JSONL.text(r, "completion", path: path)!
-                    if completion.allSatisfy(\.isWhitespace) { throw CommandError(place, "empty completion") }
-                    let p = tok.encode(prompt, pair: nil, addSpecialTokens: false).ids
-                    let c = tok.encode(prompt + completion, pair: nil, addSpecialTokens: false).ids
-                    let ids = Array(c.prefix(maxLength))
-                    e = Example(ids: ids, targets: ids.enumerated().map { $0.offset < p.count ? -100 : $0.element })
-                    if !e.targets!.contains(where: { $0 != -100 }) {
-                        throw CommandError(place, "the completion is cut off by --max-length \(maxLength): nothing to score")
-                    }
-                } else {
-                    let text = try JSONL.text(r, "text", path: path)!
-                    if text.allSatisfy(\.isWhitespace) { throw CommandError(place, "empty text") }
-                    let ids = Array(tok.encode(text, pair: nil, addSpecialTokens: false).ids.prefix(maxLength))
-                    if ids.count < 2 { throw CommandError(place, "the text gives \(ids.count) token: nothing to predict") }
-                    e = Example(ids: ids, targets: ids)
-                }
-                try limits.check(ids: e.ids, typeIds: nil, at: place)
-                return e
-            }
-        }
-        let train = try read(data)
-        guard !train.isEmpty else { throw CommandError(data, "no examples") }
+        let train = try TrainingData.causalLM(data, tokenizer: tok, maxLength: maxLength, limits: limits)
+        let dev = try evalData.map { try TrainingData.causalLM($0, tokenizer: tok, maxLength: maxLength, limits: limits) }
         let trainer = try AdapterTrainer(causalLM: llama, config: makeConfig(maxLength: maxLength))
-        try runAndSave(trainer, train: train, dev: try evalData.map(read), labels: [])
+        try runAndSave(trainer, train: train, dev: dev, labels: [])
     }
 
     func makeConfig(maxLength: Int) -> TrainConfig {
@@ -241,7 +186,7 @@ struct Train: ParsableCommand {
             devStep: lastEval?.0, devAccuracy: lastEval?.1, devLoss: lastEval?.2)
         let metricsText = try RunRecords.metricsJSON(metrics)
         try AtomicFileWriter.write(metricsText, to: FileSystem.join(output, RunRecords.metricsFile))
-        if FileSystem.exists(ckpt) { FileSystem.removeTree(ckpt) }
+        trainer.discardCheckpoint(at: ckpt)
         if out.json {
             Console.writeOut(metricsText.trimmingCharacters(in: .newlines))
         } else if out.chatty {

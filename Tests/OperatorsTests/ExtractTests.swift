@@ -242,6 +242,19 @@ import Numerics
 
 /// coto-fuse onto a llama.cpp GGUF base (dequantized tensor by tensor, no converted copy on disk).
 @Suite struct GGUFBaseFuseTests {
+    /// `HFModelDir.open` on a GGUF derives the side files into a temporary directory it removes when released.
+    @Test func aGGUFBaseOwnsItsSideFiles() throws {
+        #expect(FileManager.default.fileExists(atPath: TestPaths.smollm2), "run make setup")
+        var side = ""
+        do {
+            let m = try HFModelDir.open(TestPaths.smollm2)
+            side = m.path
+            #expect(FileManager.default.fileExists(atPath: side + "/config.json") && m.config.modelType == "llama")
+        }
+        #expect(!side.isEmpty && !FileManager.default.fileExists(atPath: side))
+        #expect(try HFModelDir.open(Fx.path("tiny-bert")).path == Fx.path("tiny-bert"))
+    }
+
     @Test func fusingOntoTheGGUFEqualsFusingOntoItsConversion() throws {
         #expect(FileManager.default.fileExists(atPath: TestPaths.smollm2), "run make setup")
         let dir = NSTemporaryDirectory() + "coto-gguf-fuse-" + UUID().uuidString
