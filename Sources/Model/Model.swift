@@ -142,9 +142,12 @@ extension AdaptableModel {
         for l in linears.values { l.detach() }
     }
 
+    /// The names a classification head has in PEFT's modules_to_save (BERT: classifier, LLaMA: score).
+    public static var headNames: [String] { ["classifier", "score"] }
+
     /// The head tensors of an adapter (modules_to_save `classifier` / `score`), if any.
     public func classificationHead(of adapter: Adapter) -> (Tensor, Tensor?)? {
-        for head in ["classifier", "score"] {
+        for head in Self.headNames {
             let w = adapter.otherTensors.first { $0.0.hasSuffix("." + head + ".weight") || $0.0 == head + ".weight" }
             let b = adapter.otherTensors.first { $0.0.hasSuffix("." + head + ".bias") || $0.0 == head + ".bias" }
             if let w { return (w.1.tensor, b?.1.tensor) }
@@ -152,12 +155,20 @@ extension AdaptableModel {
         return nil
     }
 
-    func canonical(_ name: String) -> String {
+    /// A module name as this model keys its layers: without the task prefix PEFT's names carry
+    /// (`bert.`, `model.`, `base_model.model.`) when the rest names a layer.
+    public func canonical(_ name: String) -> String {
         for p in ["bert.", "model.", "base_model.model."] where name.hasPrefix(p) {
             let rest = String(name.dropFirst(p.count))
             if linears[rest] != nil || embeddings[rest] != nil { return rest }
         }
         return name
+    }
+
+    /// The module name an adapter for this model's task model carries (AutoModelForSequenceClassification
+    /// on BERT: `bert.` + name; LLaMA: `model.` + name).
+    public func adapterModuleName(_ canonical: String) -> String {
+        (modelType == "bert" ? "bert." : "model.") + canonical
     }
 
     /// Turns every adapter module on or off; `filter` selects by canonical name.

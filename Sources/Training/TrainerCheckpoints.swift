@@ -61,7 +61,7 @@ extension AdapterTrainer {
     /// Starts from an existing adapter's parameters (continued training; gradient tests).
     public func load(_ adapter: Adapter) throws {
         for m in adapter.modules {
-            let key = m.name.hasPrefix("bert.") ? String(m.name.dropFirst(5)) : m.name.hasPrefix("model.") ? String(m.name.dropFirst(6)) : m.name
+            let key = model.canonical(m.name)
             guard let tl = linears[key], let pA = tl.pA, let pB = tl.pB, pA.value.count == m.a.tensor.count, pB.value.count == m.b.tensor.count else {
                 throw TrainError(adapter.source, "module '\(m.name)' does not match the training configuration (targets / rank)")
             }
@@ -70,13 +70,9 @@ extension AdapterTrainer {
             if let mag = m.magnitude { tl.pM?.value = mag.tensor.data }
             tl.lin.install(a: pA.value, b: pB.value, rank: m.rank, scaling: Float(m.scaling), magnitude: tl.pM?.value, variant: tl.lin.variant)
         }
-        if let head = task as? BertClassificationTask {
-            if let w = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.weight") }), w.1.tensor.count == head.trainer.headW.value.count {
-                head.trainer.headW.value = w.1.tensor.data
-            }
-            if let b = adapter.otherTensors.first(where: { $0.0.hasSuffix("classifier.bias") }), b.1.tensor.count == head.trainer.headB.value.count {
-                head.trainer.headB.value = b.1.tensor.data
-            }
+        if let head = task as? BertClassificationTask, let (w, b) = model.classificationHead(of: adapter) {
+            if w.count == head.trainer.headW.value.count { head.trainer.headW.value = w.data }
+            if let b, b.count == head.trainer.headB.value.count { head.trainer.headB.value = b.data }
         }
         task.syncHead()
     }
@@ -86,15 +82,14 @@ extension AdapterTrainer {
         var cfg = config.loraConfig
         cfg.targetModules = .names(Array(Set(modules.map { String($0.split(separator: ".").last!) })).sorted())
         let classification = !labels.isEmpty
-        cfg.modulesToSave = classification ? ["classifier", "score"] : nil
+        cfg.modulesToSave = classification ? BertModel.headNames : nil
         cfg.taskType = classification ? "SEQ_CLS" : "CAUSAL_LM"
-        let prefix = model is BertModel ? "bert." : "model."
         cfg.baseModelNameOrPath = baseModel
         cfg.loraDropout = Double(config.loraDropout)
         let mods = modules.map { name -> LoraModule in
             let l = model.linears[name]!
             return LoraModule(
-                name: prefix + name, a: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.rank, l.inFeatures], data: l.a!)),
+                name: model.adapterModuleName(name), a: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.rank, l.inFeatures], data: l.a!)),
                 b: AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures, l.rank], data: l.b!)),
                 magnitude: l.magnitude.map { AdapterTensor(dtype: .f32, tensor: Tensor(shape: [l.outFeatures], data: $0)) },
                 alpha: cfg.loraAlpha, scaling: Double(l.scaling))
