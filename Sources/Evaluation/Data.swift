@@ -1,4 +1,5 @@
 import Checkpoint
+import Model
 
 /// One JSONL record with its line number (for errors).
 public struct Record {
@@ -74,6 +75,22 @@ public enum TaskData {
                 text: try JSONL.text(r, "text", path: path)!, pair: try JSONL.text(r, "text_pair", path: path, required: false),
                 label: try JSONL.text(r, "label", path: path)!, place: "\(path):\(r.line)")
         }
+    }
+
+    /// The ids of `context` followed by `continuation`, split as lm-evaluation-harness splits them: trailing
+    /// spaces of the context move to the continuation; the context's ids are those of the context alone,
+    /// the continuation's the rest of the joint encoding. Training on prompt/completion records and
+    /// scoring them (perplexity, multiple choice) both tokenize through this.
+    public static func contextContinuationIds(_ tok: Tokenizer, context: String, continuation: String) -> (context: [Int], continuation: [Int]) {
+        var ctx = context
+        var cont = continuation
+        while ctx.hasSuffix(" ") {
+            ctx.removeLast()
+            cont = " " + cont
+        }
+        let whole = tok.encode(ctx + cont, pair: nil, addSpecialTokens: false).ids
+        let ctxIds = tok.encode(ctx, pair: nil, addSpecialTokens: false).ids
+        return (ctxIds, Array(whole.dropFirst(ctxIds.count)))
     }
 
     public static func languageModelling(_ path: String) throws -> [(record: LMText, place: String)] {

@@ -97,16 +97,8 @@ public enum Evaluator {
     static func continuationLogLikelihood(_ model: AdaptableModel, _ tok: Tokenizer, context: String, continuation: String, maxLength: Int) throws -> (
         Double, Int
     ) {
-        var ctx = context
-        var cont = continuation
-        // Trailing spaces of the context move to the continuation, as the harness does.
-        while ctx.hasSuffix(" ") {
-            ctx.removeLast()
-            cont = " " + cont
-        }
-        let whole = tok.encode(ctx + cont, pair: nil, addSpecialTokens: false).ids
-        let ctxIds = tok.encode(ctx, pair: nil, addSpecialTokens: false).ids
-        var contIds = Array(whole.dropFirst(ctxIds.count))
+        let (ctxIds, split) = TaskData.contextContinuationIds(tok, context: context, continuation: continuation)
+        var contIds = split
         var inputIds = ctxIds + contIds
         if contIds.isEmpty { return (0, 0) }
         if inputIds.count > maxLength + 1 { inputIds = Array(inputIds.suffix(maxLength + 1)) }

@@ -29,16 +29,17 @@ public enum TrainingData {
     }
 
     /// Causal-LM examples: `{"text"}` scores every token after the first; `{"prompt", "completion"}` scores
-    /// the completion's tokens (those of the joint encoding past the prompt's), truncated to `maxLength`.
+    /// the completion's tokens, split from the prompt's as evaluation splits them
+    /// (`TaskData.contextContinuationIds`); cut to `maxLength` tokens from the end (the prompt is kept,
+    /// as TRL's SFT truncates; evaluation keeps the end instead).
     public static func causalLM(_ path: String, tokenizer: Tokenizer, maxLength: Int, limits: InputLimits) throws -> [Example] {
         let examples = try TaskData.languageModelling(path).map { record, place in
             let e: Example
             switch record {
             case let .promptCompletion(prompt, completion):
                 if completion.allSatisfy(\.isWhitespace) { throw TrainError(place, "empty completion") }
-                let p = tokenizer.encode(prompt, pair: nil, addSpecialTokens: false).ids
-                let c = tokenizer.encode(prompt + completion, pair: nil, addSpecialTokens: false).ids
-                let ids = Array(c.prefix(maxLength))
+                let (p, c) = TaskData.contextContinuationIds(tokenizer, context: prompt, continuation: completion)
+                let ids = Array((p + c).prefix(maxLength))
                 e = Example(ids: ids, targets: ids.enumerated().map { $0.offset < p.count ? -100 : $0.element })
                 if !(e.targets ?? []).contains(where: { $0 != -100 }) {
                     throw TrainError(place, "the completion is cut off by --max-length \(maxLength): nothing to score")

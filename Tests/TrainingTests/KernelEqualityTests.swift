@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import TestSupport
 @testable import Training
+import Evaluation
 @testable import Model
 @testable import Checkpoint
 import Numerics
@@ -52,5 +53,33 @@ import Numerics
             outputLayers: false, head: tag.hasPrefix("bert") ? .classification : .languageModel
         ).logits
         #expect(relErr(off, theirs) > 1e-3, "\(tag): adapters do not change the logits (\(relErr(off, theirs)))")
+    }
+}
+
+/// Training reads task files through the same reader and tokenizes prompt/completion records through the
+/// same split as evaluation (TaskData.contextContinuationIds); it keeps the prompt and cuts the end.
+@Suite struct TrainingDataTests {
+    @Test func promptCompletionIsSplitAsEvaluationSplitsIt() throws {
+        #expect(FileManager.default.fileExists(atPath: TestPaths.minilm), "run make setup")
+        let tok = try TokenizerLoader.load(modelDir: TestPaths.minilm)
+        let limits = try ModelRegistry.load(TestPaths.minilm).inputLimits
+        let dir = TempDir("coto-lm-data")
+        let path = dir.file("lm.jsonl")
+        try "{\"prompt\": \"a dog is a \", \"completion\": \"kind of animal\"}\n{\"text\": \"the cat sat on the mat\"}\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let (p, c) = TaskData.contextContinuationIds(tok, context: "a dog is a ", continuation: "kind of animal")
+        #expect(!p.isEmpty && !c.isEmpty)
+        let ex = try TrainingData.causalLM(path, tokenizer: tok, maxLength: 64, limits: limits)
+        #expect(ex.count == 2)
+        #expect(ex[0].ids == p + c && ex[0].targets == p.map { _ in -100 } + c)
+        #expect(ex[1].targets == ex[1].ids && ex[1].ids.count >= 2)
+        // maxLength cuts the end: the prompt stays, one completion token is left to score.
+        let short = try TrainingData.causalLM(path, tokenizer: tok, maxLength: p.count + 1, limits: limits)
+        #expect(short[0].ids == Array((p + c).prefix(p.count + 1)) && short[0].targets?.filter { $0 != -100 } == [c[0]])
+        // Nothing left to score: an error naming the record.
+        do {
+            _ = try TrainingData.causalLM(path, tokenizer: tok, maxLength: p.count, limits: limits)
+            Issue.record("accepted")
+        } catch let e as TrainError { #expect(e.subject == path + ":1" && e.message.contains("cut off")) }
     }
 }
