@@ -197,8 +197,8 @@ public enum RunRecords {
 }
 
 extension KeyedEncodingContainer {
-    /// A finite number, or null.
-    mutating func encodeFinite(_ v: Double?, forKey key: Key) throws {
+    /// A finite number, or null (coto's JSON records write non-finite numbers as null).
+    public mutating func encodeFinite(_ v: Double?, forKey key: Key) throws {
         if let v, v.isFinite { try encode(v, forKey: key) } else { try encodeNil(forKey: key) }
     }
 }

@@ -18,9 +18,9 @@ public enum Report {
         public var name: String
         public var task: String
         public var adapters: [String]
-        public var header: JSON
-        public var points: [JSON]
-        public var values: [(String, JSON)]
+        public var header: SweepResult
+        public var points: [SweepPoint]
+        public var values: [String: SweepPoint]
         public var expected: Int
         public var found: Int { sweep == "shapley" ? values.count : points.count }
         public var complete: Bool { found >= expected }
@@ -60,28 +60,29 @@ public enum Report {
         var groups: [String: Joined] = [:]
         var order: [String] = []
         for f in files {
-            guard let bytes = try? FileSystem.readFile(f, limit: 1 << 30), let j = try? JSON.parse(bytes), let sweep = j["sweep"]?.stringValue else { continue }
-            let adapters = j["adapters"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            let name = j["name"]?.stringValue ?? "adapter"
-            let key = [sweep, name, adapters.joined(separator: "|"), j["data"]?.compact ?? "", j["settings"]?.compact ?? ""].joined(separator: "\u{1}")
+            guard let bytes = try? FileSystem.readFile(f, limit: 1 << 30), let j = try? JSONDecoder().decode(SweepResult.self, from: Data(bytes)) else {
+                continue
+            }
+            let sweep = j.sweep
+            let adapters = j.adapters
+            let key = j.joinKey
             let expected: Int
             switch sweep {
-            case "interpolate": expected = j["settings"]?["grid"]?.arrayValue?.count ?? 0
-            case "prune": expected = j["settings"]?["points"]?.arrayValue?.count ?? 0
-            case "merge": expected = ((j["settings"]?["methods"]?.arrayValue?.count ?? 0) + 1) * adapters.count
-            case "shapley": expected = j["coalitions"]?.intValue ?? 0
+            case "interpolate": expected = j.settings.grid?.count ?? 0
+            case "prune": expected = j.settings.points?.count ?? 0
+            case "merge": expected = ((j.settings.methods?.count ?? 0) + 1) * adapters.count
+            case "shapley": expected = j.coalitions ?? 0
             default:
                 warnings.append("\(f): unknown sweep '\(sweep)', skipped")
                 continue
             }
             if groups[key] == nil {
                 groups[key] = Joined(
-                    sweep: sweep, name: name, task: j["task"]?.stringValue ?? "", adapters: adapters, header: j,
-                    points: [], values: [], expected: expected)
+                    sweep: sweep, name: j.name, task: j.task, adapters: adapters, header: j, points: [], values: [:], expected: expected)
                 order.append(key)
             }
-            groups[key]!.points += j["points"]?.arrayValue ?? []
-            for (k, v) in j["values"]?.objectPairs ?? [] where !groups[key]!.values.contains(where: { $0.0 == k }) { groups[key]!.values.append((k, v)) }
+            groups[key]!.points += j.points ?? []
+            for (k, v) in j.values ?? [:] where groups[key]!.values[k] == nil { groups[key]!.values[k] = v }
         }
         let sweeps = order.map { groups[$0]! }
         for s in sweeps where !s.complete {
@@ -290,11 +291,11 @@ public enum Report {
             var mj: [JSON] = []
             for name in seriesOrder(merges.map(\.name)) {
                 let runs = merges.filter { $0.name == name }
-                let tasks = Array(Set(runs.flatMap { $0.points.compactMap { $0["task"]?.stringValue } })).sorted()
+                let tasks = Array(Set(runs.flatMap { $0.points.compactMap { $0.task } })).sorted()
                 var methods: [String] = ["individual"]
-                for r in runs { for p in r.points { if let m = p["method"]?.stringValue, !methods.contains(m) { methods.append(m) } } }
+                for r in runs { for p in r.points { if let m = p.method, !methods.contains(m) { methods.append(m) } } }
                 func accs(_ m: String, _ t: String) -> [Double] {
-                    runs.flatMap { r in r.points.filter { $0["method"]?.stringValue == m && $0["task"]?.stringValue == t }.compactMap { num($0["accuracy"]) } }
+                    runs.flatMap { r in r.points.filter { $0.method == m && $0.task == t }.compactMap { $0.accuracy } }
                 }
                 var rows: [[String]] = []
                 for m in methods {
@@ -330,8 +331,8 @@ public enum Report {
                     let names = seriesOrder(prunes.filter { $0.task == task }.map(\.name))
                     var values: [String] = []
                     for r in prunes where r.task == task {
-                        for p in r.points where p["kind"]?.stringValue == kind {
-                            if let v = p["value"]?.stringValue, !values.contains(v) { values.append(v) }
+                        for p in r.points where p.kind == kind {
+                            if let v = p.value, !values.contains(v) { values.append(v) }
                         }
                     }
                     if values.isEmpty { continue }
@@ -354,7 +355,7 @@ public enum Report {
                         var e: [Double] = []
                         for (i, v) in values.enumerated() {
                             let a = runs.flatMap { r in
-                                r.points.filter { $0["kind"]?.stringValue == kind && $0["value"]?.stringValue == v }.compactMap { num($0["accuracy"]) }
+                                r.points.filter { $0.kind == kind && $0.value == v }.compactMap { $0.accuracy }
                             }
                             if a.isEmpty { continue }
                             let (m, s) = meanStd(a)
@@ -397,8 +398,8 @@ public enum Report {
                     var ses: [[Double]] = []
                     var effGap: [Double] = []
                     for r in runs {
-                        let players = r.header["players"]?.arrayValue?.compactMap(\.stringValue) ?? []
-                        guard let plan = ShapleyPlan(plan: r.header["settings"]?["plan"], players: players.count) else { continue }
+                        let players = r.header.players ?? []
+                        guard let plan = ShapleyPlan(settings: r.header.settings.plan, players: players.count) else { continue }
                         let est = plan.estimate(scored: r.values)
                         if playersAll.isEmpty { playersAll = players }
                         if perPlayer.isEmpty {
@@ -449,18 +450,19 @@ public enum Report {
         keys.sort { $0.0 != $1.0 ? $0.0 < $1.0 : seriesLess($0.1, $1.1) }
         func prunePoint(_ t: String, _ n: String, _ kind: String, _ value: String) -> [Double] {
             sweeps.filter { $0.sweep == "prune" && $0.task == t && $0.name == n }.flatMap { s in
-                s.points.filter { $0["kind"]?.stringValue == kind && $0["value"]?.stringValue == value }.compactMap { num($0["accuracy"]) }
+                s.points.filter { $0.kind == kind && $0.value == value }.compactMap { $0.accuracy }
             }
         }
-        let maxSparsity = sweeps.filter { $0.sweep == "prune" }.flatMap { $0.points }.filter { $0["kind"]?.stringValue == "sparsity" }
-            .compactMap { $0["value"]?.stringValue }.max { (Double($0) ?? 0) < (Double($1) ?? 0) }
+        let prunePoints: [SweepPoint] = sweeps.filter { $0.sweep == "prune" }.flatMap(\.points)
+        let sparsities: [String] = prunePoints.filter { $0.kind == "sparsity" }.compactMap(\.value)
+        let maxSparsity = sparsities.max { (Double($0) ?? 0) < (Double($1) ?? 0) }
         var rows: [[String]] = []
         var js: [JSON] = []
         for (t, n) in keys {
             var test = prunePoint(t, n, "sparsity", "0")
             if test.isEmpty {
                 test = sweeps.filter { $0.sweep == "merge" && $0.name == n }.flatMap { s in
-                    s.points.filter { $0["method"]?.stringValue == "individual" && $0["task"]?.stringValue == t }.compactMap { num($0["accuracy"]) }
+                    s.points.filter { $0.method == "individual" && $0.task == t }.compactMap { $0.accuracy }
                 }
             }
             var mid: [Double] = []
@@ -474,7 +476,7 @@ public enum Report {
             let half = prunePoint(t, n, "layers", "every-other")
             var cv: [Double] = []
             for s in sweeps where s.sweep == "shapley" && s.task == t && s.name == n && s.complete {
-                guard let plan = ShapleyPlan(plan: s.header["settings"]?["plan"], players: s.header["players"]?.arrayValue?.count ?? 0) else { continue }
+                guard let plan = ShapleyPlan(settings: s.header.settings.plan, players: s.header.players?.count ?? 0) else { continue }
                 let est = plan.estimate(scored: s.values)
                 let (m, sd) = meanStd(est.values)
                 if abs(m) > 1e-12 { cv.append(sd / abs(m)) }
@@ -501,14 +503,14 @@ public enum Report {
         if !merges.isEmpty {
             let names = seriesOrder(merges.map(\.name))
             var methods: [String] = []
-            for m in merges { for p in m.points { if let x = p["method"]?.stringValue, !methods.contains(x) { methods.append(x) } } }
+            for m in merges { for p in m.points { if let x = p.method, !methods.contains(x) { methods.append(x) } } }
             var mrows: [[String]] = []
             for method in methods {
                 var row = [method]
                 for n in names {
                     // Mean over tasks within each set of adapters, then mean ± std over the sets (seeds).
                     let perSet = merges.filter { $0.name == n }.compactMap { s -> Double? in
-                        let a = s.points.filter { $0["method"]?.stringValue == method }.compactMap { num($0["accuracy"]) }
+                        let a = s.points.filter { $0.method == method }.compactMap { $0.accuracy }
                         return a.isEmpty ? nil : a.reduce(0, +) / Double(a.count)
                     }
                     row.append(pm(perSet, 3))

@@ -104,20 +104,20 @@ public struct ShapleyPlan: Sendable {
             full: try value([Bool](repeating: true, count: players)), empty: try value([Bool](repeating: false, count: players)))
     }
 
-    public var json: JSON {
-        .object([("players", .int(players)), ("samples", .int(samples)), ("grid", .int(grid)), ("per_q", .int(perQ)), ("seed", .uint(seed))])
+    public var settings: ShapleyPlanSettings {
+        ShapleyPlanSettings(players: players, samples: samples, grid: grid, perQ: perQ, seed: seed)
     }
 
     /// The plan a Shapley results object was run with (its `settings.plan`), for `players` players.
-    public init?(plan j: JSON?, players: Int) {
-        guard let samples = j?["samples"]?.intValue, let grid = j?["grid"]?.intValue, let seed = j?["seed"]?.uint64Value else { return nil }
-        self.init(players: players, samples: samples, grid: grid, seed: seed)
+    public init?(settings s: ShapleyPlanSettings?, players: Int) {
+        guard let s else { return nil }
+        self.init(players: players, samples: s.samples, grid: s.grid, seed: s.seed)
     }
 
     /// The estimate from scored coalitions (`values` of a results object: bit string → metrics); the
     /// game's value is the accuracy, NaN for a coalition not scored.
-    public func estimate(scored: [(String, JSON)]) -> Estimate {
-        let table = Dictionary(scored.map { ($0.0, $0.1["accuracy"]?.doubleValue ?? .nan) }, uniquingKeysWith: { a, _ in a })
+    public func estimate(scored: [String: SweepPoint]) -> Estimate {
+        let table = scored.mapValues { $0.accuracy ?? .nan }
         return estimate { table[ShapleyPlan.key($0)] ?? .nan }
     }
 }

@@ -168,19 +168,17 @@ public enum Sweeps {
     }
 
     /// (λ, accuracy) of an interpolation sweep's points.
-    public static func curve(_ points: [JSON]) -> [(Double, Double)] {
+    public static func curve(_ points: [SweepPoint]) -> [(Double, Double)] {
         points.compactMap { p in
-            guard let l = p["lambda"]?.doubleValue, let a = p["accuracy"]?.doubleValue else { return nil }
+            guard let l = p.lambda, let a = p.accuracy else { return nil }
             return (l, a)
         }
     }
 
-    static func header(_ sweep: String, name: String, adapters: [String], data: [String], shard: Shard, settings: [(String, JSON)]) -> [(String, JSON)] {
-        [
-            ("sweep", .string(sweep)), ("name", .string(name)), ("adapters", .array(adapters.map { .string($0) })),
-            ("data", .array(data.map { .string($0) })), ("task", .string(data.map(taskName).joined(separator: "+"))),
-            ("shard", shard.json), ("settings", .object(settings)),
-        ]
+    static func result(_ sweep: String, name: String, adapters: [String], data: [String], shard: Shard, settings: SweepSettings) -> SweepResult {
+        SweepResult(
+            sweep: sweep, name: name, adapters: adapters, data: data, task: data.map(taskName).joined(separator: "+"),
+            shard: [shard.index, shard.count], settings: settings)
     }
 
     /// λ grid "0:1:0.1" (start:stop:step, both ends included) or a list "0,0.5,1".
@@ -203,13 +201,13 @@ public enum Sweeps {
     public static func interpolate(
         _ ev: SweepEvaluator, a: Adapter, b: Adapter, data: PreparedData, grid: [Double], name: String,
         shard: Shard = .whole
-    ) throws -> JSON {
+    ) throws -> SweepResult {
         let labels = SweepEvaluator.labels(for: [a, b], data: data)
         guard a.labels == nil || b.labels == nil || a.labels == b.labels else {
             throw EvalError(b.source, "its label list differs from \(a.source)'s: the heads cannot be interpolated")
         }
         let mine = grid.indices.filter(shard.owns)
-        var points: [JSON] = []
+        var points: [SweepPoint] = []
         for (n, k) in mine.enumerated() {
             let l = grid[k]
             var o = MergeOptions(weights: [1 - l, l])
@@ -217,13 +215,14 @@ public enum Sweeps {
             let merged = l == 0 ? a : (l == 1 ? b : try Interpolate().merge([a, b], options: o, progress: nil))
             try ev.load(merged)
             let s = try ev.score(data, labels: labels)
-            points.append(.object([("lambda", .double(l))] + s.pairs))
+            var point = SweepPoint(score: s)
+            point.lambda = l
+            points.append(point)
             ev.progress?(n + 1, mine.count)
         }
-        return .object(
-            header(
-                "interpolate", name: name, adapters: [a.source, b.source], data: [data.path], shard: shard,
-                settings: [("grid", .array(grid.map { .double($0) }))]) + [("points", .array(points))])
+        var r = result("interpolate", name: name, adapters: [a.source, b.source], data: [data.path], shard: shard, settings: SweepSettings(grid: grid))
+        r.points = points
+        return r
     }
 
     /// Largest drop of the curve below the straight line between its end points (0 if none).
@@ -252,7 +251,7 @@ public enum Sweeps {
     public static func merge(
         _ ev: SweepEvaluator, adapters: [Adapter], data: [PreparedData], methods: [String], weights: [Double]?,
         density: Double, seed: UInt64, name: String, shard: Shard = .whole
-    ) throws -> JSON {
+    ) throws -> SweepResult {
         guard adapters.count == data.count, !adapters.isEmpty else {
             throw EvalError("--task-data", "\(adapters.count) adapters but \(data.count) task files: give one task file per adapter")
         }
@@ -261,7 +260,7 @@ public enum Sweeps {
         for m in methods { for t in data.indices { work.append((m, t)) } }
         let mine = work.indices.filter(shard.owns)
         var mergedCache: [String: Adapter] = [:]
-        var points: [JSON] = []
+        var points: [SweepPoint] = []
         for (n, k) in mine.enumerated() {
             let (method, t) = work[k]
             let adapter: Adapter
@@ -281,16 +280,16 @@ public enum Sweeps {
             }
             try ev.load(adapter, head: adapters[t])
             let s = try ev.score(data[t], labels: SweepEvaluator.labels(for: [adapters[t]], data: data[t]))
-            points.append(.object([("method", .string(method)), ("task", .string(data[t].taskName)), ("adapter", .string(adapters[t].source))] + s.pairs))
+            var point = SweepPoint(score: s)
+            (point.method, point.task, point.adapter) = (method, data[t].taskName, adapters[t].source)
+            points.append(point)
             ev.progress?(n + 1, mine.count)
         }
-        return .object(
-            header(
-                "merge", name: name, adapters: adapters.map(\.source), data: data.map(\.path), shard: shard,
-                settings: [
-                    ("methods", .array(methods.map { .string($0) })), ("weights", weights.map { .array($0.map { JSON.double($0) }) } ?? .string("default")),
-                    ("density", .double(density)), ("seed", .uint(seed)),
-                ]) + [("points", .array(points))])
+        var r = result(
+            "merge", name: name, adapters: adapters.map(\.source), data: data.map(\.path), shard: shard,
+            settings: SweepSettings(methods: methods, weights: weights, density: density, seed: seed))
+        r.points = points
+        return r
     }
 
     // MARK: prune
@@ -348,10 +347,10 @@ public enum Sweeps {
     public static func prune(
         _ ev: SweepEvaluator, adapter: Adapter, data: PreparedData, points pts: [PrunePoint], name: String,
         shard: Shard = .whole
-    ) throws -> JSON {
+    ) throws -> SweepResult {
         let labels = SweepEvaluator.labels(for: [adapter], data: data)
         let mine = pts.indices.filter(shard.owns)
-        var points: [JSON] = []
+        var points: [SweepPoint] = []
         for (n, k) in mine.enumerated() {
             let p = pts[k]
             var pruned = adapter
@@ -373,18 +372,17 @@ public enum Sweeps {
             }
             try ev.load(pruned)
             let s = try ev.score(data, labels: labels)
-            points.append(
-                .object(
-                    [
-                        ("kind", .string(p.kind)), ("value", .string(p.value)), ("norm_fraction_kept", .double(kept)),
-                        ("zeroed", .int(zeroed)), ("dropped", .int(dropped)),
-                    ] + s.pairs))
+            var point = SweepPoint(score: s)
+            (point.kind, point.value, point.normFractionKept) = (p.kind, p.value, kept)
+            (point.zeroed, point.dropped) = (zeroed, dropped)
+            points.append(point)
             ev.progress?(n + 1, mine.count)
         }
-        return .object(
-            header(
-                "prune", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
-                settings: [("points", .array(pts.map { .string("\($0.kind)=\($0.value)") }))]) + [("points", .array(points))])
+        var r = result(
+            "prune", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
+            settings: SweepSettings(points: pts.map { "\($0.kind)=\($0.value)" }))
+        r.points = points
+        return r
     }
 
     // MARK: shapley
@@ -404,7 +402,7 @@ public enum Sweeps {
     public static func shapley(
         _ ev: SweepEvaluator, adapter: Adapter, data: PreparedData, group: String, plan: ShapleyPlan, name: String,
         shard: Shard = .whole
-    ) throws -> JSON {
+    ) throws -> SweepResult {
         let labels = SweepEvaluator.labels(for: [adapter], data: data)
         let players = self.players(of: adapter, group: group)
         guard players.count == plan.players else {
@@ -424,29 +422,24 @@ public enum Sweeps {
                 ev.model.setActive(false)
                 ev.model.setActive(true) { key in switches[c].contains { $0 == key || $0.hasSuffix("." + key) } }
             }, batchDone: ev.progress)
-        let values: [(String, JSON)] = zip(mine, scores).map { (ShapleyPlan.key(coalitions[$0.0]), .object($0.1.pairs)) }
+        let values = Dictionary(zip(mine, scores).map { (ShapleyPlan.key(coalitions[$0.0]), SweepPoint(score: $0.1)) }, uniquingKeysWith: { a, _ in a })
         ev.model.setActive(true)
-        return .object(
-            header(
-                "shapley", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
-                settings: [("group", .string(group)), ("plan", plan.json)])
-                + [
-                    ("players", .array(players.map { .string($0.name) })), ("coalitions", .int(coalitions.count)),
-                    ("layers_reused", .int(reused)), ("layers_computed", .int(computed)),
-                    ("values", .object(values)),
-                ])
+        var r = result(
+            "shapley", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
+            settings: SweepSettings(group: group, plan: plan.settings))
+        (r.players, r.coalitions, r.layersReused, r.layersComputed) = (players.map(\.name), coalitions.count, reused, computed)
+        r.values = values
+        return r
     }
 }
 
 extension Sweeps {
     /// `interpolate-coto-noun8-1a2b3c4d[-shard-1-of-4].json`: stable for the same adapters and settings.
-    public static func fileName(_ result: JSON) -> String {
-        let sweep = result["sweep"]?.stringValue ?? "sweep"
-        let name = result["name"]?.stringValue ?? "adapter"
-        let task = result["task"]?.stringValue ?? "task"
-        let id = fnv1a64((result["adapters"]?.compact ?? "") + (result["settings"]?.compact ?? "") + (result["data"]?.compact ?? ""))
+    public static func fileName(_ result: SweepResult) -> String {
+        let (sweep, name, task) = (result.sweep, result.name, result.task)
+        let id = fnv1a64(result.joinKey)
         var shard = ""
-        if let s = result["shard"]?.arrayValue, s.count == 2, let i = s[0].intValue, let n = s[1].intValue, n > 1 { shard = "-shard-\(i)-of-\(n)" }
+        if result.shard.count == 2, result.shard[1] > 1 { shard = "-shard-\(result.shard[0])-of-\(result.shard[1])" }
         let safe = { (s: String) in String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "+" ? $0 : "_" }) }
         return "\(safe(sweep))-\(safe(name))-\(safe(task))-\(String(id & 0xffff_ffff, radix: 16))\(shard).json"
     }

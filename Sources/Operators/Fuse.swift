@@ -205,12 +205,15 @@ public enum Fuser {
         var bytes = view.readBytes()
         view.release()
         var finite = true
-        bytes.withUnsafeMutableBytes { raw in
-            let c = raw.baseAddress!.assumingMemoryBound(to: Float.self)  // [UInt8] storage is 16-byte aligned
-            addDeltas(into: c, rows: rows, cols: cols, targets: targets, weights: weights)
-            if !allowNonFinite {
-                let f = UnsafeBufferPointer(start: c, count: rows * cols)
-                finite = Storage.allFinite(f)
+        try bytes.withUnsafeMutableBufferPointer { raw in
+            // The little-endian Float32 bytes seen as Floats for the duration of the update
+            // ([UInt8] storage is 16-byte aligned).
+            try raw.withMemoryRebound(to: Float.self) { f in
+                guard let c = f.baseAddress, f.count == rows * cols else {
+                    throw MergeError(store.location, "tensor '\(name)': \(f.count) values where its shape needs \(rows * cols)")
+                }
+                addDeltas(into: c, rows: rows, cols: cols, targets: targets, weights: weights)
+                if !allowNonFinite { finite = Storage.allFinite(UnsafeBufferPointer(f)) }
             }
         }
         guard finite else { throw MergeError(nil, "fusing into '\(name)' produced NaN or Inf (--allow-nonfinite to write it anyway)") }

@@ -220,7 +220,7 @@ struct SweepOptions: ParsableArguments {
     }
 
     /// Runs `body` with a progress bar, writes its result into the run directory, prints a summary.
-    func run(_ label: String, unit: String = " points", _ body: (SweepEvaluator) throws -> JSON, summary: (JSON) -> String) throws {
+    func run(_ label: String, unit: String = " points", _ body: (SweepEvaluator) throws -> SweepResult, summary: (SweepResult) -> String) throws {
         let ev = try evaluator()
         var bar: ProgressRenderer? = nil
         ev.progress = { done, total in
@@ -231,13 +231,18 @@ struct SweepOptions: ParsableArguments {
         bar?.finish()
         try FileSystem.makeDirectory(out)
         let path = FileSystem.join(out, Sweeps.fileName(result))
-        try AtomicFileWriter.write(result.pretty + "\n", to: path)
-        if output.json { Console.writeOut(result.pretty) } else if !output.quiet { Console.writeOut(summary(result) + "\nwrote \(path)") }
+        let text = try result.encoded()
+        try AtomicFileWriter.write(text, to: path)
+        if output.json {
+            Console.writeOut(text.trimmingCharacters(in: .newlines))
+        } else if !output.quiet {
+            Console.writeOut(summary(result) + "\nwrote \(path)")
+        }
     }
 }
 
-func pointLines(_ r: JSON, _ label: (JSON) -> String) -> String {
-    (r["points"]?.arrayValue ?? []).map { p in "\(label(p)): accuracy \(fmt(p["accuracy"]?.doubleValue ?? .nan, 4))" }.joined(separator: "\n")
+func pointLines(_ r: SweepResult, _ label: (SweepPoint) -> String) -> String {
+    (r.points ?? []).map { p in "\(label(p)): accuracy \(fmt(p.accuracy ?? .nan, 4))" }.joined(separator: "\n")
 }
 
 struct Interpolate: ParsableCommand {
@@ -263,8 +268,8 @@ struct Interpolate: ParsableCommand {
             },
             summary: { r in
                 let barrier =
-                    sweep.parsedShard.count == 1 ? Sweeps.barrier(Sweeps.curve(r["points"]?.arrayValue ?? [])).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
-                return pointLines(r) { "λ=\(fmt($0["lambda"]?.doubleValue ?? .nan, 2))" } + barrier
+                    sweep.parsedShard.count == 1 ? Sweeps.barrier(Sweeps.curve(r.points ?? [])).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
+                return pointLines(r) { "λ=\(fmt($0.lambda ?? .nan, 2))" } + barrier
             })
     }
 }
@@ -319,7 +324,7 @@ struct MergeSweep: ParsableCommand {
                 try Sweeps.merge(
                     ev, adapters: inputs, data: try files.map(ev.prepare), methods: methods.split(separator: ",").map(String.init),
                     weights: ws, density: density, seed: seed, name: sweep.name ?? (names.count == 1 ? names.first! : "mixed"), shard: sweep.parsedShard)
-            }, summary: { r in pointLines(r) { "\($0["method"]?.stringValue ?? "") on \($0["task"]?.stringValue ?? "")" } })
+            }, summary: { r in pointLines(r) { "\($0.method ?? "") on \($0.task ?? "")" } })
     }
 }
 
@@ -368,7 +373,7 @@ struct PruneSweep: ParsableCommand {
             { ev in
                 try Sweeps.prune(
                     ev, adapter: A, data: try ev.prepare(data), points: pts, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
-            }, summary: { r in pointLines(r) { "\($0["kind"]?.stringValue ?? "") \($0["value"]?.stringValue ?? "")" } })
+            }, summary: { r in pointLines(r) { "\($0.kind ?? "") \($0.value ?? "")" } })
     }
 }
 
@@ -403,11 +408,11 @@ struct Shapley: ParsableCommand {
                     shard: sweep.parsedShard)
             },
             summary: { r in
-                guard sweep.parsedShard.count == 1 else { return "\(r["values"]?.objectPairs?.count ?? 0) coalitions scored (shard \(sweep.shard))" }
-                let est = plan.estimate(scored: r["values"]?.objectPairs ?? [])
+                guard sweep.parsedShard.count == 1 else { return "\(r.values?.count ?? 0) coalitions scored (shard \(sweep.shard))" }
+                let est = plan.estimate(scored: r.values ?? [:])
                 var lines = players.enumerated().map { "\($1.name): φ = \(fmt(est.values[$0], 4)) ± \(fmt(est.standardErrors[$0], 4))" }
                 lines.append(
-                    "Σφ = \(fmt(est.sum, 4)); v(all) − v(none) = \(fmt(est.full - est.empty, 4)); layers reused \(r["layers_reused"]?.intValue ?? 0), computed \(r["layers_computed"]?.intValue ?? 0)"
+                    "Σφ = \(fmt(est.sum, 4)); v(all) − v(none) = \(fmt(est.full - est.empty, 4)); layers reused \(r.layersReused ?? 0), computed \(r.layersComputed ?? 0)"
                 )
                 return lines.joined(separator: "\n")
             })

@@ -36,7 +36,7 @@ enum EFx {
         return ev
     }
 
-    static func points(_ r: JSON) -> [JSON] { r["points"]?.arrayValue ?? [] }
+    static func points(_ r: SweepResult) -> [SweepPoint] { r.points ?? [] }
 
     /// PEFT's tiny-BERT LoRA adapter (with a classifier head) and a second one of the same shapes with
     /// other factors and another head, as two seeds of one task would be.
@@ -52,8 +52,8 @@ enum EFx {
         b.source = a.source + "#b"
         return (a, b)
     }
-    static func acc(_ p: JSON) -> Double { p["accuracy"]?.doubleValue ?? .nan }
-    static func loss(_ p: JSON) -> Double { p["loss"]?.doubleValue ?? .nan }
+    static func acc(_ p: SweepPoint) -> Double { p.accuracy ?? .nan }
+    static func loss(_ p: SweepPoint) -> Double { p.loss ?? .nan }
 }
 
 @Suite struct ShapleyEstimatorTests {
@@ -108,7 +108,7 @@ enum EFx {
         let (a, b) = try EFx.pair()
         let r = try Sweeps.interpolate(ev, a: a, b: b, data: data, grid: Sweeps.parseGrid("0:1:0.25")!, name: "t")
         let pts = EFx.points(r)
-        #expect(pts.map { $0["lambda"]!.doubleValue! } == [0, 0.25, 0.5, 0.75, 1])
+        #expect(pts.map { $0.lambda! } == [0, 0.25, 0.5, 0.75, 1])
         try ev.load(a)
         let sa = try ev.score(data, labels: data.dataLabels)
         try ev.load(b)
@@ -167,14 +167,14 @@ enum EFx {
         try ev.load(a)
         let s = try ev.score(data, labels: data.dataLabels)
         #expect(EFx.acc(p[0]) == s.accuracy && abs(EFx.loss(p[0]) - s.loss) < 1e-9)
-        #expect(p[0]["norm_fraction_kept"]?.doubleValue == 1)
-        #expect(p[1]["norm_fraction_kept"]!.doubleValue! < 1 && p[1]["zeroed"]!.intValue! > 0)
+        #expect(p[0].normFractionKept == 1)
+        #expect(p[1].normFractionKept! < 1 && p[1].zeroed! > 0)
         // Dropping every adapter layer is the base model with the adapter's head.
         var headOnly = a
         headOnly.modules = []
         try ev.load(headOnly)
         let base = try ev.score(data, labels: data.dataLabels)
-        #expect(abs(EFx.loss(p[3]) - base.loss) < 1e-9 && p[3]["norm_fraction_kept"]?.doubleValue == 0)
+        #expect(abs(EFx.loss(p[3]) - base.loss) < 1e-9 && p[3].normFractionKept == 0)
     }
 
     @Test func mergeIndividualRowsAndEachTasksOwnHead() throws {
@@ -191,11 +191,11 @@ enum EFx {
         let sa = try ev.score(d, labels: d.dataLabels)
         try ev.load(b)
         let sb = try ev.score(d, labels: d.dataLabels)
-        #expect(p[0]["method"]?.stringValue == "individual" && abs(EFx.loss(p[0]) - sa.loss) < 1e-9)
+        #expect(p[0].method == "individual" && abs(EFx.loss(p[0]) - sa.loss) < 1e-9)
         #expect(abs(EFx.loss(p[1]) - sb.loss) < 1e-9)
         // The merged adapter is scored with a's head on task 0 and with b's on task 1, so the rows differ;
         // an adapter without a head is scored with the model's own head.
-        #expect(p[2]["method"]?.stringValue == "interpolate" && EFx.loss(p[2]) != EFx.loss(p[3]))
+        #expect(p[2].method == "interpolate" && EFx.loss(p[2]) != EFx.loss(p[3]))
         let noHead = try Adapter.load(EFx.path("peft/merge-a"))
         let r2 = try Sweeps.merge(ev, adapters: [a, noHead], data: [d, d], methods: ["ties"], weights: nil, density: 0.5, seed: 0, name: "t")
         try ev.load(noHead)
@@ -219,8 +219,8 @@ enum EFx {
         #expect(players.count == 4)
         let plan = ShapleyPlan(players: players.count, samples: 8, grid: 4, seed: 1)
         let r = try Sweeps.shapley(ev, adapter: a, data: data, group: "module", plan: plan, name: "t")
-        #expect(r["layers_reused"]!.intValue! > 0)
-        let values = r["values"]!.objectPairs!
+        #expect(r.layersReused! > 0)
+        let values = r.values!.sorted { $0.key < $1.key }
         #expect(values.count == plan.coalitions.count)
         // Each coalition again, without the cache, switching modules by name.
         for (key, v) in values {
@@ -229,17 +229,17 @@ enum EFx {
             ev.model.setActive(false)
             ev.model.setActive(true) { k in on.contains { $0.hasSuffix("." + k) || $0 == k } }
             let s = try ev.score(data, labels: data.dataLabels)
-            #expect(abs(v["loss"]!.doubleValue! - s.loss) < 1e-9, "coalition \(key)")
+            #expect(abs(v.loss! - s.loss) < 1e-9, "coalition \(key)")
         }
         // All on = the adapter; all off = the base model with the adapter's head.
         try ev.load(a)
         let full = try ev.score(data, labels: data.dataLabels)
-        #expect(abs(values.first { $0.0 == "1111" }!.1["loss"]!.doubleValue! - full.loss) < 1e-9)
+        #expect(abs(r.values!["1111"]!.loss! - full.loss) < 1e-9)
         var headOnly = a
         headOnly.modules = []
         try ev.load(headOnly)
         let none = try ev.score(data, labels: data.dataLabels)
-        #expect(abs(values.first { $0.0 == "0000" }!.1["loss"]!.doubleValue! - none.loss) < 1e-9)
+        #expect(abs(r.values!["0000"]!.loss! - none.loss) < 1e-9)
         #expect(Sweeps.players(of: a, group: "layer").map(\.name) == ["layer 0", "layer 1"])
     }
 
@@ -250,7 +250,7 @@ enum EFx {
         let data = try ev.prepare(try EFx.data(in: dir))
         let (a, b) = try EFx.pair()
         let plan = ShapleyPlan(players: 2, samples: 6, grid: 3, seed: 0)
-        var whole: [JSON] = []
+        var whole: [SweepResult] = []
         for shard in [Shard(index: 1, count: 3), Shard(index: 2, count: 3), Shard(index: 3, count: 3), .whole] {
             let dirFor = shard == .whole ? dir + "/whole" : dir + "/parts"
             try FileManager.default.createDirectory(atPath: dirFor, withIntermediateDirectories: true)
@@ -258,7 +258,7 @@ enum EFx {
                 try Sweeps.interpolate(ev, a: a, b: b, data: data, grid: [0, 0.5, 1], name: "lora", shard: shard),
                 try Sweeps.shapley(ev, adapter: a, data: data, group: "layer", plan: plan, name: "lora", shard: shard),
             ]
-            for r in results { try AtomicFileWriter.write(r.pretty, to: dirFor + "/" + Sweeps.fileName(r)) }
+            for r in results { try AtomicFileWriter.write(try r.encoded(), to: dirFor + "/" + Sweeps.fileName(r)) }
             if shard == .whole { whole = results }
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/parts").count == 6)
@@ -268,11 +268,11 @@ enum EFx {
         let wantPts = EFx.points(whole[0])
         #expect(interp.points.count == 3)
         for p in wantPts {
-            let l = p["lambda"]!.doubleValue!
-            #expect(interp.points.first { $0["lambda"]!.doubleValue! == l }.map(EFx.loss) == EFx.loss(p))
+            let l = p.lambda!
+            #expect(interp.points.first { $0.lambda! == l }.map(EFx.loss) == EFx.loss(p))
         }
         let shap = joined.first { $0.sweep == "shapley" }!
-        #expect(Set(shap.values.map(\.0)) == Set(whole[1]["values"]!.objectPairs!.map(\.0)))
+        #expect(Set(shap.values.keys) == Set(whole[1].values!.keys))
         // A missing shard is reported, not silently averaged.
         try FileManager.default.removeItem(
             atPath: dir + "/parts/"
@@ -297,7 +297,7 @@ enum EFx {
                 try Sweeps.shapley(ev, adapter: a, data: data, group: "layer", plan: ShapleyPlan(players: 2, samples: 4, grid: 2, seed: 0), name: name),
                 try Sweeps.merge(ev, adapters: [a, b], data: [data, data], methods: ["interpolate"], weights: nil, density: 0.5, seed: 0, name: name),
             ]
-            for r in rs { try AtomicFileWriter.write(r.pretty, to: dir + "/runs/" + Sweeps.fileName(r)) }
+            for r in rs { try AtomicFileWriter.write(try r.encoded(), to: dir + "/runs/" + Sweeps.fileName(r)) }
         }
         let out = try Report.build([dir + "/runs"])
         try Report.write(out, to: dir + "/report")
@@ -468,5 +468,26 @@ enum PNGCheck {
         let t = try Fortunes.task(minPerClass: 200, cap: [.train: 20, .dev: 5, .test: 5])
         #expect(t.labels.count >= 10 && t.labels.contains("computers"))
         #expect(t.examples[.train]!.allSatisfy { !$0.text.contains("\n") && $0.text.count <= 400 })
+    }
+}
+
+/// Sweep result files are typed both ways; files written before the typed records still decode.
+@Suite struct SweepRecordTests {
+    @Test func olderFilesDecodeAndRoundTrip() throws {
+        let old = """
+            {"sweep": "merge", "name": "lora", "adapters": ["a", "b"], "data": ["x-test.jsonl", "y-test.jsonl"], "task": "x+y",
+             "shard": [1, 1], "settings": {"methods": ["ties"], "weights": "default", "density": 0.5, "seed": 0},
+             "points": [{"method": "ties", "task": "x", "adapter": "a", "accuracy": null, "macro_f1": 0.5, "loss": 1.25, "examples": 4}]}
+            """
+        let r = try JSONDecoder().decode(SweepResult.self, from: Data(old.utf8))
+        #expect(r.settings.weights == nil && r.settings.methods == ["ties"] && r.shard == [1, 1])
+        #expect(r.points?.first?.accuracy == nil && r.points?.first?.loss == 1.25 && r.points?.first?.method == "ties")
+        var p = SweepPoint(score: Score(accuracy: .nan, macroF1: 0.25, loss: 2, examples: 3))
+        p.lambda = 0.5
+        var again = r
+        again.points = [p]
+        let back = try JSONDecoder().decode(SweepResult.self, from: Data(try again.encoded().utf8))
+        #expect(back.points?.first?.accuracy == nil && back.points?.first?.lambda == 0.5 && back.settings == r.settings)
+        #expect(Sweeps.fileName(back) == Sweeps.fileName(r))  // the results are not part of the identity
     }
 }

@@ -1,0 +1,156 @@
+import Checkpoint
+import Foundation
+
+// The result file of a sweep (`coto-eval interpolate|merge|prune|shapley`, Docs/formats.md "Task files and
+// sweep results"), typed: `Sweeps` builds a `SweepResult`, coto-eval writes it, the report reads it.
+// Non-finite numbers are written as null and read back as absent (nil).
+
+/// One evaluated point: the score, and the coordinates of its sweep (interpolation: `lambda`; merge:
+/// `method`, `task`, `adapter`; prune: `kind`, `value`, `normFractionKept`, `zeroed`, `dropped`).
+public struct SweepPoint: Codable, Sendable, Equatable {
+    public var accuracy: Double?
+    public var macroF1: Double?
+    public var loss: Double?
+    public var examples: Int?
+    public var lambda: Double?
+    public var method: String?
+    public var task: String?
+    public var adapter: String?
+    public var kind: String?
+    public var value: String?
+    public var normFractionKept: Double?
+    public var zeroed: Int?
+    public var dropped: Int?
+
+    public init(score: Score) {
+        accuracy = score.accuracy
+        macroF1 = score.macroF1
+        loss = score.loss
+        examples = score.examples
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case accuracy, loss, examples, lambda, method, task, adapter, kind, value, zeroed, dropped
+        case macroF1 = "macro_f1"
+        case normFractionKept = "norm_fraction_kept"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        for (v, k) in [(accuracy, CodingKeys.accuracy), (macroF1, .macroF1), (loss, .loss), (lambda, .lambda), (normFractionKept, .normFractionKept)]
+        where v != nil {
+            try c.encodeFinite(v, forKey: k)
+        }
+        try c.encodeIfPresent(examples, forKey: .examples)
+        try c.encodeIfPresent(method, forKey: .method)
+        try c.encodeIfPresent(task, forKey: .task)
+        try c.encodeIfPresent(adapter, forKey: .adapter)
+        try c.encodeIfPresent(kind, forKey: .kind)
+        try c.encodeIfPresent(value, forKey: .value)
+        try c.encodeIfPresent(zeroed, forKey: .zeroed)
+        try c.encodeIfPresent(dropped, forKey: .dropped)
+    }
+}
+
+/// The sampling plan of a Shapley sweep as written in its settings.
+public struct ShapleyPlanSettings: Codable, Sendable, Equatable {
+    public var players: Int
+    public var samples: Int
+    public var grid: Int
+    public var perQ: Int
+    public var seed: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case players, samples, grid, seed
+        case perQ = "per_q"
+    }
+}
+
+/// What a sweep was asked to do (the fields of its kind; the others absent).
+public struct SweepSettings: Codable, Sendable, Equatable {
+    /// interpolate: the λ grid.
+    public var grid: [Double]?
+    /// merge: methods, weights (nil: each method's sweep default), density, seed.
+    public var methods: [String]?
+    public var weights: [Double]?
+    public var density: Double?
+    public var seed: UInt64?
+    /// prune: the points as `kind=value`.
+    public var points: [String]?
+    /// shapley: the player grouping and the plan.
+    public var group: String?
+    public var plan: ShapleyPlanSettings?
+
+    public init(
+        grid: [Double]? = nil, methods: [String]? = nil, weights: [Double]? = nil, density: Double? = nil, seed: UInt64? = nil,
+        points: [String]? = nil, group: String? = nil, plan: ShapleyPlanSettings? = nil
+    ) {
+        self.grid = grid
+        self.methods = methods
+        self.weights = weights
+        self.density = density
+        self.seed = seed
+        self.points = points
+        self.group = group
+        self.plan = plan
+    }
+
+    enum CodingKeys: String, CodingKey { case grid, methods, weights, density, seed, points, group, plan }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        grid = try c.decodeIfPresent([Double].self, forKey: .grid)
+        methods = try c.decodeIfPresent([String].self, forKey: .methods)
+        weights = try? c.decodeIfPresent([Double].self, forKey: .weights)  // files before typed records: "default"
+        density = try c.decodeIfPresent(Double.self, forKey: .density)
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+        points = try c.decodeIfPresent([String].self, forKey: .points)
+        group = try c.decodeIfPresent(String.self, forKey: .group)
+        plan = try c.decodeIfPresent(ShapleyPlanSettings.self, forKey: .plan)
+    }
+}
+
+/// A sweep's result file (or one shard of it).
+public struct SweepResult: Codable, Sendable, Equatable {
+    public var sweep: String
+    /// The series (coto, lora, ...).
+    public var name: String
+    public var adapters: [String]
+    public var data: [String]
+    public var task: String
+    /// [index, count] of the shard (index from 1).
+    public var shard: [Int]
+    public var settings: SweepSettings
+    public var points: [SweepPoint]?
+    /// shapley: the players, the number of coalitions in the plan, the forward passes' layer reuse and the
+    /// scored coalitions by bit string (player 0 first).
+    public var players: [String]?
+    public var coalitions: Int?
+    public var layersReused: Int?
+    public var layersComputed: Int?
+    public var values: [String: SweepPoint]?
+
+    enum CodingKeys: String, CodingKey {
+        case sweep, name, adapters, data, task, shard, settings, points, players, coalitions, values
+        case layersReused = "layers_reused"
+        case layersComputed = "layers_computed"
+    }
+
+    /// Pretty JSON with sorted keys (the file coto-eval writes).
+    public func encoded() throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try e.encode(self), as: UTF8.self) + "\n"
+    }
+
+    /// The identity of a sweep across its shards: everything but the shard and the results.
+    var joinKey: String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        let parts = [
+            sweep, name, adapters.joined(separator: "|"), data.joined(separator: "|"),
+            (try? e.encode(settings)).map { String(decoding: $0, as: UTF8.self) } ?? "",
+        ]
+        return parts.joined(separator: "\u{1}")
+    }
+}
