@@ -109,7 +109,7 @@ public final class LlamaModel: AdaptableModel {
     /// cos/sin of pos·invFreq[i] for each row's position (transformers computes them in Float32);
     /// built once per forward and shared by every layer's q and k.
     package struct RopeTable {
-        let cos: [Float], sin: [Float]
+        package let cos: [Float], sin: [Float]
     }
 
     package func ropeTable(rows: Int, positions: (Int) -> Int) -> RopeTable {
@@ -125,24 +125,6 @@ public final class LlamaModel: AdaptableModel {
             }
         }
         return RopeTable(cos: c, sin: s)
-    }
-
-    /// Rotates q/k rows in place: pairs (i, i + d/2) of each head; sign −1 rotates back (the backward).
-    package func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, nHeads: Int, table: RopeTable, sign: Float = 1) {
-        let half = headDim / 2
-        for r in 0..<rows {
-            for i in 0..<half {
-                let c = table.cos[r * half + i]
-                let s = sign * table.sin[r * half + i]
-                for h in 0..<nHeads {
-                    let base = x + r * nHeads * headDim + h * headDim
-                    let a = base[i]
-                    let b = base[i + half]
-                    base[i] = a * c - b * s
-                    base[i + half] = b * c + a * s
-                }
-            }
-        }
     }
 
     /// Key/value cache for incremental decoding: per layer [capacity, kvHeads*headDim].
@@ -255,8 +237,8 @@ public final class LlamaModel: AdaptableModel {
                                                 layer.q.forward(pn.baseAddress!, rows: N, into: pq.baseAddress!)
                                                 layer.k.forward(pn.baseAddress!, rows: N, into: pk.baseAddress!)
                                                 layer.v.forward(pn.baseAddress!, rows: N, into: pv.baseAddress!)
-                                                rope(pq.baseAddress!, rows: N, nHeads: heads, table: table)
-                                                rope(pk.baseAddress!, rows: N, nHeads: kvHeads, table: table)
+                                                Kernels.ropeForward(pq.baseAddress!, rows: N, heads: heads, headDim: headDim, cos: table.cos, sin: table.sin)
+                                                Kernels.ropeForward(pk.baseAddress!, rows: N, heads: kvHeads, headDim: headDim, cos: table.cos, sin: table.sin)
                                                 if let c = cache {
                                                     for i in 0..<(T * kvw) {
                                                         c.k[li][start * kvw + i] = pk[i]

@@ -47,9 +47,16 @@ final class DifferentiableLlama {
         return (y, r)
     }
 
-    func rope(_ x: inout [Float], heads: Int, sign: Float) {
+    func rope(_ x: inout [Float], heads: Int, backward: Bool = false) {
         guard let table else { return }
-        x.withUnsafeMutableBufferPointer { model.rope($0.baseAddress!, rows: B * T, nHeads: heads, table: table, sign: sign) }
+        let (rows, d) = (B * T, model.headDim)
+        x.withUnsafeMutableBufferPointer { p in
+            if backward {
+                Kernels.ropeBackward(p.baseAddress!, rows: rows, heads: heads, headDim: d, cos: table.cos, sin: table.sin)
+            } else {
+                Kernels.ropeForward(p.baseAddress!, rows: rows, heads: heads, headDim: d, cos: table.cos, sin: table.sin)
+            }
+        }
     }
 
     var shape: Kernels.AttentionShape {
@@ -78,8 +85,8 @@ final class DifferentiableLlama {
             s.q = l.q.forward(s.xn1, rows: N, train: train, rng: &rng)
             s.k = l.k.forward(s.xn1, rows: N, train: train, rng: &rng)
             s.v = l.v.forward(s.xn1, rows: N, train: train, rng: &rng)
-            rope(&s.q, heads: nh, sign: 1)
-            rope(&s.k, heads: kv, sign: 1)
+            rope(&s.q, heads: nh)
+            rope(&s.k, heads: kv)
             s.probs = [Float](repeating: 0, count: B * nh * T * T)
             var ctx = [Float](repeating: 0, count: N * nh * hd)
             s.q.withUnsafeBufferPointer { pq in
@@ -137,8 +144,8 @@ final class DifferentiableLlama {
             let dctx = l.o.backward(dx, needDx: true)!
             var (dq, dk, dv) = Kernels.attentionBackward(dctx: dctx, q: s.q, k: s.k, v: s.v, probs: s.probs, dropout: nil, shape)
             // RoPE is a rotation: its backward rotates the gradient back.
-            rope(&dq, heads: nh, sign: -1)
-            rope(&dk, heads: kv, sign: -1)
+            rope(&dq, heads: nh, backward: true)
+            rope(&dk, heads: kv, backward: true)
             let needDx = li > lowestLayer
             var dxn1 = l.q.backward(dq, needDx: needDx)
             for (lin, d) in [(l.k, dk), (l.v, dv)] {

@@ -83,3 +83,30 @@ import Numerics
         } catch let e as TrainError { #expect(e.subject == path + ":1" && e.message.contains("cut off")) }
     }
 }
+
+@Suite struct RoPEKernelTests {
+    /// RoPE rotates each (i, i + d/2) pair: the backward (rotation by −θ) undoes the forward, and the
+    /// forward keeps every pair's length; a nonzero angle moves the values.
+    @Test func backwardUndoesForwardAndLengthsStay() {
+        var rng = SeededRNG(seed: 5)
+        let (rows, heads, d) = (3, 2, 8)
+        let angles = (0..<(rows * d / 2)).map { _ in Float(rng.uniformDouble() * 6) }
+        let (cos, sin) = (angles.map { cosf($0) }, angles.map { sinf($0) })
+        let x = (0..<(rows * heads * d)).map { _ in Float(rng.normal()) }
+        var y = x
+        y.withUnsafeMutableBufferPointer { Kernels.ropeForward($0.baseAddress!, rows: rows, heads: heads, headDim: d, cos: cos, sin: sin) }
+        #expect(relErr(y, x) > 0.1)
+        for r in 0..<rows {
+            for h in 0..<heads {
+                for i in 0..<(d / 2) {
+                    let base = r * heads * d + h * d
+                    let before = x[base + i] * x[base + i] + x[base + i + d / 2] * x[base + i + d / 2]
+                    let after = y[base + i] * y[base + i] + y[base + i + d / 2] * y[base + i + d / 2]
+                    #expect(abs(before - after) <= 1e-5 * max(1, before))
+                }
+            }
+        }
+        y.withUnsafeMutableBufferPointer { Kernels.ropeBackward($0.baseAddress!, rows: rows, heads: heads, headDim: d, cos: cos, sin: sin) }
+        #expect(relErr(y, x) <= 1e-6)
+    }
+}
