@@ -22,6 +22,13 @@ public struct ClassificationMetrics {
         count += 1
     }
 
+    /// Scores a batch: the head's output (one row of logits per example, `out.logitsWidth` wide) against
+    /// the gold class indices, row by row. Evaluation, sweeps and training's evaluation all score here.
+    public mutating func add(_ out: ForwardOutput, gold: [Int]) {
+        let w = out.logitsWidth
+        for (i, g) in gold.enumerated() { add(gold: g, logits: out.logits[(i * w)..<((i + 1) * w)]) }
+    }
+
     public var accuracy: Double { count == 0 ? 0 : Double((0..<labels.count).reduce(0) { $0 + confusion[$1][$1] }) / Double(count) }
     public var loss: Double { count == 0 ? 0 : lossSum / Double(count) }
 

@@ -117,7 +117,7 @@ public final class SweepEvaluator {
                 guard out.logitsWidth == labels.count else {
                     throw EvalError(data.path, "the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels")
                 }
-                for (i, g) in gold.enumerated() { metrics[c].add(gold: g, logits: out.logits[(i * out.logitsWidth)..<((i + 1) * out.logitsWidth)]) }
+                metrics[c].add(out, gold: gold)
             }
             reused += cache?.reused ?? 0
             computed += cache?.computed ?? 0

@@ -73,9 +73,7 @@ public enum Evaluator {
             guard out.logitsWidth == labels.count else {
                 throw EvalError(path, "the head has \(out.logitsWidth) outputs but the label set has \(labels.count) labels (\(labelSource))")
             }
-            for (i, item) in part.enumerated() {
-                metrics.add(gold: index[item.1]!, logits: out.logits[(i * out.logitsWidth)..<((i + 1) * out.logitsWidth)])
-            }
+            metrics.add(out, gold: part.map { index[$0.1]! })
             done += part.count
             progress?(done, items.count)
         }

@@ -256,8 +256,7 @@ public final class AdapterTrainer {
             let batch = Array(data[start..<min(data.count, start + 32)])
             let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
             let out = try model.forward(padded, outputLayers: false, head: .classification)
-            let C = out.logitsWidth
-            for (i, e) in batch.enumerated() { metrics.add(gold: e.label, logits: out.logits[(i * C)..<((i + 1) * C)]) }
+            metrics.add(out, gold: batch.map(\.label))
         }
         return (metrics.accuracy, metrics.loss)
     }
