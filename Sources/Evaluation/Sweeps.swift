@@ -145,6 +145,54 @@ public struct Shard: Sendable, Equatable {
     }
 
     public func owns(_ k: Int) -> Bool { k % count == index - 1 }
+
+    /// This process's shard from a scheduler's environment (`--shard auto`), first found of: a Slurm job
+    /// array (`SLURM_ARRAY_TASK_ID`, with `SLURM_ARRAY_TASK_COUNT` or `SLURM_ARRAY_TASK_MIN`/`MAX`, and
+    /// `SLURM_ARRAY_TASK_STEP`), a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, 0-based, with
+    /// `numShards`), or `RANK`/`WORLD_SIZE`. `numShards`, when given, must agree with what the scheduler
+    /// says. Points go to shards by index mod n over the sorted grid, so a retried task redoes exactly its own.
+    public static func fromEnvironment(_ env: [String: String], numShards: Int?) throws -> Shard {
+        func int(_ key: String) throws -> Int? {
+            guard let v = env[key] else { return nil }
+            guard let i = Int(v.trimmingCharacters(in: .whitespaces)) else { throw EvalError("--shard auto", "\(key)=\(v) is not an integer") }
+            return i
+        }
+        func shard(_ i: Int, _ n: Int, from what: String) throws -> Shard {
+            guard n >= 1, i >= 1, i <= n else { throw EvalError("--shard auto", "\(what) gives shard \(i) of \(n)") }
+            if let m = numShards, m != n { throw EvalError("--shard auto", "--num-shards \(m) but \(what) says \(n) tasks") }
+            return Shard(index: i, count: n)
+        }
+        if let id = try int("SLURM_ARRAY_TASK_ID") {
+            let lo = try int("SLURM_ARRAY_TASK_MIN") ?? 0
+            let step = try int("SLURM_ARRAY_TASK_STEP") ?? 1
+            guard step >= 1, id >= lo, (id - lo) % step == 0 else {
+                throw EvalError("--shard auto", "SLURM_ARRAY_TASK_ID \(id) is not on the array's grid (min \(lo), step \(step))")
+            }
+            let n: Int
+            if let c = try int("SLURM_ARRAY_TASK_COUNT") {
+                n = c
+            } else if let hi = try int("SLURM_ARRAY_TASK_MAX") {
+                n = (hi - lo) / step + 1
+            } else if let m = numShards {
+                n = m
+            } else {
+                throw EvalError("--shard auto", "SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_COUNT or SLURM_ARRAY_TASK_MAX (give --num-shards)")
+            }
+            return try shard((id - lo) / step + 1, n, from: "the Slurm array")
+        }
+        if let idx = try int("JOB_COMPLETION_INDEX") {
+            guard let n = numShards else { throw EvalError("--shard auto", "JOB_COMPLETION_INDEX is set: give --num-shards (the Job's completions)") }
+            return try shard(idx + 1, n, from: "JOB_COMPLETION_INDEX")
+        }
+        if let rank = try int("RANK") {
+            guard let n = try int("WORLD_SIZE") else { throw EvalError("--shard auto", "RANK is set but not WORLD_SIZE") }
+            return try shard(rank + 1, n, from: "RANK/WORLD_SIZE")
+        }
+        throw EvalError(
+            "--shard auto",
+            "no scheduler index in the environment: SLURM_ARRAY_TASK_ID (Slurm job array), JOB_COMPLETION_INDEX with --num-shards (Kubernetes Indexed Job) or RANK with WORLD_SIZE"
+        )
+    }
     public var json: JSON { .array([.int(index), .int(count)]) }
     public var suffix: String { count == 1 ? "" : "-shard-\(index)-of-\(count)" }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Checkpoint
 import CotoCLI
@@ -188,7 +189,11 @@ struct SweepOptions: ParsableArguments {
     @Option(help: "Model directory.") var model: String
     @Option(name: .shortAndLong, help: "Run directory the results JSON goes into.") var out: String
     @Option(help: "Series name in reports (default: coto/lora from the metrics.json coto-train wrote beside the adapter).") var name: String?
-    @Option(help: "Run only part i of n of the points (i/n); `coto-eval report` joins the parts.") var shard = "1/1"
+    @Option(
+        help:
+            "Run only part i of n of the points (i/n), or `auto` from the scheduler's environment (Slurm array, Kubernetes Indexed Job, RANK/WORLD_SIZE); `coto-eval report` joins the parts."
+    ) var shard = "1/1"
+    @Option(help: "With --shard auto: the number of shards (required for a Kubernetes Indexed Job; checked against Slurm's).") var numShards: Int?
     @Option(help: "Examples per forward pass.") var batchSize = 32
     @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength:
         Int?
@@ -196,13 +201,19 @@ struct SweepOptions: ParsableArguments {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n (got '\(shard)')") }
+        guard shard == "auto" || Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n, or auto (got '\(shard)')") }
+        if let n = numShards, n < 1 { throw ValidationError("--num-shards must be at least 1") }
         guard batchSize >= 1, (maxLength ?? 2) >= 2, threads >= 1 else {
             throw ValidationError("--batch-size and --threads must be positive, --max-length at least 2")
         }
     }
 
-    var parsedShard: Shard { Shard.parse(shard) ?? .whole }
+    var parsedShard: Shard {
+        get throws {
+            if shard == "auto" { return try Shard.fromEnvironment(ProcessInfo.processInfo.environment, numShards: numShards) }
+            return Shard.parse(shard) ?? .whole
+        }
+    }
 
     func evaluator() throws -> SweepEvaluator {
         Parallel.configure(threads: threads)
@@ -264,11 +275,11 @@ struct Interpolate: ParsableCommand {
             { ev in
                 try Sweeps.interpolate(
                     ev, a: A, b: B, data: try ev.prepare(data), grid: Sweeps.parseGrid(grid)!, name: sweep.name ?? Sweeps.seriesName(a),
-                    shard: sweep.parsedShard)
+                    shard: try sweep.parsedShard)
             },
             summary: { r in
                 let barrier =
-                    sweep.parsedShard.count == 1 ? Sweeps.barrier(Sweeps.curve(r.points ?? [])).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
+                    r.shard.last == 1 ? Sweeps.barrier(Sweeps.curve(r.points ?? [])).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
                 return pointLines(r) { "λ=\(fmt($0.lambda ?? .nan, 2))" } + barrier
             })
     }
@@ -323,7 +334,7 @@ struct MergeSweep: ParsableCommand {
             { ev in
                 try Sweeps.merge(
                     ev, adapters: inputs, data: try files.map(ev.prepare), methods: methods.split(separator: ",").map(String.init),
-                    weights: ws, density: density, seed: seed, name: sweep.name ?? (names.count == 1 ? names.first! : "mixed"), shard: sweep.parsedShard)
+                    weights: ws, density: density, seed: seed, name: sweep.name ?? (names.count == 1 ? names.first! : "mixed"), shard: try sweep.parsedShard)
             }, summary: { r in pointLines(r) { "\($0.method ?? "") on \($0.task ?? "")" } })
     }
 }
@@ -372,7 +383,7 @@ struct PruneSweep: ParsableCommand {
             "pruning",
             { ev in
                 try Sweeps.prune(
-                    ev, adapter: A, data: try ev.prepare(data), points: pts, name: sweep.name ?? Sweeps.seriesName(adapter), shard: sweep.parsedShard)
+                    ev, adapter: A, data: try ev.prepare(data), points: pts, name: sweep.name ?? Sweeps.seriesName(adapter), shard: try sweep.parsedShard)
             }, summary: { r in pointLines(r) { "\($0.kind ?? "") \($0.value ?? "")" } })
     }
 }
@@ -405,10 +416,10 @@ struct Shapley: ParsableCommand {
             { ev in
                 try Sweeps.shapley(
                     ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: sweep.name ?? Sweeps.seriesName(adapter),
-                    shard: sweep.parsedShard)
+                    shard: try sweep.parsedShard)
             },
             summary: { r in
-                guard sweep.parsedShard.count == 1 else { return "\(r.values?.count ?? 0) coalitions scored (shard \(sweep.shard))" }
+                guard r.shard.last == 1 else { return "\(r.values?.count ?? 0) coalitions scored (shard \(r.shard.map(String.init).joined(separator: "/")))" }
                 let est = plan.estimate(scored: r.values ?? [:])
                 var lines = players.enumerated().map { "\($1.name): φ = \(fmt(est.values[$0], 4)) ± \(fmt(est.standardErrors[$0], 4))" }
                 lines.append(

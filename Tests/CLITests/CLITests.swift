@@ -23,10 +23,11 @@ enum CLI {
         let err: String
     }
 
-    static func run(_ tool: String, _ args: [String]) throws -> Result {
+    static func run(_ tool: String, _ args: [String], environment: [String: String]? = nil) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary(tool))
         p.arguments = args
+        if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         let o = Pipe()
         let e = Pipe()
         p.standardOutput = o

@@ -28,6 +28,25 @@ import Checkpoint
                 "coto-eval", ["shapley", a, "--model", bert, "--data", data, "--samples", "8", "--grid", "4", "--shard", shard, "-o", runs, "-q"])
             #expect(s.status == 0, "\(s.err)")
         }
+        // --shard auto from a Slurm array's environment: the same files as the explicit shards.
+        let auto = t.path + "/auto"
+        for id in ["0", "1"] {
+            let r = try CLI.run(
+                "coto-eval",
+                [
+                    "prune", a, "--model", bert, "--data", data, "--sparsity", "0,0.5,0.9", "--layers", "all,0", "--ranks", "2,1", "--shard", "auto",
+                    "--name", "lora", "-o", auto, "-q",
+                ],
+                environment: ["SLURM_ARRAY_TASK_ID": id, "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "0"])
+            #expect(r.status == 0, "\(r.err)")
+        }
+        let explicit = try FileManager.default.contentsOfDirectory(atPath: runs).filter { $0.hasPrefix("prune-") }.sorted()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: auto).sorted() == explicit && explicit.count == 2)
+        for f in explicit { #expect(FileManager.default.contents(atPath: auto + "/" + f) == FileManager.default.contents(atPath: runs + "/" + f)) }
+        let none = try CLI.run(
+            "coto-eval", ["prune", a, "--model", bert, "--data", data, "--sparsity", "0", "--shard", "auto", "-o", auto, "-q"],
+            environment: ["SLURM_ARRAY_TASK_ID": "", "JOB_COMPLETION_INDEX": "0"])
+        #expect(none.status == 1 && none.err.hasPrefix("error: ") && none.err.split(separator: "\n").count == 1, "\(none.err)")
         let i = try CLI.run("coto-eval", ["interpolate", a, a, "--model", bert, "--data", data, "--grid", "0:1:0.5", "--json", "-o", runs])
         #expect(i.status == 0, "\(i.err)")
         let j = try JSON.parse(string: i.out)
