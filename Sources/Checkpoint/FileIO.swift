@@ -210,6 +210,11 @@ public final class AtomicFileWriter {
     public private(set) var bytesWritten: UInt64 = 0
     private var onDisk: UInt64 = 0  // bytes handed to write(2)
     private var writebackStart: UInt64 = 0  // start of the range not yet handed to write-back
+    /// The file system of the temp file (copy_file_range is used within one).
+    private lazy var outputDevice: dev_t? = {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? st.st_dev : nil
+    }()
     private var finished = false
 
     static let tempMarker = ".coto-tmp-"
@@ -262,8 +267,7 @@ public final class AtomicFileWriter {
         try flushBuffer()
         var done = 0
         var a = stat()
-        var b = stat()
-        let sameDevice = file.fd >= 0 && fstat(file.fd, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev
+        let sameDevice = file.fd >= 0 && fstat(file.fd, &a) == 0 && a.st_dev == outputDevice
         while done < length && sameDevice {
             let n = coto_copy_range(file.fd, Int64(offset + done), fd, Int64(length - done))
             if n < 0 && errno == EINTR { continue }

@@ -122,8 +122,6 @@ public enum Report {
         return .object([("mean", .double(m)), ("std", .double(s)), ("n", .int(v.count)), ("values", .array(v.map { .double($0) }))])
     }
 
-    static func num(_ j: JSON?) -> Double? { j?.doubleValue }
-
     /// Series order in tables and legends: plain adapters first, CoTo ones after, each by name.
     static func seriesLess(_ a: String, _ b: String) -> Bool {
         let ra = a.hasPrefix("coto") ? 1 : 0

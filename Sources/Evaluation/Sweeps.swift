@@ -10,10 +10,6 @@ public struct Score: Sendable {
     public var macroF1: Double
     public var loss: Double
     public var examples: Int
-
-    public var pairs: [(String, JSON)] {
-        [("accuracy", .double(accuracy)), ("macro_f1", .double(macroF1)), ("loss", .double(loss)), ("examples", .int(examples))]
-    }
 }
 
 /// A classification file tokenized once and cut into padded batches.
@@ -193,7 +189,6 @@ public struct Shard: Sendable, Equatable {
             "no scheduler index in the environment: SLURM_ARRAY_TASK_ID (Slurm job array), JOB_COMPLETION_INDEX with --num-shards (Kubernetes Indexed Job) or RANK with WORLD_SIZE"
         )
     }
-    public var json: JSON { .array([.int(index), .int(count)]) }
     public var suffix: String { count == 1 ? "" : "-shard-\(index)-of-\(count)" }
 }
 

@@ -39,6 +39,26 @@ public enum LowRank {
         return (us, v)
     }
 
+    /// The factors of Σ b_i a_i side by side: B = [b_1 … b_T] [out, Σ k_i] and A = [a_1; …; a_T] [Σ k_i, in]
+    /// (every b_i has `out` rows, every a_i `in` columns). With `blockDiagonal`, A is [Σ k_i, T·in] with a_i
+    /// in column block i, so B·A = [b_1 a_1 … b_T a_T] (the deltas side by side).
+    public static func stack(_ pairs: [(b: Tensor, a: Tensor)], blockDiagonal: Bool = false) -> (b: Tensor, a: Tensor) {
+        let out = pairs.first?.b.rows ?? 0
+        let inF = pairs.first?.a.cols ?? 0
+        let total = pairs.reduce(0) { $0 + $1.a.rows }
+        var b = Tensor(zeros: [out, total])
+        var a = Tensor(zeros: [total, blockDiagonal ? pairs.count * inF : inF])
+        var off = 0
+        for (p, f) in pairs.enumerated() {
+            let k = f.a.rows
+            let col0 = blockDiagonal ? p * inF : 0
+            for row in 0..<out { for j in 0..<k { b[row, off + j] = f.b[row, j] } }
+            for j in 0..<k { for c in 0..<inF { a[off + j, col0 + c] = f.a[j, c] } }
+            off += k
+        }
+        return (b, a)
+    }
+
     /// The first k columns of m.
     public static func columns(_ m: Tensor, _ k: Int) -> Tensor {
         var out = Tensor(zeros: [m.rows, k])

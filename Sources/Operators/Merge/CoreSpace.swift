@@ -29,26 +29,15 @@ public struct CoreSpace: MergeMethod {
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
         try MergeSupport.perModule(inputs, o, method: name, needsDensity: needsDensity, progress: progress) { _, mods in
             let (out, inF) = try MergeSupport.sameShape(mods, inputs)
-            let total = mods.reduce(0) { $0 + $1.1.rank }
-            var bStack = Tensor(zeros: [out, total])
-            var aStack = Tensor(zeros: [total, inF])
-            var off = 0
-            for (_, m) in mods {
-                let s = Float(m.scaling)
-                for row in 0..<out { for j in 0..<m.rank { bStack[row, off + j] = s * m.b.tensor[row, j] } }
-                for j in 0..<m.rank { for c in 0..<inF { aStack[off + j, c] = m.a.tensor[j, c] } }
-                off += m.rank
-            }
+            let (bStack, aStack) = LowRank.stack(mods.map { _, m in (Float(m.scaling) * m.b.tensor, m.a.tensor) })
             let ub = try CoreSpace.span(bStack, left: true)  // [out, kB]
             let va = try CoreSpace.span(aStack, left: false)  // [kA, in]
             guard ub.cols > 0, va.rows > 0 else { return nil }
-            // Each task's core as factors: (U_Bᵀ·w_i s_i B_i) [kB, r_i] · (A_i·V_A) [r_i, kA].
-            let cores = mods.map { i, m in
-                (
-                    b: BLAS.matmul(ub, Float(o.weights[i] * m.scaling) * m.b.tensor, transA: true),
-                    a: BLAS.matmul(m.a.tensor, va, transB: true)
-                )
+            // Each task's core as factors: (U_Bᵀ·s_i B_i) [kB, r_i] · (A_i·V_A) [r_i, kA], and weighted by w_i.
+            let plainCores = mods.map { _, m in
+                (b: BLAS.matmul(ub, Float(m.scaling) * m.b.tensor, transA: true), a: BLAS.matmul(m.a.tensor, va, transB: true))
             }
+            let cores = zip(mods, plainCores).map { mod, c in (b: Float(o.weights[mod.0]) * c.b, a: c.a) }
             let kB = ub.cols
             let kA = va.rows
             let merged: Tensor
@@ -59,15 +48,13 @@ public struct CoreSpace: MergeMethod {
                 merged = sum
             case .ties:
                 // The reference prunes and elects signs on the unweighted cores, then weights.
-                let plain = mods.map { _, m in
-                    BLAS.matmul(BLAS.matmul(ub, Float(m.scaling) * m.b.tensor, transA: true), BLAS.matmul(m.a.tensor, va, transB: true)).data
-                }
+                let plain = plainCores.map { BLAS.matmul($0.b, $0.a).data }
                 merged = Tensor(shape: [kB, kA], data: TaskVectors.svdSpaceTies(plain, density: o.density ?? 1, weights: mods.map { o.weights[$0.0] }))
             case .tsv:
                 guard let (b, a) = try TSV.combine(cores, tasks: inputs.count, out: kB, inF: kA) else { return nil }
                 merged = BLAS.matmul(b, a)
             case .isoC:
-                let (cb, ca) = CoreSpace.concat(cores)
+                let (cb, ca) = LowRank.stack(cores)
                 guard let (b, a) = try IsoC.isotropic(b: cb, a: ca) else { return nil }
                 merged = BLAS.matmul(b, a)
             }
@@ -82,21 +69,5 @@ public struct CoreSpace: MergeMethod {
         let top = s.first ?? 0
         let k = s.prefix { $0 > top * 1e-6 && $0 > 0 }.count
         return left ? LowRank.columns(u, k) : LowRank.rows(vt, k)
-    }
-
-    /// [b_1 … b_T] and [a_1; …; a_T]: the factors of Σ b_i a_i.
-    static func concat(_ fs: [(b: Tensor, a: Tensor)]) -> (Tensor, Tensor) {
-        let rows = fs[0].b.rows
-        let cols = fs[0].a.cols
-        let total = fs.reduce(0) { $0 + $1.a.rows }
-        var b = Tensor(zeros: [rows, total])
-        var a = Tensor(zeros: [total, cols])
-        var off = 0
-        for f in fs {
-            for i in 0..<rows { for j in 0..<f.b.cols { b[i, off + j] = f.b[i, j] } }
-            for j in 0..<f.a.rows { for c in 0..<cols { a[off + j, c] = f.a[j, c] } }
-            off += f.a.rows
-        }
-        return (b, a)
     }
 }

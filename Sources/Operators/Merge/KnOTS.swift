@@ -27,17 +27,8 @@ public struct KnOTS: MergeMethod {
         for (idx, (name, mods)) in aligned.enumerated() {
             progress?(.module(name: name, index: idx, total: aligned.count))
             let (out, inF) = try MergeSupport.sameShape(mods, inputs)
-            let total = mods.reduce(0) { $0 + $1.1.rank }
             // The inputs that have the module, side by side (A block-diagonal); the others' blocks are zero.
-            var b = Tensor(zeros: [out, total])
-            var a = Tensor(zeros: [total, mods.count * inF])
-            var off = 0
-            for (p, (_, m)) in mods.enumerated() {
-                let s = Float(m.scaling)
-                for row in 0..<out { for j in 0..<m.rank { b[row, off + j] = s * m.b.tensor[row, j] } }
-                for j in 0..<m.rank { for c in 0..<inF { a[off + j, p * inF + c] = m.a.tensor[j, c] } }
-                off += m.rank
-            }
+            let (b, a) = LowRank.stack(mods.map { _, m in (Float(m.scaling) * m.b.tensor, m.a.tensor) }, blockDiagonal: true)
             var (u, s, vt) = try LowRank.span(b: b, a: a)
             let k = s.prefix { $0 > 1e-5 }.count
             if k < s.count {

@@ -38,14 +38,7 @@ public struct TSV: MergeMethod {
         }
         guard !sigma.isEmpty else { return nil }
         let K = sigma.count
-        var uCat = Tensor(zeros: [out, K])
-        var vCat = Tensor(zeros: [K, inF])
-        var off = 0
-        for (u, v) in zip(us, vs) {
-            for r in 0..<out { for j in 0..<u.cols { uCat[r, off + j] = u[r, j] } }
-            for j in 0..<v.rows { for c in 0..<inF { vCat[off + j, c] = v[j, c] } }
-            off += u.cols
-        }
+        let (uCat, vCat) = LowRank.stack(zip(us, vs).map { ($0, $1) })
         var b = try polar(uCat)  // [out, K]
         let a = try polar(vCat)  // [K, in]
         for r in 0..<out { for j in 0..<K { b[r, j] *= sigma[j] } }

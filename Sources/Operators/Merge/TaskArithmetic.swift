@@ -24,18 +24,7 @@ public struct TaskArithmetic: MergeMethod {
 /// Concatenated factors of Σ w_i s_i B_i A_i (shared by task-arithmetic, cat and the svd path).
 enum Concat {
     static func factors(_ mods: [(Int, LoraModule)], weights: [Double], source: [Adapter]) throws -> (b: Tensor, a: Tensor) {
-        let (out, inF) = try MergeSupport.sameShape(mods, source)
-        let total = mods.reduce(0) { $0 + $1.1.rank }
-        var b = Tensor(zeros: [out, total])
-        var a = Tensor(zeros: [total, inF])
-        var off = 0
-        for (i, m) in mods {
-            let r = m.rank
-            let w = Float(weights[i] * m.scaling)
-            for row in 0..<out { for j in 0..<r { b[row, off + j] = m.b.tensor[row, j] } }
-            for j in 0..<r { for col in 0..<inF { a[off + j, col] = w * m.a.tensor[j, col] } }
-            off += r
-        }
-        return (b, a)
+        _ = try MergeSupport.sameShape(mods, source)
+        return LowRank.stack(mods.map { i, m in (m.b.tensor, Float(weights[i] * m.scaling) * m.a.tensor) })
     }
 }
