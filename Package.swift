@@ -30,11 +30,13 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The one libc call Swift's Glibc module does not expose (sync_file_range).
         .target(name: "CSys"),
+        // SHA-256 of inputs (configuration hashes of sweeps and training grids); optimized in debug builds too.
+        .target(name: "CSHA256", cSettings: [.unsafeFlags(["-O2"])]),
 
         // Tensor, BLAS/LAPACK, dtype codecs, RNG.
         .target(name: "Numerics", dependencies: ["CBLAS", "CLAPACKE"]),
         // safetensors, shards, PEFT adapters, HF model dirs, GGUF.
-        .target(name: "Checkpoint", dependencies: ["Numerics", "CSys"]),
+        .target(name: "Checkpoint", dependencies: ["Numerics", "CSys", "CSHA256"]),
         // Merge methods (one file each), pruning rules, fuse, low-rank SVD. Never imports a model.
         .target(name: "Operators", dependencies: ["Checkpoint", "Numerics"]),
         // Inference core: architectures, tokenizers, adapters in the forward pass.

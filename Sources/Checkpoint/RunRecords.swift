@@ -75,12 +75,15 @@ public struct RunMetrics: Codable, Sendable, Equatable {
     public var devStep: Int?
     public var devAccuracy: Double?
     public var devLoss: Double?
+    /// What the run was trained from (inputs' digests, options, version); absent before coto 0.14.
+    public var config: ConfigRecord?
 
     public init(
         task: String, steps: Int, coto: Bool, variant: String, labels: [String], finalLoss: Double?, data: String, evalData: String?,
         seed: UInt64, rank: Int, targets: String, threads: Int, trainSeconds: Double, tokensPerSecond: Double,
-        devStep: Int? = nil, devAccuracy: Double? = nil, devLoss: Double? = nil
+        devStep: Int? = nil, devAccuracy: Double? = nil, devLoss: Double? = nil, config: ConfigRecord? = nil
     ) {
+        self.config = config
         self.task = task
         self.steps = steps
         self.coto = coto
@@ -109,6 +112,7 @@ public struct RunMetrics: Codable, Sendable, Equatable {
         case devStep = "dev_step"
         case devAccuracy = "dev_accuracy"
         case devLoss = "dev_loss"
+        case config
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -130,6 +134,7 @@ public struct RunMetrics: Codable, Sendable, Equatable {
         if let devStep { try c.encode(devStep, forKey: .devStep) }
         if let devAccuracy { try c.encodeFinite(devAccuracy, forKey: .devAccuracy) }
         if let devLoss { try c.encodeFinite(devLoss, forKey: .devLoss) }
+        try c.encodeIfPresent(config, forKey: .config)
     }
 
     /// The series a run belongs to in reports: "coto" or "lora", prefixed by the variant when it is not
@@ -143,6 +148,8 @@ public struct RunMetrics: Codable, Sendable, Equatable {
 public enum RunRecords {
     public static let logFile = "train_log.jsonl"
     public static let metricsFile = "metrics.json"
+    /// The manifest a training grid writes into its output directory (`coto-train --grid`).
+    public static let gridFile = "coto_grid.json"
 
     static func encoder(pretty: Bool) -> JSONEncoder {
         let e = JSONEncoder()
@@ -200,5 +207,50 @@ extension KeyedEncodingContainer {
     /// A finite number, or null (coto's JSON records write non-finite numbers as null).
     public mutating func encodeFinite(_ v: Double?, forKey key: Key) throws {
         if let v, v.isFinite { try encode(v, forKey: key) } else { try encodeNil(forKey: key) }
+    }
+}
+
+/// A training grid's manifest (`coto_grid.json` in the grid's output directory): every cell, the run
+/// directory it trains into and the configuration hash its metrics.json must carry. Every shard writes
+/// the same manifest; `coto-eval gather` checks the cells against it.
+public struct GridManifest: Codable, Sendable, Equatable {
+    public struct Cell: Codable, Sendable, Equatable {
+        /// "noun8-coto-s0".
+        public var name: String
+        /// The run directory, relative to the manifest's directory.
+        public var dir: String
+        /// The configuration hash of the cell (`ConfigRecord.hash`).
+        public var config: String
+        public init(name: String, dir: String, config: String) { (self.name, self.dir, self.config) = (name, dir, config) }
+    }
+    /// The grid file, as given, and the SHA-256 of its bytes.
+    public var grid: String
+    public var gridSHA256: String
+    public var version: String
+    /// Cells in grid order (cell k belongs to shard k mod n + 1).
+    public var cells: [Cell]
+    /// The shard count n of the latest run that wrote the manifest (the cells do not depend on it).
+    public var shards: Int
+
+    public init(grid: String, gridSHA256: String, version: String, cells: [Cell], shards: Int) {
+        (self.grid, self.gridSHA256, self.version, self.cells, self.shards) = (grid, gridSHA256, version, cells, shards)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case grid, version, cells, shards
+        case gridSHA256 = "grid_sha256"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        grid = try c.decode(String.self, forKey: .grid)
+        gridSHA256 = try c.decode(String.self, forKey: .gridSHA256)
+        version = try c.decode(String.self, forKey: .version)
+        cells = try c.decode([Cell].self, forKey: .cells)
+        shards = try c.decodeIfPresent(Int.self, forKey: .shards) ?? 1
+    }
+
+    public func encoded() throws -> String {
+        String(decoding: try RunRecords.encoder(pretty: true).encode(self), as: UTF8.self) + "\n"
     }
 }

@@ -37,9 +37,13 @@ public enum Report {
 
     // MARK: collecting
 
-    public static func collect(_ roots: [String]) throws -> (sweeps: [Joined], runs: [TrainingRun], warnings: [String]) {
+    /// What lies under the roots (directories searched recursively, six levels deep): candidate sweep result
+    /// files, training run directories and training-grid manifests.
+    public static func scan(_ roots: [String]) throws -> (files: [String], runDirs: [String], grids: [String]) {
         var files: [String] = []
         var runDirs: [String] = []
+        var grids: [String] = []
+        let notSweeps: Set<String> = ["metrics.json", "results.json", "adapter_config.json", "card.json", Adapter.cotoFile, RunRecords.gridFile]
         func walk(_ dir: String, depth: Int) throws {
             let names = try FileSystem.listDirectory(dir).sorted()
             if names.contains(RunRecords.metricsFile) && names.contains(RunRecords.logFile) { runDirs.append(dir) }
@@ -47,47 +51,40 @@ public enum Report {
                 let p = FileSystem.join(dir, n)
                 if FileSystem.isDirectory(p) {
                     if depth < 6 && n != "checkpoint" && n != "plots" { try walk(p, depth: depth + 1) }
-                } else if n.hasSuffix(".json") && n != "metrics.json" && n != "results.json" && n != "adapter_config.json" && n != "card.json" {
+                } else if n == RunRecords.gridFile {
+                    grids.append(p)
+                } else if n.hasSuffix(".json") && !notSweeps.contains(n) {
                     files.append(p)
                 }
             }
         }
         for r in roots {
             guard FileSystem.exists(r) else { throw CheckpointError(r, .notFound) }
-            if FileSystem.isDirectory(r) { try walk(r, depth: 0) } else { files.append(r) }
+            if FileSystem.isDirectory(r) {
+                try walk(r, depth: 0)
+            } else if FileSystem.basename(of: r) == RunRecords.gridFile {
+                grids.append(r)
+            } else {
+                files.append(r)
+            }
         }
-        var warnings: [String] = []
-        var groups: [String: Joined] = [:]
-        var order: [String] = []
-        for f in files {
-            guard let bytes = try? FileSystem.readFile(f, limit: 1 << 30), let j = try? JSONDecoder().decode(SweepResult.self, from: Data(bytes)) else {
-                continue
-            }
-            let sweep = j.sweep
-            let adapters = j.adapters
-            let key = j.joinKey
-            let expected: Int
-            switch sweep {
-            case "interpolate": expected = j.settings.grid?.count ?? 0
-            case "prune": expected = j.settings.points?.count ?? 0
-            case "merge": expected = ((j.settings.methods?.count ?? 0) + 1) * adapters.count
-            case "shapley": expected = j.coalitions ?? 0
-            default:
-                warnings.append("\(f): unknown sweep '\(sweep)', skipped")
-                continue
-            }
-            if groups[key] == nil {
-                groups[key] = Joined(
-                    sweep: sweep, name: j.name, task: j.task, adapters: adapters, header: j, points: [], values: [:], expected: expected)
-                order.append(key)
-            }
-            groups[key]!.points += j.points ?? []
-            for (k, v) in j.values ?? [:] where groups[key]!.values[k] == nil { groups[key]!.values[k] = v }
+        return (files, runDirs, grids)
+    }
+
+    public static func collect(_ roots: [String]) throws -> (sweeps: [Joined], runs: [TrainingRun], warnings: [String]) {
+        let (files, runDirs, _) = try scan(roots)
+        let (covered, skipped) = Gather.sweeps(Gather.readSweepFiles(files))
+        var warnings = skipped
+        var sweeps: [Joined] = []
+        for c in covered {
+            warnings += c.problems.map { "\(c.title): \($0)" }
+            sweeps.append(
+                Joined(
+                    sweep: c.header.sweep, name: c.header.name, task: c.header.task, adapters: c.header.adapters, header: c.header, points: c.points,
+                    values: c.values, expected: c.expected))
         }
-        let sweeps = order.map { groups[$0]! }
         for s in sweeps where !s.complete {
-            warnings.append(
-                "\(s.sweep) \(s.name) on \(s.task) (\(s.adapters.joined(separator: ", "))): \(s.found) of \(s.expected) points (a shard is missing)")
+            warnings.append("\(s.sweep) \(s.name) on \(s.task) (\(s.adapters.joined(separator: ", "))): \(s.found) of \(s.expected) points")
         }
         var runs: [TrainingRun] = []
         for d in runDirs {

@@ -129,9 +129,12 @@ public struct SweepResult: Codable, Sendable, Equatable {
     public var layersReused: Int?
     public var layersComputed: Int?
     public var values: [String: SweepPoint]?
+    /// What the points were computed from (inputs' digests, options, version) and its hash; every shard of a
+    /// sweep carries the same one. Absent in files written before coto 0.14.
+    public var config: ConfigRecord?
 
     enum CodingKeys: String, CodingKey {
-        case sweep, name, adapters, data, task, shard, settings, points, players, coalitions, values
+        case sweep, name, adapters, data, task, shard, settings, points, players, coalitions, values, config
         case layersReused = "layers_reused"
         case layersComputed = "layers_computed"
     }
@@ -142,6 +145,36 @@ public struct SweepResult: Codable, Sendable, Equatable {
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try e.encode(self), as: UTF8.self) + "\n"
     }
+
+    /// What the sweep computes, paths aside (the part of the configuration hash that is not an input or an
+    /// option): the kind, the series, the task and the settings.
+    var identity: String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        let settingsText = (try? e.encode(settings)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return [sweep, name, task, settingsText].joined(separator: "\u{1}")
+    }
+
+    /// [index, count] as a shard, when well formed.
+    public var shardPosition: Shard? {
+        guard shard.count == 2, shard[1] >= 1, shard[0] >= 1, shard[0] <= shard[1] else { return nil }
+        return Shard(index: shard[0], count: shard[1])
+    }
+
+    /// The number of points (interpolation, merge, pruning) or coalitions (Shapley) the whole sweep has,
+    /// from its settings; nil for an unknown sweep.
+    public var expectedPoints: Int? {
+        switch sweep {
+        case "interpolate": return settings.grid?.count ?? 0
+        case "prune": return settings.points?.count ?? 0
+        case "merge": return ((settings.methods?.count ?? 0) + 1) * adapters.count
+        case "shapley": return coalitions ?? 0
+        default: return nil
+        }
+    }
+
+    /// The points (or coalitions) this file holds.
+    public var foundPoints: Int { sweep == "shapley" ? values?.count ?? 0 : points?.count ?? 0 }
 
     /// The identity of a sweep across its shards: everything but the shard and the results.
     var joinKey: String {

@@ -142,6 +142,12 @@ public struct Shard: Sendable, Equatable {
 
     public func owns(_ k: Int) -> Bool { k % count == index - 1 }
 
+    /// How many of `total` points (indices 0..<total) this shard owns.
+    public func ownedCount(of total: Int) -> Int { total >= index ? (total - index) / count + 1 : 0 }
+
+    /// "2/4".
+    public var text: String { "\(index)/\(count)" }
+
     /// This process's shard from a scheduler's environment (`--shard auto`), first found of: a Slurm job
     /// array (`SLURM_ARRAY_TASK_ID`, with `SLURM_ARRAY_TASK_COUNT` or `SLURM_ARRAY_TASK_MIN`/`MAX`, and
     /// `SLURM_ARRAY_TASK_STEP`), a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, 0-based, with
@@ -263,9 +269,14 @@ public enum Sweeps {
             points.append(point)
             ev.progress?(n + 1, mine.count)
         }
-        var r = result("interpolate", name: name, adapters: [a.source, b.source], data: [data.path], shard: shard, settings: SweepSettings(grid: grid))
+        var r = interpolateHeader(a: a.source, b: b.source, data: data.path, grid: grid, name: name, shard: shard)
         r.points = points
         return r
+    }
+
+    /// An interpolation sweep's result without its points (what it is, before it runs).
+    public static func interpolateHeader(a: String, b: String, data: String, grid: [Double], name: String, shard: Shard) -> SweepResult {
+        result("interpolate", name: name, adapters: [a, b], data: [data], shard: shard, settings: SweepSettings(grid: grid))
     }
 
     /// Largest drop of the curve below the straight line between its end points (0 if none).
@@ -328,11 +339,20 @@ public enum Sweeps {
             points.append(point)
             ev.progress?(n + 1, mine.count)
         }
-        var r = result(
-            "merge", name: name, adapters: adapters.map(\.source), data: data.map(\.path), shard: shard,
-            settings: SweepSettings(methods: methods, weights: weights, density: density, seed: seed))
+        var r = mergeHeader(
+            adapters: adapters.map(\.source), data: data.map(\.path), methods: methods, weights: weights, density: density, seed: seed, name: name,
+            shard: shard)
         r.points = points
         return r
+    }
+
+    /// A merge sweep's result without its points.
+    public static func mergeHeader(
+        adapters: [String], data: [String], methods: [String], weights: [Double]?, density: Double, seed: UInt64, name: String, shard: Shard
+    ) -> SweepResult {
+        result(
+            "merge", name: name, adapters: adapters, data: data, shard: shard,
+            settings: SweepSettings(methods: methods, weights: weights, density: density, seed: seed))
     }
 
     // MARK: prune
@@ -421,11 +441,14 @@ public enum Sweeps {
             points.append(point)
             ev.progress?(n + 1, mine.count)
         }
-        var r = result(
-            "prune", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
-            settings: SweepSettings(points: pts.map { "\($0.kind)=\($0.value)" }))
+        var r = pruneHeader(adapter: adapter.source, data: data.path, points: pts, name: name, shard: shard)
         r.points = points
         return r
+    }
+
+    /// A pruning sweep's result without its points.
+    public static func pruneHeader(adapter: String, data: String, points: [PrunePoint], name: String, shard: Shard) -> SweepResult {
+        result("prune", name: name, adapters: [adapter], data: [data], shard: shard, settings: SweepSettings(points: points.map { "\($0.kind)=\($0.value)" }))
     }
 
     // MARK: shapley
@@ -467,11 +490,17 @@ public enum Sweeps {
             }, batchDone: ev.progress)
         let values = Dictionary(zip(mine, scores).map { (ShapleyPlan.key(coalitions[$0.0]), SweepPoint(score: $0.1)) }, uniquingKeysWith: { a, _ in a })
         ev.model.setActive(true)
-        var r = result(
-            "shapley", name: name, adapters: [adapter.source], data: [data.path], shard: shard,
-            settings: SweepSettings(group: group, plan: plan.settings))
-        (r.players, r.coalitions, r.layersReused, r.layersComputed) = (players.map(\.name), coalitions.count, reused, computed)
+        var r = shapleyHeader(adapter: adapter, data: data.path, group: group, plan: plan, name: name, shard: shard)
+        (r.layersReused, r.layersComputed) = (reused, computed)
         r.values = values
+        return r
+    }
+
+    /// A Shapley sweep's result without its values (the players and the plan's size included).
+    public static func shapleyHeader(adapter: Adapter, data: String, group: String, plan: ShapleyPlan, name: String, shard: Shard) -> SweepResult {
+        var r = result(
+            "shapley", name: name, adapters: [adapter.source], data: [data], shard: shard, settings: SweepSettings(group: group, plan: plan.settings))
+        (r.players, r.coalitions) = (players(of: adapter, group: group).map(\.name), plan.coalitions.count)
         return r
     }
 }

@@ -28,9 +28,10 @@ struct Eval: ParsableCommand {
               coto-eval merge nouns/ pos/ verbs/ --model minilm/ --task-data nouns-test.jsonl,pos-test.jsonl,verbs-test.jsonl -o sweeps/
               coto-eval prune runs/coto-s0 --model minilm/ --data test.jsonl --sparsity 0,0.5,0.9 --layers all,low,high -o sweeps/
               coto-eval shapley runs/coto-s0 --model minilm/ --data test.jsonl --samples 64 -o sweeps/ --shard 1/2
+              coto-eval gather sweeps/ runs/
               coto-eval report runs/ sweeps/ -o report/
             """,
-        subcommands: [Run.self, Generate.self, Interpolate.self, MergeSweep.self, PruneSweep.self, Shapley.self, ReportCommand.self],
+        subcommands: [Run.self, Generate.self, Interpolate.self, MergeSweep.self, PruneSweep.self, Shapley.self, GatherCommand.self, ReportCommand.self],
         defaultSubcommand: Run.self)
 
     struct ModelOptions: ParsableArguments {
@@ -198,6 +199,7 @@ struct SweepOptions: ParsableArguments {
     @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength:
         Int?
     @Option(help: "Threads.") var threads = 2
+    @Flag(help: "Recompute and replace this shard's result file even if it is there (same or another configuration).") var overwrite = false
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -230,18 +232,39 @@ struct SweepOptions: ParsableArguments {
         return a
     }
 
+    /// The options that can change a sweep's numbers (threads do not).
+    var numericOptions: [String: String] { ["batch_size": String(batchSize), "max_length": maxLength.map(String.init) ?? "default"] }
+
     /// Runs `body` with a progress bar, writes its result into the run directory, prints a summary.
-    func run(_ label: String, unit: String = " points", _ body: (SweepEvaluator) throws -> SweepResult, summary: (SweepResult) -> String) throws {
+    /// `header` is the result before it runs: its file is looked up first, and a finished shard of the same
+    /// configuration is not run again.
+    func run(
+        _ label: String, unit: String = " points", header: SweepResult, _ body: (SweepEvaluator) throws -> SweepResult,
+        summary: (SweepResult) -> String
+    ) throws {
+        let config = try Sweeps.configuration(of: header, model: model, options: numericOptions)
+        let path = FileSystem.join(out, Sweeps.fileName(header))
+        if try Sweeps.shardStatus(at: path, config: config, overwrite: overwrite) == .done {
+            if output.json {
+                Console.writeOut(String(decoding: try FileSystem.readFile(path), as: UTF8.self).trimmingCharacters(in: .newlines))
+            } else if !output.quiet {
+                Console.writeOut(
+                    "shard \(header.shardPosition?.text ?? "1/1") of this \(header.sweep) sweep is done already (configuration \(config.short)): nothing to do\nkept \(path)"
+                )
+            }
+            return
+        }
         let ev = try evaluator()
         var bar: ProgressRenderer? = nil
         ev.progress = { done, total in
             if bar == nil { bar = ProgressRenderer(label: label, total: total, unit: unit, quiet: !output.chatty) }
             bar?.update(done)
         }
-        let result = try body(ev)
+        var result = try body(ev)
         bar?.finish()
+        guard Sweeps.fileName(result) == Sweeps.fileName(header) else { throw CommandError(path, "internal error: the sweep's result differs from its plan") }
+        result.config = config
         try FileSystem.makeDirectory(out)
-        let path = FileSystem.join(out, Sweeps.fileName(result))
         let text = try result.encoded()
         try AtomicFileWriter.write(text, to: path)
         if output.json {
@@ -270,12 +293,13 @@ struct Interpolate: ParsableCommand {
 
     func run() throws {
         let (A, B) = (try sweep.loadAdapter(a), try sweep.loadAdapter(b))
+        let g = Sweeps.parseGrid(grid)!
+        let name = sweep.name ?? Sweeps.seriesName(a)
+        let shard = try sweep.parsedShard
         try sweep.run(
-            "interpolating",
+            "interpolating", header: Sweeps.interpolateHeader(a: A.source, b: B.source, data: data, grid: g, name: name, shard: shard),
             { ev in
-                try Sweeps.interpolate(
-                    ev, a: A, b: B, data: try ev.prepare(data), grid: Sweeps.parseGrid(grid)!, name: sweep.name ?? Sweeps.seriesName(a),
-                    shard: try sweep.parsedShard)
+                try Sweeps.interpolate(ev, a: A, b: B, data: try ev.prepare(data), grid: g, name: name, shard: shard)
             },
             summary: { r in
                 let barrier =
@@ -329,12 +353,16 @@ struct MergeSweep: ParsableCommand {
         if let w = ws, w.count != adapters.count { throw ValidationError("--weights has \(w.count) values for \(adapters.count) adapters") }
         let inputs = try adapters.map(sweep.loadAdapter)
         let names = Set(adapters.map(Sweeps.seriesName))
+        let ms = methods.split(separator: ",").map(String.init)
+        let name = sweep.name ?? (names.count == 1 ? names.first! : "mixed")
+        let shard = try sweep.parsedShard
         try sweep.run(
             "merging",
+            header: Sweeps.mergeHeader(
+                adapters: inputs.map(\.source), data: files, methods: ms, weights: ws, density: density, seed: seed, name: name, shard: shard),
             { ev in
                 try Sweeps.merge(
-                    ev, adapters: inputs, data: try files.map(ev.prepare), methods: methods.split(separator: ",").map(String.init),
-                    weights: ws, density: density, seed: seed, name: sweep.name ?? (names.count == 1 ? names.first! : "mixed"), shard: try sweep.parsedShard)
+                    ev, adapters: inputs, data: try files.map(ev.prepare), methods: ms, weights: ws, density: density, seed: seed, name: name, shard: shard)
             }, summary: { r in pointLines(r) { "\($0.method ?? "") on \($0.task ?? "")" } })
     }
 }
@@ -379,12 +407,12 @@ struct PruneSweep: ParsableCommand {
         let pts = Sweeps.prunePoints(
             sparsities: sp, scope: PruneOptions.Scope(rawValue: scope)!, layers: ls, modules: ms, ranks: rk,
             rankMethod: PruneOptions.RankMethod(rawValue: rankMethod)!)
+        let name = sweep.name ?? Sweeps.seriesName(adapter)
+        let shard = try sweep.parsedShard
         try sweep.run(
-            "pruning",
-            { ev in
-                try Sweeps.prune(
-                    ev, adapter: A, data: try ev.prepare(data), points: pts, name: sweep.name ?? Sweeps.seriesName(adapter), shard: try sweep.parsedShard)
-            }, summary: { r in pointLines(r) { "\($0.kind ?? "") \($0.value ?? "")" } })
+            "pruning", header: Sweeps.pruneHeader(adapter: A.source, data: data, points: pts, name: name, shard: shard),
+            { ev in try Sweeps.prune(ev, adapter: A, data: try ev.prepare(data), points: pts, name: name, shard: shard) },
+            summary: { r in pointLines(r) { "\($0.kind ?? "") \($0.value ?? "")" } })
     }
 }
 
@@ -411,13 +439,12 @@ struct Shapley: ParsableCommand {
         let A = try sweep.loadAdapter(adapter)
         let players = Sweeps.players(of: A, group: group)
         let plan = ShapleyPlan(players: players.count, samples: samples, grid: grid, seed: seed)
+        let name = sweep.name ?? Sweeps.seriesName(adapter)
+        let shard = try sweep.parsedShard
         try sweep.run(
             "shapley", unit: " batches (every coalition)",
-            { ev in
-                try Sweeps.shapley(
-                    ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: sweep.name ?? Sweeps.seriesName(adapter),
-                    shard: try sweep.parsedShard)
-            },
+            header: Sweeps.shapleyHeader(adapter: A, data: data, group: group, plan: plan, name: name, shard: shard),
+            { ev in try Sweeps.shapley(ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: name, shard: shard) },
             summary: { r in
                 guard r.shard.last == 1 else { return "\(r.values?.count ?? 0) coalitions scored (shard \(r.shard.map(String.init).joined(separator: "/")))" }
                 let est = plan.estimate(scored: r.values ?? [:])
@@ -430,6 +457,48 @@ struct Shapley: ParsableCommand {
     }
 }
 
+/// Prints the coverage lines and returns the problems (what `gather` lists and `report` checks first).
+func checkCoverage(_ roots: [String], print lines: Bool) throws -> [String] {
+    let g = try Gather.run(roots)
+    if lines {
+        for s in g.sweeps {
+            let state = s.problems.isEmpty ? "complete" : "INCOMPLETE"
+            Console.writeOut(
+                "\(s.title): \(state), shards \(s.covered.count) of \(s.count), \(s.found) of \(s.expected) points, configuration \(s.config?.short ?? "none")")
+        }
+        for gr in g.grids {
+            let state = gr.problems.isEmpty ? "complete" : "INCOMPLETE"
+            Console.writeOut("grid \(gr.manifestPath): \(state), \(gr.finished.count) of \(gr.manifest.cells.count) cells finished")
+        }
+    }
+    for s in g.skipped { Console.writeErr("warning: \(s)") }
+    return g.problems
+}
+
+struct GatherCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gather",
+        abstract: "Check that every sweep's shards and every training-grid cell are there once, from one configuration.",
+        discussion: """
+            For each sweep found under the directories: one shard count, every shard i/n present exactly once, one
+            configuration hash, each shard holding all of its points. For each training grid (coto_grid.json): every
+            cell finished, trained from the grid's configuration. Problems are listed one per line; the exit status
+            is 1 if there are any, unless --partial.
+            """)
+    @Argument(help: "Sweep output directories, training-grid output directories, or result files.") var roots: [String]
+    @Flag(help: "Exit 0 even if shards or cells are missing, duplicated or mismatched (they are still listed).") var partial = false
+
+    func run() throws {
+        let problems = try checkCoverage(roots, print: true)
+        for p in problems { Console.writeErr("problem: \(p)") }
+        if !problems.isEmpty && !partial {
+            throw CommandError(
+                roots.joined(separator: " "),
+                "\(problems.count) coverage problem\(problems.count == 1 ? "" : "s") (listed above); rerun those shards, or give --partial")
+        }
+    }
+}
+
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
@@ -437,9 +506,18 @@ struct ReportCommand: ParsableCommand {
     @Argument(help: "Run directories (searched recursively) or result files.") var runs: [String]
     @Option(name: .shortAndLong, help: "Report directory.") var output: String
     @Option(help: "Title of report.md.") var title = "coto report"
+    @Flag(help: "Render even if shards or grid cells are missing, duplicated or mismatched (report.md lists them).") var partial = false
     @OptionGroup var out: OutputOptions
 
     func run() throws {
+        // The gather check first: a report from part of a sweep is only written when asked for.
+        let problems = try checkCoverage(runs, print: false)
+        if !problems.isEmpty && !partial {
+            for p in problems { Console.writeErr("problem: \(p)") }
+            throw CommandError(
+                runs.joined(separator: " "),
+                "\(problems.count) coverage problem\(problems.count == 1 ? "" : "s") (listed above); rerun those shards, or give --partial")
+        }
         let r = try Report.build(runs, title: title)
         try Report.write(r, to: output)
         for w in r.warnings where out.chatty { Console.writeErr("warning: \(w)") }

@@ -5,6 +5,7 @@ import Evaluation
 import Model
 import Numerics
 import Training
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,10 +25,17 @@ struct Train: ParsableCommand {
               coto-train --model minilm/ --data train.jsonl --eval-data dev.jsonl --task classification -o runs/coto-s0
               coto-train --model minilm/ --data train.jsonl --task classification --no-coto --seed 1 -o runs/lora-s1
               coto-train --model minilm/ --data train.jsonl --task classification --variant dora --rank 16 -o runs/dora
+
+            Training grids (tasks x variants x methods x seeds, one run directory per cell; Docs/scale.md):
+              coto-train --grid grid.json -o runs/                      every cell, one after the other
+              coto-train --grid grid.json -o runs/ --shard auto         this Slurm array task's / Indexed Job pod's cells
+            A finished cell with the same configuration is skipped, a killed one resumes from its checkpoint
+            (with "save-every" in the grid's options); `coto-eval gather runs/` checks that every cell finished.
             """)
 
-    @Option(help: "Model directory (BERT for classification, LLaMA for causal-lm).") var model: String
-    @Option(help: "Training JSONL: {\"text\", \"label\"} (classification), {\"text\"} or {\"prompt\", \"completion\"} (causal-lm).") var data: String
+    @Option(name: .customLong("model"), help: "Model directory (BERT for classification, LLaMA for causal-lm).") var modelPath: String?
+    @Option(name: .customLong("data"), help: "Training JSONL: {\"text\", \"label\"} (classification), {\"text\"} or {\"prompt\", \"completion\"} (causal-lm).")
+    var dataPath: String?
     @Option(help: "Evaluation JSONL, scored every --eval-every steps and at the end.") var evalData: String?
     @Option(help: "classification (BERT) or causal-lm (LLaMA).") var task = "classification"
     @Option(name: .shortAndLong, help: "Output adapter directory.") var output: String
@@ -58,9 +66,25 @@ struct Train: ParsableCommand {
     @Option(help: "Write a resumable checkpoint every N steps (0: never).") var saveEvery = 0
     @Flag(help: "Continue from OUTPUT/checkpoint.") var resume = false
     @Flag(inversion: .prefixedNo, help: "Shuffle the training data every epoch (seeded); --no-shuffle keeps the file's order.") var shuffle = true
+    @Option(help: "A training grid (JSON: model, tasks, methods, variants, seeds, options); --output is the directory of its runs.") var grid: String?
+    @Option(help: "With --grid: train only the cells of shard i/n, or `auto` from the scheduler (Slurm array, Kubernetes Indexed Job, RANK/WORLD_SIZE).")
+    var shard = "1/1"
+    @Option(help: "With --shard auto: the number of shards (required for a Kubernetes Indexed Job; checked against Slurm's).") var numShards: Int?
+    @Flag(help: "With --grid: retrain cells that finished (or were trained from another configuration) and replace the manifest.") var overwrite = false
     @OptionGroup var out: OutputOptions
 
+    var model: String { modelPath ?? "" }
+    var data: String { dataPath ?? "" }
+
     func validate() throws {
+        if grid != nil {
+            guard modelPath == nil, dataPath == nil, evalData == nil else { throw ValidationError("with --grid, the grid file gives the model and the data") }
+            guard shard == "auto" || Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n, or auto (got '\(shard)')") }
+            if let n = numShards, n < 1 { throw ValidationError("--num-shards must be at least 1") }
+            return
+        }
+        guard modelPath != nil, dataPath != nil else { throw ValidationError("give --model and --data (or --grid)") }
+        guard shard == "1/1", numShards == nil, !overwrite else { throw ValidationError("--shard, --num-shards and --overwrite go with --grid") }
         guard ["lora", "rslora", "dora", "hira"].contains(variant) else { throw ValidationError("--variant must be lora, rslora, dora or hira") }
         guard task == "classification" || task == "causal-lm" else { throw ValidationError("--task must be classification or causal-lm") }
         guard rank >= 1 else { throw ValidationError("--rank must be at least 1") }
@@ -77,6 +101,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        if let g = grid { return try runGrid(g) }
         // Classification (BERT) splits each batch over two workers with single-threaded BLAS each; the
         // causal-LM pass calls BLAS on whole batches and lets OpenBLAS use the threads.
         if task == "classification" && threads >= 2 {
@@ -183,7 +208,8 @@ struct Train: ParsableCommand {
             task: task, steps: trainer.step, coto: coto, variant: variant, labels: labels, finalLoss: trainer.log.last?.loss, data: data,
             evalData: evalData, seed: seed, rank: rank, targets: targets, threads: threads, trainSeconds: trainSeconds,
             tokensPerSecond: trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count),
-            devStep: lastEval?.0, devAccuracy: lastEval?.1, devLoss: lastEval?.2)
+            devStep: lastEval?.0, devAccuracy: lastEval?.1, devLoss: lastEval?.2, config: try configuration())
+        // metrics.json last: its presence marks a finished run (a training grid skips it on a rerun).
         let metricsText = try RunRecords.metricsJSON(metrics)
         try AtomicFileWriter.write(metricsText, to: FileSystem.join(output, RunRecords.metricsFile))
         trainer.discardCheckpoint(at: ckpt)
@@ -196,6 +222,103 @@ struct Train: ParsableCommand {
         }
     }
 
+    // MARK: configuration and grids
+
+    /// Every option that changes the trained adapter, with its effective value (defaults included).
+    var effectiveOptions: [String: String] {
+        var o: [String: String] = [
+            "task": task, "variant": variant, "rank": String(rank), "alpha": alpha.map { "\($0)" } ?? "default", "targets": targets,
+            "coto": String(coto), "epochs": String(epochs), "steps": steps.map(String.init) ?? "epochs", "batch-size": String(batchSize),
+            "grad-accum": String(gradAccum), "lr": "\(lr)", "weight-decay": "\(weightDecay)", "warmup-ratio": "\(warmupRatio)", "schedule": schedule,
+            "max-length": maxLength.map(String.init) ?? "default", "lora-dropout": "\(loraDropout)", "max-grad-norm": "\(maxGradNorm)",
+            "seed": String(seed), "eval-every": String(evalEvery), "shuffle": String(shuffle),
+            // Classification splits a batch over up to two workers: their number changes the rounding.
+            "workers": String(task == "classification" ? min(threads, 2) : 1),
+        ]
+        if coto {
+            o["initial-p"] = "\(initialP)"
+            o["final-p"] = "\(finalP)"
+            o["stage1-ratio"] = "\(stage1Ratio)"
+            o["coto-group"] = cotoGroup
+        }
+        return o
+    }
+
+    func configuration() throws -> ConfigRecord {
+        var digests: [String: InputDigest] = [:]
+        return try TrainConfig.configuration(model: model, data: data, evalData: evalData, options: effectiveOptions, digests: &digests)
+    }
+
+    var parsedShard: Shard {
+        get throws {
+            if shard == "auto" { return try Shard.fromEnvironment(ProcessInfo.processInfo.environment, numShards: numShards) }
+            return Shard.parse(shard) ?? .whole
+        }
+    }
+
+    /// `--grid`: writes the manifest (every shard writes the same one), then trains this shard's cells one
+    /// after the other: a finished cell of the same configuration is skipped, one with a checkpoint resumes.
+    func runGrid(_ gridPath: String) throws {
+        let g = try TrainGrid.load(gridPath)
+        let shard = try parsedShard
+        var digests: [String: InputDigest] = [:]
+        var cells: [(cell: TrainGrid.Cell, command: Train, config: ConfigRecord)] = []
+        for c in g.cells {
+            var cmd: Train
+            do { cmd = try Train.parse(g.arguments(c, output: FileSystem.join(output, c.name))) } catch {
+                throw CommandError(gridPath, "cell \(c.name): \(Train.message(for: error))")
+            }
+            (cmd.threads, cmd.out) = (threads, out)
+            let config = try TrainConfig.configuration(
+                model: cmd.model, data: cmd.data, evalData: cmd.evalData, options: cmd.effectiveOptions, digests: &digests)
+            cells.append((c, cmd, config))
+        }
+        try FileSystem.makeDirectory(output)
+        let manifest = GridManifest(
+            grid: gridPath, gridSHA256: try SHA256.file(gridPath), version: CotoVersion.string,
+            cells: cells.map { .init(name: $0.cell.name, dir: $0.cell.name, config: $0.config.hash) }, shards: shard.count)
+        let manifestPath = FileSystem.join(output, RunRecords.gridFile)
+        if FileSystem.exists(manifestPath), !overwrite {
+            let old = try? JSONDecoder().decode(GridManifest.self, from: Data(FileSystem.readFile(manifestPath, limit: 64 << 20)))
+            guard let old, old.cells == manifest.cells else {
+                throw CommandError(
+                    manifestPath, "holds another grid (other cells or configurations); give --overwrite to retrain into \(output), or choose another --output")
+            }
+        }
+        try AtomicFileWriter.write(try manifest.encoded(), to: manifestPath)
+        let mine = cells.indices.filter(shard.owns)
+        for (n, k) in mine.enumerated() {
+            var (cell, cmd, config) = cells[k]
+            let dir = cmd.output
+            let label = "cell \(cell.name) (\(n + 1) of \(mine.count) in shard \(shard.text))"
+            let metricsPath = FileSystem.join(dir, RunRecords.metricsFile)
+            if FileSystem.exists(metricsPath), !overwrite {
+                guard let m = try? RunRecords.readMetrics(dir), let done = m.config else {
+                    throw CommandError(metricsPath, "is there without a configuration hash; give --overwrite to retrain \(cell.name)")
+                }
+                guard done.hash == config.hash else {
+                    let d = config.differences(from: done)
+                    throw CommandError(
+                        metricsPath,
+                        "was trained from another configuration (\(done.short), the grid's is \(config.short)"
+                            + (d.isEmpty ? "" : ": \(d.joined(separator: "; "))")
+                            + "); give --overwrite to retrain \(cell.name)")
+                }
+                if !out.quiet { Console.writeErr("\(label): finished already (configuration \(config.short)), skipped") }
+                continue
+            }
+            let ckpt = FileSystem.join(dir, "checkpoint")
+            if overwrite { FileSystem.removeTree(ckpt) }
+            if FileSystem.exists(ckpt) {
+                cmd.resume = true
+                if !out.quiet { Console.writeErr("\(label): resuming from \(ckpt)") }
+            } else if !out.quiet {
+                Console.writeErr("\(label): training")
+            }
+            try cmd.run()
+        }
+        if !out.quiet { Console.writeErr("shard \(shard.text) of \(manifestPath): its \(mine.count) of the grid's \(cells.count) cells are done") }
+    }
 }
 
 runCommand(Train.self)

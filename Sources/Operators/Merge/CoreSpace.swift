@@ -28,7 +28,7 @@ public struct CoreSpace: MergeMethod {
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
         try MergeSupport.perModule(inputs, o, method: name, needsDensity: needsDensity, progress: progress) { _, mods in
-            let (out, inF) = try MergeSupport.sameShape(mods, inputs)
+            _ = try MergeSupport.sameShape(mods, inputs)  // shapes checked
             let (bStack, aStack) = LowRank.stack(mods.map { _, m in (Float(m.scaling) * m.b.tensor, m.a.tensor) })
             let ub = try CoreSpace.span(bStack, left: true)  // [out, kB]
             let va = try CoreSpace.span(aStack, left: false)  // [kA, in]

@@ -26,7 +26,7 @@ public struct KnOTS: MergeMethod {
         let aligned = MergeSupport.aligned(inputs)
         for (idx, (name, mods)) in aligned.enumerated() {
             progress?(.module(name: name, index: idx, total: aligned.count))
-            let (out, inF) = try MergeSupport.sameShape(mods, inputs)
+            let (_, inF) = try MergeSupport.sameShape(mods, inputs)
             // The inputs that have the module, side by side (A block-diagonal); the others' blocks are zero.
             let (b, a) = LowRank.stack(mods.map { _, m in (Float(m.scaling) * m.b.tensor, m.a.tensor) }, blockDiagonal: true)
             var (u, s, vt) = try LowRank.span(b: b, a: a)
