@@ -62,7 +62,9 @@ import Checkpoint
         #expect(parts.count == 2)
         try FileManager.default.removeItem(atPath: runs + "/" + parts[0])
         let rep2 = try CLI.run("coto-eval", ["report", runs, "-o", t.path + "/report2"])
-        #expect(rep2.status == 0 && rep2.err.contains("warning:") && rep2.err.contains("a shard is missing"))
+        #expect(rep2.status == 1 && rep2.err.contains("missing shard 2/2 of 2") && rep2.err.contains("--partial"), "\(rep2.err)")
+        let rep3 = try CLI.run("coto-eval", ["report", runs, "-o", t.path + "/report2", "--partial"])
+        #expect(rep3.status == 0 && rep3.err.contains("warning:") && rep3.err.contains("missing shard 2/2"), "\(rep3.err)")
     }
 
     @Test func wordNetDataFilesAndCard() throws {

@@ -1,0 +1,196 @@
+import Testing
+import Foundation
+import TestSupport
+import Checkpoint
+
+/// Sharded sweeps and training grids from the command line on the tiny BERT: a finished shard is not rerun,
+/// another configuration is refused, `gather` names every gap, and the report from shards is byte for byte the
+/// report from one unsharded run.
+@Suite(.serialized) struct ScaleCLITests {
+    static let bert = CLI.fixture("tiny-bert")
+    static let a = CLI.fixture("peft/bert-lora")
+
+    /// A second adapter of the same shapes and head: bert-lora at half its magnitude-pruned entries.
+    static func second(_ t: TempDir) throws -> String {
+        let b = t.path + "/b"
+        let r = try CLI.run("coto-prune", [a, "--sparsity", "0.5", "-o", b, "-q"])
+        try #require(r.status == 0, "\(r.err)")
+        return b
+    }
+
+    static func data(_ t: TempDir) throws -> String {
+        let data = t.path + "/tiny-test.jsonl"
+        let rows = ["a b c", "d e", "f", "g h i j", "k l", "m n o", "p", "q r s", "t u", "v w x y"].enumerated().map { i, s in
+            "{\"text\": \"\(s)\", \"label\": \"\(["x", "y", "z"][i % 3])\"}"
+        }
+        try (rows.joined(separator: "\n") + "\n").write(toFile: data, atomically: true, encoding: .utf8)
+        return data
+    }
+
+    /// Every sweep kind, as shard `shard` into `out`.
+    static func sweeps(_ data: String, _ b: String, out: String, shard: String, extra: [String] = []) throws {
+        let common = ["--model", bert, "--shard", shard, "--name", "lora", "-o", out, "-q"] + extra
+        let runs: [[String]] = [
+            ["interpolate", a, b, "--data", data, "--grid", "0:1:0.25"],
+            ["prune", a, "--data", data, "--sparsity", "0,0.5,0.9", "--layers", "all,0", "--ranks", "2,1"],
+            ["shapley", a, "--data", data, "--samples", "8", "--grid", "4"],
+            ["merge", a, b, "--task-data", "\(data),\(data)", "--methods", "interpolate,ties,svd"],
+        ]
+        for r in runs {
+            let res = try CLI.run("coto-eval", r + common)
+            #expect(res.status == 0, "\(r[0]) \(shard): \(res.err)")
+        }
+    }
+
+    static func files(_ dir: String) throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir).sorted() }
+    static func bytes(_ p: String) -> Data? { FileManager.default.contents(atPath: p) }
+
+    @Test func shardedReportEqualsTheUnshardedOneByteForByte() throws {
+        let t = TempDir()
+        let data = try Self.data(t)
+        let sweeps = t.path + "/sweeps"
+        let b = try Self.second(t)
+        for i in 1...3 { try Self.sweeps(data, b, out: sweeps, shard: "\(i)/3") }
+        #expect(try Self.files(sweeps).count == 12)
+        let g = try CLI.run("coto-eval", ["gather", sweeps])
+        #expect(g.status == 0 && g.out.split(separator: "\n").count == 4 && !g.out.contains("INCOMPLETE"), "\(g.out) \(g.err)")
+        #expect(try CLI.run("coto-eval", ["report", sweeps, "-o", t.path + "/sharded", "-q"]).status == 0)
+        // The same sweeps unsharded, in a directory of the same name (the report names its inputs).
+        try FileManager.default.moveItem(atPath: sweeps, toPath: t.path + "/parts")
+        try Self.sweeps(data, b, out: sweeps, shard: "1/1")
+        #expect(try CLI.run("coto-eval", ["report", sweeps, "-o", t.path + "/whole", "-q"]).status == 0)
+        for f in ["report.md", "results.json"] + (try Self.files(t.path + "/whole/plots")).map({ "plots/" + $0 }) {
+            #expect(Self.bytes(t.path + "/sharded/" + f) == Self.bytes(t.path + "/whole/" + f), "\(f) differs")
+        }
+        #expect(try Self.files(t.path + "/whole/plots").count >= 4)
+    }
+
+    @Test func aFinishedShardIsNotRerunAndAnotherConfigurationIsRefused() throws {
+        let t = TempDir()
+        let data = try Self.data(t)
+        let out = t.path + "/s"
+        let args = ["interpolate", Self.a, try Self.second(t), "--model", Self.bert, "--data", data, "--grid", "0:1:0.5", "--shard", "1/2", "-o", out]
+        #expect(try CLI.run("coto-eval", args + ["-q"]).status == 0)
+        let file = out + "/" + (try Self.files(out)[0])
+        let before = Self.bytes(file)
+        let mtime = try FileManager.default.attributesOfItem(atPath: file)[.modificationDate] as? Date
+        let again = try CLI.run("coto-eval", args)
+        #expect(again.status == 0 && again.out.contains("done already") && again.out.contains("nothing to do"), "\(again.out)")
+        let mtimeAfter = try FileManager.default.attributesOfItem(atPath: file)[.modificationDate] as? Date
+        #expect(Self.bytes(file) == before && mtimeAfter == mtime)
+        let j = try JSON.parse(string: String(decoding: before ?? Data(), as: UTF8.self))
+        #expect(j["config"]?["hash"]?.stringValue?.count == 64 && j["config"]?["inputs"]?.arrayValue?.count == 4)
+        // Another option: refused, one line naming the file and what changed; --overwrite replaces it.
+        let other = try CLI.run("coto-eval", args + ["--batch-size", "4", "-q"])
+        #expect(other.status == 1 && other.err.split(separator: "\n").count == 1, "\(other.err)")
+        #expect(other.err.contains(file) && other.err.contains("batch_size 32 → 4") && other.err.contains("--overwrite"))
+        #expect(Self.bytes(file) == before)
+        #expect(try CLI.run("coto-eval", args + ["--batch-size", "4", "--overwrite", "-q"]).status == 0)
+        #expect(Self.bytes(file) != before)
+        // Another input content: the data file changed.
+        try (String(contentsOfFile: data, encoding: .utf8) + "{\"text\": \"z\", \"label\": \"x\"}\n").write(toFile: data, atomically: true, encoding: .utf8)
+        let changed = try CLI.run("coto-eval", args + ["--batch-size", "4", "-q"])
+        #expect(changed.status == 1 && changed.err.contains("data \(data) has other content"), "\(changed.err)")
+    }
+
+    @Test func gatherNamesEveryGapAndTheReportWaitsForIt() throws {
+        let t = TempDir()
+        let data = try Self.data(t)
+        let out = t.path + "/s"
+        let args = ["prune", Self.a, "--model", Self.bert, "--data", data, "--sparsity", "0,0.5,0.9", "--ranks", "2,1", "-o", out, "-q"]
+        for i in ["1/3", "3/3"] { #expect(try CLI.run("coto-eval", args + ["--shard", i]).status == 0) }
+        // Missing.
+        var g = try CLI.run("coto-eval", ["gather", out])
+        #expect(g.status == 1 && g.err.contains("missing shard 2/3 of 3") && g.out.contains("INCOMPLETE"), "\(g.err)")
+        #expect(g.err.split(separator: "\n").last?.hasPrefix("error: ") == true)
+        #expect(try CLI.run("coto-eval", ["gather", out, "--partial"]).status == 0)
+        let rep = try CLI.run("coto-eval", ["report", out, "-o", t.path + "/r"])
+        #expect(rep.status == 1 && rep.err.contains("missing shard 2/3") && !FileManager.default.fileExists(atPath: t.path + "/r/report.md"))
+        let partial = try CLI.run("coto-eval", ["report", out, "-o", t.path + "/r", "--partial"])
+        #expect(partial.status == 0 && partial.err.contains("warning:"), "\(partial.err)")
+        #expect(try String(contentsOfFile: t.path + "/r/report.md", encoding: .utf8).contains("missing shard 2/3"))
+        // Another configuration for shard 2.
+        #expect(try CLI.run("coto-eval", args + ["--shard", "2/3", "--max-length", "16"]).status == 0)
+        g = try CLI.run("coto-eval", ["gather", out])
+        #expect(g.status == 1 && g.err.contains("max_length default → 16"), "\(g.err)")
+        #expect(try CLI.run("coto-eval", args + ["--shard", "2/3", "--overwrite"]).status == 0)
+        #expect(try CLI.run("coto-eval", ["gather", out]).status == 0)
+        // Duplicated: a copy of shard 1 in a subdirectory.
+        let name = try Self.files(out).first { $0.contains("shard-1-of-3") }!
+        try FileManager.default.createDirectory(atPath: out + "/copy", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: out + "/" + name, toPath: out + "/copy/" + name)
+        g = try CLI.run("coto-eval", ["gather", out])
+        #expect(g.status == 1 && g.err.contains("shard 1/3 is there twice"), "\(g.err)")
+        try FileManager.default.removeItem(atPath: out + "/copy")
+        // A shard file short of a point.
+        let path3 = out + "/" + (try Self.files(out).first { $0.contains("shard-3-of-3") }!)
+        var obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path3))) as? [String: Any])
+        obj["points"] = Array((obj["points"] as? [Any] ?? []).dropLast())
+        try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: path3))
+        g = try CLI.run("coto-eval", ["gather", out])
+        #expect(g.status == 1 && g.err.contains("shard 3/3 holds 0 of its 1 points"), "\(g.err)")
+    }
+
+    @Test func aTrainingGridTrainsItsShardsSkipsFinishedCellsAndGatherFindsTheRest() throws {
+        let t = TempDir()
+        let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
+        try (lines.prefix(32).joined(separator: "\n") + "\n").write(toFile: t.path + "/train.jsonl", atomically: true, encoding: .utf8)
+        try (lines.suffix(8).joined(separator: "\n") + "\n").write(toFile: t.path + "/dev.jsonl", atomically: true, encoding: .utf8)
+        let grid = t.path + "/grid.json"
+        func writeGrid(lr: String) throws {
+            try """
+            {"model": "\(Self.bert)", "tasks": {"noun8": {"data": "train.jsonl", "eval-data": "dev.jsonl"}},
+             "methods": ["lora", "coto"], "seeds": [0, 1],
+             "options": {"steps": 2, "batch-size": 8, "max-length": 16, "lr": \(lr), "targets": "query,value"}}
+            """.write(toFile: grid, atomically: true, encoding: .utf8)
+        }
+        try writeGrid(lr: "0.002")
+        let runs = t.path + "/runs"
+        let env = ["SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "0"]
+        let r1 = try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "auto"], environment: env)
+        #expect(r1.status == 0, "\(r1.err)")
+        // Shard 1 of 2 owns cells 0 and 2 of the sorted grid: noun8-coto-s0, noun8-lora-s0.
+        #expect(try Self.files(runs) == ["coto_grid.json", "noun8-coto-s0", "noun8-lora-s0"])
+        var g = try CLI.run("coto-eval", ["gather", runs])
+        #expect(g.status == 1 && g.out.contains("2 of 4 cells finished"), "\(g.out)")
+        #expect(g.err.contains("cell noun8-coto-s1 (shard 2/2) is not finished") && g.err.contains("cell noun8-lora-s1 (shard 2/2) is not finished"))
+        // A rerun of the finished shard does nothing.
+        let metrics = runs + "/noun8-coto-s0/metrics.json"
+        let before = Self.bytes(metrics)
+        let again = try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "1/2"])
+        #expect(again.status == 0 && again.err.contains("noun8-coto-s0 (1 of 2 in shard 1/2): finished already"), "\(again.err)")
+        #expect(Self.bytes(metrics) == before)
+        // The other shard completes the grid; the report joins its runs.
+        #expect(try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "2/2", "-q"]).status == 0)
+        g = try CLI.run("coto-eval", ["gather", runs])
+        #expect(g.status == 0 && g.out.contains("complete, 4 of 4 cells finished"), "\(g.out) \(g.err)")
+        let rep = try CLI.run("coto-eval", ["report", runs, "-o", t.path + "/report", "--json"])
+        #expect(rep.status == 0, "\(rep.err)")
+        // The same cell trained alone with the grid's arguments has the same configuration.
+        let m = try JSON.parse(string: String(contentsOfFile: metrics, encoding: .utf8))
+        let alone = try CLI.run(
+            "coto-train",
+            [
+                "--model", Self.bert, "--data", t.path + "/train.jsonl", "--eval-data", t.path + "/dev.jsonl", "--seed", "0", "--steps", "2",
+                "--batch-size", "8", "--max-length", "16", "--lr", "0.002", "-o", t.path + "/alone", "--json",
+            ])
+        #expect(alone.status == 0, "\(alone.err)")
+        #expect(try JSON.parse(string: alone.out)["config"]?["hash"] == m["config"]?["hash"])
+        // A killed cell (no metrics.json) is named, and rerunning its shard completes it.
+        try FileManager.default.removeItem(atPath: runs + "/noun8-lora-s1/metrics.json")
+        g = try CLI.run("coto-eval", ["gather", runs])
+        #expect(g.status == 1 && g.err.contains("cell noun8-lora-s1 (shard 2/2) is not finished"), "\(g.err)")
+        #expect(try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "2/2", "-q"]).status == 0)
+        #expect(try CLI.run("coto-eval", ["gather", runs]).status == 0)
+        // Another grid into the same directory: refused unless --overwrite.
+        try writeGrid(lr: "0.001")
+        let other = try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "1/2"])
+        #expect(other.status == 1 && other.err.contains("coto_grid.json") && other.err.contains("--overwrite"), "\(other.err)")
+        #expect(try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "1/2", "--overwrite", "-q"]).status == 0)
+        g = try CLI.run("coto-eval", ["gather", runs])
+        #expect(g.status == 1 && g.err.contains("noun8-coto-s1") && g.err.contains("another configuration"), "\(g.err)")
+        // Usage errors.
+        #expect(try CLI.run("coto-train", ["--grid", grid, "--model", Self.bert, "-o", runs]).status == 64)
+        #expect(try CLI.run("coto-train", ["--model", Self.bert, "--data", "x", "--shard", "1/2", "-o", runs]).status == 64)
+    }
+}

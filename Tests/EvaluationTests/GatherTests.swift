@@ -1,0 +1,126 @@
+import Testing
+import Foundation
+@testable import Evaluation
+import Checkpoint
+import TestSupport
+
+/// `coto-eval gather` on shards built in memory: a complete set joins in unsharded order; every failure
+/// (missing, duplicated, mismatched configuration, no configuration, mixed counts, a shard short of points)
+/// is named; the status of a shard file before a rerun (run, done, refuse).
+@Suite struct GatherTests {
+    static let config = ConfigRecord(identity: "x", inputs: [InputDigest(role: "model", path: "m", sha256: "aa")], options: ["batch_size": "32"])
+    static let grid = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]
+
+    /// Shard i of n of an 11-point interpolation sweep, each point's accuracy = its λ.
+    static func shard(_ i: Int, of n: Int, config: ConfigRecord? = GatherTests.config) -> SweepResult {
+        let s = Shard(index: i, count: n)
+        var r = Sweeps.interpolateHeader(a: "runs/a", b: "runs/b", data: "noun8-test.jsonl", grid: grid, name: "lora", shard: s)
+        r.points = grid.indices.filter(s.owns).map { k in
+            var p = SweepPoint(score: Score(accuracy: grid[k], macroF1: grid[k], loss: 1 - grid[k], examples: 10))
+            p.lambda = grid[k]
+            return p
+        }
+        r.config = config
+        return r
+    }
+
+    static func files(_ rs: [SweepResult], dir: String = "sweeps") -> [(path: String, result: SweepResult)] {
+        rs.map { ("\(dir)/\(Sweeps.fileName($0))", $0) }
+    }
+
+    @Test func completeShardsJoinInUnshardedOrder() throws {
+        for n in 1...5 {
+            let (c, skipped) = Gather.sweeps(Self.files((1...n).reversed().map { Self.shard($0, of: n) }))
+            #expect(skipped.isEmpty && c.count == 1)
+            let s = try #require(c.first)
+            #expect(s.problems.isEmpty, "\(s.problems)")
+            #expect(s.points == Self.shard(1, of: 1).points, "n = \(n)")
+            #expect(s.covered == Array(1...n) && s.count == n && s.config == Self.config && s.header.shard == [1, 1])
+        }
+    }
+
+    @Test func aMissingShardIsNamed() throws {
+        let s = try #require(Gather.sweeps(Self.files([Self.shard(1, of: 4), Self.shard(3, of: 4)])).sweeps.first)
+        #expect(s.problems == ["missing shards 2/4, 4/4 of 4"])
+        #expect(s.points.map(\.lambda) == [0, 0.2, 0.4, 0.6, 0.8, 1].map { Optional($0) })
+        #expect(s.found == 6 && s.expected == 11)
+    }
+
+    @Test func aDuplicatedShardIsNamedWithBothFiles() throws {
+        let fs = Self.files([Self.shard(1, of: 2), Self.shard(2, of: 2)]) + Self.files([Self.shard(2, of: 2)], dir: "copy")
+        let s = try #require(Gather.sweeps(fs).sweeps.first)
+        #expect(s.problems.count == 1 && s.problems[0].hasPrefix("shard 2/2 is there twice: copy/") && s.problems[0].contains(" and sweeps/"))
+        #expect(s.points.count == 11)
+    }
+
+    @Test func aShardOfAnotherConfigurationIsNamedWithWhatDiffers() throws {
+        let other = ConfigRecord(identity: "x", inputs: [InputDigest(role: "model", path: "m", sha256: "aa")], options: ["batch_size": "8"])
+        let s = try #require(Gather.sweeps(Self.files([Self.shard(1, of: 2), Self.shard(2, of: 2, config: other)])).sweeps.first)
+        #expect(s.problems.count == 2, "\(s.problems)")
+        #expect(s.problems[0].contains("shard-2-of-2.json: configuration \(other.short) differs") && s.problems[0].contains("batch_size 32 → 8"))
+        #expect(s.problems[1] == "missing shard 2/2 of 2")
+        #expect(s.points.count == 6)  // the mismatched shard is not joined
+    }
+
+    @Test func shardsWithoutAConfigurationAreNamed() throws {
+        let s = try #require(Gather.sweeps(Self.files([Self.shard(1, of: 2, config: nil), Self.shard(2, of: 2, config: nil)])).sweeps.first)
+        #expect(s.problems.count == 2 && s.problems.allSatisfy { $0.contains("carries no configuration hash") })
+        // An unsharded file from before configurations is fine: there is nothing to join.
+        let w = try #require(Gather.sweeps(Self.files([Self.shard(1, of: 1, config: nil)])).sweeps.first)
+        #expect(w.problems.isEmpty && w.points.count == 11)
+    }
+
+    @Test func mixedShardCountsAreNamed() throws {
+        let s = try #require(Gather.sweeps(Self.files([Self.shard(1, of: 2), Self.shard(2, of: 2), Self.shard(1, of: 1)])).sweeps.first)
+        #expect(s.problems.count == 1 && s.problems[0].hasPrefix("mixed shard counts 1, 2:"))
+    }
+
+    @Test func aShardShortOfPointsIsNamed() throws {
+        var short = Self.shard(2, of: 3)
+        short.points!.removeLast()
+        let s = try #require(Gather.sweeps(Self.files([Self.shard(1, of: 3), short, Self.shard(3, of: 3)])).sweeps.first)
+        #expect(s.problems.count == 1 && s.problems[0].hasSuffix("shard 2/3 holds 3 of its 4 points"), "\(s.problems)")
+        #expect(s.points.count == 7)
+    }
+
+    @Test func malformedAndUnknownFilesAreSkippedNotJoined() {
+        var bad = Self.shard(1, of: 2)
+        bad.shard = [3, 2]
+        var unknown = Self.shard(1, of: 1)
+        unknown.sweep = "dance"
+        let (c, skipped) = Gather.sweeps(Self.files([bad, unknown]))
+        #expect(c.isEmpty && skipped.count == 2)
+    }
+
+    @Test func aShardFileIsRunDoneOrRefused() throws {
+        let t = TempDir()
+        let p = t.path + "/s.json"
+        #expect(try Sweeps.shardStatus(at: p, config: Self.config, overwrite: false) == .run)
+        try AtomicFileWriter.write(try Self.shard(1, of: 2).encoded(), to: p)
+        #expect(try Sweeps.shardStatus(at: p, config: Self.config, overwrite: false) == .done)
+        #expect(try Sweeps.shardStatus(at: p, config: Self.config, overwrite: true) == .run)
+        let other = ConfigRecord(identity: "x", inputs: [InputDigest(role: "model", path: "m", sha256: "bb")], options: ["batch_size": "32"])
+        do {
+            _ = try Sweeps.shardStatus(at: p, config: other, overwrite: false)
+            Issue.record("another configuration must be refused")
+        } catch let e as EvalError {
+            #expect(e.subject == p && e.message.contains("model m has other content") && e.message.contains("--overwrite"))
+        }
+        #expect(try Sweeps.shardStatus(at: p, config: other, overwrite: true) == .run)
+        try AtomicFileWriter.write(try Self.shard(1, of: 2, config: nil).encoded(), to: p)
+        #expect(throws: EvalError.self) { try Sweeps.shardStatus(at: p, config: Self.config, overwrite: false) }
+        try AtomicFileWriter.write("not json", to: p)
+        #expect(throws: EvalError.self) { try Sweeps.shardStatus(at: p, config: Self.config, overwrite: false) }
+        #expect(try Sweeps.shardStatus(at: p, config: Self.config, overwrite: true) == .run)
+    }
+
+    @Test func ownedCountsAddUpToTheWhole() {
+        for total in 0...23 {
+            for n in 1...6 {
+                let counts = (1...n).map { Shard(index: $0, count: n).ownedCount(of: total) }
+                #expect(counts.reduce(0, +) == total)
+                for i in 1...n { #expect(counts[i - 1] == (0..<total).filter(Shard(index: i, count: n).owns).count) }
+            }
+        }
+    }
+}
