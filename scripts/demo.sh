@@ -40,7 +40,7 @@ for task in "${TASKS[@]}"; do
       echo "-- $task $mode seed $seed"
       $BIN/coto-train --model "$M" --data "$OUT/data/$task-train.jsonl" --eval-data "$OUT/data/$task-dev.jsonl" \
         --task classification --rank 8 --alpha 16 --targets query,value --steps $STEPS --batch-size 32 \
-        --max-length 64 --lr 2e-3 --seed $seed --threads $THREADS $flag -o "$OUT/runs/$task/$mode-s$seed"
+        --eval-every $((STEPS / 5)) --max-length 64 --lr 2e-3 --seed $seed --threads $THREADS $flag -o "$OUT/runs/$task/$mode-s$seed"
     done
   done
 done

@@ -86,6 +86,13 @@ up() {
     echo "slurm-local: already up ($CONF)"
     return 0
   fi
+  # Another Slurm on these ports (one started with another SLURM_LOCAL_DIR, or a system one) would answer in our
+  # place: refuse instead.
+  for port in 6817 6818; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      die "port $port is in use (another slurmctld/slurmd?); stop it first (scripts/slurm-local.sh down with its SLURM_LOCAL_DIR)"
+    fi
+  done
   write_config
   munged --force --socket="$SOCK" --key-file="$DIR/munge/munge.key" --pid-file="$DIR/munge/munged.pid" \
     --log-file="$DIR/log/munged.log" --seed-file="$DIR/munge/munged.seed"
@@ -99,6 +106,11 @@ up() {
     case "$state" in idle*|mix*|alloc*) break ;; esac
     sleep 0.5
   done
+  # Our controller must be the one that answered.
+  if ! kill -0 "$(cat "$DIR/slurmctld.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
+    tail -n 5 "$DIR/log/slurmctld.log" >&2 || true
+    die "slurmctld did not stay up; logs in $DIR/log"
+  fi
   case "$state" in
     idle*|mix*|alloc*) ;;
     *) tail -n 20 "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" >&2 || true; die "node $NODE did not come up (state '$state'); logs in $DIR/log" ;;

@@ -16,6 +16,10 @@ public struct StepLog: Codable, Sendable, Equatable {
     public var tokensPerSecond: Double
     /// Wall time of the step (forward, backward, optimizer).
     public var seconds: Double = 0
+    /// The dev set's accuracy (causal LM: next-token accuracy) and loss after this step, on the steps where
+    /// coto-train evaluated (`--eval-every`); absent elsewhere.
+    public var devAccuracy: Double? = nil
+    public var devLoss: Double? = nil
 
     public init(step: Int, loss: Double, lr: Float, p: Double, activeGroups: [Int], tokensPerSecond: Double, seconds: Double = 0) {
         self.step = step
@@ -31,6 +35,8 @@ public struct StepLog: Codable, Sendable, Equatable {
         case step, loss, lr, p, seconds
         case activeGroups = "active_groups"
         case tokensPerSecond = "tokens_per_s"
+        case devAccuracy = "dev_accuracy"
+        case devLoss = "dev_loss"
     }
 
     public init(from decoder: Decoder) throws {
@@ -42,6 +48,8 @@ public struct StepLog: Codable, Sendable, Equatable {
         activeGroups = try c.decodeIfPresent([Int].self, forKey: .activeGroups) ?? []
         tokensPerSecond = try c.decodeIfPresent(Double.self, forKey: .tokensPerSecond) ?? 0
         seconds = try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0
+        devAccuracy = try c.decodeIfPresent(Double.self, forKey: .devAccuracy)
+        devLoss = try c.decodeIfPresent(Double.self, forKey: .devLoss)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -53,6 +61,8 @@ public struct StepLog: Codable, Sendable, Equatable {
         try c.encode(activeGroups, forKey: .activeGroups)
         try c.encodeFinite(tokensPerSecond, forKey: .tokensPerSecond)
         try c.encodeFinite(seconds, forKey: .seconds)
+        if let devAccuracy { try c.encodeFinite(devAccuracy, forKey: .devAccuracy) }
+        if let devLoss { try c.encodeFinite(devLoss, forKey: .devLoss) }
     }
 }
 

@@ -103,3 +103,62 @@ public enum TaskData {
         }
     }
 }
+
+/// A multiple-choice record: `{"context", "choices": [...], "label": index}`.
+public struct MultipleChoiceRecord: Sendable, Equatable {
+    public var context: String
+    public var choices: [String]
+    public var label: Int
+    /// "file:line".
+    public var place: String
+}
+
+/// A sequence a causal LM scores: the ids it reads (`input`) and the next tokens it is scored on: the
+/// prediction at input position `first + j` is scored against `targets[j]`.
+public struct ScoredSequence: Sendable, Equatable {
+    public var input: [Int]
+    public var first: Int
+    public var targets: [Int]
+    /// Bytes of the scored text (multiple choice normalizes by them).
+    public var bytes: Int
+    /// Every id the model sees or is scored on.
+    public var allIds: [Int] { input + [targets.last].compactMap { $0 } }
+}
+
+extension TaskData {
+    public static func multipleChoice(_ path: String) throws -> [MultipleChoiceRecord] {
+        try JSONL.read(path).map { r in
+            let place = "\(path):\(r.line)"
+            let context = try JSONL.text(r, "context", path: path)!
+            guard let choices = r.json["choices"]?.arrayValue?.compactMap(\.stringValue), !choices.isEmpty,
+                choices.count == r.json["choices"]?.arrayValue?.count
+            else {
+                throw EvalError(place, "\"choices\" must be a non-empty list of strings")
+            }
+            guard let label = r.json["label"]?.intValue, label >= 0, label < choices.count else {
+                throw EvalError(place, "\"label\" must be the index of the right choice (0...\(choices.count - 1))")
+            }
+            return MultipleChoiceRecord(context: context, choices: choices, label: label, place: place)
+        }
+    }
+
+    /// `continuation` after `context` (lm-evaluation-harness's split), in a window of at most `maxLength`
+    /// input tokens that keeps the end: nil when nothing is left to score. A continuation longer than the
+    /// window loses its first tokens (they would have no context to be predicted from).
+    public static func continuationSequence(_ tok: Tokenizer, context: String, continuation: String, maxLength: Int) -> ScoredSequence? {
+        let (ctxIds, contIds) = contextContinuationIds(tok, context: context, continuation: continuation)
+        guard !contIds.isEmpty else { return nil }
+        let window = Array((ctxIds + contIds).suffix(maxLength + 1))
+        let input = Array(window.dropLast())
+        guard !input.isEmpty else { return nil }
+        let targets = Array(contIds.suffix(min(contIds.count, input.count)))
+        return ScoredSequence(input: input, first: input.count - targets.count, targets: targets, bytes: continuation.utf8.count)
+    }
+
+    /// A text scored on every token after the first, truncated to `maxLength` tokens: nil under two.
+    public static func textSequence(_ tok: Tokenizer, text: String, maxLength: Int) -> ScoredSequence? {
+        let ids = Array(tok.encode(text, pair: nil, addSpecialTokens: false).ids.prefix(maxLength))
+        guard ids.count >= 2 else { return nil }
+        return ScoredSequence(input: Array(ids.dropLast()), first: 0, targets: Array(ids.dropFirst()), bytes: text.utf8.count)
+    }
+}

@@ -175,10 +175,27 @@ public enum Report {
         return Output(markdown: b.md, results: json, plots: b.plots, warnings: warnings)
     }
 
-    /// The training runs: per task and series, dev accuracy, time and throughput, and the loss curves.
+    /// Whether a run converged, by the rule the report states: every dev evaluation in the last 20% of
+    /// the steps is within 1 point (0.01) of the run's best dev accuracy. Nil when no evaluation falls in
+    /// that window (train with `--eval-every`).
+    public static func converged(_ log: [StepLog], steps: Int) -> Bool? {
+        let evals = log.compactMap { e in e.devAccuracy.map { (e.step, $0) } }
+        guard let best = evals.map(\.1).max() else { return nil }
+        let tail = evals.filter { Double($0.0) > 0.8 * Double(steps) }
+        guard !tail.isEmpty else { return nil }
+        return tail.allSatisfy { $0.1 >= best - 0.01 }
+    }
+
+    /// The training runs: per task and series, dev accuracy, convergence, time and throughput, the loss
+    /// curves and the dev curves.
     static func trainingSection(_ runs: [TrainingRun], into b: inout Builder) throws {
         if !runs.isEmpty {
             b.md += "## Training\n\n"
+            let withCurves = runs.contains { r in r.log.contains { $0.devAccuracy != nil } }
+            if withCurves {
+                b.md += "Converged: every dev evaluation in the last 20% of the steps is within 1 point of the run's best dev "
+                b.md += "accuracy (– when no evaluation falls in that window).\n\n"
+            }
             var rows: [[String]] = []
             var tj: [JSON] = []
             let tasks = Array(Set(runs.map(\.task))).sorted()
@@ -189,15 +206,31 @@ public enum Report {
                     let secs = rs.map(\.metrics.trainSeconds)
                     let tps = rs.map(\.metrics.tokensPerSecond)
                     let steps = rs.map(\.metrics.steps)
-                    rows.append([task, name, String(rs.count), steps.map(String.init).first ?? "–", pm(acc), pm(secs, 1), pm(tps, 0)])
-                    tj.append(
-                        .object([
-                            ("task", .string(task)), ("name", .string(name)), ("seeds", .array(rs.map { $0.seed.map(JSON.int) ?? .null })),
-                            ("dev_accuracy", stats(acc)), ("train_seconds", stats(secs)), ("tokens_per_second", stats(tps)),
-                        ]))
+                    let conv = rs.map { converged($0.log, steps: $0.metrics.steps) }
+                    var row = [task, name, String(rs.count), steps.map(String.init).first ?? "–", pm(acc), pm(secs, 1), pm(tps, 0)]
+                    if withCurves {
+                        let known = conv.compactMap { $0 }
+                        row.insert(known.isEmpty ? "–" : "\(known.filter { $0 }.count) of \(rs.count)", at: 5)
+                    }
+                    rows.append(row)
+                    var fields: [(String, JSON)] = [
+                        ("task", .string(task)), ("name", .string(name)), ("seeds", .array(rs.map { $0.seed.map(JSON.int) ?? .null })),
+                        ("dev_accuracy", stats(acc)), ("train_seconds", stats(secs)), ("tokens_per_second", stats(tps)),
+                    ]
+                    if withCurves {
+                        fields.append(("converged", .array(conv.map { $0.map(JSON.bool) ?? .null })))
+                        fields.append(("not_converged", .array(zip(rs, conv).filter { $0.1 == false }.map { .string($0.0.path) })))
+                    }
+                    tj.append(.object(fields))
                 }
             }
-            b.md += mdTable(["task", "adapter", "seeds", "steps", "dev accuracy", "training time (s)", "tokens/s"], rows) + "\n"
+            var header = ["task", "adapter", "seeds", "steps", "dev accuracy", "training time (s)", "tokens/s"]
+            if withCurves { header.insert("converged", at: 5) }
+            b.md += mdTable(header, rows) + "\n"
+            let notConverged = runs.filter { converged($0.log, steps: $0.metrics.steps) == false }
+            if !notConverged.isEmpty {
+                b.md += "**Not converged:** " + notConverged.map { "`\($0.path)`" }.joined(separator: ", ") + "\n\n"
+            }
             // Time: one bar group per task.
             var fig = Figure(title: "Training time", xLabel: "task", yLabel: "seconds (mean over seeds)")
             fig.categories = tasks
@@ -236,6 +269,19 @@ public enum Report {
                 }
                 try b.addPlot(curve, "training-loss-\(slug(task)).png", alt: "training loss on \(task)")
             }
+            // Dev curves: every run of the task, its seed in the legend.
+            for task in tasks where withCurves {
+                var dev = Figure(title: "Dev accuracy: \(task)", xLabel: "optimizer step", yLabel: "dev accuracy")
+                for name in seriesOrder(runs.filter { $0.task == task }.map(\.name)) {
+                    for r in runs.filter({ $0.task == task && $0.name == name }) {
+                        let pts = r.log.compactMap { e in e.devAccuracy.map { (Double(e.step), $0) } }
+                        if pts.isEmpty { continue }
+                        let mark = converged(r.log, steps: r.metrics.steps) == false ? " (not converged)" : ""
+                        dev.series.append(.init(name: "\(name) s\(r.seed.map(String.init) ?? "?")\(mark)", x: pts.map(\.0), y: pts.map(\.1)))
+                    }
+                }
+                if !dev.series.isEmpty { try b.addPlot(dev, "dev-accuracy-\(slug(task)).png", alt: "dev accuracy on \(task)") }
+            }
             b.results.append(("training", .array(tj)))
         }
     }
@@ -245,28 +291,31 @@ public enum Report {
         let interp = sweeps.filter { $0.sweep == "interpolate" }
         if !interp.isEmpty {
             b.md += "## Interpolation\n\nAccuracy along θ(λ) = (1−λ)·A + λ·B between two adapters of the same task (different seeds). "
-            b.md += "The barrier is the largest drop below the straight line between the end points.\n\n"
+            b.md += "The barrier is the largest drop below the straight line between the end points"
+            b.md += interp.contains { Sweeps.metric($0.header).name == "perplexity" } ? " (for perplexity: the largest rise above it).\n\n" : ".\n\n"
             var rows: [[String]] = []
             var ij: [JSON] = []
             for task in Array(Set(interp.map(\.task))).sorted() {
-                var fig = Figure(title: "Interpolation: \(task)", xLabel: "λ", yLabel: "accuracy")
+                let metric = Sweeps.metric(interp.first { $0.task == task }!.header)
+                var fig = Figure(title: "Interpolation: \(task)", xLabel: "λ", yLabel: metric.name)
                 for name in seriesOrder(interp.filter { $0.task == task }.map(\.name)) {
                     let runs = interp.filter { $0.task == task && $0.name == name }
                     var byL: [Double: [Double]] = [:]
                     var barriers: [Double] = []
                     for r in runs {
-                        let pts = Sweeps.curve(r.points)
+                        let pts = Sweeps.curve(r.points, metric)
                         for (l, a) in pts { byL[l, default: []].append(a) }
-                        if r.complete, let b = Sweeps.barrier(pts) { barriers.append(b) }
+                        if r.complete, let b = Sweeps.barrier(metric.higherIsBetter ? pts : pts.map { ($0.0, -$0.1) }) { barriers.append(b) }
                     }
                     let ls = byL.keys.sorted()
                     fig.series.append(.init(name: name, x: ls, y: ls.map { meanStd(byL[$0]!).0 }, err: ls.map { meanStd(byL[$0]!).1 }))
                     let mid = ls.min { abs($0 - 0.5) < abs($1 - 0.5) }
-                    rows.append([task, name, String(runs.count), pm(byL[0] ?? []), pm(mid.map { byL[$0]! } ?? []), pm(byL[1] ?? []), pm(barriers)])
+                    let label = metric.name == "accuracy" ? task : "\(task) (\(metric.name))"
+                    rows.append([label, name, String(runs.count), pm(byL[0] ?? []), pm(mid.map { byL[$0]! } ?? []), pm(byL[1] ?? []), pm(barriers)])
                     ij.append(
                         .object([
                             ("task", .string(task)), ("name", .string(name)), ("pairs", .int(runs.count)),
-                            ("lambda", .array(ls.map { .double($0) })), ("accuracy", .array(ls.map { stats(byL[$0]!) })),
+                            ("lambda", .array(ls.map { .double($0) })), (metric.name, .array(ls.map { stats(byL[$0]!) })),
                             ("barrier", stats(barriers)),
                         ]))
                 }
@@ -322,6 +371,7 @@ public enum Report {
             var pj: [JSON] = []
             var rows: [[String]] = []
             for task in Array(Set(prunes.map(\.task))).sorted() {
+                let metric = Sweeps.metric(prunes.first { $0.task == task }!.header)
                 for kind in ["sparsity", "layers", "modules", "rank"] {
                     let names = seriesOrder(prunes.filter { $0.task == task }.map(\.name))
                     var values: [String] = []
@@ -338,7 +388,7 @@ public enum Report {
                         xLabel: [
                             "sparsity": "fraction of adapter entries zeroed", "layers": "adapter layers dropped",
                             "modules": "module kind dropped", "rank": "rank kept",
-                        ][kind]!, yLabel: "accuracy")
+                        ][kind]!, yLabel: metric.name)
                     if !numeric {
                         fig.categories = values
                         fig.bars = true
@@ -350,17 +400,17 @@ public enum Report {
                         var e: [Double] = []
                         for (i, v) in values.enumerated() {
                             let a = runs.flatMap { r in
-                                r.points.filter { $0.kind == kind && $0.value == v }.compactMap { $0.accuracy }
+                                r.points.filter { $0.kind == kind && $0.value == v }.compactMap(metric.value)
                             }
                             if a.isEmpty { continue }
                             let (m, s) = meanStd(a)
                             x.append(numeric ? Double(v)! : Double(i))
                             y.append(m)
                             e.append(s)
-                            rows.append([task, kind, v, name, pm(a)])
+                            rows.append([metric.name == "accuracy" ? task : "\(task) (\(metric.name))", kind, v, name, pm(a)])
                             pj.append(
                                 .object([
-                                    ("task", .string(task)), ("kind", .string(kind)), ("value", .string(v)), ("name", .string(name)), ("accuracy", stats(a)),
+                                    ("task", .string(task)), ("kind", .string(kind)), ("value", .string(v)), ("name", .string(name)), (metric.name, stats(a)),
                                 ]))
                         }
                         fig.series.append(.init(name: name, x: x, y: y, err: e))
@@ -368,7 +418,9 @@ public enum Report {
                     try b.addPlot(fig, "pruning-\(kind)-\(slug(task)).png", alt: "pruning (\(kind)) on \(task)")
                 }
             }
-            b.md += mdTable(["task", "rule", "value", "adapter", "accuracy"], rows) + "\n"
+            b.md +=
+                mdTable(["task", "rule", "value", "adapter", prunes.allSatisfy { Sweeps.metric($0.header).name == "accuracy" } ? "accuracy" : "score"], rows)
+                + "\n"
             b.results.append(("pruning", .array(pj)))
         }
     }
@@ -383,7 +435,8 @@ public enum Report {
             var sj: [JSON] = []
             var rows: [[String]] = []
             for task in Array(Set(shap.map(\.task))).sorted() {
-                var fig = Figure(title: "Shapley values: \(task)", xLabel: "adapter group", yLabel: "Shapley value (accuracy)")
+                let metric = Sweeps.metric(shap.first { $0.task == task }!.header)
+                var fig = Figure(title: "Shapley values: \(task)", xLabel: "adapter group", yLabel: "Shapley value (\(metric.shapleyName))")
                 fig.bars = true
                 var playersAll: [String] = []
                 for name in seriesOrder(shap.filter { $0.task == task }.map(\.name)) {
@@ -395,7 +448,7 @@ public enum Report {
                     for r in runs {
                         let players = r.header.players ?? []
                         guard let plan = ShapleyPlan(settings: r.header.settings.plan, players: players.count) else { continue }
-                        let est = plan.estimate(scored: r.values)
+                        let est = plan.estimate(scored: r.values, value: metric.shapleyValue)
                         if playersAll.isEmpty { playersAll = players }
                         if perPlayer.isEmpty {
                             perPlayer = [[Double]](repeating: [], count: players.count)
@@ -416,7 +469,8 @@ public enum Report {
                     let errs = perPlayer.indices.map { perPlayer[$0].count > 1 ? meanStd(perPlayer[$0]).1 : (ses[$0].first ?? 0) }
                     fig.series.append(.init(name: name, x: means.indices.map(Double.init), y: means, err: errs))
                     rows.append([
-                        task, name, String(runs.count), means.map { String(format: "%.3f", $0) }.joined(separator: " "), pm(spreads, 3), pm(effGap, 4),
+                        metric.shapleyName == "accuracy" ? task : "\(task) (\(metric.shapleyName))", name, String(runs.count),
+                        means.map { String(format: "%.3f", $0) }.joined(separator: " "), pm(spreads, 3), pm(effGap, 4),
                     ])
                     sj.append(
                         .object([
@@ -443,9 +497,11 @@ public enum Report {
         for r in runs { add(r.task, r.name) }
         guard !keys.isEmpty else { return ("", .null) }
         keys.sort { $0.0 != $1.0 ? $0.0 < $1.0 : seriesLess($0.1, $1.1) }
+        // Each task's numbers are of its sweeps' metric (accuracy; perplexity for perplexity sweeps).
+        func metric(_ t: String) -> Sweeps.Metric { Sweeps.metric(task: sweeps.first { $0.task == t }?.header.settings.task) }
         func prunePoint(_ t: String, _ n: String, _ kind: String, _ value: String) -> [Double] {
             sweeps.filter { $0.sweep == "prune" && $0.task == t && $0.name == n }.flatMap { s in
-                s.points.filter { $0.kind == kind && $0.value == value }.compactMap { $0.accuracy }
+                s.points.filter { $0.kind == kind && $0.value == value }.compactMap(metric(t).value)
             }
         }
         let prunePoints: [SweepPoint] = sweeps.filter { $0.sweep == "prune" }.flatMap(\.points)
@@ -457,27 +513,29 @@ public enum Report {
             var test = prunePoint(t, n, "sparsity", "0")
             if test.isEmpty {
                 test = sweeps.filter { $0.sweep == "merge" && $0.name == n }.flatMap { s in
-                    s.points.filter { $0.method == "individual" && $0.task == t }.compactMap { $0.accuracy }
+                    s.points.filter { $0.method == "individual" && $0.task == t }.compactMap(metric(t).value)
                 }
             }
             var mid: [Double] = []
             var barrier: [Double] = []
             for s in sweeps where s.sweep == "interpolate" && s.task == t && s.name == n {
-                let pts = Sweeps.curve(s.points)
-                if let m = pts.min(by: { abs($0.0 - 0.5) < abs($1.0 - 0.5) }) { mid.append(m.1) }
-                if s.complete, let b = Sweeps.barrier(pts) { barrier.append(b) }
+                let m = metric(t)
+                let pts = Sweeps.curve(s.points, m)
+                if let p = pts.min(by: { abs($0.0 - 0.5) < abs($1.0 - 0.5) }) { mid.append(p.1) }
+                if s.complete, let b = Sweeps.barrier(m.higherIsBetter ? pts : pts.map { ($0.0, -$0.1) }) { barrier.append(b) }
             }
             let sparse = maxSparsity.map { prunePoint(t, n, "sparsity", $0) } ?? []
             let half = prunePoint(t, n, "layers", "every-other")
             var cv: [Double] = []
             for s in sweeps where s.sweep == "shapley" && s.task == t && s.name == n && s.complete {
                 guard let plan = ShapleyPlan(settings: s.header.settings.plan, players: s.header.players?.count ?? 0) else { continue }
-                let est = plan.estimate(scored: s.values)
+                let est = plan.estimate(scored: s.values, value: metric(t).shapleyValue)
                 let (m, sd) = meanStd(est.values)
                 if abs(m) > 1e-12 { cv.append(sd / abs(m)) }
             }
             let time = runs.filter { $0.task == t && $0.name == n }.map(\.metrics.trainSeconds)
-            rows.append([t, n, pm(test, 3), pm(mid, 3), pm(barrier, 3), pm(sparse, 3), pm(half, 3), pm(cv, 2), pm(time, 1)])
+            let label = metric(t).name == "accuracy" ? t : "\(t) (\(metric(t).name))"
+            rows.append([label, n, pm(test, 3), pm(mid, 3), pm(barrier, 3), pm(sparse, 3), pm(half, 3), pm(cv, 2), pm(time, 1)])
             js.append(
                 .object([
                     ("task", .string(t)), ("name", .string(n)), ("test_accuracy", stats(test)), ("interpolation_midpoint", stats(mid)),

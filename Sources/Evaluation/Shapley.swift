@@ -116,8 +116,9 @@ public struct ShapleyPlan: Sendable {
 
     /// The estimate from scored coalitions (`values` of a results object: bit string → metrics); the
     /// game's value is the accuracy, NaN for a coalition not scored.
-    public func estimate(scored: [String: SweepPoint]) -> Estimate {
-        let table = scored.mapValues { $0.accuracy ?? .nan }
+    /// The estimate from scored coalitions, v(S) = `value` of S's point (default: accuracy).
+    public func estimate(scored: [String: SweepPoint], value: (SweepPoint) -> Double? = { $0.accuracy }) -> Estimate {
+        let table = scored.mapValues { value($0) ?? .nan }
         return estimate { table[ShapleyPlan.key($0)] ?? .nan }
     }
 }

@@ -21,23 +21,34 @@ public struct SweepPoint: Codable, Sendable, Equatable {
     public var normFractionKept: Double?
     public var zeroed: Int?
     public var dropped: Int?
+    /// Perplexity sweeps: exp(loss); multiple choice: acc_norm; both: the tokens scored.
+    public var perplexity: Double?
+    public var accNorm: Double?
+    public var tokens: Int?
 
     public init(score: Score) {
         accuracy = score.accuracy
         macroF1 = score.macroF1
         loss = score.loss
         examples = score.examples
+        perplexity = score.perplexity
+        accNorm = score.accNorm
+        tokens = score.tokens
     }
 
     enum CodingKeys: String, CodingKey {
-        case accuracy, loss, examples, lambda, method, task, adapter, kind, value, zeroed, dropped
+        case accuracy, loss, examples, lambda, method, task, adapter, kind, value, zeroed, dropped, perplexity, tokens
         case macroF1 = "macro_f1"
         case normFractionKept = "norm_fraction_kept"
+        case accNorm = "acc_norm"
     }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        for (v, k) in [(accuracy, CodingKeys.accuracy), (macroF1, .macroF1), (loss, .loss), (lambda, .lambda), (normFractionKept, .normFractionKept)]
+        for (v, k) in [
+            (accuracy, CodingKeys.accuracy), (macroF1, .macroF1), (loss, .loss), (lambda, .lambda), (normFractionKept, .normFractionKept),
+            (perplexity, .perplexity), (accNorm, .accNorm),
+        ]
         where v != nil {
             try c.encodeFinite(v, forKey: k)
         }
@@ -49,6 +60,7 @@ public struct SweepPoint: Codable, Sendable, Equatable {
         try c.encodeIfPresent(value, forKey: .value)
         try c.encodeIfPresent(zeroed, forKey: .zeroed)
         try c.encodeIfPresent(dropped, forKey: .dropped)
+        try c.encodeIfPresent(tokens, forKey: .tokens)
     }
 }
 
@@ -80,11 +92,14 @@ public struct SweepSettings: Codable, Sendable, Equatable {
     /// shapley: the player grouping and the plan.
     public var group: String?
     public var plan: ShapleyPlanSettings?
+    /// What the points score: absent for classification, "perplexity" or "multiple-choice".
+    public var task: String?
 
     public init(
         grid: [Double]? = nil, methods: [String]? = nil, weights: [Double]? = nil, density: Double? = nil, seed: UInt64? = nil,
-        points: [String]? = nil, group: String? = nil, plan: ShapleyPlanSettings? = nil
+        points: [String]? = nil, group: String? = nil, plan: ShapleyPlanSettings? = nil, task: String? = nil
     ) {
+        self.task = task
         self.grid = grid
         self.methods = methods
         self.weights = weights
@@ -95,7 +110,7 @@ public struct SweepSettings: Codable, Sendable, Equatable {
         self.plan = plan
     }
 
-    enum CodingKeys: String, CodingKey { case grid, methods, weights, density, seed, points, group, plan }
+    enum CodingKeys: String, CodingKey { case grid, methods, weights, density, seed, points, group, plan, task }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -107,6 +122,7 @@ public struct SweepSettings: Codable, Sendable, Equatable {
         points = try c.decodeIfPresent([String].self, forKey: .points)
         group = try c.decodeIfPresent(String.self, forKey: .group)
         plan = try c.decodeIfPresent(ShapleyPlanSettings.self, forKey: .plan)
+        task = try c.decodeIfPresent(String.self, forKey: .task)
     }
 }
 

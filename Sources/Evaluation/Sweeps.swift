@@ -4,22 +4,49 @@ import Model
 import Numerics
 import Operators
 
-/// Metrics of one classification evaluation.
+/// Metrics of one evaluation: classification (accuracy, macro-F1, loss), perplexity (accuracy: next-token
+/// top-1 over the scored tokens; loss: mean negative log-likelihood per token; perplexity = exp(loss)) or
+/// multiple choice (accuracy: acc; accNorm: acc_norm; loss: mean NLL per token of the right choices).
 public struct Score: Sendable {
     public var accuracy: Double
     public var macroF1: Double
     public var loss: Double
     public var examples: Int
+    public var perplexity: Double? = nil
+    public var accNorm: Double? = nil
+    public var tokens: Int? = nil
 }
 
-/// A classification file tokenized once and cut into padded batches.
+/// A task file tokenized once and cut into padded batches: classification rows, or (`lm`) sequences a
+/// causal LM scores.
 public struct PreparedData: Sendable {
     public var path: String
     public var gold: [String]
     public var batches: [Batch]
+    public var lm: LanguageData? = nil
     public var dataLabels: [String] { Array(Set(gold)).sorted() }
     /// "noun8" for ".../noun8-test.jsonl".
     public var taskName: String { Sweeps.taskName(path) }
+    /// "classification", "perplexity" or "multiple-choice".
+    public var task: EvalTask { lm?.kind ?? .classification }
+}
+
+/// Perplexity or multiple-choice data for a causal LM: every scored sequence once, batched by length.
+public struct LanguageData: Sendable {
+    public struct Question: Sendable {
+        public var label: Int
+        /// The sequence of each choice (nil: nothing to score, log-likelihood 0) and its byte length.
+        public var choices: [Int?]
+        public var bytes: [Int]
+    }
+    public var kind: EvalTask
+    public var sequences: [ScoredSequence]
+    /// Sequence indices per batch (similar lengths, padded on the right: causal attention never looks ahead).
+    public var batches: [[Int]]
+    /// Multiple choice: the questions.
+    public var questions: [Question]
+    /// Records in the file.
+    public var records: Int
 }
 
 /// What the sweeps of `coto-eval` evaluate with: one model, one tokenizer, data prepared once.
@@ -56,6 +83,43 @@ public final class SweepEvaluator {
         return PreparedData(path: path, gold: order.map { gold[$0] }, batches: batches)
     }
 
+    /// Prepares a task file for `task`: classification as `prepare(_:)`; perplexity and multiple choice
+    /// (causal LMs) as coto-eval's evaluation scores them, sequences batched by length.
+    public func prepare(_ path: String, task: EvalTask) throws -> PreparedData {
+        if task == .classification { return try prepare(path) }
+        guard model is LlamaModel else { throw EvalError(path, "\(task.rawValue) sweeps run on decoder models (model_type llama)") }
+        var sequences: [ScoredSequence] = []
+        var places: [String] = []
+        var questions: [LanguageData.Question] = []
+        let records: Int
+        if task == .perplexity {
+            let (count, seqs) = try Evaluator.perplexitySequences(tokenizer, path, maxLength: maxLength)
+            (records, sequences, places) = (count, seqs.map(\.0), seqs.map(\.1))
+        } else {
+            let mc = try TaskData.multipleChoice(path)
+            records = mc.count
+            for r in mc {
+                var idx: [Int?] = []
+                for c in r.choices {
+                    if let seq = TaskData.continuationSequence(tokenizer, context: r.context, continuation: c, maxLength: maxLength) {
+                        idx.append(sequences.count)
+                        sequences.append(seq)
+                        places.append(r.place)
+                    } else {
+                        idx.append(nil)
+                    }
+                }
+                questions.append(.init(label: r.label, choices: idx, bytes: r.choices.map { $0.utf8.count }))
+            }
+        }
+        guard !sequences.isEmpty else { throw EvalError(path, "no tokens to score") }
+        for (seq, place) in zip(sequences, places) { try model.inputLimits.check(ids: seq.allIds, typeIds: nil, at: place) }
+        let order = sequences.indices.sorted { (sequences[$0].input.count, $0) < (sequences[$1].input.count, $1) }
+        let batches = stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min(order.count, $0 + batchSize)]) }
+        let lm = LanguageData(kind: task, sequences: sequences, batches: batches, questions: questions, records: records)
+        return PreparedData(path: path, gold: [], batches: [], lm: lm)
+    }
+
     /// Attaches `adapter` (nil: the base model alone) with its head; `head` takes the head from another
     /// adapter instead. Without any adapter head the model's own head is used.
     public func load(_ adapter: Adapter?, head: Adapter? = nil) throws {
@@ -85,6 +149,7 @@ public final class SweepEvaluator {
         _ data: PreparedData, labels: [String], configurations: Int, configure: (Int) -> Void,
         batchDone: ((Int, Int) -> Void)? = nil
     ) throws -> (scores: [Score], reused: Int, computed: Int) {
+        if let lm = data.lm { return try scoreLanguage(lm, configurations: configurations, configure: configure, batchDone: batchDone) }
         guard model.hasClassifier else {
             throw EvalError(data.path, "the model has no classification head: the adapter needs one (modules_to_save)")
         }
@@ -122,6 +187,83 @@ public final class SweepEvaluator {
         }
         return (metrics.map { Score(accuracy: $0.accuracy, macroF1: $0.macroF1, loss: $0.loss, examples: $0.count) }, reused, computed)
     }
+
+    /// Perplexity or multiple choice of `configurations` settings, batch by batch as classification (a
+    /// prefix cache of the batch shares lower layers between settings). Logits are formed only for the
+    /// scored positions, 64 rows at a time.
+    func scoreLanguage(
+        _ lm: LanguageData, configurations: Int, configure: (Int) -> Void, batchDone: ((Int, Int) -> Void)?
+    ) throws -> (scores: [Score], reused: Int, computed: Int) {
+        guard let llama = model as? LlamaModel else { throw EvalError("model", "\(lm.kind.rawValue) scoring needs a decoder model (model_type llama)") }
+        // Per setting: the log-likelihood of every sequence and its top-1 hits.
+        var ll = [[Double]](repeating: [Double](repeating: 0, count: lm.sequences.count), count: configurations)
+        var hits = [Int](repeating: 0, count: configurations)
+        var reused = 0
+        var computed = 0
+        for (bi, members) in lm.batches.enumerated() {
+            let seqs = members.map { lm.sequences[$0] }
+            let batch = Batch.padded(seqs.map(\.input), pad: tokenizer.padId)
+            let T = batch.length
+            var rows: [Int] = []
+            var targets: [Int] = []
+            var owner: [Int] = []
+            for (b, seq) in seqs.enumerated() {
+                for (j, t) in seq.targets.enumerated() {
+                    rows.append(b * T + seq.first + j)
+                    targets.append(t)
+                    owner.append(members[b])
+                }
+            }
+            let cache: PrefixCache? = configurations > 1 ? PrefixCache() : nil
+            for c in 0..<configurations {
+                if configurations > 1 { configure(c) }
+                let out = try llama.forward(batch, outputLayers: false, head: .none, cache: cache)
+                for start in stride(from: 0, to: rows.count, by: 64) {
+                    let end = min(rows.count, start + 64)
+                    let logits = llama.lmLogits(rowsOf: out.lastHidden, rows: Array(rows[start..<end]))
+                    let V = llama.vocab
+                    for i in start..<end {
+                        let row = logits[((i - start) * V)..<((i - start + 1) * V)]
+                        ll[c][owner[i]] += logProb(row, targets[i])
+                        var best = row.startIndex
+                        for k in row.indices where row[k] > row[best] { best = k }
+                        if best - row.startIndex == targets[i] { hits[c] += 1 }
+                    }
+                }
+            }
+            reused += cache?.reused ?? 0
+            computed += cache?.computed ?? 0
+            batchDone?(bi + 1, lm.batches.count)
+        }
+        let tokenCount = lm.sequences.reduce(0) { $0 + $1.targets.count }
+        let scores = (0..<configurations).map { c -> Score in
+            if lm.kind == .perplexity {
+                let loss = -ll[c].reduce(0, +) / Double(tokenCount)
+                return Score(
+                    accuracy: Double(hits[c]) / Double(tokenCount), macroF1: .nan, loss: loss, examples: lm.records, perplexity: exp(loss),
+                    tokens: tokenCount)
+            }
+            var correct = 0
+            var correctNorm = 0
+            var goldNLL = 0.0
+            var goldTokens = 0
+            for q in lm.questions {
+                let lls = q.choices.map { $0.map { ll[c][$0] } ?? 0 }
+                let norms = zip(lls, q.bytes).map { $0 / Double(max(1, $1)) }
+                if lls.indices.max(by: { lls[$0] < lls[$1] }) == q.label { correct += 1 }
+                if norms.indices.max(by: { norms[$0] < norms[$1] }) == q.label { correctNorm += 1 }
+                if let s = q.choices[q.label] {
+                    goldNLL -= ll[c][s]
+                    goldTokens += lm.sequences[s].targets.count
+                }
+            }
+            let n = Double(max(1, lm.questions.count))
+            return Score(
+                accuracy: Double(correct) / n, macroF1: .nan, loss: goldTokens > 0 ? goldNLL / Double(goldTokens) : .nan, examples: lm.records,
+                accNorm: Double(correctNorm) / n, tokens: goldTokens)
+        }
+        return (scores, reused, computed)
+    }
 }
 
 /// `--shard i/n`: point k of a sweep belongs to shard (k mod n) + 1.
@@ -142,6 +284,14 @@ public struct Shard: Sendable, Equatable {
 
     public func owns(_ k: Int) -> Bool { k % count == index - 1 }
 
+    /// The value of a `--shard` option: `i/n`, or `auto` (from the scheduler's environment, with `numShards`
+    /// if given). Malformed text is a one-line error.
+    public static func resolve(option: String, numShards: Int?, environment: [String: String]) throws -> Shard {
+        if option == "auto" { return try fromEnvironment(environment, numShards: numShards) }
+        guard let s = parse(option) else { throw EvalError("--shard", "must be i/n with 1 <= i <= n, or auto (got '\(option)')") }
+        return s
+    }
+
     /// How many of `total` points (indices 0..<total) this shard owns.
     public func ownedCount(of total: Int) -> Int { total >= index ? (total - index) / count + 1 : 0 }
 
@@ -149,10 +299,13 @@ public struct Shard: Sendable, Equatable {
     public var text: String { "\(index)/\(count)" }
 
     /// This process's shard from a scheduler's environment (`--shard auto`), first found of: a Slurm job
-    /// array (`SLURM_ARRAY_TASK_ID`, with `SLURM_ARRAY_TASK_COUNT` or `SLURM_ARRAY_TASK_MIN`/`MAX`, and
-    /// `SLURM_ARRAY_TASK_STEP`), a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, 0-based, with
-    /// `numShards`), or `RANK`/`WORLD_SIZE`. `numShards`, when given, must agree with what the scheduler
-    /// says. Points go to shards by index mod n over the sorted grid, so a retried task redoes exactly its own.
+    /// array (`SLURM_ARRAY_TASK_ID`), a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, 0-based, with
+    /// `numShards`), or `RANK`/`WORLD_SIZE`. Points go to shards by index mod n over the sorted grid, so a
+    /// retried task redoes exactly its own.
+    ///
+    /// Slurm: with `numShards` the array task id is the shard index from 0 (`--array=0-3 --num-shards 4`), so
+    /// a resubmitted subset (`sbatch --array=2`) is still shard 3 of 4; without it the array itself is the
+    /// shard grid (`SLURM_ARRAY_TASK_COUNT`, or `_MIN`/`_MAX`/`_STEP`: `--array=1-8:2` gives shards 1…4 of 4).
     public static func fromEnvironment(_ env: [String: String], numShards: Int?) throws -> Shard {
         func int(_ key: String) throws -> Int? {
             guard let v = env[key] else { return nil }
@@ -165,6 +318,14 @@ public struct Shard: Sendable, Equatable {
             return Shard(index: i, count: n)
         }
         if let id = try int("SLURM_ARRAY_TASK_ID") {
+            if let m = numShards {
+                guard id >= 0, id < m else {
+                    throw EvalError(
+                        "--shard auto",
+                        "SLURM_ARRAY_TASK_ID \(id) is not a shard index below --num-shards \(m) (with --num-shards, submit --array=0-\(m - 1) or part of it)")
+                }
+                return Shard(index: id + 1, count: m)
+            }
             let lo = try int("SLURM_ARRAY_TASK_MIN") ?? 0
             let step = try int("SLURM_ARRAY_TASK_STEP") ?? 1
             guard step >= 1, id >= lo, (id - lo) % step == 0 else {
@@ -175,8 +336,6 @@ public struct Shard: Sendable, Equatable {
                 n = c
             } else if let hi = try int("SLURM_ARRAY_TASK_MAX") {
                 n = (hi - lo) / step + 1
-            } else if let m = numShards {
-                n = m
             } else {
                 throw EvalError("--shard auto", "SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_COUNT or SLURM_ARRAY_TASK_MAX (give --num-shards)")
             }
@@ -224,8 +383,12 @@ public enum Sweeps {
         }
     }
 
-    static func result(_ sweep: String, name: String, adapters: [String], data: [String], shard: Shard, settings: SweepSettings) -> SweepResult {
-        SweepResult(
+    static func result(_ sweep: String, name: String, adapters: [String], data: [String], shard: Shard, settings: SweepSettings, task: EvalTask)
+        -> SweepResult
+    {
+        var settings = settings
+        settings.task = task == .classification ? nil : task.rawValue
+        return SweepResult(
             sweep: sweep, name: name, adapters: adapters, data: data, task: data.map(taskName).joined(separator: "+"),
             shard: [shard.index, shard.count], settings: settings)
     }
@@ -269,14 +432,55 @@ public enum Sweeps {
             points.append(point)
             ev.progress?(n + 1, mine.count)
         }
-        var r = interpolateHeader(a: a.source, b: b.source, data: data.path, grid: grid, name: name, shard: shard)
+        var r = interpolateHeader(a: a.source, b: b.source, data: data.path, grid: grid, name: name, shard: shard, task: data.task)
         r.points = points
         return r
     }
 
     /// An interpolation sweep's result without its points (what it is, before it runs).
-    public static func interpolateHeader(a: String, b: String, data: String, grid: [Double], name: String, shard: Shard) -> SweepResult {
-        result("interpolate", name: name, adapters: [a, b], data: [data], shard: shard, settings: SweepSettings(grid: grid))
+    public static func interpolateHeader(
+        a: String, b: String, data: String, grid: [Double], name: String, shard: Shard, task: EvalTask = .classification
+    ) -> SweepResult {
+        result("interpolate", name: name, adapters: [a, b], data: [data], shard: shard, settings: SweepSettings(grid: grid), task: task)
+    }
+
+    /// What a sweep's points are compared by: accuracy (classification; acc for multiple choice) or
+    /// perplexity (lower is better). Shapley values of a perplexity sweep are of the log-likelihood per
+    /// token (−loss), which adds up over players where perplexity would not.
+    public struct Metric: Sendable {
+        public var name: String
+        public var higherIsBetter: Bool
+        public var value: @Sendable (SweepPoint) -> Double?
+        public var shapleyName: String
+        public var shapleyValue: @Sendable (SweepPoint) -> Double?
+    }
+
+    public static func metric(_ r: SweepResult) -> Metric { metric(task: r.settings.task) }
+
+    public static func metric(task: String?) -> Metric {
+        if task == EvalTask.perplexity.rawValue {
+            return Metric(
+                name: "perplexity", higherIsBetter: false, value: { $0.perplexity }, shapleyName: "log-likelihood per token",
+                shapleyValue: { $0.loss.map { -$0 } })
+        }
+        let name = task == EvalTask.multipleChoice.rawValue ? "acc" : "accuracy"
+        return Metric(name: name, higherIsBetter: true, value: { $0.accuracy }, shapleyName: name, shapleyValue: { $0.accuracy })
+    }
+
+    /// (λ, metric) of an interpolation sweep's points.
+    public static func curve(_ points: [SweepPoint], _ metric: Metric) -> [(Double, Double)] {
+        points.compactMap { p in
+            guard let l = p.lambda, let v = metric.value(p) else { return nil }
+            return (l, v)
+        }
+    }
+
+    /// The barrier of a whole interpolation sweep by its metric: the largest drop below the straight line
+    /// between the end points, or for perplexity the largest rise above it.
+    public static func barrier(_ r: SweepResult) -> Double? {
+        let m = metric(r)
+        let pts = curve(r.points ?? [], m)
+        return barrier(m.higherIsBetter ? pts : pts.map { ($0.0, -$0.1) })
     }
 
     /// Largest drop of the curve below the straight line between its end points (0 if none).
@@ -308,6 +512,9 @@ public enum Sweeps {
     ) throws -> SweepResult {
         guard adapters.count == data.count, !adapters.isEmpty else {
             throw EvalError("--task-data", "\(adapters.count) adapters but \(data.count) task files: give one task file per adapter")
+        }
+        if let other = data.first(where: { $0.task != data[0].task }) {
+            throw EvalError(other.path, "is a \(other.task.rawValue) task but \(data[0].path) is \(data[0].task.rawValue): a merge sweep scores one kind")
         }
         var work: [(String, Int)] = []
         for t in data.indices { work.append(("individual", t)) }
@@ -341,18 +548,19 @@ public enum Sweeps {
         }
         var r = mergeHeader(
             adapters: adapters.map(\.source), data: data.map(\.path), methods: methods, weights: weights, density: density, seed: seed, name: name,
-            shard: shard)
+            shard: shard, task: data[0].task)
         r.points = points
         return r
     }
 
     /// A merge sweep's result without its points.
     public static func mergeHeader(
-        adapters: [String], data: [String], methods: [String], weights: [Double]?, density: Double, seed: UInt64, name: String, shard: Shard
+        adapters: [String], data: [String], methods: [String], weights: [Double]?, density: Double, seed: UInt64, name: String, shard: Shard,
+        task: EvalTask = .classification
     ) -> SweepResult {
         result(
             "merge", name: name, adapters: adapters, data: data, shard: shard,
-            settings: SweepSettings(methods: methods, weights: weights, density: density, seed: seed))
+            settings: SweepSettings(methods: methods, weights: weights, density: density, seed: seed), task: task)
     }
 
     // MARK: prune
@@ -441,14 +649,18 @@ public enum Sweeps {
             points.append(point)
             ev.progress?(n + 1, mine.count)
         }
-        var r = pruneHeader(adapter: adapter.source, data: data.path, points: pts, name: name, shard: shard)
+        var r = pruneHeader(adapter: adapter.source, data: data.path, points: pts, name: name, shard: shard, task: data.task)
         r.points = points
         return r
     }
 
     /// A pruning sweep's result without its points.
-    public static func pruneHeader(adapter: String, data: String, points: [PrunePoint], name: String, shard: Shard) -> SweepResult {
-        result("prune", name: name, adapters: [adapter], data: [data], shard: shard, settings: SweepSettings(points: points.map { "\($0.kind)=\($0.value)" }))
+    public static func pruneHeader(
+        adapter: String, data: String, points: [PrunePoint], name: String, shard: Shard, task: EvalTask = .classification
+    ) -> SweepResult {
+        result(
+            "prune", name: name, adapters: [adapter], data: [data], shard: shard, settings: SweepSettings(points: points.map { "\($0.kind)=\($0.value)" }),
+            task: task)
     }
 
     // MARK: shapley
@@ -490,16 +702,19 @@ public enum Sweeps {
             }, batchDone: ev.progress)
         let values = Dictionary(zip(mine, scores).map { (ShapleyPlan.key(coalitions[$0.0]), SweepPoint(score: $0.1)) }, uniquingKeysWith: { a, _ in a })
         ev.model.setActive(true)
-        var r = shapleyHeader(adapter: adapter, data: data.path, group: group, plan: plan, name: name, shard: shard)
+        var r = shapleyHeader(adapter: adapter, data: data.path, group: group, plan: plan, name: name, shard: shard, task: data.task)
         (r.layersReused, r.layersComputed) = (reused, computed)
         r.values = values
         return r
     }
 
     /// A Shapley sweep's result without its values (the players and the plan's size included).
-    public static func shapleyHeader(adapter: Adapter, data: String, group: String, plan: ShapleyPlan, name: String, shard: Shard) -> SweepResult {
+    public static func shapleyHeader(
+        adapter: Adapter, data: String, group: String, plan: ShapleyPlan, name: String, shard: Shard, task: EvalTask = .classification
+    ) -> SweepResult {
         var r = result(
-            "shapley", name: name, adapters: [adapter.source], data: [data], shard: shard, settings: SweepSettings(group: group, plan: plan.settings))
+            "shapley", name: name, adapters: [adapter.source], data: [data], shard: shard, settings: SweepSettings(group: group, plan: plan.settings),
+            task: task)
         (r.players, r.coalitions) = (players(of: adapter, group: group).map(\.name), plan.coalitions.count)
         return r
     }

@@ -90,30 +90,20 @@ public enum Evaluator {
         )
     }
 
-    /// Log-likelihood of `continuation` given `context` (lm-evaluation-harness's split: the context's
-    /// tokens are those of the context alone; the continuation is the rest of the joint encoding).
-    static func continuationLogLikelihood(_ model: AdaptableModel, _ tok: Tokenizer, context: String, continuation: String, maxLength: Int) throws -> (
-        Double, Int
-    ) {
-        let (ctxIds, split) = TaskData.contextContinuationIds(tok, context: context, continuation: continuation)
-        var contIds = split
-        var inputIds = ctxIds + contIds
-        if contIds.isEmpty { return (0, 0) }
-        if inputIds.count > maxLength + 1 { inputIds = Array(inputIds.suffix(maxLength + 1)) }
-        contIds = Array(inputIds.suffix(contIds.count))
-        let input = Array(inputIds.dropLast())
-        guard !input.isEmpty else { return (0, 0) }
-        // Every id, the scored last one included, must be inside the embedding / LM-head table.
-        try model.inputLimits.check(ids: inputIds, typeIds: nil, at: "input")
-        let out = try model.forward(Batch(ids: [input]), outputLayers: false, head: .languageModel)
-        var ll = 0.0
-        let V = out.logitsWidth
-        let first = input.count - contIds.count
-        for (j, target) in contIds.enumerated() {
-            let row = first + j
-            ll += logProb(out.logits[(row * V)..<((row + 1) * V)], target)
+    /// Log-likelihood of a scored sequence and the number of tokens scored.
+    static func logLikelihood(_ model: AdaptableModel, _ seq: ScoredSequence, at place: String) throws -> (Double, Int) {
+        try at(place) {
+            // Every id, the scored last one included, must be inside the embedding / LM-head table.
+            try model.inputLimits.check(ids: seq.allIds, typeIds: nil, at: place)
+            let out = try model.forward(Batch(ids: [seq.input]), outputLayers: false, head: .languageModel)
+            let V = out.logitsWidth
+            var ll = 0.0
+            for (j, target) in seq.targets.enumerated() {
+                let row = seq.first + j
+                ll += logProb(out.logits[(row * V)..<((row + 1) * V)], target)
+            }
+            return (ll, seq.targets.count)
         }
-        return (ll, contIds.count)
     }
 
     /// Multiple choice: `{"context", "choices": [...], "label": index}`; acc (summed log-likelihood) and
@@ -122,28 +112,22 @@ public enum Evaluator {
         model: AdaptableModel, tokenizer: Tokenizer, data path: String, options o: EvalOptions,
         progress: ((Int, Int) -> Void)? = nil
     ) throws -> EvalResult {
-        let records = try JSONL.read(path)
+        let records = try TaskData.multipleChoice(path)
         var correct = 0
         var correctNorm = 0
         for (n, r) in records.enumerated() {
-            let context = try JSONL.text(r, "context", path: path)!
-            guard let choices = r.json["choices"]?.arrayValue?.compactMap(\.stringValue), !choices.isEmpty else {
-                throw EvalError("\(path):\(r.line)", "\"choices\" must be a non-empty list of strings")
-            }
-            guard let label = r.json["label"]?.intValue, label >= 0, label < choices.count else {
-                throw EvalError("\(path):\(r.line)", "\"label\" must be the index of the right choice (0...\(choices.count - 1))")
-            }
             var lls: [Double] = []
             var norms: [Double] = []
-            for c in choices {
-                let (ll, _) = try at("\(path):\(r.line)") {
-                    try continuationLogLikelihood(model, tokenizer, context: context, continuation: c, maxLength: o.maxLength)
+            for c in r.choices {
+                var ll = 0.0
+                if let seq = TaskData.continuationSequence(tokenizer, context: r.context, continuation: c, maxLength: o.maxLength) {
+                    ll = try logLikelihood(model, seq, at: r.place).0
                 }
                 lls.append(ll)
                 norms.append(ll / Double(max(1, c.utf8.count)))
             }
-            if lls.indices.max(by: { lls[$0] < lls[$1] }) == label { correct += 1 }
-            if norms.indices.max(by: { norms[$0] < norms[$1] }) == label { correctNorm += 1 }
+            if lls.indices.max(by: { lls[$0] < lls[$1] }) == r.label { correct += 1 }
+            if norms.indices.max(by: { norms[$0] < norms[$1] }) == r.label { correctNorm += 1 }
             progress?(n + 1, records.count)
         }
         let acc = Double(correct) / Double(records.count)
@@ -156,44 +140,45 @@ public enum Evaluator {
             ]), summary: "acc \(fmt4(acc)), acc_norm \(fmt4(accNorm)) on \(records.count) examples")
     }
 
+    /// The scored sequences of a perplexity file: `{"text"}` (every token after the first) or
+    /// `{"prompt", "completion"}` (the completion only); records with nothing to score are left out.
+    static func perplexitySequences(_ tok: Tokenizer, _ path: String, maxLength: Int) throws -> (records: Int, sequences: [(ScoredSequence, String)]) {
+        let records = try TaskData.languageModelling(path)
+        var out: [(ScoredSequence, String)] = []
+        for (r, place) in records {
+            switch r {
+            case let .promptCompletion(prompt, completion):
+                if let seq = TaskData.continuationSequence(tok, context: prompt, continuation: completion, maxLength: maxLength) { out.append((seq, place)) }
+            case let .text(t):
+                if t.allSatisfy(\.isWhitespace) { throw EvalError(place, "empty text") }
+                if let seq = TaskData.textSequence(tok, text: t, maxLength: maxLength) { out.append((seq, place)) }
+            }
+        }
+        return (records.count, out)
+    }
+
     /// Perplexity: `{"text"}` (every token after the first) or `{"prompt", "completion"}` (completion only).
     public static func perplexity(
         model: AdaptableModel, tokenizer: Tokenizer, data path: String, options o: EvalOptions,
         progress: ((Int, Int) -> Void)? = nil
     ) throws -> EvalResult {
-        let records = try JSONL.read(path)
+        let (count, sequences) = try perplexitySequences(tokenizer, path, maxLength: o.maxLength)
         var nll = 0.0
         var tokens = 0
-        for (n, r) in records.enumerated() {
-            if r.json["prompt"] != nil || r.json["completion"] != nil {
-                let p = try JSONL.text(r, "prompt", path: path)!
-                let c = try JSONL.text(r, "completion", path: path)!
-                let (ll, k) = try at("\(path):\(r.line)") {
-                    try continuationLogLikelihood(model, tokenizer, context: p, continuation: c, maxLength: o.maxLength)
-                }
-                nll -= ll
-                tokens += k
-            } else {
-                let t = try JSONL.text(r, "text", path: path)!
-                if t.allSatisfy(\.isWhitespace) { throw EvalError("\(path):\(r.line)", "empty text") }
-                let ids = Array(tokenizer.encode(t, pair: nil, addSpecialTokens: false).ids.prefix(o.maxLength))
-                if ids.count < 2 { continue }  // one token: nothing to predict (counted in no total)
-                try model.inputLimits.check(ids: ids, typeIds: nil, at: "\(path):\(r.line)")
-                let out = try model.forward(Batch(ids: [Array(ids.dropLast())]), outputLayers: false, head: .languageModel)
-                let V = out.logitsWidth
-                for j in 0..<(ids.count - 1) { nll -= logProb(out.logits[(j * V)..<((j + 1) * V)], ids[j + 1]) }
-                tokens += ids.count - 1
-            }
-            progress?(n + 1, records.count)
+        for (n, (seq, place)) in sequences.enumerated() {
+            let (ll, k) = try logLikelihood(model, seq, at: place)
+            nll -= ll
+            tokens += k
+            progress?(n + 1, sequences.count)
         }
         guard tokens > 0 else { throw EvalError(path, "no tokens to score") }
         let loss = nll / Double(tokens)
         return EvalResult(
             task: .perplexity,
             json: .object([
-                ("task", .string("perplexity")), ("data", .string(path)), ("examples", .int(records.count)), ("tokens", .int(tokens)),
+                ("task", .string("perplexity")), ("data", .string(path)), ("examples", .int(count)), ("tokens", .int(tokens)),
                 ("loss", .double(loss)), ("perplexity", .double(exp(loss))),
-            ]), summary: "perplexity \(fmt4(exp(loss))) (loss \(fmt4(loss)) over \(tokens) tokens, \(records.count) examples)")
+            ]), summary: "perplexity \(fmt4(exp(loss))) (loss \(fmt4(loss)) over \(tokens) tokens, \(count) examples)")
     }
 }
 

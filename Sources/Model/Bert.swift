@@ -128,21 +128,16 @@ public final class BertModel: AdaptableModel {
         var start = 0
         if let cache {
             let embSignature = embeddings.keys.sorted().map { embeddings[$0]!.active && embeddings[$0]!.a != nil }
-            if cache.ids != batch.ids || cache.typeIds != batch.typeIds || cache.embeddingSignature != embSignature {
-                cache.reset(batch, embeddingSignature: embSignature)
-            }
-            while start < cache.layerSignatures.count && start < layers.count && cache.layerSignatures[start] == signatures[start] { start += 1 }
-            if start > 0 { x = cache.states[start] }
-            cache.layerSignatures.removeSubrange(start...)
-            if cache.states.count > start + 1 { cache.states.removeSubrange((start + 1)...) }
-            cache.reused += start
-            cache.computed += layers.count - start
+            let (first, state) = cache.begin(
+                ids: batch.ids, typeIds: batch.typeIds, masks: batch.mask, embeddingSignature: embSignature, signatures: signatures)
+            start = first
+            if let state { x = state }
         }
-        if start == 0 || cache == nil {
+        if start == 0 {
             x.withUnsafeMutableBufferPointer { embed(ids: batch.ids, typeIds: batch.typeIds, into: $0.baseAddress!) }
-            if let cache, cache.states.isEmpty { cache.states = [x] }
+            cache?.recordEmbeddings(x)
         }
-        if outputLayers { for i in 0..<start { out.layerStates.append(cache!.states[i + 1]) } }
+        if outputLayers { for i in 0..<start { out.layerStates.append(cache!.state(afterLayer: i)) } }
         for (index, layer) in layers.enumerated() where index >= start {
             x.withUnsafeMutableBufferPointer { px in
                 q.withUnsafeMutableBufferPointer { pq in
@@ -175,10 +170,7 @@ public final class BertModel: AdaptableModel {
                 }
             }
             if outputLayers { out.layerStates.append(x) }
-            if let cache {
-                cache.states.append(x)
-                cache.layerSignatures.append(signatures[index])
-            }
+            cache?.record(x, signature: signatures[index])
         }
         out.lastHidden = x
         if head == .classification {

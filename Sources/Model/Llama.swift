@@ -142,8 +142,20 @@ public final class LlamaModel: AdaptableModel {
     public func makeCache(capacity: Int) -> KVCache { KVCache(layers: L, capacity: capacity, width: kvHeads * headDim) }
 
     public func forward(_ batch: Batch, outputLayers: Bool = false, head: Head = .languageModel) throws -> ForwardOutput {
+        try forward(batch, outputLayers: outputLayers, head: head, cache: nil)
+    }
+
+    /// Which adapters of layer `i` take part in the forward pass (the key of a `PrefixCache`).
+    func signature(layer i: Int) -> [Bool] {
+        let l = layers[i]
+        return [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].map { $0.hasAdapter && $0.active }
+    }
+
+    /// With a `cache`, as BERT's: a later pass of the same batch whose adapters are switched the same way in
+    /// layers 0..<j (and in the embeddings) starts at layer j from the kept hidden state (Shapley sweeps).
+    public func forward(_ batch: Batch, outputLayers: Bool = false, head: Head = .languageModel, cache: PrefixCache?) throws -> ForwardOutput {
         var out = ForwardOutput(batch: batch.count, length: batch.length, hidden: H, lastHidden: [])
-        let (h, states) = try run(ids: batch.ids, masks: batch.mask, cache: nil, keepLayers: outputLayers)
+        let (h, states) = try run(ids: batch.ids, masks: batch.mask, cache: nil, keepLayers: outputLayers, prefix: cache)
         out.lastHidden = h
         out.layerStates = states
         let T = batch.length
@@ -167,6 +179,15 @@ public final class LlamaModel: AdaptableModel {
         case .none: break
         }
         return out
+    }
+
+    /// Logits [rows.count, vocab] of chosen rows of final-normed hidden states [*, H] (a forward pass with
+    /// head `.none` gives them in `lastHidden`): scoring a few positions of long sequences without the
+    /// logits of every position.
+    public func lmLogits(rowsOf hidden: [Float], rows: [Int]) -> [Float] {
+        var picked = [Float](repeating: 0, count: rows.count * H)
+        for (i, r) in rows.enumerated() { for j in 0..<H { picked[i * H + j] = hidden[r * H + j] } }
+        return lmLogits(picked, rows: rows.count)
     }
 
     /// Final-norm'd hidden states [rows, H] -> logits [rows, vocab] (rows split across threads).
@@ -200,7 +221,7 @@ public final class LlamaModel: AdaptableModel {
     /// Sequences (all of length T) through the decoder, their rows batched in every linear layer.
     /// With a cache (one sequence), `ids` continue the cached positions.
     /// Returns the final-normed hidden states [B*T, H] and (optionally) each layer's output.
-    func run(ids: [[Int]], masks: [[Int]], cache: KVCache?, keepLayers: Bool) throws -> ([Float], [[Float]]) {
+    func run(ids: [[Int]], masks: [[Int]], cache: KVCache?, keepLayers: Bool, prefix: PrefixCache? = nil) throws -> ([Float], [[Float]]) {
         for row in ids { for id in row where id < 0 || id >= vocab { throw ModelError.fail("input", "token id \(id) outside the vocabulary (\(vocab))") } }
         let B = ids.count
         let T = ids.first?.count ?? 0
@@ -222,8 +243,20 @@ public final class LlamaModel: AdaptableModel {
         var u = g
         var layerOut: [[Float]] = []
         let table = ropeTable(rows: N) { start + $0 % T }
-        x.withUnsafeMutableBufferPointer { px in for b in 0..<B { embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }
-        for (li, layer) in layers.enumerated() {
+        let signatures = prefix == nil ? [] : (0..<L).map { signature(layer: $0) }
+        var first = 0
+        if let prefix {
+            let (start, state) = prefix.begin(
+                ids: ids, typeIds: nil, masks: masks, embeddingSignature: [embed.active && embed.a != nil], signatures: signatures)
+            first = start
+            if let state { x = state }
+        }
+        if first == 0 {
+            x.withUnsafeMutableBufferPointer { px in for b in 0..<B { embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }
+            prefix?.recordEmbeddings(x)
+        }
+        if keepLayers { for i in 0..<first { layerOut.append(prefix!.state(afterLayer: i)) } }
+        for (li, layer) in layers.enumerated() where li >= first {
             x.withUnsafeMutableBufferPointer { px in
                 xn.withUnsafeMutableBufferPointer { pn in
                     tmp.withUnsafeMutableBufferPointer { pt in
@@ -278,6 +311,7 @@ public final class LlamaModel: AdaptableModel {
                 }
             }
             if keepLayers { layerOut.append(x) }
+            prefix?.record(x, signature: signatures[li])
         }
         cache?.length = S
         var h = x

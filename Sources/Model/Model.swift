@@ -64,6 +64,7 @@ public enum Head: Sendable { case none, classification, languageModel }
 public final class PrefixCache {
     var ids: [[Int]] = []
     var typeIds: [[Int]]? = nil
+    var masks: [[Int]] = []
     var embeddingSignature: [Bool] = []
     var layerSignatures: [[Bool]] = []
     /// states[0]: after the embeddings; states[i + 1]: after layer i.
@@ -73,20 +74,43 @@ public final class PrefixCache {
 
     public init() {}
 
-    func reset(_ batch: Batch, embeddingSignature: [Bool]) {
-        ids = batch.ids
-        typeIds = batch.typeIds
-        self.embeddingSignature = embeddingSignature
-        layerSignatures = []
-        states = []
-    }
-
     /// Forgets everything (call after changing adapter weights).
     public func clear() {
         ids = []
         layerSignatures = []
         states = []
     }
+
+    /// Starts a forward pass of `batch` whose layers have adapters switched as `signatures` (one per layer):
+    /// returns the first layer to compute and, when it is above 0, the hidden state to start from (the
+    /// output of the layer below, kept from an earlier pass of the same batch). A different batch or
+    /// embedding adapter starts over. The pass then `record`s each layer it computes.
+    func begin(ids: [[Int]], typeIds: [[Int]]?, masks: [[Int]], embeddingSignature: [Bool], signatures: [[Bool]]) -> (start: Int, state: [Float]?) {
+        if self.ids != ids || self.typeIds != typeIds || self.masks != masks || self.embeddingSignature != embeddingSignature {
+            (self.ids, self.typeIds, self.masks, self.embeddingSignature) = (ids, typeIds, masks, embeddingSignature)
+            layerSignatures = []
+            states = []
+        }
+        var start = 0
+        while start < layerSignatures.count && start < signatures.count && layerSignatures[start] == signatures[start] { start += 1 }
+        layerSignatures.removeSubrange(start...)
+        if states.count > start + 1 { states.removeSubrange((start + 1)...) }
+        reused += start
+        computed += signatures.count - start
+        return (start, start > 0 ? states[start] : nil)
+    }
+
+    /// The embeddings' output of the batch begun (kept once).
+    func recordEmbeddings(_ x: [Float]) { if states.isEmpty { states = [x] } }
+
+    /// The output of the next layer, computed with `signature`.
+    func record(_ x: [Float], signature: [Bool]) {
+        states.append(x)
+        layerSignatures.append(signature)
+    }
+
+    /// The kept output of layer i (for a pass that reports every layer's output).
+    func state(afterLayer i: Int) -> [Float] { states[i + 1] }
 }
 
 /// An error of the inference core: a model directory or file it cannot run, or an input it refuses

@@ -114,7 +114,8 @@ public struct TrainGrid: Sendable {
             for (k, v) in pairs.sorted(by: { $0.0 < $1.0 }) {
                 guard !k.hasPrefix("-") else { throw TrainError(path, "option \"\(k)\": give the name without dashes") }
                 guard !Self.reserved.contains(k) else {
-                    throw TrainError(path, "option \"\(k)\" is set by the grid itself (model, tasks, methods, variants, seeds) or per cell")
+                    throw TrainError(
+                        path, "option \"\(k)\" is set by the grid itself (model, tasks, methods, variants, seeds), per cell, or on the command line (threads)")
                 }
                 switch v {
                 case .bool(let b): args.append(b ? "--\(k)" : "--no-\(k)")

@@ -223,6 +223,7 @@ public final class AdapterTrainer {
             events?(.step(entry, total: T))
             if let e = eval, c.evalEvery > 0, step % c.evalEvery == 0 || step == T {
                 let (acc, l) = try evaluate(e)
+                (log[log.count - 1].devAccuracy, log[log.count - 1].devLoss) = (acc, l)
                 events?(.eval(step: step, accuracy: acc, loss: l))
             }
             if c.saveEvery > 0, step % c.saveEvery == 0, step < T { try checkpoint?(self) }

@@ -199,12 +199,17 @@ struct SweepOptions: ParsableArguments {
     @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength:
         Int?
     @Option(help: "Threads.") var threads = 2
+    @Option(
+        help:
+            "What the points score: classification (accuracy, macro-F1), perplexity or multiple-choice (decoder models: perplexity and next-token accuracy, or acc and acc_norm)."
+    ) var task = "classification"
     @Flag(help: "Recompute and replace this shard's result file even if it is there (same or another configuration).") var overwrite = false
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard shard == "auto" || Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n, or auto (got '\(shard)')") }
         if let n = numShards, n < 1 { throw ValidationError("--num-shards must be at least 1") }
+        guard EvalTask(rawValue: task) != nil else { throw ValidationError("--task must be classification, perplexity or multiple-choice (got '\(task)')") }
         guard batchSize >= 1, (maxLength ?? 2) >= 2, threads >= 1 else {
             throw ValidationError("--batch-size and --threads must be positive, --max-length at least 2")
         }
@@ -212,8 +217,7 @@ struct SweepOptions: ParsableArguments {
 
     var parsedShard: Shard {
         get throws {
-            if shard == "auto" { return try Shard.fromEnvironment(ProcessInfo.processInfo.environment, numShards: numShards) }
-            return Shard.parse(shard) ?? .whole
+            try Shard.resolve(option: shard, numShards: numShards, environment: ProcessInfo.processInfo.environment)
         }
     }
 
@@ -231,6 +235,11 @@ struct SweepOptions: ParsableArguments {
         guard !a.modules.isEmpty else { throw CommandError(path, "the adapter has no LoRA modules") }
         return a
     }
+
+    var evalTask: EvalTask { EvalTask(rawValue: task) ?? .classification }
+
+    /// The task file prepared for the sweep's task.
+    func prepare(_ ev: SweepEvaluator, _ path: String) throws -> PreparedData { try ev.prepare(path, task: evalTask) }
 
     /// The options that can change a sweep's numbers (threads do not).
     var numericOptions: [String: String] { ["batch_size": String(batchSize), "max_length": maxLength.map(String.init) ?? "default"] }
@@ -276,7 +285,12 @@ struct SweepOptions: ParsableArguments {
 }
 
 func pointLines(_ r: SweepResult, _ label: (SweepPoint) -> String) -> String {
-    (r.points ?? []).map { p in "\(label(p)): accuracy \(fmt(p.accuracy ?? .nan, 4))" }.joined(separator: "\n")
+    (r.points ?? []).map { p in
+        let score =
+            p.perplexity.map { "perplexity \(fmt($0, 4)), next-token accuracy \(fmt(p.accuracy ?? .nan, 4))" }
+            ?? p.accNorm.map { "acc \(fmt(p.accuracy ?? .nan, 4)), acc_norm \(fmt($0, 4))" } ?? "accuracy \(fmt(p.accuracy ?? .nan, 4))"
+        return "\(label(p)): \(score)"
+    }.joined(separator: "\n")
 }
 
 struct Interpolate: ParsableCommand {
@@ -297,13 +311,14 @@ struct Interpolate: ParsableCommand {
         let name = sweep.name ?? Sweeps.seriesName(a)
         let shard = try sweep.parsedShard
         try sweep.run(
-            "interpolating", header: Sweeps.interpolateHeader(a: A.source, b: B.source, data: data, grid: g, name: name, shard: shard),
+            "interpolating",
+            header: Sweeps.interpolateHeader(a: A.source, b: B.source, data: data, grid: g, name: name, shard: shard, task: sweep.evalTask),
             { ev in
-                try Sweeps.interpolate(ev, a: A, b: B, data: try ev.prepare(data), grid: g, name: name, shard: shard)
+                try Sweeps.interpolate(ev, a: A, b: B, data: try sweep.prepare(ev, data), grid: g, name: name, shard: shard)
             },
             summary: { r in
                 let barrier =
-                    r.shard.last == 1 ? Sweeps.barrier(Sweeps.curve(r.points ?? [])).map { "\nbarrier \(fmt($0, 4))" } ?? "" : ""
+                    r.shard.last == 1 ? Sweeps.barrier(r).map { "\nbarrier \(fmt($0, 4)) (\(Sweeps.metric(r).name))" } ?? "" : ""
                 return pointLines(r) { "λ=\(fmt($0.lambda ?? .nan, 2))" } + barrier
             })
     }
@@ -359,10 +374,12 @@ struct MergeSweep: ParsableCommand {
         try sweep.run(
             "merging",
             header: Sweeps.mergeHeader(
-                adapters: inputs.map(\.source), data: files, methods: ms, weights: ws, density: density, seed: seed, name: name, shard: shard),
+                adapters: inputs.map(\.source), data: files, methods: ms, weights: ws, density: density, seed: seed, name: name, shard: shard,
+                task: sweep.evalTask),
             { ev in
                 try Sweeps.merge(
-                    ev, adapters: inputs, data: try files.map(ev.prepare), methods: ms, weights: ws, density: density, seed: seed, name: name, shard: shard)
+                    ev, adapters: inputs, data: try files.map { try sweep.prepare(ev, $0) }, methods: ms, weights: ws, density: density, seed: seed, name: name,
+                    shard: shard)
             }, summary: { r in pointLines(r) { "\($0.method ?? "") on \($0.task ?? "")" } })
     }
 }
@@ -410,8 +427,8 @@ struct PruneSweep: ParsableCommand {
         let name = sweep.name ?? Sweeps.seriesName(adapter)
         let shard = try sweep.parsedShard
         try sweep.run(
-            "pruning", header: Sweeps.pruneHeader(adapter: A.source, data: data, points: pts, name: name, shard: shard),
-            { ev in try Sweeps.prune(ev, adapter: A, data: try ev.prepare(data), points: pts, name: name, shard: shard) },
+            "pruning", header: Sweeps.pruneHeader(adapter: A.source, data: data, points: pts, name: name, shard: shard, task: sweep.evalTask),
+            { ev in try Sweeps.prune(ev, adapter: A, data: try sweep.prepare(ev, data), points: pts, name: name, shard: shard) },
             summary: { r in pointLines(r) { "\($0.kind ?? "") \($0.value ?? "")" } })
     }
 }
@@ -443,11 +460,12 @@ struct Shapley: ParsableCommand {
         let shard = try sweep.parsedShard
         try sweep.run(
             "shapley", unit: " batches (every coalition)",
-            header: Sweeps.shapleyHeader(adapter: A, data: data, group: group, plan: plan, name: name, shard: shard),
-            { ev in try Sweeps.shapley(ev, adapter: A, data: try ev.prepare(data), group: group, plan: plan, name: name, shard: shard) },
+            header: Sweeps.shapleyHeader(adapter: A, data: data, group: group, plan: plan, name: name, shard: shard, task: sweep.evalTask),
+            { ev in try Sweeps.shapley(ev, adapter: A, data: try sweep.prepare(ev, data), group: group, plan: plan, name: name, shard: shard) },
             summary: { r in
                 guard r.shard.last == 1 else { return "\(r.values?.count ?? 0) coalitions scored (shard \(r.shard.map(String.init).joined(separator: "/")))" }
-                let est = plan.estimate(scored: r.values ?? [:])
+                let m = Sweeps.metric(r)
+                let est = plan.estimate(scored: r.values ?? [:], value: m.shapleyValue)
                 var lines = players.enumerated().map { "\($1.name): φ = \(fmt(est.values[$0], 4)) ± \(fmt(est.standardErrors[$0], 4))" }
                 lines.append(
                     "Σφ = \(fmt(est.sum, 4)); v(all) − v(none) = \(fmt(est.full - est.empty, 4)); layers reused \(r.layersReused ?? 0), computed \(r.layersComputed ?? 0)"

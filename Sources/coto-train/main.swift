@@ -251,8 +251,7 @@ struct Train: ParsableCommand {
 
     var parsedShard: Shard {
         get throws {
-            if shard == "auto" { return try Shard.fromEnvironment(ProcessInfo.processInfo.environment, numShards: numShards) }
-            return Shard.parse(shard) ?? .whole
+            try Shard.resolve(option: shard, numShards: numShards, environment: ProcessInfo.processInfo.environment)
         }
     }
 

@@ -194,3 +194,38 @@ import Checkpoint
         #expect(try CLI.run("coto-train", ["--model", Self.bert, "--data", "x", "--shard", "1/2", "-o", runs]).status == 64)
     }
 }
+
+/// Perplexity and multiple-choice sweeps from the command line on the tiny LLaMA, and their report.
+@Suite struct LanguageSweepCLITests {
+    @Test func perplexityAndMultipleChoiceSweepsAndTheirReport() throws {
+        let t = TempDir()
+        let m = t.path + "/llama"
+        try FileManager.default.createDirectory(atPath: m, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] { try FileManager.default.copyItem(atPath: CLI.fixture("tiny-llama/" + f), toPath: m + "/" + f) }
+        try (["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + (0..<56).map { "w\($0)" }).joined(separator: "\n").write(
+            toFile: m + "/vocab.txt", atomically: true, encoding: .utf8)
+        let ppl = t.path + "/text-test.jsonl"
+        try (["w1 w2 w3 w4 w5", "w7 w8 w9", "w10 w11 w12 w13 w14 w15 w16"].map { "{\"text\": \"\($0)\"}" }.joined(separator: "\n") + "\n").write(
+            toFile: ppl, atomically: true, encoding: .utf8)
+        let mc = t.path + "/mc-test.jsonl"
+        try
+            ([#"{"context": "w1 w2", "choices": [" w3", " w40 w41"], "label": 0}"#, #"{"context": "w5", "choices": [" w6", " w7", " w8"], "label": 2}"#]
+            .joined(separator: "\n") + "\n").write(toFile: mc, atomically: true, encoding: .utf8)
+        let a = CLI.fixture("peft/llama-lora")
+        let common = ["--model", m, "--name", "lora", "-o", t.path + "/sweeps"]
+        let i = try CLI.run("coto-eval", ["interpolate", a, a, "--data", ppl, "--task", "perplexity", "--grid", "0:1:0.5"] + common)
+        #expect(i.status == 0 && i.out.contains("perplexity") && i.out.contains("barrier"), "\(i.out) \(i.err)")
+        let p = try CLI.run("coto-eval", ["prune", a, "--data", mc, "--task", "multiple-choice", "--layers", "all,0", "-q"] + common)
+        #expect(p.status == 0, "\(p.err)")
+        let s = try CLI.run("coto-eval", ["shapley", a, "--data", ppl, "--task", "perplexity", "--samples", "4", "-q"] + common)
+        #expect(s.status == 0, "\(s.err)")
+        let r = try CLI.run("coto-eval", ["report", t.path + "/sweeps", "-o", t.path + "/report", "-q"])
+        #expect(r.status == 0, "\(r.err)")
+        let md = try String(contentsOfFile: t.path + "/report/report.md", encoding: .utf8)
+        #expect(md.contains("text (perplexity)") && md.contains("mc (acc)") && md.contains("log-likelihood per token"), "\(md)")
+        // A classification model cannot run a perplexity sweep: one line, exit 1.
+        let bad = try CLI.run(
+            "coto-eval", ["interpolate", a, a, "--data", ppl, "--task", "perplexity", "--model", CLI.fixture("tiny-bert"), "-o", t.path + "/x"])
+        #expect(bad.status == 1 && bad.err.contains("decoder models") && bad.err.split(separator: "\n").count == 1, "\(bad.err)")
+    }
+}

@@ -124,3 +124,76 @@ import TestSupport
         }
     }
 }
+
+/// `gather` on a training grid's manifest: finished, unfinished (with and without a checkpoint), trained from
+/// another configuration, without a configuration, unreadable metrics, an unreadable manifest.
+@Suite struct GridGatherTests {
+    static func metrics(config: ConfigRecord?) -> RunMetrics {
+        RunMetrics(
+            task: "classification", steps: 2, coto: true, variant: "lora", labels: ["x"], finalLoss: 1, data: "d.jsonl", evalData: nil, seed: 0,
+            rank: 8, targets: "query,value", threads: 1, trainSeconds: 1, tokensPerSecond: 1, config: config)
+    }
+
+    @Test func everyCellIsCheckedAgainstTheManifest() throws {
+        let t = TempDir()
+        let good = ConfigRecord(identity: "coto-train", inputs: [], options: ["lr": "0.001"])
+        let other = ConfigRecord(identity: "coto-train", inputs: [], options: ["lr": "0.002"])
+        let names = ["a-coto-s0", "a-coto-s1", "a-lora-s0", "a-lora-s1", "b-coto-s0", "b-coto-s1"]
+        let manifest = GridManifest(
+            grid: "grid.json", gridSHA256: "00", version: CotoVersion.string, cells: names.map { .init(name: $0, dir: $0, config: good.hash) }, shards: 4)
+        try AtomicFileWriter.write(try manifest.encoded(), to: t.path + "/" + RunRecords.gridFile)
+        func write(_ cell: String, _ text: String) throws {
+            try FileManager.default.createDirectory(atPath: t.path + "/" + cell, withIntermediateDirectories: true)
+            try AtomicFileWriter.write(text, to: t.path + "/\(cell)/metrics.json")
+        }
+        try write("a-coto-s0", try RunRecords.metricsJSON(Self.metrics(config: good)))
+        try write("a-coto-s1", try RunRecords.metricsJSON(Self.metrics(config: other)))
+        try write("a-lora-s0", try RunRecords.metricsJSON(Self.metrics(config: nil)))
+        try write("a-lora-s1", "{\"steps\": \"x\"}")
+        try FileManager.default.createDirectory(atPath: t.path + "/b-coto-s0/checkpoint", withIntermediateDirectories: true)
+        let g = Gather.grid(t.path + "/" + RunRecords.gridFile)
+        #expect(g.finished == ["a-coto-s0"])
+        #expect(g.problems.count == 5, "\(g.problems)")
+        #expect(g.problems[0].hasPrefix("cell a-coto-s1: ") && g.problems[0].contains("another configuration (\(other.short)"))
+        #expect(g.problems[1].hasPrefix("cell a-lora-s0: ") && g.problems[1].hasSuffix("carries no configuration hash"))
+        #expect(g.problems[2].hasPrefix("cell a-lora-s1: ") && g.problems[2].hasSuffix("is not a coto-train metrics file"))
+        // Cell 4 of a 4-way grid is in shard 1, cell 5 in shard 2.
+        #expect(g.problems[3].hasPrefix("cell b-coto-s0 (shard 1/4) is not finished") && g.problems[3].contains("a checkpoint is there"))
+        #expect(g.problems[4].hasPrefix("cell b-coto-s1 (shard 2/4) is not finished") && !g.problems[4].contains("checkpoint"))
+        // Found under a directory by gather's scan; an unreadable manifest is a problem, not a crash.
+        let outcome = try Gather.run([t.path])
+        #expect(outcome.grids.count == 1 && outcome.problems.count == 5 && outcome.sweeps.isEmpty)
+        try AtomicFileWriter.write("[]", to: t.path + "/" + RunRecords.gridFile)
+        #expect(Gather.grid(t.path + "/" + RunRecords.gridFile).problems.count == 1)
+    }
+}
+
+/// The report's convergence rule and dev curves from the training log.
+@Suite struct ConvergenceTests {
+    static func log(_ devs: [(Int, Double)], steps: Int) -> [StepLog] {
+        (1...steps).map { s in
+            var e = StepLog(step: s, loss: 1, lr: 1e-3, p: 1, activeGroups: [], tokensPerSecond: 1)
+            if let d = devs.first(where: { $0.0 == s }) { (e.devAccuracy, e.devLoss) = (d.1, 1 - d.1) }
+            return e
+        }
+    }
+
+    @Test func theRuleReadsTheLastFifthOfTheSteps() {
+        // Plateau within a point of the best over the last 20%: converged.
+        #expect(Report.converged(Self.log([(20, 0.5), (40, 0.7), (60, 0.8), (80, 0.805), (90, 0.80), (100, 0.798)], steps: 100), steps: 100) == true)
+        // Still rising in the last 20%: not converged (the best is at the end, 80 is more than a point below).
+        #expect(Report.converged(Self.log([(20, 0.5), (80, 0.7), (90, 0.75), (100, 0.8)], steps: 100), steps: 100) == false)
+        // Fell off after an early best: not converged.
+        #expect(Report.converged(Self.log([(20, 0.9), (100, 0.85)], steps: 100), steps: 100) == false)
+        // No evaluation in the window, or none at all: unknown.
+        #expect(Report.converged(Self.log([(20, 0.9), (60, 0.9)], steps: 100), steps: 100) == nil)
+        #expect(Report.converged(Self.log([], steps: 10), steps: 10) == nil)
+    }
+
+    @Test func devEvaluationsRoundTripThroughTheLog() throws {
+        let l = Self.log([(2, 0.25)], steps: 3)
+        let back = try RunRecords.logLines(l).split(separator: "\n").map { try JSONDecoder().decode(StepLog.self, from: Data($0.utf8)) }
+        #expect(back == l && back[1].devAccuracy == 0.25 && back[0].devAccuracy == nil)
+        #expect(!(try RunRecords.logLines([l[0]])).contains("dev_"))
+    }
+}

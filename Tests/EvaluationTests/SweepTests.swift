@@ -510,7 +510,14 @@ enum PNGCheck {
         // Only the id: --num-shards gives the count; it must agree with Slurm's when both are there.
         #expect(try shard(["SLURM_ARRAY_TASK_ID": "1"], 2) == Shard(index: 2, count: 2))
         #expect(throws: EvalError.self) { try shard(["SLURM_ARRAY_TASK_ID": "1"]) }
-        #expect(throws: EvalError.self) { try shard(["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "4"], 3) }
+        // With --num-shards the task id is the shard index from 0, whatever part of the array was submitted
+        // (a resubmitted `--array=2` of a 4-way sweep is shard 3 of 4).
+        #expect(
+            try shard(["SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_MAX": "2"], 4)
+                == Shard(index: 3, count: 4))
+        #expect(try shard(["SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "2"]) == Shard(index: 1, count: 1))
+        #expect(throws: EvalError.self) { try shard(["SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"], 4) }
+        #expect(throws: EvalError.self) { try shard(["SLURM_ARRAY_TASK_ID": "-1"], 4) }
         #expect(throws: EvalError.self) { try shard(["SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4"]) }
         #expect(throws: EvalError.self) {
             try shard(["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "2", "SLURM_ARRAY_TASK_MAX": "4"])

@@ -66,7 +66,8 @@ import Numerics
         for (i, r) in try JSONL.read(MFx.path("wordnet/noun-mc.jsonl")).prefix(6).enumerated() {
             let ctx = try JSONL.text(r, "context", path: "")!
             for (j, c) in r.json["choices"]!.arrayValue!.compactMap(\.stringValue).enumerated() {
-                let (ll, _) = try Evaluator.continuationLogLikelihood(model, tok, context: ctx, continuation: c, maxLength: 512)
+                let seq = try #require(TaskData.continuationSequence(tok, context: ctx, continuation: c, maxLength: 512))
+                let (ll, _) = try Evaluator.logLikelihood(model, seq, at: "choice \(j)")
                 #expect(abs(ll - want[i][j]) <= 1e-3, "example \(i) choice \(j): \(ll) vs \(want[i][j])")
             }
         }
