@@ -67,20 +67,22 @@ public enum Gather {
             let listed = parts.map { "\($0.path) is \($0.shard.text)" }.joined(separator: ", ")
             problems.append("mixed shard counts \(counts.sorted().map(String.init).joined(separator: ", ")): \(listed)")
         }
-        // One configuration (the first file's is the reference).
-        let config = first.result.config
+        // One configuration: the one most files carry is the reference (ties: the first file's by path).
         var usable = parts.filter { $0.shard.count == n }
+        let votes = Dictionary(grouping: usable) { $0.result.config?.hash ?? "" }
+        let reference = usable.first { p in votes[p.result.config?.hash ?? ""]!.count == votes.values.map(\.count).max() }!
+        let config = reference.result.config
         let hashes = Set(usable.map { $0.result.config?.hash ?? "none" })
         if hashes.count > 1 || (n > 1 && config == nil) {
             for p in usable where p.result.config?.hash != config?.hash || p.result.config == nil {
                 let why: String
                 if let mine = p.result.config, let ref = config {
                     let d = mine.differences(from: ref)
-                    why = "configuration \(mine.short) differs from \(first.path)'s \(ref.short)" + (d.isEmpty ? "" : " (\(d.joined(separator: "; ")))")
+                    why = "configuration \(mine.short) differs from \(reference.path)'s \(ref.short)" + (d.isEmpty ? "" : " (\(d.joined(separator: "; ")))")
                 } else if p.result.config == nil {
                     why = "carries no configuration hash (written before coto 0.14; rerun its shard)"
                 } else {
-                    why = "has a configuration hash but \(first.path) has none"
+                    why = "has a configuration hash but \(reference.path) has none"
                 }
                 problems.append("\(p.path): \(why)")
             }

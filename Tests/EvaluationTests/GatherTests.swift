@@ -62,6 +62,14 @@ import TestSupport
         #expect(s.points.count == 6)  // the mismatched shard is not joined
     }
 
+    @Test func theConfigurationMostShardsCarryIsTheReference() throws {
+        let other = ConfigRecord(identity: "x", inputs: [InputDigest(role: "model", path: "m", sha256: "ab")], options: ["batch_size": "32"])
+        let s = try #require(Gather.sweeps(Self.files([Self.shard(1, of: 3, config: other), Self.shard(2, of: 3), Self.shard(3, of: 3)])).sweeps.first)
+        #expect(s.config == Self.config && s.covered == [2, 3])
+        #expect(s.problems.first?.contains("shard-1-of-3.json: configuration \(other.short) differs") == true, "\(s.problems)")
+        #expect(s.problems.first?.contains("model m has other content") == true)
+    }
+
     @Test func shardsWithoutAConfigurationAreNamed() throws {
         let s = try #require(Gather.sweeps(Self.files([Self.shard(1, of: 2, config: nil), Self.shard(2, of: 2, config: nil)])).sweeps.first)
         #expect(s.problems.count == 2 && s.problems.allSatisfy { $0.contains("carries no configuration hash") })
