@@ -12,7 +12,7 @@ SECONDS_EACH="${1:-20}"
 RUNS="${2:-}"
 OUT=.build/fuzz
 mkdir -p "$OUT"
-INC="-I Sources/CBLAS -I Sources/CLAPACKE -I Sources/CSys/include $(pkg-config --cflags-only-I openblas lapacke | sed 's/-I/-Xcc -I/g') -I $OUT"
+INC="-I Sources/CBLAS -I Sources/CLAPACKE -I Sources/CSys/include -I Sources/CSHA256/include $(pkg-config --cflags-only-I openblas lapacke | sed 's/-I/-Xcc -I/g') -I $OUT"
 LIBS="$(pkg-config --libs openblas lapacke)"
 SAN="-sanitize=fuzzer,address -O -g"
 compile() {  # LOGNAME swiftc-arguments... : a failed build fails the script (warnings are not shown)
@@ -28,10 +28,14 @@ build_lib() {  # name sources...
   compile "lib$name" -parse-as-library -package-name coto -module-name "$name" -emit-module -emit-module-path "$OUT/$name.swiftmodule" \
     -emit-library -static -o "$OUT/lib$name.a" $SAN $INC "$@"
 }
-if [ ! -f "$OUT/libModel.a" ] || [ -n "$(find Sources/Numerics Sources/Checkpoint Sources/Model Sources/CSys -newer "$OUT/libModel.a" \( -name '*.swift' -o -name '*.[ch]' \) | head -1)" ]; then
+if [ ! -f "$OUT/libModel.a" ] || [ -n "$(find Sources/Numerics Sources/Checkpoint Sources/Model Sources/CSys -newer "$OUT/libModel.a" \( -name '*.swift' -o -name '*.[ch]' \) | head -1)" ] ||
+  [ -n "$(find Sources/CSHA256 -newer "$OUT/libModel.a" -name '*.[ch]' | head -1)" ]; then
   echo "fuzz: building instrumented libraries"
   if ! clang -c -O2 -g -fsanitize=address -I Sources/CSys/include Sources/CSys/csys.c -o "$OUT/csys.o" > "$OUT/csys.build.log" 2>&1; then
     cat "$OUT/csys.build.log" >&2; echo "fuzz: BUILD FAILED ($OUT/csys.build.log)" >&2; exit 1
+  fi
+  if ! clang -c -O2 -g -fsanitize=address -I Sources/CSHA256/include Sources/CSHA256/sha256.c -o "$OUT/sha256.o" > "$OUT/sha256.build.log" 2>&1; then
+    cat "$OUT/sha256.build.log" >&2; echo "fuzz: BUILD FAILED ($OUT/sha256.build.log)" >&2; exit 1
   fi
   build_lib Numerics Sources/Numerics/*.swift
   build_lib Checkpoint Sources/Checkpoint/*.swift
@@ -42,7 +46,7 @@ export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
 for f in Fuzz/*.swift; do
   t="$(basename "$f" .swift)"
   if [ -n "${FUZZ_ONLY:-}" ] && [[ " $FUZZ_ONLY " != *" $t "* ]]; then continue; fi
-  compile "fuzz-$t" -parse-as-library -sanitize=fuzzer,address -O -g $INC "$f" -L "$OUT" -lModel -lCheckpoint -lNumerics "$OUT/csys.o" $LIBS -o "$OUT/fuzz-$t"
+  compile "fuzz-$t" -parse-as-library -sanitize=fuzzer,address -O -g $INC "$f" -L "$OUT" -lModel -lCheckpoint -lNumerics "$OUT/csys.o" "$OUT/sha256.o" $LIBS -o "$OUT/fuzz-$t"
   corpus="$OUT/corpus-$t"
   mkdir -p "$corpus"
   cp -n Fixtures/fuzz/"$t"/* "$corpus"/ 2>/dev/null || true
