@@ -202,7 +202,9 @@ public final class SweepEvaluator {
         var computed = 0
         for (bi, members) in lm.batches.enumerated() {
             let seqs = members.map { lm.sequences[$0] }
-            let batch = Batch.padded(seqs.map(\.input), pad: tokenizer.padId)
+            // Padded positions are masked out; pad with an id of the batch itself, which is inside the tables
+            // whatever the tokenizer's own pad id is.
+            let batch = Batch.padded(seqs.map(\.input), pad: seqs[0].input[0])
             let T = batch.length
             var rows: [Int] = []
             var targets: [Int] = []

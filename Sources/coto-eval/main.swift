@@ -194,7 +194,10 @@ struct SweepOptions: ParsableArguments {
         help:
             "Run only part i of n of the points (i/n), or `auto` from the scheduler's environment (Slurm array, Kubernetes Indexed Job, RANK/WORLD_SIZE); `coto-eval report` joins the parts."
     ) var shard = "1/1"
-    @Option(help: "With --shard auto: the number of shards (required for a Kubernetes Indexed Job; checked against Slurm's).") var numShards: Int?
+    @Option(
+        help:
+            "With --shard auto: the number of shards (required for a Kubernetes Indexed Job; with a Slurm array the task id is then the shard index from 0, so a resubmitted index keeps its shard)."
+    ) var numShards: Int?
     @Option(help: "Examples per forward pass.") var batchSize = 32
     @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength:
         Int?

@@ -69,7 +69,10 @@ struct Train: ParsableCommand {
     @Option(help: "A training grid (JSON: model, tasks, methods, variants, seeds, options); --output is the directory of its runs.") var grid: String?
     @Option(help: "With --grid: train only the cells of shard i/n, or `auto` from the scheduler (Slurm array, Kubernetes Indexed Job, RANK/WORLD_SIZE).")
     var shard = "1/1"
-    @Option(help: "With --shard auto: the number of shards (required for a Kubernetes Indexed Job; checked against Slurm's).") var numShards: Int?
+    @Option(
+        help:
+            "With --shard auto: the number of shards (required for a Kubernetes Indexed Job; with a Slurm array the task id is then the shard index from 0, so a resubmitted index keeps its shard)."
+    ) var numShards: Int?
     @Flag(help: "With --grid: retrain cells that finished (or were trained from another configuration) and replace the manifest.") var overwrite = false
     @OptionGroup var out: OutputOptions
 
