@@ -74,6 +74,9 @@ import Glibc
             #expect(!groups.isEmpty && groups.allSatisfy { (0..<6).contains($0) })
             if k == 5 { #expect(groups == Array(0..<6)) }  // p = 1
             #expect((row["loss"] as? Double).map(\.isFinite) == true)
+            // The dev evaluations (--eval-every 3) are in the log at steps 3 and 6, the last one metrics.json's.
+            #expect((row["dev_accuracy"] != nil) == (k == 2 || k == 5), "step \(k + 1)")
+            if k == 5 { #expect(row["dev_accuracy"] as? Double == acc && row["dev_loss"] as? Double == m["dev_loss"] as? Double) }
         }
 
         // The same seed gives the same bytes.
