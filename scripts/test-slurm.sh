@@ -88,10 +88,10 @@ sed -e 's/"steps": 4/"steps": 40/' -e 's/"eval-every": 2/"eval-every": 0, "save-
 job=$(sbatch --parsable --array=0-3 train-grid.sbatch grid-long.json long-runs)
 # Task 2 owns cell 2 of the sorted grid (noun8-lora-s0): wait for its first checkpoint, then kill the task.
 for _ in $(seq 1 600); do
-  [ -d long-runs/noun8-lora-s0/checkpoint ] && break
+  [ -f long-runs/noun8-lora-s0/checkpoint/optimizer.safetensors ] && break
   sleep 0.5
 done
-[ -d long-runs/noun8-lora-s0/checkpoint ] || fail "array task 2 wrote no checkpoint"
+[ -f long-runs/noun8-lora-s0/checkpoint/optimizer.safetensors ] || fail "array task 2 wrote no checkpoint"
 scancel "${job}_2"
 # The other tasks finish.
 for _ in $(seq 1 1200); do

@@ -158,6 +158,9 @@ public struct RunMetrics: Codable, Sendable, Equatable {
 public enum RunRecords {
     public static let logFile = "train_log.jsonl"
     public static let metricsFile = "metrics.json"
+    /// A resumable checkpoint's last-written file (AdamW state, parameter values, step, RNG state): a
+    /// `checkpoint/` directory without it was interrupted while being written.
+    public static let checkpointStateFile = "optimizer.safetensors"
     /// The manifest a training grid writes into its output directory (`coto-train --grid`).
     public static let gridFile = "coto_grid.json"
 

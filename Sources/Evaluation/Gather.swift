@@ -155,7 +155,8 @@ public enum Gather {
             let dir = FileSystem.join(base, cell.dir)
             let metricsPath = FileSystem.join(dir, RunRecords.metricsFile)
             guard FileSystem.exists(metricsPath) else {
-                let ckpt = FileSystem.join(dir, "checkpoint")
+                // A complete checkpoint has its optimizer state (coto-train writes it last).
+                let ckpt = FileSystem.join(FileSystem.join(dir, "checkpoint"), RunRecords.checkpointStateFile)
                 problems.append(
                     "cell \(cell.name)\(owner) is not finished: no \(metricsPath)"
                         + (FileSystem.exists(ckpt) ? " (a checkpoint is there: rerun its shard to resume)" : ""))

@@ -30,11 +30,12 @@ extension AdapterTrainer {
             entries.append(TensorEntry(name: p.name + ".v", tensor: Tensor(shape: [v.count], data: v)))
             meta.append(("step:" + p.name, String(st)))
         }
-        try SafeTensorsWriter.write(entries, metadata: meta, to: FileSystem.join(dir, "optimizer.safetensors"))
+        // Written last (atomically): a checkpoint directory without it was interrupted.
+        try SafeTensorsWriter.write(entries, metadata: meta, to: FileSystem.join(dir, RunRecords.checkpointStateFile))
     }
 
     public func loadCheckpoint(from dir: String) throws {
-        let path = FileSystem.join(dir, "optimizer.safetensors")
+        let path = FileSystem.join(dir, RunRecords.checkpointStateFile)
         let f = try SafeTensorsFile(path: path)
         for p in params {
             guard let v = try? f.tensor(p.name + ".value").data, v.count == p.value.count,

@@ -310,7 +310,9 @@ struct Train: ParsableCommand {
                 continue
             }
             let ckpt = FileSystem.join(dir, "checkpoint")
-            if overwrite { FileSystem.removeTree(ckpt) }
+            // A checkpoint is complete once its optimizer state is written (the last file); one killed
+            // before that is removed and the cell starts over.
+            if overwrite || !FileSystem.exists(FileSystem.join(ckpt, RunRecords.checkpointStateFile)) { FileSystem.removeTree(ckpt) }
             if FileSystem.exists(ckpt) {
                 cmd.resume = true
                 if !out.quiet { Console.writeErr("\(label): resuming from \(ckpt)") }

@@ -182,6 +182,13 @@ import Checkpoint
         #expect(g.status == 1 && g.err.contains("cell noun8-lora-s1 (shard 2/2) is not finished"), "\(g.err)")
         #expect(try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "2/2", "-q"]).status == 0)
         #expect(try CLI.run("coto-eval", ["gather", runs]).status == 0)
+        // A task killed while writing its first checkpoint leaves one without its optimizer state: the cell
+        // starts over instead of failing to resume.
+        try FileManager.default.removeItem(atPath: runs + "/noun8-lora-s1/metrics.json")
+        try FileManager.default.createDirectory(atPath: runs + "/noun8-lora-s1/checkpoint/adapter", withIntermediateDirectories: true)
+        let partial = try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "2/2"])
+        #expect(partial.status == 0 && partial.err.contains("noun8-lora-s1 (2 of 2 in shard 2/2): training"), "\(partial.err)")
+        #expect(try CLI.run("coto-eval", ["gather", runs]).status == 0)
         // Another grid into the same directory: refused unless --overwrite.
         try writeGrid(lr: "0.001")
         let other = try CLI.run("coto-train", ["--grid", grid, "-o", runs, "--shard", "1/2"])

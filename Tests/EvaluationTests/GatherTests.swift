@@ -159,6 +159,9 @@ import TestSupport
         try write("a-lora-s0", try RunRecords.metricsJSON(Self.metrics(config: nil)))
         try write("a-lora-s1", "{\"steps\": \"x\"}")
         try FileManager.default.createDirectory(atPath: t.path + "/b-coto-s0/checkpoint", withIntermediateDirectories: true)
+        try "x".write(toFile: t.path + "/b-coto-s0/checkpoint/optimizer.safetensors", atomically: true, encoding: .utf8)
+        // An interrupted checkpoint (no optimizer state) is not offered for resuming.
+        try FileManager.default.createDirectory(atPath: t.path + "/b-coto-s1/checkpoint/adapter", withIntermediateDirectories: true)
         let g = Gather.grid(t.path + "/" + RunRecords.gridFile)
         #expect(g.finished == ["a-coto-s0"])
         #expect(g.problems.count == 5, "\(g.problems)")
