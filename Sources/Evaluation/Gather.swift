@@ -201,10 +201,7 @@ public enum Gather {
     /// Files that are not sweep results are not errors here: run directories hold other JSON.
     public static func readSweepFiles(_ paths: [String]) -> [(path: String, result: SweepResult)] {
         paths.compactMap { f in
-            guard let bytes = try? FileSystem.readFile(f, limit: 1 << 30), let r = try? JSONDecoder().decode(SweepResult.self, from: Data(bytes)) else {
-                return nil
-            }
-            return (f, r)
+            SweepResult.read(f).map { (f, $0) }
         }
     }
 }
@@ -233,7 +230,7 @@ extension Sweeps {
     public static func shardStatus(at path: String, config: ConfigRecord, overwrite: Bool) throws -> ShardStatus {
         guard FileSystem.exists(path) else { return .run }
         if overwrite { return .run }
-        guard let bytes = try? FileSystem.readFile(path, limit: 1 << 30), let old = try? JSONDecoder().decode(SweepResult.self, from: Data(bytes)) else {
+        guard let old = SweepResult.read(path) else {
             throw EvalError(path, "is there but is not a sweep result file; give --overwrite to replace it")
         }
         guard let oldConfig = old.config else {

@@ -305,12 +305,12 @@ public enum Report {
                     for r in runs {
                         let pts = Sweeps.curve(r.points, metric)
                         for (l, a) in pts { byL[l, default: []].append(a) }
-                        if r.complete, let b = Sweeps.barrier(metric.higherIsBetter ? pts : pts.map { ($0.0, -$0.1) }) { barriers.append(b) }
+                        if r.complete, let b = Sweeps.barrier(pts, metric) { barriers.append(b) }
                     }
                     let ls = byL.keys.sorted()
                     fig.series.append(.init(name: name, x: ls, y: ls.map { meanStd(byL[$0]!).0 }, err: ls.map { meanStd(byL[$0]!).1 }))
                     let mid = ls.min { abs($0 - 0.5) < abs($1 - 0.5) }
-                    let label = metric.name == "accuracy" ? task : "\(task) (\(metric.name))"
+                    let label = Sweeps.label(task, metricName: metric.name)
                     rows.append([label, name, String(runs.count), pm(byL[0] ?? []), pm(mid.map { byL[$0]! } ?? []), pm(byL[1] ?? []), pm(barriers)])
                     ij.append(
                         .object([
@@ -407,7 +407,7 @@ public enum Report {
                             x.append(numeric ? Double(v)! : Double(i))
                             y.append(m)
                             e.append(s)
-                            rows.append([metric.name == "accuracy" ? task : "\(task) (\(metric.name))", kind, v, name, pm(a)])
+                            rows.append([Sweeps.label(task, metricName: metric.name), kind, v, name, pm(a)])
                             pj.append(
                                 .object([
                                     ("task", .string(task)), ("kind", .string(kind)), ("value", .string(v)), ("name", .string(name)), (metric.name, stats(a)),
@@ -469,7 +469,7 @@ public enum Report {
                     let errs = perPlayer.indices.map { perPlayer[$0].count > 1 ? meanStd(perPlayer[$0]).1 : (ses[$0].first ?? 0) }
                     fig.series.append(.init(name: name, x: means.indices.map(Double.init), y: means, err: errs))
                     rows.append([
-                        metric.shapleyName == "accuracy" ? task : "\(task) (\(metric.shapleyName))", name, String(runs.count),
+                        Sweeps.label(task, metricName: metric.shapleyName), name, String(runs.count),
                         means.map { String(format: "%.3f", $0) }.joined(separator: " "), pm(spreads, 3), pm(effGap, 4),
                     ])
                     sj.append(
@@ -522,7 +522,7 @@ public enum Report {
                 let m = metric(t)
                 let pts = Sweeps.curve(s.points, m)
                 if let p = pts.min(by: { abs($0.0 - 0.5) < abs($1.0 - 0.5) }) { mid.append(p.1) }
-                if s.complete, let b = Sweeps.barrier(m.higherIsBetter ? pts : pts.map { ($0.0, -$0.1) }) { barrier.append(b) }
+                if s.complete, let b = Sweeps.barrier(pts, m) { barrier.append(b) }
             }
             let sparse = maxSparsity.map { prunePoint(t, n, "sparsity", $0) } ?? []
             let half = prunePoint(t, n, "layers", "every-other")
@@ -534,7 +534,7 @@ public enum Report {
                 if abs(m) > 1e-12 { cv.append(sd / abs(m)) }
             }
             let time = runs.filter { $0.task == t && $0.name == n }.map(\.metrics.trainSeconds)
-            let label = metric(t).name == "accuracy" ? t : "\(t) (\(metric(t).name))"
+            let label = Sweeps.label(t, metricName: metric(t).name)
             rows.append([label, n, pm(test, 3), pm(mid, 3), pm(barrier, 3), pm(sparse, 3), pm(half, 3), pm(cv, 2), pm(time, 1)])
             js.append(
                 .object([

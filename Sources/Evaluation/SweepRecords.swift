@@ -155,6 +155,12 @@ public struct SweepResult: Codable, Sendable, Equatable {
         case layersComputed = "layers_computed"
     }
 
+    /// The result file at `path`, or nil if it cannot be read or is not one.
+    public static func read(_ path: String) -> SweepResult? {
+        guard let bytes = try? FileSystem.readFile(path, limit: 1 << 30) else { return nil }
+        return try? JSONDecoder().decode(SweepResult.self, from: Data(bytes))
+    }
+
     /// Pretty JSON with sorted keys (the file coto-eval writes).
     public func encoded() throws -> String {
         let e = JSONEncoder()

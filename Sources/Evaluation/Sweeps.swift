@@ -290,8 +290,13 @@ public struct Shard: Sendable, Equatable {
     /// if given). Malformed text is a one-line error.
     public static func resolve(option: String, numShards: Int?, environment: [String: String]) throws -> Shard {
         if option == "auto" { return try fromEnvironment(environment, numShards: numShards) }
-        guard let s = parse(option) else { throw EvalError("--shard", "must be i/n with 1 <= i <= n, or auto (got '\(option)')") }
+        guard let s = parse(option) else { throw EvalError("--shard", optionProblem(option) ?? "") }
         return s
+    }
+
+    /// What is wrong with a `--shard` value (nil: `i/n` or `auto`).
+    public static func optionProblem(_ option: String) -> String? {
+        option == "auto" || parse(option) != nil ? nil : "must be i/n with 1 <= i <= n, or auto (got '\(option)')"
     }
 
     /// How many of `total` points (indices 0..<total) this shard owns.
@@ -378,13 +383,6 @@ public enum Sweeps {
     }
 
     /// (λ, accuracy) of an interpolation sweep's points.
-    public static func curve(_ points: [SweepPoint]) -> [(Double, Double)] {
-        points.compactMap { p in
-            guard let l = p.lambda, let a = p.accuracy else { return nil }
-            return (l, a)
-        }
-    }
-
     static func result(_ sweep: String, name: String, adapters: [String], data: [String], shard: Shard, settings: SweepSettings, task: EvalTask)
         -> SweepResult
     {
@@ -481,8 +479,18 @@ public enum Sweeps {
     /// between the end points, or for perplexity the largest rise above it.
     public static func barrier(_ r: SweepResult) -> Double? {
         let m = metric(r)
-        let pts = curve(r.points ?? [], m)
-        return barrier(m.higherIsBetter ? pts : pts.map { ($0.0, -$0.1) })
+        return barrier(curve(r.points ?? [], m), m)
+    }
+
+    /// The barrier of a curve by its metric: the largest drop below the line between the end points, or
+    /// (lower is better) the largest rise above it.
+    public static func barrier(_ points: [(Double, Double)], _ metric: Metric) -> Double? {
+        barrier(metric.higherIsBetter ? points : points.map { ($0.0, -$0.1) })
+    }
+
+    /// `task` as tables show it: marked with the metric unless it is accuracy ("text (perplexity)").
+    public static func label(_ task: String, metricName: String) -> String {
+        metricName == "accuracy" ? task : "\(task) (\(metricName))"
     }
 
     /// Largest drop of the curve below the straight line between its end points (0 if none).

@@ -210,7 +210,7 @@ struct SweepOptions: ParsableArguments {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard shard == "auto" || Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n, or auto (got '\(shard)')") }
+        if let problem = Shard.optionProblem(shard) { throw ValidationError("--shard \(problem)") }
         if let n = numShards, n < 1 { throw ValidationError("--num-shards must be at least 1") }
         guard EvalTask(rawValue: task) != nil else { throw ValidationError("--task must be classification, perplexity or multiple-choice (got '\(task)')") }
         guard batchSize >= 1, (maxLength ?? 2) >= 2, threads >= 1 else {

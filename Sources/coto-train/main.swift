@@ -82,7 +82,7 @@ struct Train: ParsableCommand {
     func validate() throws {
         if grid != nil {
             guard modelPath == nil, dataPath == nil, evalData == nil else { throw ValidationError("with --grid, the grid file gives the model and the data") }
-            guard shard == "auto" || Shard.parse(shard) != nil else { throw ValidationError("--shard must be i/n with 1 <= i <= n, or auto (got '\(shard)')") }
+            if let problem = Shard.optionProblem(shard) { throw ValidationError("--shard \(problem)") }
             if let n = numShards, n < 1 { throw ValidationError("--num-shards must be at least 1") }
             return
         }
@@ -105,6 +105,11 @@ struct Train: ParsableCommand {
 
     func run() throws {
         if let g = grid { return try runGrid(g) }
+        try train(config: try configuration())
+    }
+
+    /// One run; `config` is its configuration record (a grid computes it once per cell, with shared digests).
+    func train(config: ConfigRecord) throws {
         // Classification (BERT) splits each batch over two workers with single-threaded BLAS each; the
         // causal-LM pass calls BLAS on whole batches and lets OpenBLAS use the threads.
         if task == "classification" && threads >= 2 {
@@ -120,7 +125,7 @@ struct Train: ParsableCommand {
         let maxLength = try limits.maxLength(requested: self.maxLength, fallback: 128, modelDir: model)
         if task == "causal-lm" {
             guard let llama = loaded as? LlamaModel else { throw CommandError(model, "causal-LM training runs on decoder models (model_type llama)") }
-            try trainCausalLM(llama, tok, maxLength: maxLength)
+            try trainCausalLM(llama, tok, maxLength: maxLength, config: config)
             return
         }
         guard let bert = loaded as? BertModel else {
@@ -128,16 +133,16 @@ struct Train: ParsableCommand {
         }
         let (train, dev, labels) = try TrainingData.classification(train: data, eval: evalData, tokenizer: tok, maxLength: maxLength, limits: limits)
         let trainer = try AdapterTrainer(model: bert, labels: labels, config: makeConfig(maxLength: maxLength))
-        try runAndSave(trainer, train: train, dev: dev, labels: labels)
+        try runAndSave(trainer, train: train, dev: dev, labels: labels, config: config)
     }
 
     /// Causal LM: {"text"} (every token after the first scored) or {"prompt", "completion"} (completion only).
-    func trainCausalLM(_ llama: LlamaModel, _ tok: Tokenizer, maxLength: Int) throws {
+    func trainCausalLM(_ llama: LlamaModel, _ tok: Tokenizer, maxLength: Int, config: ConfigRecord) throws {
         let limits = llama.inputLimits
         let train = try TrainingData.causalLM(data, tokenizer: tok, maxLength: maxLength, limits: limits)
         let dev = try evalData.map { try TrainingData.causalLM($0, tokenizer: tok, maxLength: maxLength, limits: limits) }
         let trainer = try AdapterTrainer(causalLM: llama, config: makeConfig(maxLength: maxLength))
-        try runAndSave(trainer, train: train, dev: dev, labels: [])
+        try runAndSave(trainer, train: train, dev: dev, labels: [], config: config)
     }
 
     func makeConfig(maxLength: Int) -> TrainConfig {
@@ -172,7 +177,7 @@ struct Train: ParsableCommand {
         return c
     }
 
-    func runAndSave(_ trainer: AdapterTrainer, train: [Example], dev: [Example]?, labels: [String]) throws {
+    func runAndSave(_ trainer: AdapterTrainer, train: [Example], dev: [Example]?, labels: [String], config: ConfigRecord) throws {
         let ckpt = FileSystem.join(output, "checkpoint")
         if resume {
             guard FileSystem.exists(ckpt) else { throw CommandError(ckpt, "no checkpoint to resume from") }
@@ -211,7 +216,7 @@ struct Train: ParsableCommand {
             task: task, steps: trainer.step, coto: coto, variant: variant, labels: labels, finalLoss: trainer.log.last?.loss, data: data,
             evalData: evalData, seed: seed, rank: rank, targets: targets, threads: threads, trainSeconds: trainSeconds,
             tokensPerSecond: trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count),
-            devStep: lastEval?.0, devAccuracy: lastEval?.1, devLoss: lastEval?.2, config: try configuration())
+            devStep: lastEval?.0, devAccuracy: lastEval?.1, devLoss: lastEval?.2, config: config)
         // metrics.json last: its presence marks a finished run (a training grid skips it on a rerun).
         let metricsText = try RunRecords.metricsJSON(metrics)
         try AtomicFileWriter.write(metricsText, to: FileSystem.join(output, RunRecords.metricsFile))
@@ -319,7 +324,7 @@ struct Train: ParsableCommand {
             } else if !out.quiet {
                 Console.writeErr("\(label): training")
             }
-            try cmd.run()
+            try cmd.train(config: config)
         }
         if !out.quiet { Console.writeErr("shard \(shard.text) of \(manifestPath): its \(mine.count) of the grid's \(cells.count) cells are done") }
     }
