@@ -1,0 +1,112 @@
+import Checkpoint
+import Foundation
+
+/// The paper's findings against our measurements: for every pair of a plain series and its CoTo counterpart
+/// (`lora` and `coto`, `dora` and `coto-dora`, ...) each figure the paper compares, the mean ± std over
+/// seeds on both sides, the difference and a verdict by a stated rule.
+extension Report {
+    /// What a finding's measurement says about the paper's claim.
+    public enum Verdict: String, Sendable {
+        case reproduced = "reproduced"
+        case notReproduced = "not reproduced"
+        case withinNoise = "within noise"
+        case undecided = "undecided (fewer than 2 values a side)"
+    }
+
+    /// The rule: d = mean(CoTo) − mean(plain), its standard error se = sqrt(s_c²/n_c + s_p²/n_p) (sample standard
+    /// deviations over seeds, or over pairs of seeds for interpolation). |d| ≤ 2·se: within noise; otherwise
+    /// reproduced when d points the way the paper claims, not reproduced when it points the other way.
+    /// Fewer than two values on a side: undecided.
+    public static func verdict(coto: [Double], plain: [Double], cotoBetterWhenHigher: Bool) -> (difference: Double, standardError: Double, verdict: Verdict) {
+        let (mc, sc) = meanStd(coto)
+        let (mp, sp) = meanStd(plain)
+        let d = mc - mp
+        guard coto.count >= 2, plain.count >= 2 else { return (d, .nan, .undecided) }
+        let se = (sc * sc / Double(coto.count) + sp * sp / Double(plain.count)).squareRoot()
+        if abs(d) <= 2 * se { return (d, se, .withinNoise) }
+        return (d, se, (d > 0) == cotoBetterWhenHigher ? .reproduced : .notReproduced)
+    }
+
+    /// The plain series a CoTo series is compared with: `coto` → `lora`, `coto-dora` → `dora`; nil for a
+    /// plain series.
+    static func plainCounterpart(_ name: String) -> String? {
+        if name == "coto" { return "lora" }
+        return name.hasPrefix("coto-") ? String(name.dropFirst(5)) : nil
+    }
+
+    /// The findings table (markdown, results.json part); empty when no CoTo series has its plain counterpart.
+    static func findings(_ sweeps: [Joined], _ runs: [TrainingRun]) -> (String, JSON) {
+        let (series, maxSparsity, merges) = figures(sweeps, runs)
+        var rows: [[String]] = []
+        var js: [JSON] = []
+        var verdicts: [Verdict] = []
+        func add(
+            _ finding: String, claim: String, task: String, plainName: String, cotoName: String, plain: [Double], coto: [Double], higher: Bool, digits: Int = 3
+        ) {
+            guard !plain.isEmpty, !coto.isEmpty else { return }
+            let (d, se, v) = verdict(coto: coto, plain: plain, cotoBetterWhenHigher: higher)
+            verdicts.append(v)
+            rows.append([
+                finding, claim, task, "\(plainName) \(pm(plain, digits))", "\(cotoName) \(pm(coto, digits))",
+                String(format: "%+.\(digits)f", d), se.isFinite ? String(format: "%.\(digits)f", se) : "–", "**\(v.rawValue)**",
+            ])
+            js.append(
+                .object([
+                    ("finding", .string(finding)), ("claim", .string(claim)), ("task", .string(task)), ("plain", .string(plainName)),
+                    ("coto", .string(cotoName)),
+                    ("plain_values", stats(plain)), ("coto_values", stats(coto)), ("difference", .double(d)),
+                    ("standard_error", se.isFinite ? .double(se) : .null), ("verdict", .string(v.rawValue)),
+                ]))
+        }
+        for c in series {
+            guard let plainName = plainCounterpart(c.name), let p = series.first(where: { $0.task == c.task && $0.name == plainName }) else { continue }
+            let up = c.metric.higherIsBetter
+            let better = up ? "higher" : "lower"
+            let task = Sweeps.label(c.task, metricName: c.metric.name)
+            add(
+                "single-task \(c.metric.name)", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.test, coto: c.test,
+                higher: up)
+            add("interpolation λ=0.5", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.mid, coto: c.mid, higher: up)
+            add(
+                "interpolation barrier", claim: "CoTo lower", task: task, plainName: plainName, cotoName: c.name, plain: p.barrier, coto: c.barrier,
+                higher: false)
+            if let s = maxSparsity {
+                add(
+                    "magnitude pruning, sparsity \(s)", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.sparse,
+                    coto: c.sparse, higher: up)
+            }
+            add(
+                "every other layer dropped", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.half, coto: c.half,
+                higher: up)
+            add(
+                "Shapley spread (CV)", claim: "CoTo lower (more even)", task: task, plainName: plainName, cotoName: c.name, plain: p.cv, coto: c.cv,
+                higher: false, digits: 2)
+            add(
+                "training time (s)", claim: "CoTo lower", task: task, plainName: plainName, cotoName: c.name, plain: p.time, coto: c.time, higher: false,
+                digits: 1)
+        }
+        for c in merges {
+            guard let plainName = plainCounterpart(c.name), let p = merges.first(where: { $0.method == c.method && $0.name == plainName }) else { continue }
+            add(
+                "merge: \(c.method)", claim: "CoTo higher", task: "mean over tasks", plainName: plainName, cotoName: c.name, plain: p.perSet, coto: c.perSet,
+                higher: true)
+        }
+        guard !rows.isEmpty else { return ("", .null) }
+        var md = "## What reproduces\n\n"
+        md += "The paper's findings against this run's measurements: mean ± std over seeds (pairs of seeds for interpolation), "
+        md += "d = CoTo − plain, se = sqrt(s²_CoTo/n_CoTo + s²_plain/n_plain). Rule: |d| ≤ 2·se is **within noise**; otherwise "
+        md += "**reproduced** when d points the way the paper claims and **not reproduced** when it points the other way; "
+        md += "fewer than 2 values on a side is **undecided**. Training time is the training loop's wall time on this machine.\n\n"
+        md += mdTable(["finding", "paper", "task", "plain", "CoTo", "d", "se", "verdict"], rows) + "\n"
+        let counts = [Verdict.reproduced, .notReproduced, .withinNoise, .undecided].compactMap { v -> String? in
+            let n = verdicts.filter { $0 == v }.count
+            return n == 0 ? nil : "\(n) \(v.rawValue)"
+        }
+        md += "Of \(rows.count) comparisons: " + counts.joined(separator: ", ") + ".\n"
+        if !merges.contains(where: { $0.method == "lego" }) {
+            md += "Not measured: LoRA-LEGO merging (not implemented in coto).\n"
+        }
+        md += "\n"
+        return (md, .array(js))
+    }
+}
