@@ -42,6 +42,9 @@ public struct TrainConfig: Sendable {
     /// Shuffle the data each epoch (seeded). Off: the file's order, every epoch (benchmarks feed a peer the
     /// same batches; curricula).
     public var shuffle = true
+    /// Batches of similar lengths (HF Trainer's `group_by_length`, `AdapterTrainer.lengthGrouped`): less padding,
+    /// other batches than the plain shuffle.
+    public var groupByLength = false
     /// BERT classification: each micro-batch is split over this many workers (at most 2), each with its own
     /// activations and gradient buffers and single-threaded BLAS; gradients are summed in a fixed order.
     /// The result depends on the worker count (dropout streams per half), not on timing.

@@ -192,6 +192,7 @@ public final class AdapterTrainer {
                 var drng = SeededRNG(seed: c.seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
                 drng.shuffle(&order)
             }
+            if c.groupByLength { order = Self.lengthGrouped(order, lengths: data.map(\.ids.count), batch: c.batchSize) }
             let active = coto.draw(step: step, groups: groupCount, rng: &rng)
             for m in modules { model.linears[m]!.active = active[groupOf[m]!] }
             for p in params { p.zeroGrad() }
@@ -229,6 +230,27 @@ public final class AdapterTrainer {
             if c.saveEvery > 0, step % c.saveEvery == 0, step < T { try checkpoint?(self) }
         }
         model.setActive(true)
+    }
+
+    /// HF transformers' `group_by_length` (`get_length_grouped_indices`) on an epoch's order: cut it into
+    /// megabatches of m·batch examples (m = min(n / (4·batch), 50), at least 1), sort each by length, longest
+    /// first (ties keep their order), then swap the first element of the megabatch holding the longest example
+    /// with the first megabatch's, so the longest batch comes first (a memory peak shows at once).
+    public static func lengthGrouped(_ order: [Int], lengths: [Int], batch: Int) -> [Int] {
+        guard !order.isEmpty, batch > 0 else { return order }
+        let mult = max(1, min(order.count / (batch * 4), 50))
+        let size = mult * batch
+        var mega: [[Int]] = stride(from: 0, to: order.count, by: size).map { start in
+            let part = Array(order[start..<min(order.count, start + size)])
+            return part.indices.sorted { a, b in
+                lengths[part[a]] != lengths[part[b]] ? lengths[part[a]] > lengths[part[b]] : a < b
+            }.map { part[$0] }
+        }
+        let maxima = mega.map { lengths[$0[0]] }
+        if let top = maxima.indices.first(where: { maxima[$0] == maxima.max() }), top != 0 {
+            (mega[0][0], mega[top][0]) = (mega[top][0], mega[0][0])
+        }
+        return mega.flatMap { $0 }
     }
 
     /// Accuracy and loss with every adapter active, no dropout (causal LM: accuracy is next-token accuracy).

@@ -66,6 +66,7 @@ struct Train: ParsableCommand {
     @Option(help: "Write a resumable checkpoint every N steps (0: never).") var saveEvery = 0
     @Flag(help: "Continue from OUTPUT/checkpoint.") var resume = false
     @Flag(inversion: .prefixedNo, help: "Shuffle the training data every epoch (seeded); --no-shuffle keeps the file's order.") var shuffle = true
+    @Flag(help: "Batches of similar lengths, as HF Trainer's group_by_length: less padding, other batches.") var groupByLength = false
     @Option(help: "A training grid (JSON: model, tasks, methods, variants, seeds, options); --output is the directory of its runs.") var grid: String?
     @Option(help: "With --grid: train only the cells of shard i/n, or `auto` from the scheduler (Slurm array, Kubernetes Indexed Job, RANK/WORLD_SIZE).")
     var shard = "1/1"
@@ -173,6 +174,7 @@ struct Train: ParsableCommand {
         c.evalEvery = evalEvery
         c.saveEvery = saveEvery
         c.shuffle = shuffle
+        c.groupByLength = groupByLength
         c.workers = min(threads, 2)
         return c
     }
@@ -243,6 +245,8 @@ struct Train: ParsableCommand {
             // Classification splits a batch over up to two workers: their number changes the rounding.
             "workers": String(task == "classification" ? min(threads, 2) : 1),
         ]
+        // Recorded when set, so configurations written before the option existed keep their hash.
+        if groupByLength { o["group-by-length"] = "true" }
         if coto {
             o["initial-p"] = "\(initialP)"
             o["final-p"] = "\(finalP)"
