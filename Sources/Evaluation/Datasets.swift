@@ -214,3 +214,76 @@ public enum Fortunes {
             examples: examples, capPerClass: cap)
     }
 }
+
+/// Language-model tasks over WordNet's noun8 synsets (the same synsets, splits and caps as `noun8`), for decoder
+/// models: `define` (prompt "word:", completion " gloss": causal-LM training data, perplexity on held-out
+/// glosses) and `word-choice` (multiple choice: which word a gloss defines, among `choices` words of other
+/// synsets of the same split, chosen and placed by hashes of the ids).
+public enum WordNetLM {
+    public struct Files: Sendable {
+        public var name: String
+        public var description: String
+        /// split → JSONL records.
+        public var rows: [Split: [JSON]]
+    }
+
+    public static func tasks(directory dir: String = WordNet.defaultDirectory, cap: [Split: Int] = [:], choices: Int = 4) throws -> [Files] {
+        guard choices >= 2 else { throw EvalError("--choices", "must be at least 2 (got \(choices))") }
+        guard let noun8 = try WordNet.tasks(directory: dir, cap: cap).first(where: { $0.name == "noun8" }) else {
+            throw EvalError(dir, "no noun8 task")
+        }
+        // The synsets behind noun8's examples ("word: gloss"), to split the text back into word and gloss.
+        var define: [Split: [JSON]] = [:]
+        var choice: [Split: [JSON]] = [:]
+        for split in Split.allCases {
+            let rows = (noun8.examples[split] ?? []).compactMap { e -> (id: String, word: String, gloss: String)? in
+                guard let colon = e.text.range(of: ": ") else { return nil }
+                return (e.id, String(e.text[..<colon.lowerBound]), String(e.text[colon.upperBound...]))
+            }
+            define[split] = rows.map { r in
+                .object([("prompt", .string(r.word + ":")), ("completion", .string(" " + r.gloss)), ("id", .string(r.id))])
+            }
+            // Distractors: the words of the next synsets in hash order whose words differ from the answer's and
+            // from each other; the answer's place by a hash of the id.
+            let order = rows.indices.sorted { fnv1a64("distractor:" + rows[$0].id) < fnv1a64("distractor:" + rows[$1].id) }
+            var mc: [JSON] = []
+            for (k, i) in order.enumerated() where split != .train {
+                var words = [rows[i].word]
+                var j = (k + 1) % order.count
+                while words.count < choices && j != k {
+                    let w = rows[order[j]].word
+                    if !words.contains(where: { $0.lowercased() == w.lowercased() }) { words.append(w) }
+                    j = (j + 1) % order.count
+                }
+                guard words.count == choices else { continue }
+                let at = Int(fnv1a64("answer:" + rows[i].id) % UInt64(choices))
+                words.swapAt(0, at)
+                mc.append(
+                    .object([
+                        ("context", .string("Definition: \(rows[i].gloss)\nWord:")), ("choices", .array(words.map { .string(" " + $0) })),
+                        ("label", .int(at)), ("id", .string(rows[i].id)),
+                    ]))
+            }
+            choice[split] = mc
+        }
+        return [
+            Files(name: "define", description: "WordNet noun8 synsets: \"word:\" → \" gloss\" (causal-LM training; perplexity)", rows: define),
+            Files(
+                name: "word-choice", description: "WordNet noun8 synsets: which of \(choices) words a gloss defines (multiple choice; dev and test)",
+                rows: choice.filter { $0.key != .train }),
+        ]
+    }
+
+    /// Writes `DIR/NAME-SPLIT.jsonl` for every split a task has, atomically; the paths.
+    public static func write(_ t: Files, to dir: String) throws -> [String] {
+        try FileSystem.makeDirectory(dir)
+        var paths: [String] = []
+        for split in Split.allCases {
+            guard let rows = t.rows[split] else { continue }
+            let path = FileSystem.join(dir, "\(t.name)-\(split.rawValue).jsonl")
+            try AtomicFileWriter.write(rows.map { $0.compact + "\n" }.joined(), to: path)
+            paths.append(path)
+        }
+        return paths
+    }
+}

@@ -17,8 +17,9 @@ struct Data: ParsableCommand {
               coto-data wordnet -o data/                               # noun8, pos4, verb15
               coto-data wordnet -o data/ --cap-train 150 --cap-eval 50
               coto-data fortunes -o data/ --min-per-class 500
+              coto-data wordnet-lm -o data/ --cap-train 40 --cap-eval 10   # define, word-choice (decoders)
             """,
-        subcommands: [WordNetCommand.self, FortunesCommand.self])
+        subcommands: [WordNetCommand.self, WordNetLMCommand.self, FortunesCommand.self])
 
     struct Common: ParsableArguments {
         @Option(name: .shortAndLong, help: "Output directory.") var output: String
@@ -72,6 +73,44 @@ struct Data: ParsableCommand {
 
         func run() throws {
             try common.write(try WordNet.tasks(directory: wordnet, cap: common.caps), source: wordnet)
+        }
+    }
+
+    struct WordNetLMCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "wordnet-lm",
+            abstract: "Decoder tasks on noun8's synsets: define (word: → gloss; causal LM, perplexity), word-choice (multiple choice).",
+            discussion: """
+                The same synsets, splits and per-class caps as noun8. define-{train,dev,test}.jsonl hold
+                {"prompt": "dog:", "completion": " a member of the genus Canis ..."}; word-choice-{dev,test}.jsonl hold
+                {"context": "Definition: ...\\nWord:", "choices": [" dog", ...], "label": k}, the other choices being
+                words of other synsets of the same split.
+                """)
+        @Option(help: "Directory with data.noun, data.verb, data.adj, data.adv.") var wordnet = WordNet.defaultDirectory
+        @Option(help: "Choices per word-choice question.") var choices = 4
+        @OptionGroup var common: Common
+
+        func run() throws {
+            let tasks = try WordNetLM.tasks(directory: wordnet, cap: common.caps, choices: choices)
+            var cards: [JSON] = []
+            for t in tasks {
+                let paths = try WordNetLM.write(t, to: common.output)
+                let counts = Split.allCases.compactMap { s in t.rows[s].map { (s.rawValue, $0.count) } }
+                cards.append(
+                    .object(
+                        [("task", .string(t.name)), ("description", .string(t.description))] + counts.map { ($0.0, JSON.int($0.1)) }
+                            + [("files", .array(paths.map { .string($0) }))]))
+                if common.out.chatty {
+                    Console.writeErr("\(t.name): \(t.description): " + counts.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n")
+                }
+            }
+            let card = JSON.object([("source", .string(wordnet)), ("tasks", .array(cards))])
+            try AtomicFileWriter.write(card.pretty + "\n", to: FileSystem.join(common.output, "card.json"))
+            if common.out.json {
+                Console.writeOut(card.pretty)
+            } else if !common.out.quiet {
+                Console.writeOut("wrote 5 task files and card.json to \(common.output)")
+            }
         }
     }
 

@@ -448,6 +448,45 @@ enum PNGCheck {
         #expect(again[2].examples[.test]!.map(\.id) == tasks[2].examples[.test]!.map(\.id))
     }
 
+    @Test func wordNetLanguageTasksFollowNoun8() throws {
+        let cap: [Split: Int] = [.train: 20, .dev: 8, .test: 8]
+        let noun8 = try #require(try WordNet.tasks(cap: cap).first { $0.name == "noun8" })
+        let tasks = try WordNetLM.tasks(cap: cap, choices: 4)
+        #expect(tasks.map(\.name) == ["define", "word-choice"])
+        let define = tasks[0]
+        let choice = tasks[1]
+        for split in Split.allCases {
+            // define: noun8's synsets in noun8's order, "word:" + " gloss" = noun8's "word: gloss".
+            let rows = try #require(define.rows[split])
+            let n8 = noun8.examples[split] ?? []
+            #expect(rows.map { $0["id"]?.stringValue } == n8.map(\.id))
+            #expect(zip(rows, n8).allSatisfy { ($0["prompt"]?.stringValue ?? "") + ($0["completion"]?.stringValue ?? "") == $1.text })
+            #expect(rows.allSatisfy { $0["prompt"]?.stringValue?.hasSuffix(":") == true && $0["completion"]?.stringValue?.hasPrefix(" ") == true })
+        }
+        #expect(choice.rows[.train] == nil)
+        for split in [Split.dev, .test] {
+            let rows = try #require(choice.rows[split])
+            let words = Dictionary(
+                uniqueKeysWithValues: (define.rows[split] ?? []).map { ($0["id"]!.stringValue!, String($0["prompt"]!.stringValue!.dropLast())) })
+            #expect(rows.count == words.count && rows.count > 40)
+            var placed = [0, 0, 0, 0]
+            for r in rows {
+                let choices = (r["choices"]?.arrayValue ?? []).compactMap(\.stringValue)
+                let label = try #require(r["label"]?.intValue)
+                let id = try #require(r["id"]?.stringValue)
+                // Four distinct words, the labelled one the synset's own; the others are words of this split.
+                #expect(choices.count == 4 && Set(choices.map { $0.lowercased() }).count == 4)
+                #expect(choices[label] == " " + words[id]!)
+                #expect(choices.allSatisfy { c in words.values.contains { " " + $0 == c } })
+                #expect(r["context"]?.stringValue?.hasPrefix("Definition: ") == true && r["context"]?.stringValue?.hasSuffix("\nWord:") == true)
+                placed[label] += 1
+            }
+            // The answer's place is spread by the hash, not always first.
+            #expect(placed.allSatisfy { $0 > 0 }, "\(placed)")
+        }
+        #expect(throws: EvalError.self) { try WordNetLM.tasks(cap: cap, choices: 1) }
+    }
+
     @Test func parseErrorsNameFileAndLine() throws {
         let dir = try EFx.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
