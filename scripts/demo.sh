@@ -16,11 +16,12 @@ THREADS="${THREADS:-2}"
 # Every run gets the same optimizer-step budget, whatever its task's size.
 if [ "${QUICK:-0}" = 1 ]; then
   CAP_TRAIN=40 CAP_EVAL=20 STEPS=12 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=1 SAMPLES=8 METHODS=interpolate,ties,svd
-  LAYERS=all,every-other MODULES=value SEEDS=(0 1) PAIRS=(0:1) TITLE="QUICK=1 smoke test (not converged, not a measurement)"
+  LAYERS=all,every-other MODULES=value SEEDS=(0 1) PAIRS=(0:1) SHAPLEY_SEEDS=(0) EVALS=2
+  TITLE="QUICK=1 smoke test (not converged, not a measurement)"
 else
-  CAP_TRAIN=100 CAP_EVAL=40 STEPS=${STEPS:-400} GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=24
+  CAP_TRAIN=100 CAP_EVAL=40 STEPS=${STEPS:-400} GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=16
   METHODS=interpolate,task-arithmetic,ties,dare_ties,svd LAYERS=all,every-other,low,middle,high MODULES=query,value
-  SEEDS=(0 1 2) PAIRS=(0:1 1:2 0:2) TITLE="CoTo vs LoRA on all-MiniLM-L6-v2 (WordNet tasks)"
+  SEEDS=(0 1 2) PAIRS=(0:1 1:2 0:2) SHAPLEY_SEEDS=(0 1) EVALS=10 TITLE="CoTo vs LoRA on all-MiniLM-L6-v2 (WordNet tasks)"
 fi
 # Batches of 16 grouped by length (coto-train --group-by-length), lr 2e-3 with linear decay: the recipe
 # Docs/convergence.md measured.
@@ -44,7 +45,7 @@ for task in "${TASKS[@]}"; do
       echo "-- $task $mode seed $seed"
       $BIN/coto-train --model "$M" --data "$OUT/data/$task-train.jsonl" --eval-data "$OUT/data/$task-dev.jsonl" \
         --task classification --rank 8 --alpha 16 --targets query,value --steps $STEPS --batch-size $BATCH --group-by-length \
-        --eval-every $((STEPS / 10)) --max-length 64 --lr 2e-3 --seed $seed --threads $THREADS $flag -o "$OUT/runs/$task/$mode-s$seed"
+        --eval-every $((STEPS / EVALS)) --max-length 64 --lr 2e-3 --seed $seed --threads $THREADS $flag -o "$OUT/runs/$task/$mode-s$seed"
     done
   done
 done
@@ -82,7 +83,7 @@ done
 
 step "Shapley values per layer"
 for task in "${TASKS[@]}"; do
-  for seed in "${SEEDS[@]}"; do
+  for seed in "${SHAPLEY_SEEDS[@]}"; do
     for mode in lora coto; do
       $BIN/coto-eval shapley "$OUT/runs/$task/$mode-s$seed" --data "$OUT/data/$task-test.jsonl" --samples $SAMPLES "${COMMON[@]}"
     done

@@ -82,10 +82,11 @@ extension Report {
                 "Shapley spread (CV)", claim: "CoTo lower (more even)", task: task, plainName: plainName, cotoName: c.name, plain: p.cv, coto: c.cv,
                 higher: false, digits: 2)
             add(
-                "training time (s)", claim: "CoTo lower", task: task, plainName: plainName, cotoName: c.name, plain: p.time, coto: c.time, higher: false,
+                "training steps' time (s)", claim: "CoTo lower", task: task, plainName: plainName, cotoName: c.name, plain: p.time, coto: c.time, higher: false,
                 digits: 1)
         }
-        for c in merges {
+        // `individual` is each adapter on its own task: the single-task rows above, not a merge.
+        for c in merges where c.method != "individual" {
             guard let plainName = plainCounterpart(c.name), let p = merges.first(where: { $0.method == c.method && $0.name == plainName }) else { continue }
             add(
                 "merge: \(c.method)", claim: "CoTo higher", task: "mean over tasks", plainName: plainName, cotoName: c.name, plain: p.perSet, coto: c.perSet,
@@ -96,7 +97,7 @@ extension Report {
         md += "The paper's findings against this run's measurements: mean ± std over seeds (pairs of seeds for interpolation), "
         md += "d = CoTo − plain, se = sqrt(s²_CoTo/n_CoTo + s²_plain/n_plain). Rule: |d| ≤ 2·se is **within noise**; otherwise "
         md += "**reproduced** when d points the way the paper claims and **not reproduced** when it points the other way; "
-        md += "fewer than 2 values on a side is **undecided**. Training time is the training loop's wall time on this machine.\n\n"
+        md += "fewer than 2 values on a side is **undecided**. Training time is the optimizer steps' wall time on this machine (dev evaluations excluded).\n\n"
         md += mdTable(["finding", "paper", "task", "plain", "CoTo", "d", "se", "verdict"], rows) + "\n"
         let counts = [Verdict.reproduced, .notReproduced, .withinNoise, .undecided].compactMap { v -> String? in
             let n = verdicts.filter { $0 == v }.count

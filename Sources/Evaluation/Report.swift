@@ -33,6 +33,12 @@ public enum Report {
         public var seed: Int?
         public var metrics: RunMetrics
         public var log: [StepLog]
+        /// The optimizer steps' own time (the sum of the logged step times: no dev evaluation, no checkpoint
+        /// writing); the training loop's time for logs that predate per-step times.
+        public var stepSeconds: Double {
+            let s = log.reduce(0) { $0 + $1.seconds }
+            return s > 0 ? s : metrics.trainSeconds
+        }
     }
 
     // MARK: collecting
@@ -513,7 +519,7 @@ public enum Report {
 
     /// Test accuracy (magnitude sparsity 0, else the merge sweep's `individual`), the interpolation midpoint and
     /// barrier, the score at the highest magnitude sparsity and with every other layer's adapters dropped, the
-    /// Shapley spread and the training time per task and series; the merge methods' mean accuracy per series.
+    /// Shapley spread and the optimizer steps' time per task and series; the merge methods' mean accuracy per series.
     static func figures(_ sweeps: [Joined], _ runs: [TrainingRun]) -> (series: [SeriesFigures], maxSparsity: String?, merges: [MergeFigures]) {
         var keys: [(String, String)] = []
         func add(_ t: String, _ n: String) { if !keys.contains(where: { $0 == (t, n) }) { keys.append((t, n)) } }
@@ -553,7 +559,7 @@ public enum Report {
                 let (mean, sd) = meanStd(est.values)
                 if abs(mean) > 1e-12 { f.cv.append(sd / abs(mean)) }
             }
-            f.time = runs.filter { $0.task == t && $0.name == n }.map(\.metrics.trainSeconds)
+            f.time = runs.filter { $0.task == t && $0.name == n }.map(\.stepSeconds)
             series.append(f)
         }
         var merges: [MergeFigures] = []
@@ -596,7 +602,7 @@ public enum Report {
                 mdTable(
                     [
                         "task", "adapter", "test accuracy", "λ=0.5", "barrier",
-                        "sparsity \(maxSparsity ?? "–")", "every other layer", "Shapley spread", "training (s)",
+                        "sparsity \(maxSparsity ?? "–")", "every other layer", "Shapley spread", "training steps (s)",
                     ], rows) + "\n"
         }
         var mj: [JSON] = []
