@@ -39,8 +39,11 @@ public struct Canvas {
         return RGB(pixels[i], pixels[i + 1], pixels[i + 2])
     }
 
+    /// A rectangle, clipped to the canvas (nothing when it lies outside).
     public mutating func fill(x: Int, y: Int, w: Int, h: Int, _ c: RGB) {
-        for yy in max(0, y)..<min(height, y + h) { for xx in max(0, x)..<min(width, x + w) { set(xx, yy, c) } }
+        let (x0, x1, y0, y1) = (max(0, x), min(width, x + w), max(0, y), min(height, y + h))
+        guard x0 < x1, y0 < y1 else { return }
+        for yy in y0..<y1 { for xx in x0..<x1 { set(xx, yy, c) } }
     }
 
     /// A line of the given thickness (Bresenham, square pen).
@@ -186,7 +189,21 @@ public struct Figure {
         let right = 16
         let top = 34
         let bottom = 52
-        let legendH = series.count > 1 || !(series.first?.name.isEmpty ?? true) ? 14 : 0
+        // Legend entries flow left to right and wrap onto more rows of 14 pixels when they do not fit.
+        let showLegend = series.count > 1 || !(series.first?.name.isEmpty ?? true)
+        var legendAt: [(x: Int, row: Int)] = []
+        if showLegend {
+            var (x, row) = (left, 0)
+            for s in series {
+                let w = 18 + Canvas.textWidth(s.name)
+                if x > left && x + w > width - right {
+                    (x, row) = (left, row + 1)
+                }
+                legendAt.append((x, row))
+                x += w + 18
+            }
+        }
+        let legendH = showLegend ? 14 * ((legendAt.last?.row ?? 0) + 1) : 0
         let pw = width - left - right
         let ph = height - top - bottom - legendH
         // Ranges.
@@ -283,15 +300,11 @@ public struct Figure {
         c.text(title, x: (width - Canvas.textWidth(title, scale: 2)) / 2, y: 8, scale: 2)
         c.text(xLabel, x: left + (pw - Canvas.textWidth(xLabel)) / 2, y: top + ph + 24)
         c.text(yLabel, x: 8, y: top + (ph + Canvas.textWidth(yLabel)) / 2, vertical: true)
-        if legendH > 0 {
-            var x = left
-            let y = height - legendH - 2
-            for (si, s) in series.enumerated() {
-                let col = Canvas.RGB.palette[si % Canvas.RGB.palette.count]
-                c.fill(x: x, y: y + 1, w: 14, h: 5, col)
-                c.text(s.name, x: x + 18, y: y)
-                x += 18 + Canvas.textWidth(s.name) + 18
-            }
+        for (si, s) in series.enumerated() where si < legendAt.count {
+            let col = Canvas.RGB.palette[si % Canvas.RGB.palette.count]
+            let (x, y) = (legendAt[si].x, height - legendH - 2 + 14 * legendAt[si].row)
+            c.fill(x: x, y: y + 1, w: 14, h: 5, col)
+            c.text(s.name, x: x + 18, y: y)
         }
         return c
     }

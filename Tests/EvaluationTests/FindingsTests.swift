@@ -112,6 +112,32 @@ import TestSupport
         #expect(md.contains("Not measured: LoRA-LEGO merging"))
     }
 
+    @Test func trainingTimeIsTheStepsTimeWithoutDevEvaluations() throws {
+        let dir = try EFx.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Three seeds a side; the loop's time (100 s) includes dev evaluations, the steps' own time is 10 s (LoRA)
+        // and 8 s (CoTo) with a little spread.
+        for (name, coto, perStep) in [("lora", false, 1.0), ("coto", true, 0.8)] {
+            for seed in 0..<3 {
+                let run = dir + "/noun8/\(name)-s\(seed)"
+                try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+                let m = RunMetrics(
+                    task: "classification", steps: 10, coto: coto, variant: "lora", labels: ["x"], finalLoss: 1, data: "data/noun8-train.jsonl",
+                    evalData: nil, seed: UInt64(seed), rank: 8, targets: "query,value", threads: 2, trainSeconds: 100, tokensPerSecond: 1)
+                let log = (1...10).map {
+                    StepLog(step: $0, loss: 1, lr: 1e-3, p: 1, activeGroups: [0], tokensPerSecond: 1, seconds: perStep + 0.01 * Double(seed))
+                }
+                try AtomicFileWriter.write(try RunRecords.metricsJSON(m), to: run + "/" + RunRecords.metricsFile)
+                try AtomicFileWriter.write(try RunRecords.logLines(log), to: run + "/" + RunRecords.logFile)
+            }
+        }
+        let out = try Report.build([dir])
+        let row = try #require(out.results["findings"]?.arrayValue?.first { $0["finding"]?.stringValue == "training steps' time (s)" })
+        #expect(abs((row["plain_values"]?["mean"]?.doubleValue ?? 0) - 10.1) < 1e-9)
+        #expect(abs((row["coto_values"]?["mean"]?.doubleValue ?? 0) - 8.1) < 1e-9)
+        #expect(row["verdict"]?.stringValue == "reproduced")
+    }
+
     @Test func aCoToSeriesWithoutItsPlainCounterpartHasNoFindings() throws {
         let dir = try EFx.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -421,6 +421,30 @@ enum PNGCheck {
     }
 }
 
+extension PlotTests {
+    /// A legend wider than the figure wraps onto more rows (it crashed the report with six seeds' dev curves);
+    /// every series' swatch is drawn inside the canvas, and a rectangle outside the canvas draws nothing.
+    @Test func aLongLegendWrapsAndStaysInside() throws {
+        var f = Figure(title: "Dev accuracy: verb15", xLabel: "optimizer step", yLabel: "dev accuracy")
+        let n = min(6, Canvas.RGB.palette.count)
+        f.series = (0..<n).map { i in .init(name: "coto s\(i) (not converged) with a long name", x: [0, 1], y: [0.1 * Double(i), 0.5]) }
+        let c = f.render()
+        // The swatches: a 14 x 5 block of the series' colour at the legend rows below the x label.
+        for i in 0..<n {
+            let col = Canvas.RGB.palette[i]
+            var found = false
+            for y in (c.height - 14 * n - 4)..<c.height {
+                for x in 0..<(c.width - 14) where (0..<14).allSatisfy({ c.get(x + $0, y) == col }) { found = true }
+            }
+            #expect(found, "series \(i)'s legend swatch is missing")
+        }
+        var blank = Canvas(width: 10, height: 10)
+        blank.fill(x: 20, y: 2, w: 5, h: 5, .black)
+        blank.fill(x: 2, y: -9, w: 5, h: 5, .black)
+        #expect((0..<10).allSatisfy { y in (0..<10).allSatisfy { blank.get($0, y) == .white } })
+    }
+}
+
 @Suite struct DatasetTests {
     @Test func wordNetTasksFromTheDebianCorpus() throws {
         #expect(FileManager.default.fileExists(atPath: "/usr/share/wordnet/data.noun"), "run make setup (wordnet-base)")
