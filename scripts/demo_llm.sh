@@ -15,7 +15,7 @@ THREADS="${THREADS:-2}"
 if [ "${QUICK:-0}" = 1 ]; then
   CAP_TRAIN=8 CAP_EVAL=3 STEPS=6 GRID=0:1:0.5 SPARSITY=0,0.9
 else
-  CAP_TRAIN=${CAP_TRAIN:-40} CAP_EVAL=${CAP_EVAL:-10} STEPS=${STEPS:-200} GRID=0:1:0.1 SPARSITY=0,0.5,0.9
+  CAP_TRAIN=${CAP_TRAIN:-150} CAP_EVAL=${CAP_EVAL:-10} STEPS=${STEPS:-150} GRID=0:1:0.1 SPARSITY=0,0.5,0.9
 fi
 SEEDS=(0 1)
 start=$(date +%s)
@@ -35,7 +35,7 @@ for seed in "${SEEDS[@]}"; do
     echo "-- define $mode seed $seed"
     $BIN/coto-train --model "$M" --task causal-lm --data "$OUT/data/define-train.jsonl" --eval-data "$OUT/data/define-dev.jsonl" \
       --rank 8 --alpha 16 --targets q_proj,v_proj --steps $STEPS --batch-size 16 --group-by-length --eval-every $((STEPS / 5)) \
-      --max-length 64 --lr 1e-3 --seed $seed --threads $THREADS $flag -o "$OUT/runs/define/$mode-s$seed"
+      --max-length 64 --lr 5e-4 --seed $seed --threads $THREADS $flag -o "$OUT/runs/define/$mode-s$seed"
   done
 done
 

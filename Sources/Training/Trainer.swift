@@ -182,17 +182,24 @@ public final class AdapterTrainer {
         totalSteps = T
         let coto = CoToScheduler(totalSteps: T, initialP: c.initialP, finalP: c.finalP, stage1Ratio: c.stage1Ratio, enabled: c.coto)
         let warmup = Int((Double(T) * c.warmupRatio).rounded(.down))
+        let lengths = data.map(\.ids.count)
+        var epochOrder: (epoch: Int, order: [Int]) = (-1, [])
         while step < T {
             let t0 = now()
-            // Data order: a shuffle per epoch from the seed, so a resumed run sees the same batches.
+            // Data order: a shuffle per epoch from the seed, so a resumed run sees the same batches; formed once
+            // per epoch.
             let epoch = step / stepsPerEpoch
             let within = step % stepsPerEpoch
-            var order = Array(data.indices)
-            if c.shuffle {
-                var drng = SeededRNG(seed: c.seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
-                drng.shuffle(&order)
+            if epochOrder.epoch != epoch {
+                var order = Array(data.indices)
+                if c.shuffle {
+                    var drng = SeededRNG(seed: c.seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
+                    drng.shuffle(&order)
+                }
+                if c.groupByLength { order = Self.lengthGrouped(order, lengths: lengths, batch: c.batchSize) }
+                epochOrder = (epoch, order)
             }
-            if c.groupByLength { order = Self.lengthGrouped(order, lengths: data.map(\.ids.count), batch: c.batchSize) }
+            let order = epochOrder.order
             let active = coto.draw(step: step, groups: groupCount, rng: &rng)
             for m in modules { model.linears[m]!.active = active[groupOf[m]!] }
             for p in params { p.zeroGrad() }
@@ -247,7 +254,7 @@ public final class AdapterTrainer {
             }.map { part[$0] }
         }
         let maxima = mega.map { lengths[$0[0]] }
-        if let top = maxima.indices.first(where: { maxima[$0] == maxima.max() }), top != 0 {
+        if let longest = maxima.max(), let top = maxima.firstIndex(of: longest), top != 0 {
             (mega[0][0], mega[top][0]) = (mega[top][0], mega[0][0])
         }
         return mega.flatMap { $0 }
