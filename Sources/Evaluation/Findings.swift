@@ -14,15 +14,18 @@ extension Report {
     }
 
     /// The rule: d = mean(CoTo) − mean(plain), its standard error se = sqrt(s_c²/n_c + s_p²/n_p) (sample standard
-    /// deviations over seeds, or over pairs of seeds for interpolation). |d| ≤ 2·se: within noise; otherwise
-    /// reproduced when d points the way the paper claims, not reproduced when it points the other way.
-    /// Fewer than two values on a side: undecided.
-    public static func verdict(coto: [Double], plain: [Double], cotoBetterWhenHigher: Bool) -> (difference: Double, standardError: Double, verdict: Verdict) {
+    /// deviations over seeds, or over pairs of seeds for interpolation), but at least `resolution` (an accuracy
+    /// on n examples: 1/n, since seeds that agree to the example would otherwise make a one-example difference
+    /// decisive). |d| ≤ 2·se: within noise; otherwise reproduced when d points the way the paper claims, not
+    /// reproduced when it points the other way. Fewer than two values on a side: undecided.
+    public static func verdict(
+        coto: [Double], plain: [Double], cotoBetterWhenHigher: Bool, resolution: Double = 0
+    ) -> (difference: Double, standardError: Double, verdict: Verdict) {
         let (mc, sc) = meanStd(coto)
         let (mp, sp) = meanStd(plain)
         let d = mc - mp
         guard coto.count >= 2, plain.count >= 2 else { return (d, .nan, .undecided) }
-        let se = (sc * sc / Double(coto.count) + sp * sp / Double(plain.count)).squareRoot()
+        let se = max(resolution, (sc * sc / Double(coto.count) + sp * sp / Double(plain.count)).squareRoot())
         if abs(d) <= 2 * se { return (d, se, .withinNoise) }
         return (d, se, (d > 0) == cotoBetterWhenHigher ? .reproduced : .notReproduced)
     }
@@ -41,10 +44,11 @@ extension Report {
         var js: [JSON] = []
         var verdicts: [Verdict] = []
         func add(
-            _ finding: String, claim: String, task: String, plainName: String, cotoName: String, plain: [Double], coto: [Double], higher: Bool, digits: Int = 3
+            _ finding: String, claim: String, task: String, plainName: String, cotoName: String, plain: [Double], coto: [Double], higher: Bool, digits: Int = 3,
+            resolution: Double = 0
         ) {
             guard !plain.isEmpty, !coto.isEmpty else { return }
-            let (d, se, v) = verdict(coto: coto, plain: plain, cotoBetterWhenHigher: higher)
+            let (d, se, v) = verdict(coto: coto, plain: plain, cotoBetterWhenHigher: higher, resolution: resolution)
             verdicts.append(v)
             rows.append([
                 finding, claim, task, "\(plainName) \(pm(plain, digits))", "\(cotoName) \(pm(coto, digits))",
@@ -63,21 +67,25 @@ extension Report {
             let up = c.metric.higherIsBetter
             let better = up ? "higher" : "lower"
             let task = Sweeps.label(c.task, metricName: c.metric.name)
+            // Accuracies: one example of the smaller test set is the finest difference they can show.
+            let res = [c.examples, p.examples].compactMap { $0 }.min().map { 1 / Double(max(1, $0)) } ?? 0
             add(
                 "single-task \(c.metric.name)", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.test, coto: c.test,
-                higher: up)
-            add("interpolation λ=0.5", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.mid, coto: c.mid, higher: up)
+                higher: up, resolution: res)
+            add(
+                "interpolation λ=0.5", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.mid, coto: c.mid, higher: up,
+                resolution: res)
             add(
                 "interpolation barrier", claim: "CoTo lower", task: task, plainName: plainName, cotoName: c.name, plain: p.barrier, coto: c.barrier,
-                higher: false)
+                higher: false, resolution: res)
             if let s = maxSparsity {
                 add(
                     "magnitude pruning, sparsity \(s)", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.sparse,
-                    coto: c.sparse, higher: up)
+                    coto: c.sparse, higher: up, resolution: res)
             }
             add(
                 "every other layer dropped", claim: "CoTo \(better)", task: task, plainName: plainName, cotoName: c.name, plain: p.half, coto: c.half,
-                higher: up)
+                higher: up, resolution: res)
             add(
                 "Shapley spread (CV)", claim: "CoTo lower (more even)", task: task, plainName: plainName, cotoName: c.name, plain: p.cv, coto: c.cv,
                 higher: false, digits: 2)
@@ -95,7 +103,8 @@ extension Report {
         guard !rows.isEmpty else { return ("", .null) }
         var md = "## What reproduces\n\n"
         md += "The paper's findings against this run's measurements: mean ± std over seeds (pairs of seeds for interpolation), "
-        md += "d = CoTo − plain, se = sqrt(s²_CoTo/n_CoTo + s²_plain/n_plain). Rule: |d| ≤ 2·se is **within noise**; otherwise "
+        md +=
+            "d = CoTo − plain, se = sqrt(s²_CoTo/n_CoTo + s²_plain/n_plain), for accuracies at least one test example (1/n). Rule: |d| ≤ 2·se is **within noise**; otherwise "
         md += "**reproduced** when d points the way the paper claims and **not reproduced** when it points the other way; "
         md += "fewer than 2 values on a side is **undecided**. Training time is the optimizer steps' wall time on this machine (dev evaluations excluded).\n\n"
         md += mdTable(["finding", "paper", "task", "plain", "CoTo", "d", "se", "verdict"], rows) + "\n"

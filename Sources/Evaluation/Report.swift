@@ -508,6 +508,9 @@ public enum Report {
         var half: [Double] = []
         var cv: [Double] = []
         var time: [Double] = []
+        /// The fewest examples behind one of the accuracy values (nil for perplexity): one example is the
+        /// finest difference such a value can show.
+        var examples: Int?
     }
 
     /// A merge method's mean accuracy over the tasks, one value per set of adapters (seed), per series.
@@ -553,6 +556,9 @@ public enum Report {
             }
             f.sparse = maxSparsity.map { prunePoint(t, n, "sparsity", $0) } ?? []
             f.half = prunePoint(t, n, "layers", "every-other")
+            if m.higherIsBetter {
+                f.examples = sweeps.filter { $0.task == t && $0.name == n && $0.sweep != "shapley" }.flatMap { $0.points.compactMap(\.examples) }.min()
+            }
             for s in sweeps where s.sweep == "shapley" && s.task == t && s.name == n && s.complete {
                 guard let plan = ShapleyPlan(settings: s.header.settings.plan, players: s.header.players?.count ?? 0) else { continue }
                 let est = plan.estimate(scored: s.values, value: m.shapleyValue)

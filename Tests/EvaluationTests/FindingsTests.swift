@@ -21,6 +21,11 @@ import TestSupport
         let se1 = 0.02 / 2.0.squareRoot()
         #expect(Report.verdict(coto: plain.map { $0 + 2 * se1 + 1e-9 }, plain: plain, cotoBetterWhenHigher: true).verdict == .reproduced)
         #expect(Report.verdict(coto: plain.map { $0 + 2 * se1 - 1e-9 }, plain: plain, cotoBetterWhenHigher: true).verdict == .withinNoise)
+        // Seeds that agree to the example: se is floored at one example (1/80), so a one-example difference is
+        // within noise and a three-example one is not.
+        #expect(Report.verdict(coto: [0.7125, 0.7125], plain: [0.725, 0.725], cotoBetterWhenHigher: true).verdict == .notReproduced)
+        #expect(Report.verdict(coto: [0.7125, 0.7125], plain: [0.725, 0.725], cotoBetterWhenHigher: true, resolution: 1.0 / 80).verdict == .withinNoise)
+        #expect(Report.verdict(coto: [0.7625, 0.7625], plain: [0.725, 0.725], cotoBetterWhenHigher: true, resolution: 1.0 / 80).verdict == .reproduced)
         // One value on a side decides nothing, however large the difference.
         let one = Report.verdict(coto: [0.9], plain: [0.1, 0.2], cotoBetterWhenHigher: true)
         #expect(one.verdict == .undecided && abs(one.difference - 0.75) < 1e-12 && one.standardError.isNaN)
@@ -107,7 +112,7 @@ import TestSupport
         let findingsAt = try #require(md.range(of: "## What reproduces"))
         let summaryAt = try #require(md.range(of: "## Summary"))
         #expect(findingsAt.lowerBound < summaryAt.lowerBound)
-        #expect(md.contains("|d| ≤ 2·se is **within noise**"))
+        #expect(md.contains("|d| ≤ 2·se is **within noise**") && md.contains("for accuracies at least one test example (1/n)"))
         #expect(md.contains("Of 5 comparisons: 3 reproduced, 1 not reproduced, 1 within noise."))
         #expect(md.contains("Not measured: LoRA-LEGO merging"))
     }
