@@ -37,7 +37,7 @@ lint:
 format:
 	swift format format --in-place --recursive --parallel $(LINT_PATHS)
 
-# The main job: WordNet tasks, LoRA and CoTo adapters on all-MiniLM-L6-v2 (3 tasks x 2 seeds), interpolation,
+# The main job: WordNet tasks, LoRA and CoTo adapters on all-MiniLM-L6-v2 (3 tasks x 3 seeds), interpolation,
 # merge, pruning and Shapley sweeps, and the report in $(DEMO_OUT)/report/ (scripts/demo.sh). QUICK=1: smaller budgets.
 QUICK ?= 0
 demo: release

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: the CoTo paper's comparisons on a real model, from the Debian corpora and the PyPI wheels.
-#   WordNet tasks (noun8, pos4, verb15) -> LoRA and CoTo adapters on all-MiniLM-L6-v2 (3 seeds each, trained to
-#   convergence by the report's rule: Docs/convergence.md) -> interpolation (3 pairs of seeds per task), multi-task
-#   merge, pruning and Shapley sweeps (every seed) -> DEMO_OUT/report/ with the table of what reproduces.
+#   WordNet tasks (noun8, pos4, verb15) -> LoRA and CoTo adapters on all-MiniLM-L6-v2 (3 seeds each, 400 steps:
+#   the budget Docs/convergence.md chose; the report marks any run its rule finds unconverged) -> interpolation
+#   (3 pairs of seeds per task), multi-task merges and pruning (every seed), Shapley values (seeds 0 and 1)
+#   -> DEMO_OUT/report/, opening with the table of what reproduces.
 # Also converts the SmolLM2 GGUF and generates from it (the decoder path).
 #   QUICK=1: a smoke test with small data and budgets (its report says so: nothing in it has converged).
 set -euo pipefail
