@@ -599,15 +599,17 @@ public enum Report {
                 .object([
                     ("task", .string(f.task)), ("name", .string(f.name)), ("test_accuracy", stats(f.test)), ("interpolation_midpoint", stats(f.mid)),
                     ("barrier", stats(f.barrier)), ("sparsity", maxSparsity.map(JSON.string) ?? .null), ("accuracy_at_sparsity", stats(f.sparse)),
-                    ("accuracy_every_other_layer", stats(f.half)), ("shapley_spread", stats(f.cv)), ("train_seconds", stats(f.time)),
+                    ("accuracy_every_other_layer", stats(f.half)), ("shapley_spread", stats(f.cv)), ("step_seconds", stats(f.time)),
                 ]))
         }
         var md = "## Summary\n\n"
+        // Perplexity tasks show perplexity in the score columns (their task label says so).
+        let scoreHeader = series.allSatisfy { $0.metric.name == "accuracy" } ? "test accuracy" : "test score"
         if !series.isEmpty {
             md +=
                 mdTable(
                     [
-                        "task", "adapter", "test accuracy", "λ=0.5", "barrier",
+                        "task", "adapter", scoreHeader, "λ=0.5", "barrier",
                         "sparsity \(maxSparsity ?? "–")", "every other layer", "Shapley spread", "training steps (s)",
                     ], rows) + "\n"
         }
