@@ -75,15 +75,20 @@ public struct DatasetTask: Sendable {
 
     /// Writes `DIR/NAME-{train,dev,test}.jsonl` (`{"text", "label", "id"}`) atomically.
     public func write(to dir: String) throws -> [String] {
+        try DatasetTask.writeSplits(
+            name: name,
+            rows: examples.mapValues { $0.map { e in JSON.object([("text", .string(e.text)), ("label", .string(e.label)), ("id", .string(e.id))]) } },
+            to: dir, every: true)
+    }
+
+    /// Writes `DIR/NAME-SPLIT.jsonl` (a JSON record per line) atomically for the splits `rows` has (every split,
+    /// empty ones included, with `every`); the paths, in split order.
+    static func writeSplits(name: String, rows: [Split: [JSON]], to dir: String, every: Bool) throws -> [String] {
         try FileSystem.makeDirectory(dir)
         var paths: [String] = []
-        for split in Split.allCases {
-            var text = ""
-            for e in examples[split] ?? [] {
-                text += JSON.object([("text", .string(e.text)), ("label", .string(e.label)), ("id", .string(e.id))]).compact + "\n"
-            }
+        for split in Split.allCases where every || rows[split] != nil {
             let path = FileSystem.join(dir, "\(name)-\(split.rawValue).jsonl")
-            try AtomicFileWriter.write(text, to: path)
+            try AtomicFileWriter.write((rows[split] ?? []).map { $0.compact + "\n" }.joined(), to: path)
             paths.append(path)
         }
         return paths
@@ -276,14 +281,6 @@ public enum WordNetLM {
 
     /// Writes `DIR/NAME-SPLIT.jsonl` for every split a task has, atomically; the paths.
     public static func write(_ t: Files, to dir: String) throws -> [String] {
-        try FileSystem.makeDirectory(dir)
-        var paths: [String] = []
-        for split in Split.allCases {
-            guard let rows = t.rows[split] else { continue }
-            let path = FileSystem.join(dir, "\(t.name)-\(split.rawValue).jsonl")
-            try AtomicFileWriter.write(rows.map { $0.compact + "\n" }.joined(), to: path)
-            paths.append(path)
-        }
-        return paths
+        try DatasetTask.writeSplits(name: t.name, rows: t.rows, to: dir, every: false)
     }
 }

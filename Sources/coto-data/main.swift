@@ -54,12 +54,17 @@ struct Data: ParsableCommand {
                     Console.writeErr("\(t.name): \(t.description)\n" + table(["class", "train", "dev", "test"], rows + [totals]))
                 }
             }
+            try finish(cards, files: tasks.count * 3, source: source)
+        }
+
+        /// Writes card.json (the tasks' cards under their source) and says what was written.
+        func finish(_ cards: [JSON], files: Int, source: String) throws {
             let card = JSON.object([("source", .string(source)), ("tasks", .array(cards))])
             try AtomicFileWriter.write(card.pretty + "\n", to: FileSystem.join(output, "card.json"))
             if out.json {
                 Console.writeOut(card.pretty)
             } else if !out.quiet {
-                Console.writeOut("wrote \(tasks.count * 3) task files and card.json to \(output)")
+                Console.writeOut("wrote \(files) task files and card.json to \(output)")
             }
         }
     }
@@ -93,8 +98,10 @@ struct Data: ParsableCommand {
         func run() throws {
             let tasks = try WordNetLM.tasks(directory: wordnet, cap: common.caps, choices: choices)
             var cards: [JSON] = []
+            var files = 0
             for t in tasks {
                 let paths = try WordNetLM.write(t, to: common.output)
+                files += paths.count
                 let counts = Split.allCases.compactMap { s in t.rows[s].map { (s.rawValue, $0.count) } }
                 cards.append(
                     .object(
@@ -104,13 +111,7 @@ struct Data: ParsableCommand {
                     Console.writeErr("\(t.name): \(t.description): " + counts.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + "\n")
                 }
             }
-            let card = JSON.object([("source", .string(wordnet)), ("tasks", .array(cards))])
-            try AtomicFileWriter.write(card.pretty + "\n", to: FileSystem.join(common.output, "card.json"))
-            if common.out.json {
-                Console.writeOut(card.pretty)
-            } else if !common.out.quiet {
-                Console.writeOut("wrote 5 task files and card.json to \(common.output)")
-            }
+            try common.finish(cards, files: files, source: wordnet)
         }
     }
 
