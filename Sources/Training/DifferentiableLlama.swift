@@ -19,7 +19,8 @@ final class DifferentiableLlama {
     }
     var saved: [Saved] = []
     var xL: [Float] = [], rL: [Float] = [], h: [Float] = []
-    var B = 0, T = 0, mask: [[Int]] = []
+    /// The batch's sequences back to back, without padding (`Kernels.Packing`).
+    var packing = Kernels.Packing(lengths: [])
     var table: LlamaModel.RopeTable? = nil
 
     init(model: LlamaModel, trainables: [String: TrainLinear]) {
@@ -49,7 +50,7 @@ final class DifferentiableLlama {
 
     func rope(_ x: inout [Float], heads: Int, backward: Bool = false) {
         guard let table else { return }
-        let (rows, d) = (B * T, model.headDim)
+        let (rows, d) = (packing.rows, model.headDim)
         x.withUnsafeMutableBufferPointer { p in
             if backward {
                 Kernels.ropeBackward(p.baseAddress!, rows: rows, heads: heads, headDim: d, cos: table.cos, sin: table.sin)
@@ -59,24 +60,19 @@ final class DifferentiableLlama {
         }
     }
 
-    var shape: Kernels.AttentionShape {
-        Kernels.AttentionShape(B: B, T: T, S: T, heads: model.heads, kvHeads: model.kvHeads, headDim: model.headDim, causal: true)
-    }
-
-    /// Final-normed hidden states [B*T, H].
-    func forward(ids: [[Int]], mask: [[Int]], train: Bool, rng: inout SeededRNG) -> [Float] {
-        B = ids.count
-        T = ids[0].count
-        self.mask = mask
-        let T = self.T
-        table = model.ropeTable(rows: B * T) { $0 % T }
-        let N = B * T
+    /// Final-normed hidden states [rows, H] of the batch's sequences packed back to back (no padding
+    /// position is computed; the values at the real tokens are a right-padded batch's).
+    func forward(ids: [[Int]], train: Bool, rng: inout SeededRNG) -> [Float] {
+        packing = Kernels.Packing(lengths: ids.map(\.count))
+        let positions = ids.flatMap { $0.indices }
+        table = model.ropeTable(rows: packing.rows) { positions[$0] }
+        let N = packing.rows
         let H = model.H
         let hd = model.headDim
         let nh = model.heads
         let kv = model.kvHeads
         var x = [Float](repeating: 0, count: N * H)
-        x.withUnsafeMutableBufferPointer { px in for b in 0..<B { model.embed.forward(ids[b], into: px.baseAddress! + b * T * H) } }
+        x.withUnsafeMutableBufferPointer { px in for b in ids.indices { model.embed.forward(ids[b], into: px.baseAddress! + packing.starts[b] * H) } }
         saved = []
         for (li, l) in layers.enumerated() {
             var s = Saved()
@@ -87,7 +83,7 @@ final class DifferentiableLlama {
             s.v = l.v.forward(s.xn1, rows: N, train: train, rng: &rng)
             rope(&s.q, heads: nh)
             rope(&s.k, heads: kv)
-            s.probs = [Float](repeating: 0, count: B * nh * T * T)
+            s.probs = [Float](repeating: 0, count: packing.probabilityStarts(heads: nh).count)
             var ctx = [Float](repeating: 0, count: N * nh * hd)
             s.q.withUnsafeBufferPointer { pq in
                 s.k.withUnsafeBufferPointer { pk in
@@ -95,8 +91,8 @@ final class DifferentiableLlama {
                         s.probs.withUnsafeMutableBufferPointer { pp in
                             ctx.withUnsafeMutableBufferPointer { pc in
                                 Kernels.attentionForward(
-                                    q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!, shape,
-                                    keyValid: mask, probs: pp.baseAddress!)
+                                    packed: packing, q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, out: pc.baseAddress!,
+                                    heads: nh, kvHeads: kv, headDim: hd, causal: true, probs: pp.baseAddress!)
                             }
                         }
                     }
@@ -124,7 +120,7 @@ final class DifferentiableLlama {
     /// Backward from dh (gradient w.r.t. the final-normed hidden states).
     func backward(_ dh: [Float], lowestLayer: Int) {
         guard lowestLayer < layers.count else { return }
-        let N = B * T
+        let N = packing.rows
         let H = model.H
         let nh = model.heads
         let kv = model.kvHeads
@@ -142,7 +138,8 @@ final class DifferentiableLlama {
             for i in dx.indices { dx[i] += dr2[i] }
             // Attention: x1 = x0 + o(ctx)
             let dctx = l.o.backward(dx, needDx: true)!
-            var (dq, dk, dv) = Kernels.attentionBackward(dctx: dctx, q: s.q, k: s.k, v: s.v, probs: s.probs, dropout: nil, shape)
+            var (dq, dk, dv) = Kernels.attentionBackward(
+                packed: packing, dctx: dctx, q: s.q, k: s.k, v: s.v, probs: s.probs, dropout: nil, heads: nh, kvHeads: kv, headDim: model.headDim)
             // RoPE is a rotation: its backward rotates the gradient back.
             rope(&dq, heads: nh, backward: true)
             rope(&dk, heads: kv, backward: true)

@@ -66,8 +66,7 @@ final class TrainLinear {
         xd = x
         dropMask = []
         if train && dropout > 0 {
-            let keep = 1 - dropout
-            dropMask = (0..<x.count).map { _ in rng.uniformFloat() < keep ? 1 / keep : 0 }
+            dropMask = Dropout.mask(x.count, p: dropout, rng: &rng)
             for i in xd.indices { xd[i] *= dropMask[i] }
         }
         inner = [Float](repeating: 0, count: n * outF)
@@ -225,5 +224,27 @@ final class TrainLinear {
             }
         }
         return dx
+    }
+}
+
+/// Inverted dropout, as torch's nn.Dropout in training: kept entries are scaled by 1/(1 − p).
+enum Dropout {
+    /// Inverted dropout's mask: each entry 1/(1 − p) (kept) or 0 (dropped, probability p). Two entries per
+    /// 64-bit draw, each from its own 24 bits (u/2²⁴ < 1 − p keeps, as `uniformFloat() < 1 − p` would).
+    static func mask(_ n: Int, p: Float, rng: inout SeededRNG) -> [Float] {
+        let keep = 1 - p
+        let threshold = UInt64((Double(keep) * 0x1p24).rounded(.up))
+        let value = 1 / keep
+        var mask = [Float](repeating: 0, count: n)
+        mask.withUnsafeMutableBufferPointer { m in
+            var i = 0
+            while i < n {
+                let r = rng.next()
+                m[i] = r >> 40 < threshold ? value : 0
+                if i + 1 < n { m[i + 1] = (r >> 8) & 0xFF_FFFF < threshold ? value : 0 }
+                i += 2
+            }
+        }
+        return mask
     }
 }

@@ -35,8 +35,8 @@ final class BertClassificationTask: TrainTask {
     var layerCount: Int { trainer.layers.count }
 
     static func run(_ t: DifferentiableBert, _ batch: [Example], classes: Int, train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
-        let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
-        let logits = t.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: train, rng: &rng)
+        let typeIds = batch.map { $0.typeIds.count == $0.ids.count ? $0.typeIds : [Int](repeating: 0, count: $0.ids.count) }
+        let logits = t.forward(ids: batch.map(\.ids), typeIds: typeIds, train: train, rng: &rng)
         let (loss, d) = AdapterTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: classes, scale: scale)
         t.backward(d, lowestLayer: lowest)
         return loss
@@ -83,33 +83,33 @@ final class LlamaCausalLMTask: TrainTask {
 
     func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
         let model = trainer.model
-        let padded = Batch.padded(batch.map(\.ids), pad: 0)
-        let labels = batch.map { e in (e.targets ?? e.ids) + [Int](repeating: -100, count: padded.length - e.ids.count) }
-        let h = trainer.forward(ids: padded.ids, mask: padded.mask, train: train, rng: &rng)
-        let B = batch.count
-        let T = padded.length
+        let h = trainer.forward(ids: batch.map(\.ids), train: train, rng: &rng)
+        let packing = trainer.packing
+        let N = packing.rows
         let H = model.H
         let V = model.vocab
-        var logits = [Float](repeating: 0, count: B * T * V)
+        var logits = [Float](repeating: 0, count: N * V)
         h.withUnsafeBufferPointer { ph in
             model.lmHead.withUnsafeBufferPointer { pw in
                 logits.withUnsafeMutableBufferPointer { pl in
                     BLAS.sgemm(
-                        transA: false, transB: true, m: B * T, n: V, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: V)
+                        transA: false, transB: true, m: N, n: V, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: V)
                 }
             }
         }
+        // Position t of sequence b (row starts[b] + t) predicts its target t + 1.
+        let labels = batch.map { $0.targets ?? $0.ids }
         var count = 0
-        for b in 0..<B { for t in 0..<(T - 1) where labels[b][t + 1] != -100 { count += 1 } }
+        for b in batch.indices { for t in 0..<max(0, packing.lengths[b] - 1) where labels[b][t + 1] != -100 { count += 1 } }
         var dlogits = [Float](repeating: 0, count: logits.count)
         var loss = 0.0
         logits.withUnsafeBufferPointer { pl in
             dlogits.withUnsafeMutableBufferPointer { pd in
-                for b in 0..<B {
-                    for t in 0..<(T - 1) {
+                for b in batch.indices {
+                    for t in 0..<max(0, packing.lengths[b] - 1) {
                         let y = labels[b][t + 1]
                         guard y != -100 else { continue }
-                        let row = (b * T + t) * V
+                        let row = (packing.starts[b] + t) * V
                         loss += Kernels.crossEntropy(
                             pl.baseAddress! + row, n: V, target: y, dlogits: pd.baseAddress! + row,
                             divisor: Double(max(count, 1)), scale: scale)
@@ -118,12 +118,12 @@ final class LlamaCausalLMTask: TrainTask {
             }
         }
         guard count > 0 else { return 0 }
-        var dh = [Float](repeating: 0, count: B * T * H)
+        var dh = [Float](repeating: 0, count: N * H)
         dlogits.withUnsafeBufferPointer { pd in
             model.lmHead.withUnsafeBufferPointer { pw in
                 dh.withUnsafeMutableBufferPointer { ph in
                     BLAS.sgemm(
-                        transA: false, transB: false, m: B * T, n: H, k: V, a: pd.baseAddress!, lda: V, b: pw.baseAddress!, ldb: H, c: ph.baseAddress!, ldc: H)
+                        transA: false, transB: false, m: N, n: H, k: V, a: pd.baseAddress!, lda: V, b: pw.baseAddress!, ldb: H, c: ph.baseAddress!, ldc: H)
                 }
             }
         }

@@ -19,16 +19,19 @@ import Numerics
         var rng = SeededRNG(seed: 1)
         let ours: [Float]
         let theirs: [Float]
+        // The training models pack the sequences back to back; inference pads them: equal at every real token.
+        #expect(Set(batch.map(\.ids.count)).count > 1, "the batch's sequences should differ in length")
         if let task = t.task as? BertClassificationTask {
             let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
-            ours = task.trainer.forward(ids: padded.ids, typeIds: padded.typeIds, mask: padded.mask, train: false, rng: &rng)
+            ours = task.trainer.forward(ids: batch.map(\.ids), typeIds: batch.map(\.typeIds), train: false, rng: &rng)
             theirs = try t.model.forward(padded, outputLayers: false, head: .classification).logits
         } else {
             let task = try #require(t.task as? LlamaCausalLMTask)
             let padded = Batch.padded(batch.map(\.ids), pad: 0)
-            let h = task.trainer.forward(ids: padded.ids, mask: padded.mask, train: false, rng: &rng)
+            let h = task.trainer.forward(ids: batch.map(\.ids), train: false, rng: &rng)
             let model = task.trainer.model
-            let rows = padded.count * padded.length
+            let rows = task.trainer.packing.rows
+            #expect(rows == batch.map(\.ids.count).reduce(0, +))
             var logits = [Float](repeating: 0, count: rows * model.vocab)
             h.withUnsafeBufferPointer { ph in
                 model.lmHead.withUnsafeBufferPointer { pw in
@@ -40,7 +43,17 @@ import Numerics
                 }
             }
             ours = logits
-            theirs = try t.model.forward(padded, outputLayers: false, head: .languageModel).logits
+            // The padded logits at the real tokens, in packed order.
+            let all = try t.model.forward(padded, outputLayers: false, head: .languageModel).logits
+            let V = model.vocab
+            var real: [Float] = []
+            for b in batch.indices {
+                for t in 0..<batch[b].ids.count {
+                    let row = b * padded.length + t
+                    real += all[(row * V)..<((row + 1) * V)]
+                }
+            }
+            theirs = real
         }
         #expect(ours.count == theirs.count && !ours.isEmpty)
         let err = relErr(ours, theirs)

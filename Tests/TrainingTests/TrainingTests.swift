@@ -290,3 +290,28 @@ enum TFx {
         #expect(a.config.taskType == "CAUSAL_LM" && a.modules.first!.name.hasPrefix("model.layers."))
     }
 }
+
+@Suite struct DropoutTests {
+    /// The mask holds only 0 and 1/(1 − p); the kept fraction is 1 − p within 5 binomial standard deviations
+    /// over 200,001 entries (an odd count: the last draw fills one entry); p = 0 keeps all, the same seed gives
+    /// the same mask, and both 24-bit halves of a draw are used (neighbours are not copies of each other).
+    @Test(arguments: [Float(0.1), 0.5, 0.9])
+    func maskKeepsOneMinusPScaled(p: Float) {
+        let n = 200_001
+        var rng = SeededRNG(seed: 3)
+        let m = Dropout.mask(n, p: p, rng: &rng)
+        #expect(m.count == n)
+        let value = 1 / (1 - p)
+        #expect(m.allSatisfy { $0 == 0 || $0 == value })
+        let kept = Double(m.filter { $0 != 0 }.count)
+        let sd = (Double(n) * Double(p) * Double(1 - p)).squareRoot()
+        #expect(abs(kept - Double(n) * Double(1 - p)) <= 5 * sd, "kept \(kept) of \(n) at p = \(p)")
+        var again = SeededRNG(seed: 3)
+        #expect(Dropout.mask(n, p: p, rng: &again) == m)
+        let pairsEqual = stride(from: 0, to: n - 1, by: 2).filter { m[$0] == m[$0 + 1] }.count
+        let expected = Double(n / 2) * Double(p * p + (1 - p) * (1 - p))
+        #expect(abs(Double(pairsEqual) - expected) <= 5 * (Double(n / 2) * 0.25).squareRoot(), "pairs equal \(pairsEqual)")
+        var r0 = SeededRNG(seed: 4)
+        #expect(Dropout.mask(1000, p: 0, rng: &r0).allSatisfy { $0 == 1 })
+    }
+}
