@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "CSHA256", cSettings: [.unsafeFlags(["-O2"])]),
 
         // Tensor, BLAS/LAPACK, dtype codecs, RNG.
-        .target(name: "Numerics", dependencies: ["CBLAS", "CLAPACKE"]),
+        .target(name: "Numerics", dependencies: ["CBLAS", "CLAPACKE", "CSys"]),
         // safetensors, shards, PEFT adapters, HF model dirs, GGUF.
         .target(name: "Checkpoint", dependencies: ["Numerics", "CSys", "CSHA256"]),
         // Merge methods (one file each), pruning rules, fuse, low-rank SVD. Never imports a model.

@@ -7,16 +7,17 @@
 Same work on both sides: all-MiniLM-L6-v2 with a fresh 8-way head, LoRA r = 8 (alpha 16) on query/value,
 AdamW 2e-3, clipping 1, dropout on, 24 optimizer steps of batch 32 over the same 768 WordNet rows in the
 same order (coto-train --no-shuffle; the script slices the same rows for PEFT), truncated at 64 tokens.
-coto-train splits each batch in two halves of 16, one per thread, and packs each half's sequences back to
-back (no padding position is computed). PEFT runs the same optimizer batches as micro-batches it pads:
-coto-train's two halves ("same micro-batches"), its default (one batch of 32), the batch sorted by length
-and halved (the least padding two micro-batches can have), and one example at a time (no padding, one
-forward per example); gradients are accumulated over the micro-batches. With --coto-on, coto-train trains
-with CoTo and PEFT replays coto-train's adapter switches step by step from its train_log.jsonl (the same
-layers off at the same steps: PEFT's disabled adapters take no part and get no gradient). 2 threads on
-both sides (coto: two workers with single-threaded BLAS; torch: set_num_threads(2)). OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE are unset in the measured commands and the kernel each side runs is printed. Tokens per
-second count the real (unpadded) tokens, the same number on every side.
+coto-train splits each batch in two parts, one per thread, cut where their tokens balance, and packs each
+part's sequences back to back (no padding position is computed). PEFT runs the same optimizer batches as
+micro-batches it pads: coto-train's two parts ("same micro-batches"), its default (one batch of 32), the
+batch sorted by length and halved (the least padding two micro-batches can have), and one example at a
+time (no padding, one forward per example); gradients are accumulated over the micro-batches. With
+--coto-on, coto-train trains with CoTo and PEFT replays coto-train's adapter switches step by step from
+its train_log.jsonl (the same layers off at the same steps: PEFT's disabled adapters take no part and get
+no gradient). 2 threads on both sides (coto: two workers with single-threaded BLAS; torch:
+set_num_threads(2)). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset in the measured commands and the
+kernel each side runs is printed. Tokens per second count the real (unpadded) tokens, the same number on
+every side.
 
 Each configuration runs once as a warm-up, then --reps times, alternating. Reported: median and
 min-max of the whole process (wall, including start-up and model loading), the training loop, and the
@@ -54,17 +55,32 @@ def peft_setup(minilm, data, threads=2):
     return rows, labels, tok, model
 
 
+def worker_cut(lengths):
+    """coto-train's cut of a batch between its two workers (Workers.cut in Sources/Training/TrainTasks.swift):
+    the first k (1 <= k < n) that balances the two parts' tokens best."""
+    total, prefix, best, gap = sum(lengths), 0, 1, None
+    for k in range(1, max(2, len(lengths))):
+        prefix += lengths[k - 1]
+        if gap is None or abs(2 * prefix - total) < gap:
+            best, gap = k, abs(2 * prefix - total)
+    return best
+
+
 def micro_batches(b, split, tok):
-    """The micro-batches PEFT runs for one optimizer batch b: "halves" (coto-train's two halves, each padded
-    to its longest), "whole" (PEFT's default, one batch), "sorted" (the batch sorted by length, then halved:
-    the least padding two micro-batches can have), "single" (one example at a time, no padding)."""
+    """The micro-batches PEFT runs for one optimizer batch b: "halves" (coto-train's two parts, cut where
+    their tokens balance, each padded to its longest), "whole" (PEFT's default, one batch), "sorted" (the
+    batch sorted by length, then halved: the least padding two micro-batches can have), "single" (one
+    example at a time, no padding)."""
     if split == "whole":
         return [b]
     if split == "single":
         return [[r] for r in b]
+    n = [len(tok(r["text"], truncation=True, max_length=MAXLEN)["input_ids"]) for r in b]
     if split == "sorted":
-        b = sorted(b, key=lambda r: len(tok(r["text"], truncation=True, max_length=MAXLEN)["input_ids"]))
-    cut = (len(b) + 1) // 2
+        b = [r for _, _, r in sorted(zip(n, range(len(b)), b), key=lambda x: (x[0], x[1]))]
+        cut = (len(b) + 1) // 2
+    else:
+        cut = worker_cut(n)
     return [b[:cut], b[cut:]]
 
 

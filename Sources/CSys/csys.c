@@ -23,3 +23,9 @@ long long coto_copy_range(int in_fd, long long in_offset, int out_fd, long long 
     return -1;
 #endif
 }
+
+static _Thread_local int in_parallel = 0;
+
+int coto_in_parallel(void) { return in_parallel; }
+
+void coto_set_in_parallel(int value) { in_parallel = value; }

@@ -66,6 +66,28 @@ public struct StepLog: Codable, Sendable, Equatable {
     }
 }
 
+/// Where the optimizer steps' time went, over the steps one coto-train process ran (a resumed run: the resumed
+/// part). `steps` is their wall time; the workers' phases are worker-seconds, summed over the workers that run
+/// side by side (two workers busy for 1 s make 2 s), so forward + backward + idle = workers × the time of the
+/// parallel part; `optimizer` and `other` are wall time on the main thread.
+public struct TimeBreakdown: Codable, Sendable, Equatable {
+    public var workers = 1
+    public var steps = 0.0
+    /// Forward passes with head and loss, and backward passes (the adapters' share included in both).
+    public var forward = 0.0, backward = 0.0
+    /// The adapters' own work inside forward and backward.
+    public var adapter = 0.0
+    /// A worker waiting for the other at the end of a batch.
+    public var idle = 0.0
+    /// Adding the second worker's gradients into the first's.
+    public var merge = 0.0
+    /// Clipping, AdamW, and syncing the updated adapters into the model.
+    public var optimizer = 0.0
+    /// The rest of the steps: forming batches, CoTo's draws, clearing gradients.
+    public var other = 0.0
+    public init() {}
+}
+
 /// A run's summary: `metrics.json`.
 public struct RunMetrics: Codable, Sendable, Equatable {
     public var task: String
@@ -87,6 +109,8 @@ public struct RunMetrics: Codable, Sendable, Equatable {
     public var devLoss: Double?
     /// What the run was trained from (inputs' digests, options, version); absent before coto 0.14.
     public var config: ConfigRecord?
+    /// Where the steps' time went; absent in metrics written before coto-train recorded it.
+    public var time: TimeBreakdown? = nil
 
     public init(
         task: String, steps: Int, coto: Bool, variant: String, labels: [String], finalLoss: Double?, data: String, evalData: String?,
@@ -122,7 +146,7 @@ public struct RunMetrics: Codable, Sendable, Equatable {
         case devStep = "dev_step"
         case devAccuracy = "dev_accuracy"
         case devLoss = "dev_loss"
-        case config
+        case config, time
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -145,6 +169,7 @@ public struct RunMetrics: Codable, Sendable, Equatable {
         if let devAccuracy { try c.encodeFinite(devAccuracy, forKey: .devAccuracy) }
         if let devLoss { try c.encodeFinite(devLoss, forKey: .devLoss) }
         try c.encodeIfPresent(config, forKey: .config)
+        try c.encodeIfPresent(time, forKey: .time)
     }
 
     /// The series a run belongs to in reports: "coto" or "lora", prefixed by the variant when it is not

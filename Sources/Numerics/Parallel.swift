@@ -1,4 +1,5 @@
 import Dispatch
+import CSys
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,9 +25,10 @@ public enum Parallel {
         BLAS.setThreads(1)
     }
 
-    /// Calls `body` on disjoint subranges covering 0..<n (at least `minChunk` items each).
+    /// Calls `body` on disjoint subranges covering 0..<n (at least `minChunk` items each). Inside another
+    /// parallel region (`forEach` or `run` bodies) it runs inline: the cores are already taken.
     public static func forEach(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-        let chunks = min(threads, max(1, n / max(1, minChunk)))
+        let chunks = coto_in_parallel() != 0 ? 1 : min(threads, max(1, n / max(1, minChunk)))
         if chunks <= 1 || n <= 1 {
             if n > 0 { body(0..<n) }
             return
@@ -34,8 +36,21 @@ public enum Parallel {
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             let lo = n * c / chunks
             let hi = n * (c + 1) / chunks
-            if lo < hi { body(lo..<hi) }
+            if lo < hi { marked { body(lo..<hi) } }
         }
+    }
+
+    /// Runs `body(0)`, …, `body(count − 1)` at once, one thread each (a worker per core; nested `forEach`
+    /// calls inside run inline).
+    public static func run(_ count: Int, _ body: (Int) -> Void) {
+        DispatchQueue.concurrentPerform(iterations: count) { i in marked { body(i) } }
+    }
+
+    static func marked(_ body: () -> Void) {
+        let outer = coto_in_parallel()
+        coto_set_in_parallel(1)
+        body()
+        coto_set_in_parallel(outer)
     }
 }
 

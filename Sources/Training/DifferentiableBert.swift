@@ -8,7 +8,7 @@ import Glibc
 /// BERT sequence classification as a differentiable model: the forward keeps what each backward needs,
 /// and both run the shared kernels (`Kernels`, in Model) that inference runs. Base weights are frozen;
 /// adapters and the classification head train. The linears have the model's names.
-final class DifferentiableBert {
+final class DifferentiableBert: Worker {
     let model: BertModel
     let H: Int, heads: Int, ffn: Int, hd: Int
     let eps: Float
@@ -61,17 +61,8 @@ final class DifferentiableBert {
         headB = Param(name: "classifier.bias", value: c.bias ?? [Float](repeating: 0, count: c.outFeatures))
     }
 
-    /// Adds this worker's adapter and head gradients into `main`'s (fixed order) and clears them.
-    func moveGradients(into main: DifferentiableBert) {
-        for (mine, theirs) in zip(layers, main.layers) {
-            for (a, b) in zip(mine.all, theirs.all) { a.moveGradients(into: b) }
-        }
-        if let p = pooler, let q = main.pooler { p.moveGradients(into: q) }
-        for (mine, theirs) in [(headW, main.headW), (headB, main.headB)] {
-            for i in mine.grad.indices { theirs.grad[i] += mine.grad[i] }
-            mine.zeroGrad()
-        }
-    }
+    /// The adapted linears, for the worker split (`Workers`): every layer's, then the pooler.
+    var trainLinears: [TrainLinear] { layers.flatMap(\.all) + (pooler.map { [$0] } ?? []) }
 
     func syncHead() {
         model.classifier?.weight = headW.value

@@ -8,9 +8,11 @@ import Glibc
 /// LLaMA as a differentiable model for causal-LM training: RMSNorm, RoPE, GQA attention, SiLU-gated MLP,
 /// frozen (tied) LM head; the forward keeps what each backward needs and both run the shared kernels
 /// (`Kernels`, in Model) that inference runs. The linears have the model's names.
-final class DifferentiableLlama {
+final class DifferentiableLlama: Worker {
     let model: LlamaModel
     struct L { var q, k, v, o, gate, up, down: TrainLinear }
+    /// The adapted linears, for the worker split (`Workers`).
+    var trainLinears: [TrainLinear] { layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down] } }
     let layers: [L]
     struct Saved {
         var x0: [Float] = [], r1: [Float] = [], xn1: [Float] = []

@@ -45,7 +45,7 @@ public struct TrainConfig: Sendable {
     /// Batches of similar lengths (HF Trainer's `group_by_length`, `AdapterTrainer.lengthGrouped`): less padding,
     /// other batches than the plain shuffle.
     public var groupByLength = false
-    /// BERT classification: each micro-batch is split over this many workers (at most 2), each with its own
+    /// Each micro-batch is split over this many workers (at most 2), each with its own
     /// activations and gradient buffers and single-threaded BLAS; gradients are summed in a fixed order.
     /// The result depends on the worker count (dropout streams per half), not on timing.
     public var workers = 1

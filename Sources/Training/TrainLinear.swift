@@ -14,6 +14,8 @@ final class TrainLinear {
     var dropout: Float = 0
     // Saved by forward.
     var x: [Float] = [], xd: [Float] = [], u: [Float] = [], inner: [Float] = [], dropMask: [Float] = [], rows = 0, usedAdapter = false
+    /// Seconds spent in the adapter's own work (its products, dropout, DoRA/HiRA extras), for the time breakdown.
+    var adapterSeconds = 0.0
 
     init(_ lin: AdaptedLinear, name: String) {
         self.lin = lin
@@ -63,14 +65,7 @@ final class TrainLinear {
         // LoRA / DoRA: compute pieces explicitly so backward has them.
         let r = lin.rank
         let s = lin.scaling
-        xd = x
-        dropMask = []
-        if train && dropout > 0 {
-            dropMask = Dropout.mask(x.count, p: dropout, rng: &rng)
-            for i in xd.indices { xd[i] *= dropMask[i] }
-        }
         inner = [Float](repeating: 0, count: n * outF)
-        u = [Float](repeating: 0, count: n * r)
         x.withUnsafeBufferPointer { px in
             lin.weight.withUnsafeBufferPointer { pw in
                 inner.withUnsafeMutableBufferPointer { pi in
@@ -80,6 +75,15 @@ final class TrainLinear {
                 }
             }
         }
+        let t0 = Clock.now()
+        defer { adapterSeconds += Clock.now() - t0 }
+        xd = x
+        dropMask = []
+        if train && dropout > 0 {
+            dropMask = Dropout.mask(x.count, p: dropout, rng: &rng)
+            for i in xd.indices { xd[i] *= dropMask[i] }
+        }
+        u = [Float](repeating: 0, count: n * r)
         xd.withUnsafeBufferPointer { px in
             lin.a!.withUnsafeBufferPointer { pa in
                 u.withUnsafeMutableBufferPointer { pu in
@@ -112,6 +116,7 @@ final class TrainLinear {
         var dx: [Float]? = needDx ? [Float](repeating: 0, count: n * inF) : nil
         if usedAdapter && lin.variant == .hira, let pA, let pB, let a = lin.a, let b = lin.b, let weff = lin.hiraWeight {
             // dW_eff = dyᵀ x; d(BA) = s·(dW_eff ⊙ W); dB = d(BA) Aᵀ; dA = Bᵀ d(BA); dx = dy W_eff.
+            let t0 = Clock.now()
             let r = lin.rank
             var dW = [Float](repeating: 0, count: outF * inF)
             dy.withUnsafeBufferPointer { pdy in
@@ -141,6 +146,7 @@ final class TrainLinear {
                     }
                 }
             }
+            adapterSeconds += Clock.now() - t0
             if needDx {
                 dy.withUnsafeBufferPointer { pdy in
                     weff.withUnsafeBufferPointer { pw in
@@ -157,6 +163,8 @@ final class TrainLinear {
         var dinner = dy
         if usedAdapter, let scale = lin.doraScale, let pM {
             // y = scale ⊙ inner + b, scale = m / n (n detached): dm = Σ dy ⊙ inner / n; dinner = dy ⊙ scale.
+            let t0 = Clock.now()
+            defer { adapterSeconds += Clock.now() - t0 }
             let m = lin.magnitude!
             for o in 0..<outF {
                 var acc: Float = 0
@@ -177,6 +185,8 @@ final class TrainLinear {
             }
         }
         if usedAdapter, let pA, let pB, let a = lin.a, let b = lin.b {
+            let t0 = Clock.now()
+            defer { adapterSeconds += Clock.now() - t0 }
             let r = lin.rank
             let s = lin.scaling
             // dB += s · dinnerᵀ u; du = s · dinner B; dA += duᵀ xd; dx += drop'(du A).

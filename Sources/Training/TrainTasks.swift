@@ -1,4 +1,3 @@
-import Dispatch
 import Checkpoint
 import Model
 import Numerics
@@ -6,8 +5,8 @@ import Numerics
 import Glibc
 #endif
 
-// Training tasks: BERT sequence classification (over two workers) and LLaMA causal language modelling,
-// each over its differentiable model.
+// Training tasks: BERT sequence classification and LLaMA causal language modelling, each over its
+// differentiable model, each batch split over up to two workers.
 
 /// The task-specific half of a trainer: the forward/backward pair, the always-trained head.
 protocol TrainTask: AnyObject {
@@ -16,75 +15,195 @@ protocol TrainTask: AnyObject {
     var layerCount: Int { get }
     /// Loss of the batch; gradients accumulated (scaled by `scale`); backward stops at `lowest`.
     func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double
+    /// The workers' time by phase since the last call (then cleared): `forward`, `backward`, `adapter`,
+    /// `idle` and `merge` of a `TimeBreakdown` (the adapters' work: their products and gradients, LoRA dropout,
+    /// DoRA's scaling and magnitude gradient, HiRA's weight gradient; HiRA's forward runs on W ⊙ (1 + s·BA),
+    /// computed once per step, and counts as the base's).
+    func takeTimes() -> TimeBreakdown
+}
+
+/// A differentiable model as one worker of a task: its adapted linears (for the adapters' share of time and
+/// for merging gradients).
+protocol Worker: AnyObject {
+    var trainLinears: [TrainLinear] { get }
+}
+
+extension Worker {
+    /// Seconds the adapters spent since the last call (then cleared).
+    func takeAdapterSeconds() -> Double {
+        var s = 0.0
+        for l in trainLinears {
+            s += l.adapterSeconds
+            l.adapterSeconds = 0
+        }
+        return s
+    }
+}
+
+/// Splits batches over one or two workers (the second: the same model and adapters with its own activations
+/// and gradient-only parameters) and keeps their times.
+final class Workers<W: Worker> {
+    let main: W
+    let replica: W?
+    var times = TimeBreakdown()
+
+    init(_ main: W, replica: W?) {
+        self.main = main
+        self.replica = replica
+    }
+
+    /// Where a batch of sequences with these lengths is cut in two for the workers: the first k examples and
+    /// the rest, k (1 ≤ k < n) the first that balances the two parts' tokens best (packed batches cost
+    /// about their tokens).
+    static func cut(lengths: [Int]) -> Int {
+        let total = lengths.reduce(0, +)
+        var best = 1
+        var bestGap = Int.max
+        var prefix = 0
+        for k in 1..<max(2, lengths.count) {
+            prefix += lengths[k - 1]
+            let gap = abs(2 * prefix - total)
+            if gap < bestGap { (best, bestGap) = (k, gap) }
+        }
+        return best
+    }
+
+    /// `body(worker, part, rng)` on the batch's two parts at once (cut by `cut(lengths:)`), each with its own
+    /// RNG drawn from `rng` in a fixed order, or on the whole batch with `rng` when there is one worker or one
+    /// example; the results in part order. `body` returns its result and its forward seconds (the rest of its
+    /// time is the backward's).
+    func run<R>(_ batch: [Example], rng: inout SeededRNG, _ body: (W, [Example], inout SeededRNG) -> (R, forward: Double)) -> [R] {
+        guard let replica, batch.count >= 2 else {
+            let t0 = Clock.now()
+            let (r, f) = body(main, batch, &rng)
+            times.forward += f
+            times.backward += Clock.now() - t0 - f
+            times.adapter += main.takeAdapterSeconds()
+            return [r]
+        }
+        let cut = Workers.cut(lengths: batch.map(\.ids.count))
+        let parts = [Array(batch[..<cut]), Array(batch[cut...])]
+        var rngs = [SeededRNG(seed: rng.next()), SeededRNG(seed: rng.next())]
+        var results: [R?] = [nil, nil]
+        var busy = [0.0, 0.0]
+        var forward = [0.0, 0.0]
+        let workers = [main, replica]
+        let t0 = Clock.now()
+        rngs.withUnsafeMutableBufferPointer { pr in
+            results.withUnsafeMutableBufferPointer { pres in
+                busy.withUnsafeMutableBufferPointer { pb in
+                    forward.withUnsafeMutableBufferPointer { pf in
+                        let (pr, pres, pb, pf) = (pr, pres, pb, pf)
+                        Parallel.run(2) { i in
+                            let s = Clock.now()
+                            let (r, f) = body(workers[i], parts[i], &pr[i])
+                            pres[i] = r
+                            pf[i] = f
+                            pb[i] = Clock.now() - s
+                        }
+                    }
+                }
+            }
+        }
+        let wall = Clock.now() - t0
+        for i in 0..<2 {
+            times.forward += forward[i]
+            times.backward += busy[i] - forward[i]
+            times.idle += max(0, wall - busy[i])
+            times.adapter += workers[i].takeAdapterSeconds()
+        }
+        let m0 = Clock.now()
+        for (mine, theirs) in zip(replica.trainLinears, main.trainLinears) { mine.moveGradients(into: theirs) }
+        times.merge += Clock.now() - m0
+        return results.compactMap { $0 }
+    }
+
+    func take() -> TimeBreakdown {
+        defer { times = TimeBreakdown() }
+        return times
+    }
 }
 
 final class BertClassificationTask: TrainTask {
     let trainer: DifferentiableBert
     let classes: Int
-    /// The second worker: a DifferentiableBert over the same model and adapters with its own saved activations
-    /// and gradient-only parameters (the other half of each batch).
-    let replica: DifferentiableBert?
+    let workers: Workers<DifferentiableBert>
 
     init(_ t: DifferentiableBert, classes: Int, replica: DifferentiableBert? = nil) {
         trainer = t
         self.classes = classes
-        self.replica = replica
+        workers = Workers(t, replica: replica)
     }
     var headParams: [Param] { [trainer.headW, trainer.headB] }
     func syncHead() { trainer.syncHead() }
     var layerCount: Int { trainer.layers.count }
+    func takeTimes() -> TimeBreakdown { workers.take() }
 
-    static func run(_ t: DifferentiableBert, _ batch: [Example], classes: Int, train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
+    /// Mean loss of `batch` on one worker; gradients scaled by `scale`; returns the loss and the forward's seconds.
+    static func run(_ t: DifferentiableBert, _ batch: [Example], classes: Int, train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG)
+        -> (Double, forward: Double)
+    {
+        let t0 = Clock.now()
         let typeIds = batch.map { $0.typeIds.count == $0.ids.count ? $0.typeIds : [Int](repeating: 0, count: $0.ids.count) }
         let logits = t.forward(ids: batch.map(\.ids), typeIds: typeIds, train: train, rng: &rng)
         let (loss, d) = AdapterTrainer.crossEntropy(logits, labels: batch.map(\.label), classes: classes, scale: scale)
+        let forward = Clock.now() - t0
         t.backward(d, lowestLayer: lowest)
-        return loss
+        return (loss, forward)
     }
 
     func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
-        guard let replica, batch.count >= 2 else {
-            return BertClassificationTask.run(trainer, batch, classes: classes, train: train, scale: scale, lowest: lowest, rng: &rng)
+        if let replica = workers.replica {
+            replica.headW.value = trainer.headW.value
+            replica.headB.value = trainer.headB.value
         }
-        // Two halves at once; each half's mean loss is weighted by its share so the sum is the batch mean.
-        replica.headW.value = trainer.headW.value
-        replica.headB.value = trainer.headB.value
-        let cut = (batch.count + 1) / 2
-        let parts = [Array(batch[..<cut]), Array(batch[cut...])]
-        var rngs = [SeededRNG(seed: rng.next()), SeededRNG(seed: rng.next())]
-        var losses = [0.0, 0.0]
-        let workers = [trainer, replica]
+        // Each part's mean loss is weighted by its share so the sum is the batch mean.
+        let n = Double(batch.count)
         let classes = classes
-        let n = Float(batch.count)
-        rngs.withUnsafeMutableBufferPointer { pr in
-            losses.withUnsafeMutableBufferPointer { pl in
-                let pr = pr
-                let pl = pl
-                DispatchQueue.concurrentPerform(iterations: 2) { i in
-                    pl[i] = BertClassificationTask.run(
-                        workers[i], parts[i], classes: classes, train: train,
-                        scale: scale * Float(parts[i].count) / n, lowest: lowest, rng: &pr[i])
-                }
+        let losses = workers.run(batch, rng: &rng) { w, part, r -> (Double, forward: Double) in
+            let (l, f) = BertClassificationTask.run(
+                w, part, classes: classes, train: train, scale: scale * Float(Double(part.count) / n), lowest: lowest, rng: &r)
+            return (l * Double(part.count) / n, f)
+        }
+        if let replica = workers.replica, batch.count >= 2 {
+            for (mine, theirs) in [(replica.headW, trainer.headW), (replica.headB, trainer.headB)] {
+                for i in mine.grad.indices { theirs.grad[i] += mine.grad[i] }
+                mine.zeroGrad()
             }
         }
-        replica.moveGradients(into: trainer)
-        return (losses[0] * Double(parts[0].count) + losses[1] * Double(parts[1].count)) / Double(batch.count)
+        return losses.reduce(0, +)
     }
 }
 
 /// Causal language modelling: transformers' shifted cross-entropy (position t predicts target t+1,
-/// −100 ignored), mean over the scored positions; the (tied) LM head is frozen.
+/// −100 ignored), mean over the scored positions of the whole batch; the (tied) LM head is frozen.
 final class LlamaCausalLMTask: TrainTask {
     let trainer: DifferentiableLlama
-    init(_ t: DifferentiableLlama) { trainer = t }
+    let workers: Workers<DifferentiableLlama>
+    init(_ t: DifferentiableLlama, replica: DifferentiableLlama? = nil) {
+        trainer = t
+        workers = Workers(t, replica: replica)
+    }
     var headParams: [Param] { [] }
     func syncHead() {}
     var layerCount: Int { trainer.layers.count }
+    func takeTimes() -> TimeBreakdown { workers.take() }
 
-    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
-        let model = trainer.model
-        let h = trainer.forward(ids: batch.map(\.ids), train: train, rng: &rng)
-        let packing = trainer.packing
+    /// The positions of `e` that are scored: t predicts its target t + 1 when that is not −100.
+    static func scored(_ e: Example) -> Int {
+        let y = e.targets ?? e.ids
+        return y.count < 2 ? 0 : y[1...].filter { $0 != -100 }.count
+    }
+
+    /// Summed loss of `batch`'s scored positions on one worker, gradients of the loss summed and divided by
+    /// `divisor` (the whole batch's scored positions) times `scale`; returns it and the forward's seconds.
+    static func run(_ t: DifferentiableLlama, _ batch: [Example], train: Bool, scale: Float, divisor: Int, lowest: Int, rng: inout SeededRNG)
+        -> (Double, forward: Double)
+    {
+        let t0 = Clock.now()
+        let model = t.model
+        let h = t.forward(ids: batch.map(\.ids), train: train, rng: &rng)
+        let packing = t.packing
         let N = packing.rows
         let H = model.H
         let V = model.vocab
@@ -99,10 +218,9 @@ final class LlamaCausalLMTask: TrainTask {
         }
         // Position t of sequence b (row starts[b] + t) predicts its target t + 1.
         let labels = batch.map { $0.targets ?? $0.ids }
-        var count = 0
-        for b in batch.indices { for t in 0..<max(0, packing.lengths[b] - 1) where labels[b][t + 1] != -100 { count += 1 } }
         var dlogits = [Float](repeating: 0, count: logits.count)
         var loss = 0.0
+        var count = 0
         logits.withUnsafeBufferPointer { pl in
             dlogits.withUnsafeMutableBufferPointer { pd in
                 for b in batch.indices {
@@ -112,12 +230,14 @@ final class LlamaCausalLMTask: TrainTask {
                         let row = (packing.starts[b] + t) * V
                         loss += Kernels.crossEntropy(
                             pl.baseAddress! + row, n: V, target: y, dlogits: pd.baseAddress! + row,
-                            divisor: Double(max(count, 1)), scale: scale)
+                            divisor: Double(max(divisor, 1)), scale: scale)
+                        count += 1
                     }
                 }
             }
         }
-        guard count > 0 else { return 0 }
+        let forward = Clock.now() - t0
+        guard count > 0 else { return (0, forward) }
         var dh = [Float](repeating: 0, count: N * H)
         dlogits.withUnsafeBufferPointer { pd in
             model.lmHead.withUnsafeBufferPointer { pw in
@@ -127,7 +247,16 @@ final class LlamaCausalLMTask: TrainTask {
                 }
             }
         }
-        trainer.backward(dh, lowestLayer: lowest)
-        return loss / Double(count)
+        t.backward(dh, lowestLayer: lowest)
+        return (loss, forward)
+    }
+
+    func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
+        let count = batch.reduce(0) { $0 + LlamaCausalLMTask.scored($1) }
+        guard count > 0 else { return 0 }
+        let sums = workers.run(batch, rng: &rng) { w, part, r in
+            LlamaCausalLMTask.run(w, part, train: train, scale: scale, divisor: count, lowest: lowest, rng: &r)
+        }
+        return sums.reduce(0, +) / Double(count)
     }
 }

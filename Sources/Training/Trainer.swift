@@ -24,6 +24,8 @@ public final class AdapterTrainer {
     public internal(set) var step = 0
     var rng: SeededRNG
     public internal(set) var log: [StepLog] = []
+    /// Where the steps' time went, over the steps `train` ran in this process.
+    public internal(set) var time = TimeBreakdown()
 
     /// Sequence classification on a BERT model.
     public convenience init(model: BertModel, labels: [String], config c: TrainConfig) throws {
@@ -49,7 +51,9 @@ public final class AdapterTrainer {
     /// Causal language modelling on a LLaMA model (loss on the positions whose target is not −100).
     public convenience init(causalLM model: LlamaModel, config c: TrainConfig) throws {
         try self.init(model: model, labels: [], config: c, rng: SeededRNG(seed: c.seed)) { tls in
-            LlamaCausalLMTask(DifferentiableLlama(model: model, trainables: tls))
+            LlamaCausalLMTask(
+                DifferentiableLlama(model: model, trainables: tls),
+                replica: c.workers >= 2 ? DifferentiableLlama(model: model, trainables: tls.mapValues { $0.replica() }) : nil)
         }
     }
 
@@ -212,6 +216,7 @@ public final class AdapterTrainer {
                 tokens += batch.reduce(0) { $0 + $1.ids.count }
                 loss += lossAndGradients(batch, train: true, scale: 1 / Float(c.gradAccum)) / Double(c.gradAccum)
             }
+            let t1 = now()
             let activeParams =
                 modules.filter { active[groupOf[$0]!] }.flatMap { m -> [Param] in
                     [linears[m]!.pA!, linears[m]!.pB!] + (linears[m]!.pM.map { [$0] } ?? [])
@@ -222,6 +227,7 @@ public final class AdapterTrainer {
             for m in modules where active[groupOf[m]!] { linears[m]!.sync() }
             task.syncHead()
             let dt = max(now() - t0, 1e-9)
+            account(task.takeTimes(), step: dt, optimizer: now() - t1)
             let entry = StepLog(
                 step: step + 1, loss: loss, lr: lr, p: coto.p(step: step),
                 activeGroups: (0..<groupCount).filter { active[$0] }, tokensPerSecond: Double(tokens) / dt, seconds: dt)
@@ -237,6 +243,22 @@ public final class AdapterTrainer {
             if c.saveEvery > 0, step % c.saveEvery == 0, step < T { try checkpoint?(self) }
         }
         model.setActive(true)
+    }
+
+    /// Adds one step to `time`: its wall time `step`, the workers' phases, the optimizer's wall time; the rest
+    /// (outside the workers' parallel part, the merge and the optimizer) is `other`.
+    func account(_ w: TimeBreakdown, step: Double, optimizer: Double) {
+        let workers = config.workers >= 2 ? 2 : 1
+        time.workers = workers
+        time.steps += step
+        time.forward += w.forward
+        time.backward += w.backward
+        time.adapter += w.adapter
+        time.idle += w.idle
+        time.merge += w.merge
+        time.optimizer += optimizer
+        let parallel = (w.forward + w.backward + w.idle) / Double(workers)
+        time.other += max(0, step - parallel - w.merge - optimizer)
     }
 
     /// HF transformers' `group_by_length` (`get_length_grouped_indices`) on an epoch's order: cut it into
@@ -281,9 +303,11 @@ public final class AdapterTrainer {
             return (Double(correct) / Double(max(count, 1)), nll / Double(max(count, 1)))
         }
         // The classification scorer coto-eval uses (accuracy, mean cross-entropy).
+        // Batches of similar lengths (less padding; padded positions never change a result), as the sweeps do.
         var metrics = ClassificationMetrics(labels: labels)
-        for start in stride(from: 0, to: data.count, by: 32) {
-            let batch = Array(data[start..<min(data.count, start + 32)])
+        let order = data.indices.sorted { (data[$0].ids.count, $0) < (data[$1].ids.count, $1) }
+        for start in stride(from: 0, to: order.count, by: 32) {
+            let batch = order[start..<min(order.count, start + 32)].map { data[$0] }
             let padded = Batch.padded(batch.map(\.ids), typeIds: batch.map(\.typeIds), pad: 0)
             let out = try model.forward(padded, outputLayers: false, head: .classification)
             metrics.add(out, gold: batch.map(\.label))

@@ -111,9 +111,8 @@ struct Train: ParsableCommand {
 
     /// One run; `config` is its configuration record (a grid computes it once per cell, with shared digests).
     func train(config: ConfigRecord) throws {
-        // Classification (BERT) splits each batch over two workers with single-threaded BLAS each; the
-        // causal-LM pass calls BLAS on whole batches and lets OpenBLAS use the threads.
-        if task == "classification" && threads >= 2 {
+        // Training splits each batch over two workers with single-threaded BLAS each (one thread: BLAS gets it).
+        if threads >= 2 {
             Parallel.configure(threads: threads)
         } else {
             Parallel.configure(threads: 1)
@@ -214,11 +213,12 @@ struct Train: ParsableCommand {
         let adapter = trainer.adapter(baseModel: model)
         try adapter.save(to: output)  // writes the variant (coto_adapter.json for HiRA) and the label list
         try AtomicFileWriter.write(try RunRecords.logLines(trainer.log), to: FileSystem.join(output, RunRecords.logFile))
-        let metrics = RunMetrics(
+        var metrics = RunMetrics(
             task: task, steps: trainer.step, coto: coto, variant: variant, labels: labels, finalLoss: trainer.log.last?.loss, data: data,
             evalData: evalData, seed: seed, rank: rank, targets: targets, threads: threads, trainSeconds: trainSeconds,
             tokensPerSecond: trainer.log.isEmpty ? 0 : trainer.log.map(\.tokensPerSecond).reduce(0, +) / Double(trainer.log.count),
             devStep: lastEval?.0, devAccuracy: lastEval?.1, devLoss: lastEval?.2, config: config)
+        metrics.time = trainer.time
         // metrics.json last: its presence marks a finished run (a training grid skips it on a rerun).
         let metricsText = try RunRecords.metricsJSON(metrics)
         try AtomicFileWriter.write(metricsText, to: FileSystem.join(output, RunRecords.metricsFile))
@@ -242,8 +242,8 @@ struct Train: ParsableCommand {
             "grad-accum": String(gradAccum), "lr": "\(lr)", "weight-decay": "\(weightDecay)", "warmup-ratio": "\(warmupRatio)", "schedule": schedule,
             "max-length": maxLength.map(String.init) ?? "default", "lora-dropout": "\(loraDropout)", "max-grad-norm": "\(maxGradNorm)",
             "seed": String(seed), "eval-every": String(evalEvery), "shuffle": String(shuffle),
-            // Classification splits a batch over up to two workers: their number changes the rounding.
-            "workers": String(task == "classification" ? min(threads, 2) : 1),
+            // A batch is split over up to two workers: their number changes the rounding.
+            "workers": String(min(threads, 2)),
         ]
         // Recorded when set, so configurations written before the option existed keep their hash.
         if groupByLength { o["group-by-length"] = "true" }

@@ -184,6 +184,27 @@ enum SmolLM2 {
         #expect(Kernels.expNegApprox(-1000) > 0 && Kernels.expNegApprox(-1000) <= 1.7e-38)
     }
 
+    /// With two threads a loop is cut in two; inside a parallel region (a worker) it runs inline in one piece,
+    /// and the region's threads are unmarked again afterwards.
+    @Test func nestedLoopsRunInline() {
+        Parallel.configure(threads: 2)
+        defer { Parallel.configure(threads: 1) }
+        let lock = NSLock()
+        var outer: [Range<Int>] = []
+        Parallel.forEach(100) { r in lock.withLock { outer.append(r) } }
+        #expect(outer.count == 2 && outer.map(\.count).reduce(0, +) == 100)
+        var nested: [[Range<Int>]] = [[], []]
+        Parallel.run(2) { w in
+            var mine: [Range<Int>] = []
+            Parallel.forEach(100) { r in mine.append(r) }
+            lock.withLock { nested[w] = mine }
+        }
+        #expect(nested == [[0..<100], [0..<100]])
+        var after: [Range<Int>] = []
+        Parallel.forEach(100) { r in lock.withLock { after.append(r) } }
+        #expect(after.count == 2)
+    }
+
     @Test func twoThreadsGiveTheSameOutputs() throws {
         let model = try ModelRegistry.load(MFx.path("tiny-bert"))
         try model.attach(try Adapter.load(MFx.path("peft/bert-dora")))

@@ -285,4 +285,46 @@ enum FD {
         _ = two.lossAndGradients(batch, train: false)
         for (p, q) in zip(one.params, two.params) { #expect(relErr(q.grad, p.grad) < 1e-5, "\(p.name) (second call)") }
     }
+
+    /// The batch is cut where the two parts' tokens balance best (the first such cut), never leaving a part empty.
+    @Test func workersCutWhereTheTokensBalance() {
+        #expect(Workers<DifferentiableBert>.cut(lengths: [5, 5, 5, 5]) == 2)
+        #expect(Workers<DifferentiableBert>.cut(lengths: [30, 5, 5, 5, 5, 5, 5]) == 1)
+        #expect(Workers<DifferentiableBert>.cut(lengths: [5, 5, 5, 5, 5, 5, 30]) == 6)
+        #expect(Workers<DifferentiableBert>.cut(lengths: [4, 4, 4]) == 1)
+        #expect(Workers<DifferentiableBert>.cut(lengths: [7, 9]) == 1)
+        #expect(Workers<DifferentiableBert>.cut(lengths: [10, 2, 2, 2, 2, 2]) == 1)
+        #expect(Workers<DifferentiableBert>.cut(lengths: [3, 3, 10, 1, 1]) == 2)
+    }
+
+    /// The causal LM's halves score different numbers of positions (4 and 2 here, the first sequence's prompt
+    /// unscored): both divide by the whole batch's count, so two workers give one pass's mean loss and gradients.
+    @Test func twoWorkersEqualOneForTheCausalLM() throws {
+        let adapter = try Adapter.load(TestPaths.fixture("peft/llama-lora"))
+        func make(_ workers: Int) throws -> AdapterTrainer {
+            let model = try ModelRegistry.load(TestPaths.fixture("tiny-llama")) as! LlamaModel
+            var c = TrainConfig()
+            c.rank = adapter.config.r
+            c.alpha = adapter.config.loraAlpha
+            c.targets = ["q_proj", "v_proj", "down_proj"]
+            c.workers = workers
+            let t = try AdapterTrainer(causalLM: model, config: c)
+            try t.load(adapter)
+            return t
+        }
+        let batch = [
+            Example(ids: [1, 5, 9, 13, 7, 3], targets: [-100, -100, 9, 13, 7, 3]), Example(ids: [1, 8, 4], targets: [-100, 8, 4]),
+            Example(ids: [1, 20, 21, 22, 3], targets: [-100, -100, -100, -100, 3]),
+        ]
+        let one = try make(1)
+        let two = try make(2)
+        let l1 = one.lossAndGradients(batch, train: false)
+        let l2 = two.lossAndGradients(batch, train: false)
+        #expect(l1 > 0 && abs(l1 - l2) < 1e-6, "\(l1) vs \(l2)")
+        #expect(one.params.count == two.params.count && one.params.count >= 6)
+        for (p, q) in zip(one.params, two.params) {
+            #expect(p.grad.contains { $0 != 0 } || p.name.hasSuffix("lora_B"), "\(p.name): no gradient")
+            #expect(relErr(q.grad, p.grad) < 1e-5, "\(p.name): \(relErr(q.grad, p.grad))")
+        }
+    }
 }

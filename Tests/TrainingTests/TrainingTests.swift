@@ -202,6 +202,29 @@ enum TFx {
         #expect(full.log.map(\.loss) == resumed.log.map(\.loss))
     }
 
+    /// The time breakdown adds up: the workers' phases over the parallel part, the merge, the optimizer and
+    /// the rest make the steps' wall time; the adapters' share is inside forward + backward; one worker never
+    /// idles or merges. Then it survives metrics.json.
+    @Test(arguments: [1, 2]) func timeBreakdownAddsUp(workers: Int) throws {
+        let t = try make(4, workers: workers)
+        try t.train(data, eval: nil)
+        let b = t.time
+        #expect(b.workers == workers)
+        #expect(abs(b.steps - t.log.map(\.seconds).reduce(0, +)) <= 1e-9 * max(1, b.steps))
+        #expect(b.forward > 0 && b.backward > 0 && b.adapter > 0 && b.optimizer > 0 && b.other >= 0)
+        #expect(b.adapter < b.forward + b.backward)
+        let parts = (b.forward + b.backward + b.idle) / Double(workers) + b.merge + b.optimizer + b.other
+        #expect(abs(parts - b.steps) <= 1e-6 + 1e-3 * b.steps, "parts \(parts) vs steps \(b.steps)")
+        if workers == 1 { #expect(b.idle == 0 && b.merge == 0) } else { #expect(b.merge > 0) }
+        var m = RunMetrics(
+            task: "classification", steps: t.step, coto: false, variant: "lora", labels: ["0", "1", "2"], finalLoss: 1, data: "d", evalData: nil,
+            seed: 4, rank: 2, targets: "query,value", threads: workers, trainSeconds: b.steps, tokensPerSecond: 1)
+        m.time = b
+        let text = try RunRecords.metricsJSON(m)
+        #expect(text.contains("\"time\"") && text.contains("\"adapter\""))
+        #expect(try JSONDecoder().decode(RunMetrics.self, from: Data(text.utf8)).time == b)
+    }
+
     @Test(arguments: [1, 2]) func sameSeedSameBytes(workers: Int) throws {
         let make = { (seed: UInt64) in try self.make(seed, workers: workers) }
         let x = try make(9)

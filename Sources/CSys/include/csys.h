@@ -10,4 +10,9 @@ int coto_start_writeback(int fd, long long offset, long long length);
 /// (ENOSYS where unsupported: the caller falls back to read and write).
 long long coto_copy_range(int in_fd, long long in_offset, int out_fd, long long length);
 
+/// Whether the calling thread runs a body of a parallel region (a thread-local flag; Parallel.forEach runs
+/// nested regions inline instead of putting more threads on cores already taken).
+int coto_in_parallel(void);
+void coto_set_in_parallel(int value);
+
 #endif
