@@ -140,7 +140,7 @@ def run_coto(coto, minilm, data, coto_on, out):
     wall = time.perf_counter() - t0
     m = json.load(open(os.path.join(out, "metrics.json")))
     log = [json.loads(l) for l in open(os.path.join(out, "train_log.jsonl"))]
-    return {"wall": wall, "loop": m["train_seconds"], "steady": sum(e["seconds"] for e in log[2:])}
+    return {"wall": wall, "loop": m["train_seconds"], "steady": sum(e["seconds"] for e in log[2:]), "time": m.get("time", {})}
 
 
 def summary(xs):
@@ -204,6 +204,9 @@ def main():
         print(f"{name:30}{summary([r['wall'] for r in rs]):>26}{summary([r['loop'] for r in rs]):>26}"
               f"{summary([r['steady'] for r in rs]):>26}{steady_tokens / med(rs, 'steady'):>18.0f}"
               f"{med(rs, 'steady') / med(co, 'steady'):>14.2f}x")
+    keys = ["forward", "backward", "adapter", "idle", "merge", "optimizer", "other", "steps"]
+    print("coto-train's time breakdown (metrics.json time, medians; worker-seconds for forward..merge, wall for the rest): "
+          + ", ".join(f"{k} {statistics.median(r['time'].get(k, 0) for r in co):.2f} s" for k in keys))
     for key, _, name in splits:
         rs = results[key]
         print(f"{name}: import torch {med(rs, 'import'):.2f} s, load model {med(rs, 'load'):.2f} s, loop {med(rs, 'loop'):.2f} s; "

@@ -2,8 +2,10 @@
 # `make demo`: the CoTo paper's comparisons on a real model, from the Debian corpora and the PyPI wheels.
 #   WordNet tasks (noun8, pos4, verb15) -> LoRA and CoTo adapters on all-MiniLM-L6-v2 (3 seeds each, 400 steps:
 #   the budget Docs/convergence.md chose; the report marks any run its rule finds unconverged) -> interpolation
-#   (3 pairs of seeds per task), multi-task merges and pruning (every seed), Shapley values (seeds 0 and 1)
-#   -> DEMO_OUT/report/, opening with the table of what reproduces.
+#   (3 pairs of seeds per task), multi-task merges (every seed), pruning (magnitude and dropping all or every
+#   other layer on every seed: the findings; dropping low/middle/high layers, module kinds and rank truncation on
+#   seed 0 only: figures), Shapley values (seeds 0 and 1) -> DEMO_OUT/report/, opening with the table of what
+#   reproduces.
 # Also converts the SmolLM2 GGUF and generates from it (the decoder path).
 #   QUICK=1: a smoke test with small data and budgets (its report says so: nothing in it has converged).
 set -euo pipefail
@@ -17,11 +19,11 @@ THREADS="${THREADS:-2}"
 # Every run gets the same optimizer-step budget, whatever its task's size.
 if [ "${QUICK:-0}" = 1 ]; then
   CAP_TRAIN=40 CAP_EVAL=20 STEPS=12 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=1 SAMPLES=8 METHODS=interpolate,ties,svd
-  LAYERS=all,every-other MODULES=value SEEDS=(0 1) PAIRS=(0:1) SHAPLEY_SEEDS=(0) EVALS=2
+  LAYERS=all,every-other EXTRA_LAYERS= MODULES=value SEEDS=(0 1) PAIRS=(0:1) SHAPLEY_SEEDS=(0) EVALS=2
   TITLE="QUICK=1 smoke test (not converged, not a measurement)"
 else
   CAP_TRAIN=100 CAP_EVAL=40 STEPS=${STEPS:-400} GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=16
-  METHODS=interpolate,task-arithmetic,ties,dare_ties,svd LAYERS=all,every-other,low,middle,high MODULES=query,value
+  METHODS=interpolate,task-arithmetic,ties,dare_ties,svd LAYERS=all,every-other EXTRA_LAYERS=,low,middle,high MODULES=query,value
   SEEDS=(0 1 2) PAIRS=(0:1 1:2 0:2) SHAPLEY_SEEDS=(0 1) EVALS=10 TITLE="CoTo vs LoRA on all-MiniLM-L6-v2 (WordNet tasks)"
 fi
 # Batches of 16 grouped by length (coto-train --group-by-length), lr 2e-3 with linear decay: the recipe
@@ -72,12 +74,14 @@ for seed in "${SEEDS[@]}"; do
   done
 done
 
-step "pruning curves"
+step "pruning curves (magnitude, all / every other layer on every seed; the rest on seed 0)"
 for task in "${TASKS[@]}"; do
   for seed in "${SEEDS[@]}"; do
     for mode in lora coto; do
+      extra=(); [ "$seed" = "${SEEDS[0]}" ] && extra=(--layers "$LAYERS$EXTRA_LAYERS" --modules $MODULES --ranks $RANKS)
+      [ ${#extra[@]} = 0 ] && extra=(--layers "$LAYERS")
       $BIN/coto-eval prune "$OUT/runs/$task/$mode-s$seed" --data "$OUT/data/$task-test.jsonl" --sparsity $SPARSITY \
-        --layers $LAYERS --modules $MODULES --ranks $RANKS "${COMMON[@]}"
+        "${extra[@]}" "${COMMON[@]}"
     done
   done
 done
