@@ -40,6 +40,14 @@ extension Worker {
     }
 }
 
+/// One worker's share of a split batch: its RNG, its result and its times.
+final class WorkerSlot<R>: @unchecked Sendable {
+    var rng: SeededRNG
+    var result: R? = nil
+    var forward = 0.0, busy = 0.0
+    init(_ rng: SeededRNG) { self.rng = rng }
+}
+
 /// Splits batches over one or two workers (the second: the same model and adapters with its own activations
 /// and gradient-only parameters) and keeps their times.
 final class Workers<W: Worker> {
@@ -83,39 +91,26 @@ final class Workers<W: Worker> {
         }
         let cut = Workers.cut(lengths: batch.map(\.ids.count))
         let parts = [Array(batch[..<cut]), Array(batch[cut...])]
-        var rngs = [SeededRNG(seed: rng.next()), SeededRNG(seed: rng.next())]
-        var results: [R?] = [nil, nil]
-        var busy = [0.0, 0.0]
-        var forward = [0.0, 0.0]
+        // One slot per worker, each written only by its own thread.
+        let slots = [WorkerSlot<R>(SeededRNG(seed: rng.next())), WorkerSlot<R>(SeededRNG(seed: rng.next()))]
         let workers = [main, replica]
         let t0 = Clock.now()
-        rngs.withUnsafeMutableBufferPointer { pr in
-            results.withUnsafeMutableBufferPointer { pres in
-                busy.withUnsafeMutableBufferPointer { pb in
-                    forward.withUnsafeMutableBufferPointer { pf in
-                        let (pr, pres, pb, pf) = (pr, pres, pb, pf)
-                        Parallel.run(2) { i in
-                            let s = Clock.now()
-                            let (r, f) = body(workers[i], parts[i], &pr[i])
-                            pres[i] = r
-                            pf[i] = f
-                            pb[i] = Clock.now() - s
-                        }
-                    }
-                }
-            }
+        Parallel.run(2) { i in
+            let s = Clock.now()
+            (slots[i].result, slots[i].forward) = body(workers[i], parts[i], &slots[i].rng)
+            slots[i].busy = Clock.now() - s
         }
         let wall = Clock.now() - t0
-        for i in 0..<2 {
-            times.forward += forward[i]
-            times.backward += busy[i] - forward[i]
-            times.idle += max(0, wall - busy[i])
-            times.adapter += workers[i].takeAdapterSeconds()
+        for (w, slot) in zip(workers, slots) {
+            times.forward += slot.forward
+            times.backward += slot.busy - slot.forward
+            times.idle += max(0, wall - slot.busy)
+            times.adapter += w.takeAdapterSeconds()
         }
         let m0 = Clock.now()
         for (mine, theirs) in zip(replica.trainLinears, main.trainLinears) { mine.moveGradients(into: theirs) }
         times.merge += Clock.now() - m0
-        return results.compactMap { $0 }
+        return slots.compactMap(\.result)
     }
 
     func take() -> TimeBreakdown {
