@@ -4,6 +4,7 @@
 Run from the repository root with a venv holding torch, transformers, peft 0.21, safetensors, numpy, gguf:
     python Fixtures/generate.py            # writes Fixtures/*
     python Fixtures/generate.py smollm2 GGUF_PATH   # reference tensors/logits of the real SmolLM2 GGUF
+    python Fixtures/generate.py coto-trajectory     # PEFT + the seed's CoTo callback, step by step
 CI never runs this; the outputs are committed and compared by the Swift tests.
 """
 import json, os, sys, shutil
@@ -958,6 +959,74 @@ def gradients():
     save_file(res, out("train", "gradients.safetensors"))
 
 
+def coto_trajectory():
+    """The seed's CoTo callback (SPEC section 4) in a PEFT training loop on the tiny BERT with bert-lora's
+    adapter and head: 8 optimizer steps of 3 examples in a fixed order, AdamW with weight decay, linear decay,
+    global-norm clipping (at 0.45, so that some steps clip), dropout off. The layers' on/off plan is drawn as the callback draws it (p_k, one
+    u per layer, redraw when none is on) and written out, so the Swift test replays the same plan: what it
+    checks is what an inactive layer means (no contribution, no gradient, AdamW skips it: no update, no weight
+    decay, moments and step count unchanged; clipping over the parameters that have a gradient; the head always
+    trained). Writes train/coto-trajectory.json (data, recipe, plan, p, per-step loss and gradient norm) and
+    train/coto-trajectory.safetensors (the adapter and head after every step)."""
+    import math, random
+    import torch
+    from transformers import BertForSequenceClassification, get_linear_schedule_with_warmup
+    from peft import PeftModel
+    from safetensors.torch import save_file
+    steps, batch, lr, wd, clip = 8, 3, 0.05, 0.1, 0.45
+    rnd = random.Random(5)
+    examples = []
+    for i in range(steps * batch):
+        n = rnd.randint(3, 9)
+        examples.append({"ids": [2] + [rnd.randint(4, 63) for _ in range(n - 2)] + [3], "label": rnd.randint(0, 2)})
+    base = BertForSequenceClassification.from_pretrained(
+        os.path.join(ROOT, "tiny-bert"), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    m = PeftModel.from_pretrained(base, os.path.join(ROOT, "peft", "bert-lora"), is_trainable=True)
+    m.train()
+    from peft.tuners.lora import LoraLayer
+    groups = {}
+    for name, mod in m.named_modules():
+        if isinstance(mod, LoraLayer) and ".layer." in name:
+            groups.setdefault(int(name.split(".layer.")[1].split(".")[0]), []).append(mod)
+    groups = [groups[k] for k in sorted(groups)]
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    sched = get_linear_schedule_with_warmup(opt, 0, steps)
+    end = math.ceil(steps * 0.75)
+    draw = random.Random(11)
+    plan, ps, losses, norms, after = [], [], [], [], {}
+    for k in range(steps):
+        p = min(0.1 + 0.9 * k / end, 1.0)
+        while True:
+            active = [draw.random() <= p for _ in groups]
+            if any(active):
+                break
+        plan.append(active)
+        ps.append(p)
+        for on, mods in zip(active, groups):
+            for mod in mods:
+                mod._disable_adapters = not on
+        b = examples[k * batch:(k + 1) * batch]
+        L = max(len(e["ids"]) for e in b)
+        ids = torch.tensor([e["ids"] + [0] * (L - len(e["ids"])) for e in b])
+        mask = torch.tensor([[1] * len(e["ids"]) + [0] * (L - len(e["ids"])) for e in b])
+        loss = m(input_ids=ids, attention_mask=mask, labels=torch.tensor([e["label"] for e in b])).loss
+        loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_([q for q in params if q.grad is not None], clip)))
+        losses.append(float(loss))
+        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        for n, q in m.named_parameters():
+            if q.requires_grad:
+                key = n.removeprefix("base_model.model.").replace(".default", "").replace("modules_to_save.", "")
+                after[f"step{k + 1}.{key}"] = q.detach().clone().contiguous()
+    assert any(not all(a) for a in plan) and any(all(a) for a in plan), "the plan must switch layers off and on"
+    assert any(x > clip for x in norms) and any(x < clip for x in norms), "some steps must clip, some not"
+    json.dump({"steps": steps, "batch": batch, "lr": lr, "weight_decay": wd, "max_grad_norm": clip,
+               "schedule": "linear", "examples": examples, "plan": plan, "p": ps, "loss": losses, "grad_norm": norms},
+              open(out("train", "coto-trajectory.json"), "w"))
+    save_file(after, out("train", "coto-trajectory.safetensors"))
+
+
 def verify_trained(base_dir, adapter_dir, test_jsonl):
     """An adapter trained by coto-train loads in PEFT and gives the accuracy coto-eval reports."""
     import torch
@@ -993,6 +1062,8 @@ if __name__ == "__main__":
         verify_trained(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "gradients":
         gradients()
+    elif cmd == "coto-trajectory":
+        coto_trajectory()
     elif cmd == "beyond-peft":
         beyond_peft_merges(); svd_space_merges()
     elif cmd == "svd-spaces":

@@ -152,6 +152,11 @@ public final class AdapterTrainer {
 
     public var totalSteps: Int = 0
 
+    /// A recorded on/off plan to replay instead of CoTo's draws: entry k holds the active flag of every group
+    /// (`groupCount`, in `groupOf` order) at the optimizer step with 0-based index k; at least one group per step.
+    /// For re-running a run's exact switches with another seed, or matching another implementation step by step.
+    public var activityPlan: [[Bool]]? = nil
+
     /// Throws (never traps) on an example the model cannot run: ids or type ids outside the tables, more
     /// tokens than max_position_embeddings, a label index outside the head, targets of another length.
     /// Readers check their files with file:line first; this guards callers of the library.
@@ -185,6 +190,13 @@ public final class AdapterTrainer {
         let T = c.steps ?? c.epochs * stepsPerEpoch
         totalSteps = T
         let coto = CoToScheduler(totalSteps: T, initialP: c.initialP, finalP: c.finalP, stage1Ratio: c.stage1Ratio, enabled: c.coto)
+        if let plan = activityPlan {
+            guard plan.count >= T else { throw TrainError("activity plan", "has \(plan.count) steps for a run of \(T)") }
+            if let k = plan.firstIndex(where: { $0.count != groupCount }) {
+                throw TrainError("activity plan", "step \(k + 1) has \(plan[k].count) flags for \(groupCount) groups")
+            }
+            if let k = plan.firstIndex(where: { !$0.contains(true) }) { throw TrainError("activity plan", "step \(k + 1) switches every group off") }
+        }
         let warmup = Int((Double(T) * c.warmupRatio).rounded(.down))
         let lengths = data.map(\.ids.count)
         var epochOrder: (epoch: Int, order: [Int]) = (-1, [])
@@ -204,7 +216,7 @@ public final class AdapterTrainer {
                 epochOrder = (epoch, order)
             }
             let order = epochOrder.order
-            let active = coto.draw(step: step, groups: groupCount, rng: &rng)
+            let active = activityPlan?[step] ?? coto.draw(step: step, groups: groupCount, rng: &rng)
             for m in modules { model.linears[m]!.active = active[groupOf[m]!] }
             for p in params { p.zeroGrad() }
             var loss = 0.0
