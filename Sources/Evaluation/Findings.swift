@@ -114,7 +114,7 @@ extension Report {
         }
         md += "Of \(rows.count) comparisons: " + counts.joined(separator: ", ") + ".\n"
         if !merges.contains(where: { $0.method == "lego" }) {
-            md += "Not measured: LoRA-LEGO merging (not implemented in coto).\n"
+            md += "Not measured: LoRA-LEGO merging (not in this run's merge sweep: `coto-eval merge --methods ...,lego`).\n"
         }
         md += "\n"
         return (md, .array(js))

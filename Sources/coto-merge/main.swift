@@ -19,6 +19,8 @@ struct Merge: ParsableCommand {
               magnitude_prune_svd   peft 0.21 add_weighted_adapter, same math and resulting config (weights default 1)
               breadcrumbs breadcrumbs_ties della della_linear   mergekit's, on the dense deltas, then top-k SVD
               iso_c tsv knots core core_ties core_tsv core_iso_c   low-rank merges from the papers' reference code
+              lego             LoRA-LEGO: k-means of the inputs' rank-1 units into --rank clusters (default: the
+                               largest input rank), centroids rescaled (max-norm, then √(r/k)); seeded by --seed
 
             Examples:
               coto-merge runs/coto-s0 runs/coto-s1 --lambda 0.5 -o merged/
@@ -44,7 +46,7 @@ struct Merge: ParsableCommand {
     @Option(help: "Fraction of entries kept by ties / dare / magnitude_prune / breadcrumbs / della / knots / core_ties, in [0, 1].")
     var density: Double?
 
-    @Option(help: "Rank of the result (svd family, task-arithmetic).")
+    @Option(help: "Rank of the result (svd family, task-arithmetic, lego).")
     var rank: Int?
 
     @Option(help: "Clamp SVD factors at this quantile (svd family).")

@@ -71,7 +71,7 @@ public enum MergeMethods {
         TaskVectorMerge(.magnitudePrune), Cat(),
         SVDMerge(.svd), SVDMerge(.tiesSVD), SVDMerge(.dareLinearSVD), SVDMerge(.dareTiesSVD), SVDMerge(.magnitudePruneSVD),
         SVDMerge(.breadcrumbs), SVDMerge(.breadcrumbsTies), SVDMerge(.della), SVDMerge(.dellaLinear), IsoC(), TSV(),
-        KnOTS(), CoreSpace(.taskArithmetic), CoreSpace(.ties), CoreSpace(.tsv), CoreSpace(.isoC),
+        KnOTS(), CoreSpace(.taskArithmetic), CoreSpace(.ties), CoreSpace(.tsv), CoreSpace(.isoC), Lego(),
     ]
     public static var names: [String] { all.map(\.name) }
     public static func named(_ n: String) -> MergeMethod? { all.first { $0.name == n } }
