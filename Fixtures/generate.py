@@ -5,6 +5,7 @@ Run from the repository root with a venv holding torch, transformers, peft 0.21,
     python Fixtures/generate.py            # writes Fixtures/*
     python Fixtures/generate.py smollm2 GGUF_PATH   # reference tensors/logits of the real SmolLM2 GGUF
     python Fixtures/generate.py coto-trajectory     # PEFT + the seed's CoTo callback, step by step
+    python Fixtures/generate.py lego                # LoRA-LEGO as the public reference computes it (sklearn)
 CI never runs this; the outputs are committed and compared by the Swift tests.
 """
 import json, os, sys, shutil
@@ -1027,6 +1028,55 @@ def coto_trajectory():
     save_file(after, out("train", "coto-trajectory.safetensors"))
 
 
+def lego_reference():
+    """LoRA-LEGO as the public reference implementation (Root88888/SMoEA system/merging.py `merge_lego_module`)
+    computes it, with scikit-learn's KMeans, on units planted in tight groups (so any k-means finds the same
+    partition): three inputs of ranks 3, 3 and 2 with lora_alpha 6, 3 and 8, module out 6 x in 5, weights
+    1, 2, 1. Steps: each unit [sqrt(s) a_j ; sqrt(s) b_j]; KMeans(k, n_init=10, max_iter=300) with the inputs'
+    weights as sample weights; each centroid scaled so its max-norm is the weighted mean of its members';
+    B times sqrt(r_ref / k). The reference stacks equal ranks and takes r_ref as a setting; here the units are
+    concatenated and r_ref is the weighted mean rank (coto's rule), 8/3. Writes merges/lego.safetensors: the
+    inputs' A and B and the merged delta for k = 4 (the planted groups) and k = 8 (every unit its own
+    cluster)."""
+    import math
+    import numpy as np
+    from sklearn.cluster import KMeans
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(7)
+    out_f, in_f, ranks, alphas, weights = 6, 5, [3, 3, 2], [6.0, 3.0, 8.0], [1.0, 2.0, 1.0]
+    centers = rng.normal(size=(4, in_f + out_f)) * 3
+    # Which planted group each input's units come from (every group is used at least twice).
+    groups = [[0, 1, 2], [0, 1, 3], [2, 3]]
+    tensors, units, sample_w = {}, [], []
+    for i, (r, alpha, g) in enumerate(zip(ranks, alphas, groups)):
+        s = alpha / r
+        u = centers[g] + rng.normal(size=(r, in_f + out_f)) * 0.05  # the unit as sqrt(s)-folded vector
+        a = u[:, :in_f] / math.sqrt(s)
+        b = (u[:, in_f:] / math.sqrt(s)).T
+        tensors[f"in{i}.lora_A"] = a.astype(np.float32)
+        tensors[f"in{i}.lora_B"] = np.ascontiguousarray(b.astype(np.float32))
+        tensors[f"in{i}.alpha"] = np.array([alpha], dtype=np.float32)
+        folded = np.concatenate([a * math.sqrt(s), (b * math.sqrt(s)).T], axis=1)
+        units.append(folded)
+        sample_w += [weights[i]] * r
+    msus = np.concatenate(units).astype(np.float32)
+    sample_w = np.array(sample_w)
+    r_ref = sum(w * r for w, r in zip(weights, ranks)) / sum(weights)
+    for k in [4, 8]:
+        km = KMeans(n_clusters=k, random_state=0, n_init=10, max_iter=300)
+        labels = km.fit_predict(msus, sample_weight=sample_w)
+        cent = km.cluster_centers_.astype(np.float64)
+        for c in range(k):
+            m = labels == c
+            target = float(np.sum(np.abs(msus[m]).max(axis=1) * sample_w[m]) / sample_w[m].sum())
+            cent[c] *= target / np.abs(cent[c]).max()
+        a_m = cent[:, :in_f]
+        b_m = cent[:, in_f:].T * math.sqrt(r_ref / k)
+        tensors[f"lego{k}.delta"] = (b_m @ a_m).astype(np.float32)
+        tensors[f"lego{k}.labels"] = labels.astype(np.int32)
+    save_file(tensors, out("merges", "lego.safetensors"))
+
+
 def verify_trained(base_dir, adapter_dir, test_jsonl):
     """An adapter trained by coto-train loads in PEFT and gives the accuracy coto-eval reports."""
     import torch
@@ -1064,6 +1114,8 @@ if __name__ == "__main__":
         gradients()
     elif cmd == "coto-trajectory":
         coto_trajectory()
+    elif cmd == "lego":
+        lego_reference()
     elif cmd == "beyond-peft":
         beyond_peft_merges(); svd_space_merges()
     elif cmd == "svd-spaces":

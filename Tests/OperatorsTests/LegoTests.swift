@@ -115,6 +115,37 @@ import TestSupport
         #expect(relErr(merged.modules[0].delta(), want) <= 1e-6, "\(merged.modules[0].delta().data)")
     }
 
+    /// Against the public reference implementation's steps with scikit-learn's KMeans (Fixtures/generate.py
+    /// `lego`): three inputs of ranks 3, 3, 2 and alphas 6, 3, 8, weights 1, 2, 1, units planted in four tight
+    /// groups. k = 4 recovers the groups (same partition as scikit-learn's), and the merged delta after both
+    /// reweightings (√(r/k) with r the weighted mean rank 8/3) is the reference's; k = 8 keeps every unit.
+    @Test(arguments: [4, 8])
+    func matchesTheReferenceOnPlantedGroups(k: Int) throws {
+        let f = try SafeTensorsFile(path: TestPaths.fixture("merges/lego.safetensors"))
+        let ins = try (0..<3).map { i in
+            Self.adapter(
+                a: try f.tensor("in\(i).lora_A"), b: try f.tensor("in\(i).lora_B"), alpha: Double(try f.tensor("in\(i).alpha").data[0]),
+                name: "in\(i)")
+        }
+        #expect(ins.map { $0.modules[0].rank } == [3, 3, 2])
+        let merged = try Self.lego(ins, weights: [1, 2, 1], rank: k, seed: 3)
+        let want = try f.tensor("lego\(k).delta")
+        #expect(relErr(merged.modules[0].delta(), want) <= 1e-5, "k = \(k): \(relErr(merged.modules[0].delta(), want))")
+        // The same partition as scikit-learn's (labels up to renaming): units together there are together here.
+        let ref = try f.tensor("lego\(k).labels").data.map { Int($0) }
+        var x = [Float]()
+        for a in ins {
+            let m = a.modules[0]
+            let root = Float(m.scaling.squareRoot())
+            for j in 0..<m.rank {
+                x += (0..<m.a.tensor.cols).map { root * m.a.tensor[j, $0] } + (0..<m.b.tensor.rows).map { root * m.b.tensor[$0, j] }
+            }
+        }
+        var rng = SeededRNG(seed: 3)
+        let fit = KMeans.fit(x, rows: 8, dim: 11, weights: [1, 1, 1, 2, 2, 2, 1, 1], k: k, restarts: 10, maxIterations: 300, rng: &rng)
+        for p in 0..<8 { for q in 0..<8 { #expect((fit.labels[p] == fit.labels[q]) == (ref[p] == ref[q]), "units \(p), \(q)") } }
+    }
+
     @Test func sameSeedSameResult() throws {
         var rng = SeededRNG(seed: 9)
         let ins = (0..<3).map { _ in Self.random(&rng, r: 4, inF: 8, out: 8, alpha: 8) }
