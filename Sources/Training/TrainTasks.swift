@@ -202,46 +202,53 @@ final class LlamaCausalLMTask: TrainTask {
         let N = packing.rows
         let H = model.H
         let V = model.vocab
-        var logits = [Float](repeating: 0, count: N * V)
-        h.withUnsafeBufferPointer { ph in
+        // Only the scored rows go through the LM head (position t of sequence b, row starts[b] + t, predicts its
+        // target t + 1 when that is not −100): prompt rows and each sequence's last row cost nothing there.
+        var rows: [Int] = []
+        var targets: [Int] = []
+        for (b, e) in batch.enumerated() {
+            let y = e.targets ?? e.ids
+            for p in 0..<max(0, packing.lengths[b] - 1) where y[p + 1] != -100 {
+                rows.append(packing.starts[b] + p)
+                targets.append(y[p + 1])
+            }
+        }
+        let S = rows.count
+        guard S > 0 else { return (0, Clock.now() - t0) }
+        var hs = [Float](repeating: 0, count: S * H)
+        for (i, r) in rows.enumerated() { for c in 0..<H { hs[i * H + c] = h[r * H + c] } }
+        var logits = [Float](repeating: 0, count: S * V)
+        hs.withUnsafeBufferPointer { ph in
             model.lmHead.withUnsafeBufferPointer { pw in
                 logits.withUnsafeMutableBufferPointer { pl in
                     BLAS.sgemm(
-                        transA: false, transB: true, m: N, n: V, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: V)
+                        transA: false, transB: true, m: S, n: V, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: V)
                 }
             }
         }
-        // Position t of sequence b (row starts[b] + t) predicts its target t + 1.
-        let labels = batch.map { $0.targets ?? $0.ids }
         var dlogits = [Float](repeating: 0, count: logits.count)
         var loss = 0.0
-        var count = 0
         logits.withUnsafeBufferPointer { pl in
             dlogits.withUnsafeMutableBufferPointer { pd in
-                for b in batch.indices {
-                    for t in 0..<max(0, packing.lengths[b] - 1) {
-                        let y = labels[b][t + 1]
-                        guard y != -100 else { continue }
-                        let row = (packing.starts[b] + t) * V
-                        loss += Kernels.crossEntropy(
-                            pl.baseAddress! + row, n: V, target: y, dlogits: pd.baseAddress! + row,
-                            divisor: Double(max(divisor, 1)), scale: scale)
-                        count += 1
-                    }
+                for i in 0..<S {
+                    loss += Kernels.crossEntropy(
+                        pl.baseAddress! + i * V, n: V, target: targets[i], dlogits: pd.baseAddress! + i * V,
+                        divisor: Double(max(divisor, 1)), scale: scale)
                 }
             }
         }
         let forward = Clock.now() - t0
-        guard count > 0 else { return (0, forward) }
-        var dh = [Float](repeating: 0, count: N * H)
+        var dhs = [Float](repeating: 0, count: S * H)
         dlogits.withUnsafeBufferPointer { pd in
             model.lmHead.withUnsafeBufferPointer { pw in
-                dh.withUnsafeMutableBufferPointer { ph in
+                dhs.withUnsafeMutableBufferPointer { ph in
                     BLAS.sgemm(
-                        transA: false, transB: false, m: N, n: H, k: V, a: pd.baseAddress!, lda: V, b: pw.baseAddress!, ldb: H, c: ph.baseAddress!, ldc: H)
+                        transA: false, transB: false, m: S, n: H, k: V, a: pd.baseAddress!, lda: V, b: pw.baseAddress!, ldb: H, c: ph.baseAddress!, ldc: H)
                 }
             }
         }
+        var dh = [Float](repeating: 0, count: N * H)
+        for (i, r) in rows.enumerated() { for c in 0..<H { dh[r * H + c] = dhs[i * H + c] } }
         t.backward(dh, lowestLayer: lowest)
         return (loss, forward)
     }
