@@ -1035,7 +1035,7 @@ def lego_reference():
     1, 2, 1. Steps: each unit [sqrt(s) a_j ; sqrt(s) b_j]; KMeans(k, n_init=10, max_iter=300) with the inputs'
     weights as sample weights; each centroid scaled so its max-norm is the weighted mean of its members';
     B times sqrt(r_ref / k). The reference stacks equal ranks and takes r_ref as a setting; here the units are
-    concatenated and r_ref is the weighted mean rank (coto's rule), 8/3. Writes merges/lego.safetensors: the
+    concatenated and r_ref is the weighted mean rank (coto's rule), 8/3. Writes beyond-peft/lego.safetensors: the
     inputs' A and B and the merged delta for k = 4 (the planted groups) and k = 8 (every unit its own
     cluster)."""
     import math
@@ -1074,7 +1074,7 @@ def lego_reference():
         b_m = cent[:, in_f:].T * math.sqrt(r_ref / k)
         tensors[f"lego{k}.delta"] = (b_m @ a_m).astype(np.float32)
         tensors[f"lego{k}.labels"] = labels.astype(np.int32)
-    save_file(tensors, out("merges", "lego.safetensors"))
+    save_file(tensors, out("beyond-peft", "lego.safetensors"))
 
 
 def verify_trained(base_dir, adapter_dir, test_jsonl):

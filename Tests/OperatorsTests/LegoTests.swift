@@ -121,7 +121,7 @@ import TestSupport
     /// reweightings (√(r/k) with r the weighted mean rank 8/3) is the reference's; k = 8 keeps every unit.
     @Test(arguments: [4, 8])
     func matchesTheReferenceOnPlantedGroups(k: Int) throws {
-        let f = try SafeTensorsFile(path: TestPaths.fixture("merges/lego.safetensors"))
+        let f = try SafeTensorsFile(path: TestPaths.fixture("beyond-peft/lego.safetensors"))
         let ins = try (0..<3).map { i in
             Self.adapter(
                 a: try f.tensor("in\(i).lora_A"), b: try f.tensor("in\(i).lora_B"), alpha: Double(try f.tensor("in\(i).alpha").data[0]),
