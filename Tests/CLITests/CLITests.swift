@@ -274,6 +274,31 @@ enum CLI {
         #expect(x != (try Data(contentsOf: URL(fileURLWithPath: t.path + "/z.safetensors"))))
     }
 
+    /// LoRA-LEGO from the command line on inputs of ranks 4, 4 and 8 (key only in merge-b): the written adapter
+    /// reloads with each module at r = α = k (`--rank`, default the largest rank among the inputs that have the
+    /// module, at most its number of units: key keeps its 4), the same seed writes the same file, every delta is
+    /// finite and nonzero.
+    @Test func legoFromTheCommandLine() throws {
+        let t = TempDir()
+        let ins = ["merge-a", "merge-b", "merge-c"].map { CLI.fixture("peft/" + $0) }
+        for (k, extra) in [(8, [String]()), (12, ["--rank", "12"])] {
+            var files: [Data] = []
+            for run in 0..<2 {
+                let out = t.path + "/lego-\(k)-\(run).safetensors"
+                let r = try CLI.run("coto-merge", ins + ["--method", "lego", "--seed", "3", "--heads", "drop"] + extra + ["-o", out])
+                #expect(r.status == 0, "\(r.err)")
+                let merged = try Adapter.load(out)
+                for m in merged.modules {
+                    #expect(m.rank == (m.name.hasSuffix(".key") ? 4 : k) && m.scaling == 1, "\(m.name): rank \(m.rank)")
+                    let d = m.delta().data
+                    #expect(d.allSatisfy(\.isFinite) && d.contains { $0 != 0 }, "\(m.name)")
+                }
+                files.append(try Data(contentsOf: URL(fileURLWithPath: out)))
+            }
+            #expect(files[0] == files[1], "the same seed writes the same adapter")
+        }
+    }
+
     /// The SVD-space merges from the command line on inputs of ranks 4, 4 and 8: the written adapters reload
     /// and their deltas are the reference's (Fixtures/beyond-peft/spaces.safetensors); knots without
     /// --density is one error line and writes nothing.

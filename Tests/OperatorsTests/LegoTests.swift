@@ -155,12 +155,13 @@ import TestSupport
         #expect(a.modules[0].rank == 4)
     }
 
-    @Test func refusesWhatItCannotDo() throws {
+    @Test func refusalsAndMoreClustersThanUnits() throws {
         var rng = SeededRNG(seed: 1)
         let x = Self.random(&rng, r: 2, inF: 4, out: 4, alpha: 2)
-        #expect(throws: MergeError(nil, "lego: --rank 5 is more than the 4 rank-1 units of module 'l.q' in the inputs")) {
-            try Self.lego([x, x], rank: 5)
-        }
+        // More clusters than units: every unit is kept (rank 4 of the 4 units), the sum scaled by √(r/k) = √(2/4).
+        let all = try Self.lego([x, x], rank: 5)
+        #expect(all.modules[0].rank == 4)
+        #expect(relErr(all.modules[0].delta(), Float((2.0 / 4.0).squareRoot()) * (2 * x.modules[0].delta())) <= 1e-5)
         #expect(throws: MergeError(nil, "lego: an input's weight is its units' weight in the clustering and must be positive, got 0.0")) {
             try Self.lego([x, x], weights: [1, 0])
         }

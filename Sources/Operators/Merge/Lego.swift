@@ -15,7 +15,7 @@ import Numerics
 ///
 /// The paper's method section was not reachable from here; steps 3 and 5 follow two independent public
 /// implementations that agree on both rules (Docs/methods.md names them). `--rank` sets k (default: the
-/// largest input rank); k cannot exceed the number of units.
+/// largest rank among the inputs that have the module); a module with fewer units than k keeps them all.
 public struct Lego: MergeMethod {
     public let name = "lego"
     public init() {}
@@ -33,10 +33,8 @@ public struct Lego: MergeMethod {
             defer { moduleIndex += 1 }
             let (out, inF) = try MergeSupport.sameShape(mods, inputs)
             let units = mods.flatMap { i, m -> [(Int, Int)] in (0..<m.rank).map { (i, $0) } }
-            let k = o.rank ?? mods.map { $0.1.rank }.max() ?? 0
-            guard k <= units.count else {
-                throw MergeError(nil, "lego: --rank \(k) is more than the \(units.count) rank-1 units of module '\(name)' in the inputs")
-            }
+            // A module with fewer units than k keeps every unit (as task-arithmetic keeps its full rank).
+            let k = min(o.rank ?? mods.map { $0.1.rank }.max() ?? 0, units.count)
             let modOf = Dictionary(uniqueKeysWithValues: mods.map { ($0.0, $0.1) })
             let D = inF + out
             var x = [Float](repeating: 0, count: units.count * D)
