@@ -19,8 +19,9 @@ struct Merge: ParsableCommand {
               magnitude_prune_svd   peft 0.21 add_weighted_adapter, same math and resulting config (weights default 1)
               breadcrumbs breadcrumbs_ties della della_linear   mergekit's, on the dense deltas, then top-k SVD
               iso_c tsv knots core core_ties core_tsv core_iso_c   low-rank merges from the papers' reference code
-              lego             LoRA-LEGO: k-means of the inputs' rank-1 units into --rank clusters (default: the
-                               largest input rank), centroids rescaled (max-norm, then √(r/k)); seeded by --seed
+              lego             LoRA-LEGO: k-means of the inputs' rank-1 units into --rank clusters per module
+                               (default: the largest input rank; at most the module's units), centroids rescaled
+                               (max-norm, then √(r/k)); seeded by --seed; weights are the units' weights (> 0)
 
             Examples:
               coto-merge runs/coto-s0 runs/coto-s1 --lambda 0.5 -o merged/
