@@ -62,7 +62,7 @@ struct Merge: ParsableCommand {
     @Option(help: "Majority sign for ties: total or frequency.")
     var majoritySign = "total"
 
-    @Option(help: "Seed of DARE's random pruning.")
+    @Option(help: "Seed of the random methods: DARE and DELLA pruning, LoRA-LEGO's clustering.")
     var seed: UInt64 = 0
 
     @Option(help: "Heads and other modules_to_save tensors: average, first or drop.")
@@ -88,6 +88,12 @@ struct Merge: ParsableCommand {
         if let w = weights {
             let ws = try parseNumberList(w, option: "--weights")
             guard ws.count == inputs.count else { throw ValidationError("--weights has \(ws.count) values for \(inputs.count) inputs") }
+        }
+        if MergeMethods.named(method)!.needsPositiveWeights {
+            let ws = try lambda.map { [1 - $0, $0] } ?? weights.map { try parseNumberList($0, option: "--weights") } ?? []
+            if let bad = ws.first(where: { !($0 > 0) }) {
+                throw ValidationError("\(method) takes positive weights (each input's units' weight in the clustering); got \(bad)")
+            }
         }
         if let d = density, !(d >= 0 && d <= 1) { throw ValidationError("--density must be in [0, 1] (got \(d))") }
         if let k = rank, k < 1 { throw ValidationError("--rank must be at least 1 (got \(k))") }

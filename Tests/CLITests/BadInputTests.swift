@@ -135,8 +135,9 @@ import Numerics
             Case(name: "rank", tool: "coto-prune", args: [A, "--rank", "0", "-o", out], status: 64, mentions: "--rank"),
             Case(name: "unknown method", tool: "coto-merge", args: [A, C, "--method", "average", "-o", out], status: 64, mentions: "unknown method"),
             Case(
-                name: "lego negative weight", tool: "coto-merge", args: [A, C, "--method", "lego", "--weights", "1,-1", "-o", out], status: 1,
+                name: "lego negative weight", tool: "coto-merge", args: [A, C, "--method", "lego", "--weights", "1,-1", "-o", out], status: 64,
                 mentions: "positive"),
+            Case(name: "lego lambda 1", tool: "coto-merge", args: [A, C, "--method", "lego", "--lambda", "1", "-o", out], status: 64, mentions: "positive"),
             Case(name: "unknown task", tool: "coto-eval", args: ["--model", bert, "--data", p["labels"]!, "--task", "qa"], status: 64, mentions: "--task"),
             Case(name: "unknown target module", tool: "coto-prune", args: [A, "--drop-modules", "q_proj", "-o", out], status: 1, mentions: "q_proj"),
             Case(

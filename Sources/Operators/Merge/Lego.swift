@@ -18,6 +18,7 @@ import Numerics
 /// largest rank among the inputs that have the module); a module with fewer units than k keeps them all.
 public struct Lego: MergeMethod {
     public let name = "lego"
+    public let needsPositiveWeights = true
     public init() {}
 
     /// k-means restarts and iteration cap (scikit-learn's defaults, which one of the references uses).
