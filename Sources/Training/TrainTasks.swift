@@ -184,10 +184,10 @@ final class LlamaCausalLMTask: TrainTask {
     var layerCount: Int { trainer.layers.count }
     func takeTimes() -> TimeBreakdown { workers.take() }
 
-    /// The positions of `e` that are scored: t predicts its target t + 1 when that is not −100.
-    static func scored(_ e: Example) -> Int {
+    /// The positions of `e` that are scored, with their targets: t predicts its target t + 1 when that is not −100.
+    static func scored(_ e: Example) -> [(position: Int, target: Int)] {
         let y = e.targets ?? e.ids
-        return y.count < 2 ? 0 : y[1...].filter { $0 != -100 }.count
+        return y.count < 2 ? [] : (0..<(y.count - 1)).compactMap { t in y[t + 1] == -100 ? nil : (t, y[t + 1]) }
     }
 
     /// Summed loss of `batch`'s scored positions on one worker, gradients of the loss summed and divided by
@@ -207,10 +207,9 @@ final class LlamaCausalLMTask: TrainTask {
         var rows: [Int] = []
         var targets: [Int] = []
         for (b, e) in batch.enumerated() {
-            let y = e.targets ?? e.ids
-            for p in 0..<max(0, packing.lengths[b] - 1) where y[p + 1] != -100 {
+            for (p, y) in scored(e) {
                 rows.append(packing.starts[b] + p)
-                targets.append(y[p + 1])
+                targets.append(y)
             }
         }
         let S = rows.count
@@ -254,7 +253,7 @@ final class LlamaCausalLMTask: TrainTask {
     }
 
     func lossAndGradients(_ batch: [Example], train: Bool, scale: Float, lowest: Int, rng: inout SeededRNG) -> Double {
-        let count = batch.reduce(0) { $0 + LlamaCausalLMTask.scored($1) }
+        let count = batch.reduce(0) { $0 + LlamaCausalLMTask.scored($1).count }
         guard count > 0 else { return 0 }
         let sums = workers.run(batch, rng: &rng) { w, part, r in
             LlamaCausalLMTask.run(w, part, train: train, scale: scale, divisor: count, lowest: lowest, rng: &r)

@@ -53,20 +53,18 @@ public struct Lego: MergeMethod {
             var rng = SeededRNG(seed: o.seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(moduleIndex + 1))
             let fit = KMeans.fit(x, rows: units.count, dim: D, weights: w, k: k, restarts: Self.restarts, maxIterations: Self.maxIterations, rng: &rng)
             // Parameter reweighting: ‖c‖∞ ← weighted mean of the members' ‖u‖∞.
+            func maxNorm(_ v: [Float], row: Int) -> Float { v[(row * D)..<((row + 1) * D)].reduce(0) { max($0, abs($1)) } }
+            var num = [Double](repeating: 0, count: k)
+            var den = [Double](repeating: 0, count: k)
+            for u in 0..<units.count {
+                num[fit.labels[u]] += w[u] * Double(maxNorm(x, row: u))
+                den[fit.labels[u]] += w[u]
+            }
             var centers = fit.centers
             for c in 0..<k {
-                var num = 0.0
-                var den = 0.0
-                for u in 0..<units.count where fit.labels[u] == c {
-                    var mx: Float = 0
-                    for d in 0..<D { mx = max(mx, abs(x[u * D + d])) }
-                    num += w[u] * Double(mx)
-                    den += w[u]
-                }
-                var cmax: Float = 0
-                for d in 0..<D { cmax = max(cmax, abs(centers[c * D + d])) }
-                guard den > 0, cmax > 0 else { continue }
-                let f = Float(num / den) / cmax
+                let cmax = maxNorm(centers, row: c)
+                guard den[c] > 0, cmax > 0 else { continue }
+                let f = Float(num[c] / den[c]) / cmax
                 for d in 0..<D { centers[c * D + d] *= f }
             }
             // Output reweighting: √(r / k), r the inputs' (weighted mean) rank.
