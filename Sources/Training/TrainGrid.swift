@@ -163,3 +163,54 @@ extension TrainConfig {
         return ConfigRecord(identity: "coto-train", inputs: inputs, options: options)
     }
 }
+
+extension TrainGrid {
+    /// Writes the grid's manifest into `output` (every shard writes the same one). A manifest already there
+    /// must list the same cells and configurations, unless `overwrite`.
+    public static func writeManifest(_ manifest: GridManifest, into output: String, overwrite: Bool) throws -> String {
+        try FileSystem.makeDirectory(output)
+        let path = FileSystem.join(output, RunRecords.gridFile)
+        if FileSystem.exists(path), !overwrite {
+            let old = try? JSONDecoder().decode(GridManifest.self, from: Data(FileSystem.readFile(path, limit: 64 << 20)))
+            guard let old, old.cells == manifest.cells else {
+                throw TrainError(
+                    path, "holds another grid (other cells or configurations); give --overwrite to retrain into \(output), or choose another --output")
+            }
+        }
+        try AtomicFileWriter.write(try manifest.encoded(), to: path)
+        return path
+    }
+
+    /// What a cell's run directory says about it.
+    public enum CellState: Sendable, Equatable {
+        /// Finished with this configuration: skip it.
+        case finished
+        /// A complete checkpoint is there: resume from it.
+        case resume(checkpoint: String)
+        /// Nothing usable: train from the start.
+        case fresh
+    }
+
+    /// The state of the cell `name` trained into `dir` with `config`. A finished run of another configuration
+    /// (or without one) is an error unless `overwrite`; a checkpoint is complete once its optimizer state is
+    /// written (the last file), and an incomplete one (or any, with `overwrite`) is removed.
+    public static func cellState(name: String, dir: String, config: ConfigRecord, overwrite: Bool) throws -> CellState {
+        let metricsPath = FileSystem.join(dir, RunRecords.metricsFile)
+        if FileSystem.exists(metricsPath), !overwrite {
+            guard let m = try? RunRecords.readMetrics(dir), let done = m.config else {
+                throw TrainError(metricsPath, "is there without a configuration hash; give --overwrite to retrain \(name)")
+            }
+            guard done.hash == config.hash else {
+                let d = config.differences(from: done)
+                throw TrainError(
+                    metricsPath,
+                    "was trained from another configuration (\(done.short), the grid's is \(config.short)"
+                        + (d.isEmpty ? "" : ": \(d.joined(separator: "; "))") + "); give --overwrite to retrain \(name)")
+            }
+            return .finished
+        }
+        let ckpt = FileSystem.join(dir, "checkpoint")
+        if overwrite || !FileSystem.exists(FileSystem.join(ckpt, RunRecords.checkpointStateFile)) { FileSystem.removeTree(ckpt) }
+        return FileSystem.exists(ckpt) ? .resume(checkpoint: ckpt) : .fresh
+    }
+}
