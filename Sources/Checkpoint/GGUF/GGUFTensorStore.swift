@@ -1,0 +1,69 @@
+import Numerics
+
+/// A GGUF model read as the transformers model it converts to: HF tensor names, PyTorch shapes, every
+/// tensor dequantized to Float32 on demand (q/k rows un-permuted). Lets the operators (coto-fuse) take a
+/// GGUF base without converting it to disk first.
+public final class GGUFTensorStore: TensorStore {
+    public let gguf: GGUFFile
+    public let tensorNames: [String]
+    private let infos: [String: (GGUFTensorInfo, Int?)]
+
+    public init(_ conv: GGUFConverter, progress: ((GGUFConverter.Event) -> Void)? = nil) throws {
+        gguf = conv.gguf
+        let cfg = try conv.config()
+        let heads = cfg["num_attention_heads"]?.intValue ?? 1
+        let kvHeads = cfg["num_key_value_heads"]?.intValue ?? heads
+        var names: [String] = []
+        var infos: [String: (GGUFTensorInfo, Int?)] = [:]
+        for t in gguf.tensors {
+            guard let name = GGUFConverter.hfName(t.name) else {
+                progress?(.note("skipped tensor '\(t.name)' (not part of the transformers model)"))
+                continue
+            }
+            guard t.type.canDequantize else {
+                throw CheckpointError(
+                    gguf.path, .invalid("tensor '\(t.name)': type \(t.type.name) cannot be dequantized (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))
+            }
+            let permuteHeads: Int? =
+                t.name.hasSuffix("attn_q.weight") || t.name.hasSuffix("attn_q.bias")
+                ? heads
+                : t.name.hasSuffix("attn_k.weight") || t.name.hasSuffix("attn_k.bias") ? kvHeads : nil
+            if let h = permuteHeads, t.shape[0] % (2 * h) != 0 {
+                throw CheckpointError(gguf.path, .invalid("tensor '\(t.name)': \(t.shape[0]) rows do not split into \(h) heads"))
+            }
+            names.append(name)
+            infos[name] = (t, permuteHeads)
+        }
+        tensorNames = names
+        self.infos = infos
+    }
+
+    public var location: String { gguf.path }
+
+    public func tensorInfo(_ name: String) -> TensorInfo? {
+        guard let (t, _) = infos[name] else { return nil }
+        return TensorInfo(name: name, dtype: .f32, shape: t.shape, begin: 0, end: UInt64(t.elementCount * 4))
+    }
+
+    public func loadTensor(_ name: String) throws -> Tensor {
+        guard let (t, heads) = infos[name] else { throw CheckpointError(gguf.path, .tensorNotFound(name)) }
+        let x = try gguf.dequantize(t.name)
+        return heads.map { GGUFConverter.unpermute(x, heads: $0) } ?? x
+    }
+
+    public func entry(_ name: String) throws -> TensorEntry {
+        guard let info = tensorInfo(name) else { throw CheckpointError(gguf.path, .tensorNotFound(name)) }
+        return TensorEntry(
+            name: name, dtype: .f32, shape: info.shape,
+            source: .lazy { [self] in
+                let x = try self.loadTensor(name)
+                self.release(name)
+                return Storage.encode(x.data, dtype: .f32)
+            })
+    }
+
+    public func release(_ name: String) {
+        guard let (t, _) = infos[name] else { return }
+        gguf.file.release(offset: gguf.dataOffset + Int(t.offset), length: t.byteCount)
+    }
+}
