@@ -164,7 +164,6 @@ public struct GGUFConverter {
         }
     }
 
-
     /// Writes the HF directory. Each file is written atomically; weights first, config.json last, so a
     /// directory with a config.json is complete.
     @discardableResult
