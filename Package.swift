@@ -82,7 +82,12 @@ let package = Package(
                 "Operators", "Checkpoint", "Numerics", .product(name: "PropertyBased", package: "swift-property-based"),
             ]),
         .testTarget(name: "ModelTests", dependencies: ["TestSupport", "Model", "Evaluation", "Operators", "Checkpoint", "Numerics"]),
-        .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Evaluation", "Model", "Checkpoint", "Numerics"]),
+        .testTarget(
+            name: "TrainingTests",
+            dependencies: [
+                "TestSupport", "Training", "Evaluation", "Model", "Checkpoint", "Numerics",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
         .testTarget(name: "EvaluationTests", dependencies: ["TestSupport", "Evaluation", "Model", "Operators", "Checkpoint", "Numerics", "CZlib"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Checkpoint", "Numerics"]),
     ],

@@ -1,7 +1,10 @@
 import Foundation
 
 /// The fields of a Hugging Face `config.json` that coto reads (Codable, HF names through CodingKeys).
-/// The file itself is kept as JSON too, so tools copy it unchanged.
+/// Every key a model reads goes through this type, so a new family adds fields here, not look-ups. The
+/// spellings transformers accepts are read too: `hidden_activation` (Gemma) for `hidden_act`,
+/// transformers 5's `rope_parameters` (with `rope_theta` inside it) for `rope_scaling` and `rope_theta`,
+/// and `dtype` for `torch_dtype`. The file itself is kept as JSON too, so tools copy it unchanged.
 public struct ModelConfig: Codable, Equatable, Sendable {
     public var modelType: String
     public var architectures: [String]?
@@ -16,7 +19,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var hiddenAct: String?
     public var layerNormEps: Double?
     public var rmsNormEps: Double?
+    /// `rope_theta`, or transformers 5's `rope_parameters.rope_theta`.
     public var ropeTheta: Double?
+    /// `rope_scaling`, or transformers 5's `rope_parameters` (which also holds `rope_theta`).
     public var ropeScaling: RopeScaling?
     public var tieWordEmbeddings: Bool?
     public var attentionBias: Bool?
@@ -25,21 +30,41 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var bosTokenId: IntOrList?
     public var eosTokenId: IntOrList?
     public var id2label: [String: String]?
+    /// `torch_dtype`, or transformers 5's `dtype`.
     public var torchDtype: String?
+    /// BERT's dropout probabilities (`hidden_dropout_prob`, `attention_probs_dropout_prob`).
     public var hiddenDropout: Double?
     public var attentionDropout: Double?
 
-    /// An optional field (reads as nil when absent).
-    public func raw<T>(_ path: KeyPath<ModelConfig, T?>) -> T? { self[keyPath: path] }
-
+    /// RoPE scaling: `rope_type` (or the older `type`) and its parameters (transformers'
+    /// `ROPE_INIT_FUNCTIONS`: linear `factor`; llama3 `factor`, `low_freq_factor`, `high_freq_factor`,
+    /// `original_max_position_embeddings`; yarn and dynamic their own).
     public struct RopeScaling: Codable, Equatable, Sendable {
         public var type: String?
         public var ropeType: String?
         public var factor: Double?
+        public var lowFreqFactor: Double?
+        public var highFreqFactor: Double?
+        public var originalMaxPositionEmbeddings: Int?
+        /// transformers 5 keeps θ here.
+        public var ropeTheta: Double?
+
+        public init(ropeType: String? = nil, factor: Double? = nil) {
+            self.ropeType = ropeType
+            self.factor = factor
+        }
+
+        /// `rope_type`, else `type`, else "default".
+        public var kind: String { ropeType ?? type ?? "default" }
+
         enum CodingKeys: String, CodingKey {
             case type
             case ropeType = "rope_type"
             case factor
+            case lowFreqFactor = "low_freq_factor"
+            case highFreqFactor = "high_freq_factor"
+            case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+            case ropeTheta = "rope_theta"
         }
     }
 
@@ -55,6 +80,13 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             switch self {
             case let .one(i): try c.encode(i)
             case let .many(a): try c.encode(a)
+            }
+        }
+        /// Every id.
+        public var all: [Int] {
+            switch self {
+            case let .one(i): return [i]
+            case let .many(a): return a
             }
         }
     }
@@ -87,7 +119,45 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case attentionDropout = "attention_probs_dropout_prob"
     }
 
+    /// Other spellings of the same keys (transformers accepts them; they are read, never written).
+    enum AliasKeys: String, CodingKey {
+        case hiddenActivation = "hidden_activation"
+        case ropeParameters = "rope_parameters"
+        case dtype
+    }
+
     public init(modelType: String) { self.modelType = modelType }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let alias = try decoder.container(keyedBy: AliasKeys.self)
+        modelType = try c.decode(String.self, forKey: .modelType)
+        architectures = try c.decodeIfPresent([String].self, forKey: .architectures)
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize)
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize)
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers)
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads)
+        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads)
+        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize)
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings)
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? alias.decodeIfPresent(String.self, forKey: .hiddenActivation)
+        layerNormEps = try c.decodeIfPresent(Double.self, forKey: .layerNormEps)
+        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps)
+        let parameters = try alias.decodeIfPresent(RopeScaling.self, forKey: .ropeParameters)
+        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? parameters?.ropeTheta
+        ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling) ?? parameters
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings)
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias)
+        typeVocabSize = try c.decodeIfPresent(Int.self, forKey: .typeVocabSize)
+        padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
+        bosTokenId = try c.decodeIfPresent(IntOrList.self, forKey: .bosTokenId)
+        eosTokenId = try c.decodeIfPresent(IntOrList.self, forKey: .eosTokenId)
+        id2label = try c.decodeIfPresent([String: String].self, forKey: .id2label)
+        torchDtype = try c.decodeIfPresent(String.self, forKey: .torchDtype) ?? alias.decodeIfPresent(String.self, forKey: .dtype)
+        hiddenDropout = try c.decodeIfPresent(Double.self, forKey: .hiddenDropout)
+        attentionDropout = try c.decodeIfPresent(Double.self, forKey: .attentionDropout)
+    }
 
     public static func decode(_ bytes: [UInt8], path: String) throws -> ModelConfig {
         do {
@@ -96,6 +166,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
             throw CheckpointError(path, .invalid("config.json has no '\(key.stringValue)'"))
         } catch let DecodingError.typeMismatch(_, ctx) {
             throw CheckpointError(path, .invalid("config.json: '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"))
+        } catch let DecodingError.valueNotFound(_, ctx) {
+            throw CheckpointError(path, .invalid("config.json: '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' is null"))
         } catch {
             throw CheckpointError(path, .invalid("config.json is not valid JSON"))
         }

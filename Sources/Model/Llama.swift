@@ -47,13 +47,11 @@ public final class LlamaModel: AdaptableModel {
         self.ffn = ffn
         self.vocab = vocab
         eps = Float(c.rmsNormEps ?? 1e-6)
-        let raw = dir.configJSON
-        let theta = raw["rope_theta"]?.doubleValue ?? raw["rope_parameters"]?["rope_theta"]?.doubleValue ?? 10000
+        let theta = c.ropeTheta ?? 10000
         var factor = 1.0
-        let scalingJSON = raw["rope_scaling"].flatMap { $0.isNull ? nil : $0 } ?? raw["rope_parameters"]
-        if let sc = scalingJSON, let t = sc["rope_type"]?.stringValue ?? sc["type"]?.stringValue, t != "default" {
-            guard t == "linear", let f = sc["factor"]?.doubleValue, f > 0 else {
-                throw ModelError.fail(path, "rope scaling '\(t)' is not supported (none and linear are)")
+        if let sc = c.ropeScaling, sc.kind != "default" {
+            guard sc.kind == "linear", let f = sc.factor, f > 0 else {
+                throw ModelError.fail(path, "rope scaling '\(sc.kind)' is not supported (none and linear are)")
             }
             factor = f
         }

@@ -36,8 +36,8 @@ public final class AdapterTrainer {
             try model.setClassifier(weight: Tensor(shape: [labels.count, model.H], data: w), bias: Tensor(zeros: [labels.count]))
         }
         try self.init(model: model, labels: labels, config: c, rng: rng) { tls in
-            let hd = model.config.raw(\.hiddenDropout) ?? 0.1
-            let ad = model.config.raw(\.attentionDropout) ?? 0.1
+            let hd = model.config.hiddenDropout ?? 0.1
+            let ad = model.config.attentionDropout ?? 0.1
             let main = try DifferentiableBert(model: model, trainables: tls, hiddenDropout: Float(hd), attentionDropout: Float(ad))
             var replica: DifferentiableBert? = nil
             if c.workers >= 2 {

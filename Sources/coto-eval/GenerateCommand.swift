@@ -25,9 +25,7 @@ extension Eval {
             let (model, tok, _) = try modelOptions.load()
             guard let llama = model as? LlamaModel else { throw CommandError(modelOptions.model, "generation needs a decoder model (llama)") }
             let ids = tok.encode(prompt, pair: nil, addSpecialTokens: false).ids
-            var stop = Set<Int>()
-            if case let .one(e)? = model.config.eosTokenId { stop.insert(e) }
-            if case let .many(es)? = model.config.eosTokenId { stop.formUnion(es) }
+            let stop = Set(model.config.eosTokenId?.all ?? [])
             let t0 = ProgressRenderer.now()
             let outIds = try llama.generate(prompt: ids, maxNewTokens: maxNewTokens, stop: stop)
             let dt = ProgressRenderer.now() - t0

@@ -10,9 +10,9 @@ public final class GGUFTensorStore: TensorStore {
 
     public init(_ conv: GGUFConverter, progress: ((GGUFConverter.Event) -> Void)? = nil) throws {
         gguf = conv.gguf
-        let cfg = try conv.config()
-        let heads = cfg["num_attention_heads"]?.intValue ?? 1
-        let kvHeads = cfg["num_key_value_heads"]?.intValue ?? heads
+        let cfg = try ModelConfig.decode(Array(try conv.config().compact.utf8), path: gguf.path)
+        let heads = cfg.numAttentionHeads ?? 1
+        let kvHeads = cfg.numKeyValueHeads ?? heads
         var names: [String] = []
         var infos: [String: (GGUFTensorInfo, Int?)] = [:]
         for t in gguf.tensors {
