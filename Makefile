@@ -52,7 +52,7 @@ demo-llm: release
 # libFuzzer targets (Fuzz/*.swift), SECONDS each; RUNS=N runs N executions each instead.
 SECONDS ?= 20
 RUNS ?=
-fuzz: setup
+fuzz: build
 	bash scripts/fuzz.sh $(SECONDS) $(RUNS)
 
 clean:

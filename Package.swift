@@ -22,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
     targets: [
         // System libraries (pkg-config).
@@ -30,13 +31,11 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The one libc call Swift's Glibc module does not expose (sync_file_range).
         .target(name: "CSys"),
-        // SHA-256 of inputs (configuration hashes of sweeps and training grids); optimized in debug builds too.
-        .target(name: "CSHA256", cSettings: [.unsafeFlags(["-O2"])]),
 
         // Tensor, BLAS/LAPACK, dtype codecs, RNG.
         .target(name: "Numerics", dependencies: ["CBLAS", "CLAPACKE", "CSys"]),
         // safetensors, shards, PEFT adapters, HF model dirs, GGUF.
-        .target(name: "Checkpoint", dependencies: ["Numerics", "CSys", "CSHA256"]),
+        .target(name: "Checkpoint", dependencies: ["Numerics", "CSys", .product(name: "Crypto", package: "swift-crypto")]),
         // Merge methods (one file each), pruning rules, fuse, low-rank SVD. Never imports a model.
         .target(name: "Operators", dependencies: ["Checkpoint", "Numerics"]),
         // Inference core: architectures, tokenizers, adapters in the forward pass.

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CSHA256
+import Crypto
 import Foundation
 
 /// The release of the coto tools; part of every configuration hash (a different release may compute different
@@ -12,41 +12,34 @@ public enum CotoVersion {
     public static let string = "0.14.0"
 }
 
-/// SHA-256 of bytes, text and files (streamed), as lowercase hex.
+/// SHA-256 of bytes, text and files, as lowercase hex, through swift-crypto (`Crypto.SHA256`: BoringSSL's
+/// implementation, with the SHA-NI and AVX2 paths where the CPU has them).
 public enum SHA256 {
-    public static func hex(_ bytes: [UInt8]) -> String {
-        var ctx = coto_sha256_ctx()
-        coto_sha256_init(&ctx)
-        bytes.withUnsafeBytes { coto_sha256_update(&ctx, $0.baseAddress, $0.count) }
-        return finish(&ctx)
-    }
+    public static func hex(_ bytes: [UInt8]) -> String { hex(Crypto.SHA256.hash(data: bytes)) }
 
     public static func hex(_ text: String) -> String { hex(Array(text.utf8)) }
 
-    /// The digest of a file's bytes, read in 4 MiB pieces.
+    /// The digest of a file's bytes, streamed over its mapping in 4 MiB pieces; each piece's pages leave this
+    /// process's resident set once hashed, so hashing a model file does not hold it in memory.
     public static func file(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw CheckpointError(path, errno == ENOENT || errno == ENOTDIR ? .notFound : .io("cannot open: \(errnoMessage())")) }
-        defer { close(fd) }
-        var ctx = coto_sha256_ctx()
-        coto_sha256_init(&ctx)
-        var buffer = [UInt8](repeating: 0, count: 4 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CheckpointError(path, .io("cannot read: \(errnoMessage())"))
+        let file = try MappedFile(path: path)
+        file.adviseSequential()
+        var hasher = Crypto.SHA256()
+        let piece = 4 << 20
+        file.withBytes { all in
+            var offset = 0
+            while offset < all.count {
+                let n = min(piece, all.count - offset)
+                hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: all[offset..<(offset + n)]))
+                file.release(offset: offset, length: n)
+                offset += n
             }
-            if n == 0 { break }
-            buffer.withUnsafeBytes { coto_sha256_update(&ctx, $0.baseAddress, n) }
         }
-        return finish(&ctx)
+        return hex(hasher.finalize())
     }
 
-    private static func finish(_ ctx: inout coto_sha256_ctx) -> String {
-        var digest = [UInt8](repeating: 0, count: 32)
-        digest.withUnsafeMutableBufferPointer { coto_sha256_final(&ctx, $0.baseAddress) }
-        return digest.map { String(format: "%02x", $0) }.joined()
+    private static func hex(_ digest: Crypto.SHA256.Digest) -> String {
+        digest.map { String(format: "%02x", $0) }.joined()
     }
 }
 

@@ -30,6 +30,14 @@ import TestSupport
         }
     }
 
+    /// The real model files: the digests coreutils' sha256sum gives (so configuration hashes written before
+    /// the move to swift-crypto still match), and a directory's digest is stable.
+    @Test func realModelFilesHashAsSha256sum() throws {
+        #expect(try SHA256.file(TestPaths.minilm + "/model.safetensors") == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db")
+        #expect(try SHA256.file(TestPaths.smollm2) == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
+        #expect(throws: CheckpointError.self) { try SHA256.file(TestPaths.minilm) }  // a directory
+    }
+
     @Test func inputDigestsReadWhatTheLoaderReads() throws {
         let t = TempDir()
         let a = t.path + "/adapter"
