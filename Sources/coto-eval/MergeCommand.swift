@@ -23,7 +23,7 @@ struct MergeSweep: ParsableCommand {
     func validate() throws {
         guard adapters.count >= 2 else { throw ValidationError("give at least two adapters") }
         for m in methods.split(separator: ",") where MergeMethods.named(String(m)) == nil {
-            throw ValidationError("unknown method '\(m)' (known: \(MergeMethods.names.joined(separator: ", ")))")
+            throw ValidationError(MergeMethods.unknownMessage(String(m)))
         }
         guard density > 0, density <= 1 else { throw ValidationError("--density must be in (0, 1]") }
     }
@@ -51,7 +51,8 @@ struct MergeSweep: ParsableCommand {
         if let w = ws, w.count != adapters.count { throw ValidationError("--weights has \(w.count) values for \(adapters.count) adapters") }
         let inputs = try adapters.map(sweep.loadAdapter)
         let names = Set(adapters.map(Sweeps.seriesName))
-        let ms = methods.split(separator: ",").map(String.init)
+        // Canonical names (mergekit's task_arithmetic is task-arithmetic), so either spelling is the same sweep.
+        let ms = methods.split(separator: ",").map { MergeMethods.named(String($0))?.name ?? String($0) }
         let name = sweep.name ?? (names.count == 1 ? names.first! : "mixed")
         let shard = try sweep.parsedShard
         try sweep.run(

@@ -35,7 +35,7 @@ struct Merge: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output adapter directory or .safetensors file.")
     var output: String
 
-    @Option(help: "Merge method.")
+    @Option(help: "Merge method (mergekit's and PEFT's spellings work: '-' and '_' are the same).")
     var method = "interpolate"
 
     @Option(name: .customLong("lambda"), help: "With two inputs: weights 1-L and L (any real L; outside [0,1] extrapolates).")
@@ -78,7 +78,7 @@ struct Merge: ParsableCommand {
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("give at least one input adapter") }
         guard MergeMethods.named(method) != nil else {
-            throw ValidationError("unknown method '\(method)'; one of: \(MergeMethods.names.joined(separator: ", "))")
+            throw ValidationError(MergeMethods.unknownMessage(method))
         }
         if lambda != nil && weights != nil { throw ValidationError("give --lambda or --weights, not both") }
         if let l = lambda {
@@ -133,13 +133,13 @@ struct Merge: ParsableCommand {
         if out.json {
             Console.writeOut(
                 JSON.object([
-                    ("method", .string(method)), ("inputs", .array(inputs.map { .string($0) })),
+                    ("method", .string(MergeMethods.named(method)?.name ?? method)), ("inputs", .array(inputs.map { .string($0) })),
                     ("weights", .array(o.weights.map { .double($0) })), ("output", .string(output)),
                     ("result", adapterSummaryJSON(merged)),
                 ]).pretty)
         } else if !out.quiet {
             Console.writeErr(
-                "wrote \(output): \(method) of \(inputs.count) adapters, \(merged.modules.count) modules, r=\(merged.config.r), \(merged.parameterCount) parameters"
+                "wrote \(output): \(MergeMethods.named(method)?.name ?? method) of \(inputs.count) adapters, \(merged.modules.count) modules, r=\(merged.config.r), \(merged.parameterCount) parameters"
             )
         }
     }

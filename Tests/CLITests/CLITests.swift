@@ -325,6 +325,25 @@ enum CLI {
         #expect(!FileManager.default.fileExists(atPath: t.path + "/x"))
     }
 
+    /// mergekit's and PEFT's spellings name the same method (the same bytes out); a misspelling gets the
+    /// nearest name suggested.
+    @Test func mergeMethodSpellings() throws {
+        let t = TempDir()
+        let a = CLI.fixture("peft/merge-a")
+        let c = CLI.fixture("peft/merge-c")
+        for (i, spelling) in ["task-arithmetic", "task_arithmetic", "Task_Arithmetic"].enumerated() {
+            let r = try CLI.run("coto-merge", [a, c, "--method", spelling, "-o", t.path + "/ta\(i).safetensors", "--json"])
+            #expect(r.status == 0, "\(spelling): \(r.err)")
+            #expect(r.out.contains("\"task-arithmetic\""), "\(r.out)")
+        }
+        let first = try Data(contentsOf: URL(fileURLWithPath: t.path + "/ta0.safetensors"))
+        for i in 1...2 { #expect(try Data(contentsOf: URL(fileURLWithPath: t.path + "/ta\(i).safetensors")) == first) }
+        let typo = try CLI.run("coto-merge", [a, c, "--method", "dare-tie", "-o", t.path + "/x"])
+        #expect(typo.status == 64 && typo.err.contains("did you mean 'dare_ties'?"), "\(typo.err)")
+        let far = try CLI.run("coto-merge", [a, c, "--method", "slerp", "-o", t.path + "/x"])
+        #expect(far.status == 64 && far.err.contains("unknown merge method 'slerp'") && !far.err.contains("did you mean"), "\(far.err)")
+    }
+
     @Test func mergeUsageAndInputErrors() throws {
         let t = TempDir()
         let a = CLI.fixture("peft/merge-a")

@@ -256,3 +256,33 @@ enum Fx {
         }
     }
 }
+
+/// Method names as users bring them from mergekit and PEFT.
+@Suite struct MergeMethodNameTests {
+    @Test func spellingsNameTheSameMethod() throws {
+        for (given, canonical) in [
+            ("task_arithmetic", "task-arithmetic"), ("TASK-ARITHMETIC", "task-arithmetic"), ("iso-c", "iso_c"), ("dare-ties", "dare_ties"),
+            ("core-iso-c", "core_iso_c"), ("ties", "ties"), ("Breadcrumbs-Ties", "breadcrumbs_ties"),
+        ] {
+            #expect(MergeMethods.named(given)?.name == canonical, "\(given)")
+        }
+        // Every method's own name, and its other spelling, find it.
+        for n in MergeMethods.names {
+            #expect(MergeMethods.named(n)?.name == n)
+            #expect(MergeMethods.named(n.contains("-") ? n.replacingOccurrences(of: "-", with: "_") : n.replacingOccurrences(of: "_", with: "-"))?.name == n)
+        }
+        #expect(MergeMethods.named("slerp") == nil)
+        #expect(MergeMethods.named("") == nil)
+    }
+
+    @Test func nearestNameIsSuggested() {
+        #expect(MergeMethods.suggestion(for: "tie") == "ties")
+        #expect(MergeMethods.suggestion(for: "task_arithmatic") == "task-arithmetic")
+        #expect(MergeMethods.suggestion(for: "dare_tie_svd") == "dare_ties_svd")
+        #expect(MergeMethods.suggestion(for: "isoc") == "iso_c")
+        #expect(MergeMethods.suggestion(for: "slerp") == nil)  // nothing close: no guess
+        #expect(MergeMethods.unknownMessage("tie").hasPrefix("unknown merge method 'tie' (did you mean 'ties'?); one of: interpolate, "))
+        #expect(MergeMethods.editDistance("kitten", "sitting") == 3)
+        #expect(MergeMethods.editDistance("", "abc") == 3 && MergeMethods.editDistance("abc", "") == 3 && MergeMethods.editDistance("", "") == 0)
+    }
+}

@@ -40,7 +40,7 @@ extension Sweeps {
             } else if let m = mergedCache[method] {
                 adapter = m
             } else {
-                guard let m = MergeMethods.named(method) else { throw EvalError("--methods", "unknown merge method '\(method)'") }
+                guard let m = MergeMethods.named(method) else { throw EvalError("--methods", MergeMethods.unknownMessage(method)) }
                 var o = MergeOptions(weights: weights ?? sweepWeights(m, count: adapters.count))
                 o.density = m.needsDensity ? density : nil
                 o.seed = seed

@@ -77,7 +77,51 @@ public enum MergeMethods {
         KnOTS(), CoreSpace(.taskArithmetic), CoreSpace(.ties), CoreSpace(.tsv), CoreSpace(.isoC), Lego(),
     ]
     public static var names: [String] { all.map(\.name) }
-    public static func named(_ n: String) -> MergeMethod? { all.first { $0.name == n } }
+
+    /// The method a user names, in any of the ecosystem's spellings: `-` and `_` are the same and case does
+    /// not matter (mergekit's `task_arithmetic` is `task-arithmetic`, `iso-c` is `iso_c`, PEFT's
+    /// `dare_ties` is `DARE-TIES`).
+    public static func named(_ n: String) -> MergeMethod? {
+        let key = canonicalKey(n)
+        return all.first { canonicalKey($0.name) == key }
+    }
+
+    static func canonicalKey(_ n: String) -> String {
+        String(n.lowercased().filter { !$0.isWhitespace }.map { $0 == "-" ? "_" : $0 })
+    }
+
+    /// The valid name nearest to an unknown one (edit distance over the canonical spellings; ties go to the
+    /// first in `names`), if it is close enough to be a likely misspelling: at most a third of its length.
+    public static func suggestion(for n: String) -> String? {
+        let key = canonicalKey(n)
+        guard !key.isEmpty else { return nil }
+        let scored = names.map { ($0, editDistance(key, canonicalKey($0))) }
+        guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= max(1, key.count / 3) else { return nil }
+        return best.0
+    }
+
+    /// The one-line message for an unknown method name: the nearest valid name if there is one, then the list.
+    public static func unknownMessage(_ n: String) -> String {
+        let hint = suggestion(for: n).map { " (did you mean '\($0)'?)" } ?? ""
+        return "unknown merge method '\(n)'\(hint); one of: \(names.joined(separator: ", "))"
+    }
+
+    /// Levenshtein distance (insertions, deletions, substitutions each cost 1).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.unicodeScalars)
+        let y = Array(b.unicodeScalars)
+        var row = Array(0...y.count)
+        for i in 1...max(1, x.count) where !x.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: y.count, by: 1) {
+                let old = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (x[i - 1] == y[j - 1] ? 0 : 1))
+                previous = old
+            }
+        }
+        return row[y.count]
+    }
 }
 
 /// Shared steps of every merge: argument checks, module alignment, heads, output config, finiteness.
