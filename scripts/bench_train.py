@@ -29,6 +29,8 @@ ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OP
 ENV["OMP_NUM_THREADS"] = "2"
 STEPS, BATCH, MAXLEN = 24, 32, 64
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from peft_common import lora_layers, peft_setup  # noqa: E402
 
 
 def rows_file(src, path):
@@ -38,21 +40,6 @@ def rows_file(src, path):
     with open(path, "w") as f:
         f.writelines(rows)
     return path
-
-
-def peft_setup(minilm, data, threads=2):
-    """MiniLM with a fresh head and PEFT LoRA r = 8, alpha 16 on query/value; the rows and sorted labels of `data`.
-    (Also used by scripts/parity_train.py.)"""
-    import torch
-    from transformers import AutoTokenizer, AutoModelForSequenceClassification
-    from peft import LoraConfig, get_peft_model, TaskType
-    torch.set_num_threads(threads)
-    rows = [json.loads(l) for l in open(data)]
-    labels = sorted({r["label"] for r in rows})
-    tok = AutoTokenizer.from_pretrained(minilm)
-    model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=len(labels)),
-                           LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, target_modules=["query", "value"]))
-    return rows, labels, tok, model
 
 
 def worker_cut(lengths):
@@ -96,7 +83,6 @@ def peft_run(minilm, data, split, active_log=None):
     model.train()
     active = [json.loads(l)["active_groups"] for l in open(active_log)] if active_log else None
     if active:
-        from parity_train import lora_layers
         groups = lora_layers(model)
     t_loaded = time.perf_counter()
     steps = []

@@ -24,6 +24,7 @@ always trained; evaluation runs with every adapter active. coto-train runs with 
 import argparse, json, math, os, random, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peft_common import lora_layers, peft_setup  # noqa: E402
 
 BATCH, MAXLEN = 32, 64
 
@@ -41,20 +42,9 @@ def ordered_rows(train, seed, epochs, path):
     return path
 
 
-def lora_layers(model):
-    """{layer index: [LoRA modules of that layer]} of a PEFT BERT."""
-    from peft.tuners.lora import LoraLayer
-    groups = {}
-    for name, m in model.named_modules():
-        if isinstance(m, LoraLayer) and ".layer." in name:
-            groups.setdefault(int(name.split(".layer.")[1].split(".")[0]), []).append(m)
-    return [groups[k] for k in sorted(groups)]
-
-
 def peft_train(minilm, ordered, labels_from, seed, out, a):
     import torch
     from transformers import get_linear_schedule_with_warmup, get_constant_schedule
-    from bench_train import peft_setup
     torch.manual_seed(seed)
     _, labels, tok, model = peft_setup(minilm, labels_from)
     rows = [json.loads(l) for l in open(ordered)]
