@@ -127,11 +127,14 @@ public struct ModelError: CotoError, Equatable {
 
 /// `[model_type: constructor]`.
 public enum ModelRegistry {
-    public static let constructors: [String: (HFModelDir) throws -> AdaptableModel] = [
-        "bert": { try BertModel(dir: $0) },
-        "llama": { try LlamaModel(dir: $0) },
-        "qwen2": { try LlamaModel(dir: $0) },
-    ]
+    public static let constructors: [String: (HFModelDir) throws -> AdaptableModel] = {
+        var c: [String: (HFModelDir) throws -> AdaptableModel] = ["bert": { try BertModel(dir: $0) }]
+        for t in DecoderFamilies.modelTypes { c[t] = { try LlamaModel(dir: $0) } }
+        return c
+    }()
+
+    /// The decoder families' model types (what causal-LM tasks and training run on).
+    public static var decoderTypes: [String] { DecoderFamilies.modelTypes }
 
     public static func load(_ path: String) throws -> AdaptableModel {
         let dir = try HFModelDir(path: path)

@@ -225,6 +225,8 @@ final class LlamaCausalLMTask: TrainTask {
                 }
             }
         }
+        let cap = model.spec.finalSoftcap
+        if let cap { logits.withUnsafeMutableBufferPointer { Kernels.softcapForward($0.baseAddress!, count: $0.count, cap: cap) } }
         var dlogits = [Float](repeating: 0, count: logits.count)
         var loss = 0.0
         logits.withUnsafeBufferPointer { pl in
@@ -234,6 +236,8 @@ final class LlamaCausalLMTask: TrainTask {
                         pl.baseAddress! + i * V, n: V, target: targets[i], dlogits: pd.baseAddress! + i * V,
                         divisor: Double(max(divisor, 1)), scale: scale)
                 }
+                // Back through Gemma's final soft-cap c·tanh(z/c).
+                if let cap { Kernels.softcapBackward(pd.baseAddress!, capped: pl.baseAddress!, count: pd.count, cap: cap) }
             }
         }
         let forward = Clock.now() - t0

@@ -95,4 +95,44 @@ extension Kernels {
         }
         return (dg, du)
     }
+
+    /// gate ← gelu_tanh(gate) ⊙ up (GeGLU, Gemma's `gelu_pytorch_tanh`): gelu_tanh(g) =
+    /// ½·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))), as torch computes it.
+    public static func gegluTanhForward(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+        Parallel.forEach(count, minChunk: 4096) { r in
+            for i in r {
+                let g = gate[i]
+                gate[i] = 0.5 * g * (1 + tanhf(0.7978845608028654 * (g + 0.044715 * g * g * g))) * up[i]
+            }
+        }
+    }
+
+    /// The gradients of gate and up from d(gelu_tanh(g) ⊙ u), with the forward's g and u.
+    public static func gegluTanhBackward(_ da: [Float], gate g: [Float], up u: [Float]) -> (dGate: [Float], dUp: [Float]) {
+        var dg = da
+        var du = da
+        for i in da.indices {
+            let x = g[i]
+            let inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+            let th = tanhf(inner)
+            let gelu = 0.5 * x * (1 + th)
+            let dInner = 0.7978845608028654 * (1 + 3 * 0.044715 * x * x)
+            du[i] = da[i] * gelu
+            dg[i] = da[i] * u[i] * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * dInner)
+        }
+        return (dg, du)
+    }
+
+    /// c·tanh(x/c) in place (Gemma's final logit soft-capping).
+    public static func softcapForward(_ x: UnsafeMutablePointer<Float>, count: Int, cap c: Float) {
+        for i in 0..<count { x[i] = c * tanhf(x[i] / c) }
+    }
+
+    /// dx = dy·(1 − tanh²(x/c)) in place, from the forward's capped output y = c·tanh(x/c).
+    public static func softcapBackward(_ dy: UnsafeMutablePointer<Float>, capped y: UnsafePointer<Float>, count: Int, cap c: Float) {
+        for i in 0..<count {
+            let th = y[i] / c
+            dy[i] *= 1 - th * th
+        }
+    }
 }

@@ -38,12 +38,19 @@ extension Kernels {
     /// The shapes of one multi-head attention: B sequences of T queries over S keys, H query heads of
     /// width d, KV key/value heads (GQA: head h reads kv head h / (H/KV)). q and out are [B, T, H·d],
     /// k and v [B, S, KV·d]. Key s of sequence b is visible iff keyValid[b][s − keyOffset] ≠ 0 (keys
-    /// before keyOffset, cached ones, always are) and, when causal, s ≤ keyOffset + t.
+    /// before keyOffset, cached ones, always are) and, when causal, s ≤ keyOffset + t; with a sliding
+    /// `window` W also s > keyOffset + t − W (transformers' `sliding_window_overlay`). Scores are q·k times
+    /// `scale` (default 1/√d; Gemma: query_pre_attn_scalar^−½), then with `softcap` c: c·tanh(score/c)
+    /// (Gemma 2's attn_logit_softcapping).
     public struct AttentionShape: Sendable {
         public var B, T, S, heads, kvHeads, headDim: Int
         public var keyOffset = 0
         public var causal: Bool
-        public init(B: Int, T: Int, S: Int, heads: Int, kvHeads: Int, headDim: Int, keyOffset: Int = 0, causal: Bool) {
+        public var options = AttentionOptions()
+        public init(
+            B: Int, T: Int, S: Int, heads: Int, kvHeads: Int, headDim: Int, keyOffset: Int = 0, causal: Bool,
+            options: AttentionOptions = AttentionOptions()
+        ) {
             self.B = B
             self.T = T
             self.S = S
@@ -52,8 +59,21 @@ extension Kernels {
             self.headDim = headDim
             self.keyOffset = keyOffset
             self.causal = causal
+            self.options = options
         }
-        var scale: Float { 1 / Float(headDim).squareRoot() }
+        var scale: Float { options.scale ?? 1 / Float(headDim).squareRoot() }
+    }
+
+    /// What a family changes in attention: the score scale, logit soft-capping and a sliding window.
+    public struct AttentionOptions: Sendable, Equatable {
+        public var scale: Float? = nil
+        public var softcap: Float? = nil
+        public var window: Int? = nil
+        public init(scale: Float? = nil, softcap: Float? = nil, window: Int? = nil) {
+            self.scale = scale
+            self.softcap = softcap
+            self.window = window
+        }
     }
 
     /// softmax(q kᵀ·scale + mask) v for every (sequence, head), parallel over them. With `probs`
@@ -85,9 +105,10 @@ extension Kernels {
                     let valid = keyValid[b]
                     for t in 0..<T {
                         let row = P + t * S
+                        if let c = a.options.softcap { for s in 0..<S { row[s] = c * tanhf(row[s] / c) } }
                         let limit = a.causal ? min(S, a.keyOffset + t + 1) : S
-                        for s in limit..<S { row[s] = -.infinity }
-                        for s in a.keyOffset..<limit where valid[s - a.keyOffset] == 0 { row[s] = -.infinity }
+                        let low = a.options.window.map { max(0, a.keyOffset + t - $0 + 1) } ?? 0
+                        for s in 0..<S where s < low || s >= limit || (s >= a.keyOffset && valid[s - a.keyOffset] == 0) { row[s] = -.infinity }
                         softmaxForward(row, n: S)
                     }
                     var used = UnsafePointer(P)
@@ -115,11 +136,13 @@ extension Kernels {
         let (B, T, S, H, KV, d) = (a.B, a.T, a.S, a.heads, a.kvHeads, a.headDim)
         let group = H / KV
         let scale = a.scale
-        var scratch = [Float](repeating: 0, count: 3 * T * S)
+        let cap = a.options.softcap
+        var scratch = [Float](repeating: 0, count: (cap == nil ? 3 : 4) * T * S)
         scratch.withUnsafeMutableBufferPointer { sp in
             let pp = sp.baseAddress!
             let ppd = pp + T * S
             let pdp = ppd + T * S
+            let raw = pdp + T * S
             for b in 0..<B {
                 for h in 0..<H {
                     let kh = h / group
@@ -133,7 +156,19 @@ extension Kernels {
                     BLAS.sgemm(transA: false, transB: true, m: T, n: S, k: d, a: dcb, lda: H * d, b: v + kvOff, ldb: KV * d, c: pdp, ldc: S)
                     BLAS.sgemm(transA: true, transB: false, m: S, n: d, k: T, a: used, lda: S, b: dcb, ldb: H * d, beta: 1, c: dv + kvOff, ldc: KV * d)
                     if let mask = dropout { for i in 0..<(T * S) { pdp[i] *= mask[base + i] } }
-                    softmaxBackward(pp, pdp, rows: T, cols: S, scale: scale)
+                    if let c = cap {
+                        // Through the soft-cap: d(c·tanh(z/c))/dz = 1 − tanh²(z/c), z = scale·q·k recomputed.
+                        softmaxBackward(pp, pdp, rows: T, cols: S, scale: 1)
+                        BLAS.sgemm(
+                            transA: false, transB: true, m: T, n: S, k: d, alpha: scale, a: q + b * T * H * d + h * d, lda: H * d, b: k + kvOff,
+                            ldb: KV * d, c: raw, ldc: S)
+                        for i in 0..<(T * S) {
+                            let th = tanhf(raw[i] / c)
+                            pp[i] *= (1 - th * th) * scale
+                        }
+                    } else {
+                        softmaxBackward(pp, pdp, rows: T, cols: S, scale: scale)
+                    }
                     // dq = dS k; dk += dSᵀ q
                     BLAS.sgemm(
                         transA: false, transB: false, m: T, n: d, k: S, a: pp, lda: S, b: k + kvOff, ldb: KV * d,

@@ -40,12 +40,13 @@ extension Kernels {
     /// `attentionForward` on every sequence, with `probs` and `dropout` laid out by `probabilityStarts`.
     public static func attentionForward(
         packed p: Packing, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-        heads: Int, kvHeads: Int, headDim: Int, causal: Bool, probs: UnsafeMutablePointer<Float>? = nil, dropout: UnsafePointer<Float>? = nil
+        heads: Int, kvHeads: Int, headDim: Int, causal: Bool, options: AttentionOptions = AttentionOptions(),
+        probs: UnsafeMutablePointer<Float>? = nil, dropout: UnsafePointer<Float>? = nil
     ) {
         let ps = p.probabilityStarts(heads: heads).starts
         for b in 0..<p.count where p.lengths[b] > 0 {
             let n = p.lengths[b]
-            let shape = AttentionShape(B: 1, T: n, S: n, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: causal)
+            let shape = AttentionShape(B: 1, T: n, S: n, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: causal, options: options)
             let r = p.starts[b]
             attentionForward(
                 q: q + r * heads * headDim, k: k + r * kvHeads * headDim, v: v + r * kvHeads * headDim, out: out + r * heads * headDim, shape,
@@ -56,7 +57,7 @@ extension Kernels {
     /// The backward of `attentionForward(packed:)`: dq, dk, dv [rows, heads·d / kvHeads·d], new arrays.
     public static func attentionBackward(
         packed p: Packing, dctx: [Float], q: [Float], k: [Float], v: [Float], probs: [Float], dropout: [Float]?,
-        heads: Int, kvHeads: Int, headDim: Int
+        heads: Int, kvHeads: Int, headDim: Int, options: AttentionOptions = AttentionOptions()
     ) -> (dq: [Float], dk: [Float], dv: [Float]) {
         var dq = [Float](repeating: 0, count: p.rows * heads * headDim)
         var dk = [Float](repeating: 0, count: p.rows * kvHeads * headDim)
@@ -79,7 +80,9 @@ extension Kernels {
                                                     dctx: pdc.baseAddress! + qo, q: pq.baseAddress! + qo, k: pk.baseAddress! + ko, v: pv.baseAddress! + ko,
                                                     probs: pp.baseAddress! + ps[b], dropout: dropout == nil ? nil : pd.baseAddress! + ps[b],
                                                     dq: pdq.baseAddress! + qo, dk: pdk.baseAddress! + ko, dv: pdv.baseAddress! + ko,
-                                                    AttentionShape(B: 1, T: n, S: n, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: false))
+                                                    AttentionShape(
+                                                        B: 1, T: n, S: n, heads: heads, kvHeads: kvHeads, headDim: headDim, causal: false,
+                                                        options: options))
                                             }
                                         }
                                     }
