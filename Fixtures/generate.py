@@ -6,6 +6,7 @@ Run from the repository root with a venv holding torch, transformers, peft 0.21,
     python Fixtures/generate.py smollm2 GGUF_PATH   # reference tensors/logits of the real SmolLM2 GGUF
     python Fixtures/generate.py coto-trajectory     # PEFT + the seed's CoTo callback, step by step
     python Fixtures/generate.py lego                # LoRA-LEGO as the public reference computes it (sklearn)
+    python Fixtures/generate.py families            # tiny Llama 3/Mistral/Qwen3/Gemma 2/Gemma 3/Phi-3 + adapters (families.py)
 CI never runs this; the outputs are committed and compared by the Swift tests.
 """
 import json, os, sys, shutil
@@ -1096,7 +1097,11 @@ def verify_trained(base_dir, adapter_dir, test_jsonl):
 
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
-    if cmd == "smollm2":
+    if cmd == "families":  # the decoder families against transformers (Fixtures/families.py)
+        sys.path.insert(0, ROOT)
+        import families as fam
+        fam.families()
+    elif cmd == "smollm2":
         smollm2(sys.argv[2])
     elif cmd == "verify-converted":
         verify_converted(sys.argv[2], sys.argv[3])
