@@ -23,7 +23,9 @@ extension Eval {
 
         func run() throws {
             let (model, tok, _) = try modelOptions.load()
-            guard let llama = model as? LlamaModel else { throw CommandError(modelOptions.model, "generation needs a decoder model (llama)") }
+            guard let llama = model as? LlamaModel else {
+                throw CommandError(modelOptions.model, "generation needs a decoder model (model_type \(ModelRegistry.decoderTypes.joined(separator: ", ")))")
+            }
             let ids = tok.encode(prompt, pair: nil, addSpecialTokens: false).ids
             let stop = Set(model.config.eosTokenId?.all ?? [])
             let t0 = ProgressRenderer.now()

@@ -26,7 +26,9 @@ extension Train {
         let limits = loaded.inputLimits
         let maxLength = try limits.maxLength(requested: self.maxLength, fallback: 128, modelDir: model)
         if task == "causal-lm" {
-            guard let llama = loaded as? LlamaModel else { throw CommandError(model, "causal-LM training runs on decoder models (model_type llama)") }
+            guard let llama = loaded as? LlamaModel else {
+                throw CommandError(model, "causal-LM training runs on decoder models (model_type \(ModelRegistry.decoderTypes.joined(separator: ", ")))")
+            }
             try trainCausalLM(llama, tok, maxLength: maxLength, config: config)
             return
         }

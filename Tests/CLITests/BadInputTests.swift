@@ -133,7 +133,9 @@ import Numerics
             Case(name: "density", tool: "coto-merge", args: [A, C, "--method", "ties", "--density", "-0.1", "-o", out], status: 64, mentions: "density"),
             Case(name: "sparsity", tool: "coto-prune", args: [A, "--sparsity", "1.5", "-o", out], status: 64, mentions: "--sparsity"),
             Case(name: "rank", tool: "coto-prune", args: [A, "--rank", "0", "-o", out], status: 64, mentions: "--rank"),
-            Case(name: "unknown method", tool: "coto-merge", args: [A, C, "--method", "average", "-o", out], status: 64, mentions: "unknown merge method 'average'"),
+            Case(
+                name: "unknown method", tool: "coto-merge", args: [A, C, "--method", "average", "-o", out], status: 64,
+                mentions: "unknown merge method 'average'"),
             Case(
                 name: "lego negative weight", tool: "coto-merge", args: [A, C, "--method", "lego", "--weights", "1,-1", "-o", out], status: 64,
                 mentions: "positive"),

@@ -5,6 +5,7 @@ import Checkpoint
 @testable import Evaluation
 @testable import Model
 import Numerics
+import Operators
 
 /// The decoder families against transformers 5.24 on tiny random models (Fixtures/families.py): logits with
 /// and without a PEFT adapter on every linear layer, and perplexity through the evaluator's scoring path.
@@ -106,5 +107,22 @@ struct IdsOnlyTokenizer: Tokenizer {
                 #expect(e.subject?.hasSuffix("config.json") == true || e.subject == d, "\(String(describing: e.subject))")
             }
         }
+    }
+}
+
+/// `coto-fuse` names every family's modules: the fused model (W + s·B·A streamed by tensor name, Phi-3's fused
+/// projections included) gives the logits of the base with the adapter attached, and transformers'.
+@Suite struct FamilyFuseTests {
+    @Test(arguments: FamFx.names)
+    func fusedModelEqualsTheAdapterInTheForward(name: String) throws {
+        let t = TempDir()
+        let adapter = try Adapter.load(FamFx.path(name + "-lora"))
+        let report = try Fuser.fuse(base: try HFModelDir(path: FamFx.path(name)), adapters: [adapter], options: FuseOptions(), to: t.path + "/fused")
+        #expect(report.fusedModules.count == adapter.modules.count)
+        let fused = try #require(try ModelRegistry.load(t.path + "/fused") as? LlamaModel)
+        let mask = try FamFx.ids("mask")
+        let logits = try fused.forward(Batch(ids: try FamFx.ids("ids"), mask: mask), outputLayers: false, head: .languageModel).logits
+        let want = try FamFx.refs.get().tensor("\(name).lora.logits").data
+        #expect(maskedMaxDiff(logits, want, mask: mask, width: 64) <= 1e-4, "\(name): \(maskedMaxDiff(logits, want, mask: mask, width: 64))")
     }
 }

@@ -90,7 +90,9 @@ public final class SweepEvaluator {
     /// (causal LMs) as coto-eval's evaluation scores them, sequences batched by length.
     public func prepare(_ path: String, task: EvalTask) throws -> PreparedData {
         if task == .classification { return try prepare(path) }
-        guard model is LlamaModel else { throw EvalError(path, "\(task.rawValue) sweeps run on decoder models (model_type llama)") }
+        guard model is LlamaModel else {
+            throw EvalError(path, "\(task.rawValue) sweeps run on decoder models (model_type \(ModelRegistry.decoderTypes.joined(separator: ", ")))")
+        }
         var sequences: [ScoredSequence] = []
         var places: [String] = []
         var questions: [LanguageData.Question] = []
@@ -197,7 +199,9 @@ public final class SweepEvaluator {
     func scoreLanguage(
         _ lm: LanguageData, configurations: Int, configure: (Int) -> Void, batchDone: ((Int, Int) -> Void)?
     ) throws -> (scores: [Score], reused: Int, computed: Int) {
-        guard let llama = model as? LlamaModel else { throw EvalError("model", "\(lm.kind.rawValue) scoring needs a decoder model (model_type llama)") }
+        guard let llama = model as? LlamaModel else {
+            throw EvalError("model", "\(lm.kind.rawValue) scoring needs a decoder model (model_type \(ModelRegistry.decoderTypes.joined(separator: ", ")))")
+        }
         // Per setting: the log-likelihood of every sequence and its top-1 hits.
         var ll = [[Double]](repeating: [Double](repeating: 0, count: lm.sequences.count), count: configurations)
         var hits = [Int](repeating: 0, count: configurations)

@@ -127,32 +127,26 @@ struct Qwen3Config: DecoderFamilyConfig {
 /// and final soft-caps (defaults 50 and 30), sliding layers alternating from layer 0.
 struct Gemma2Config: DecoderFamilyConfig {
     static var defaultHeadDim: Int? { 256 }
-    var queryPreAttnScalar: Double?
+    var shared: Gemma.SharedKeys
     var attnLogitSoftcapping: Double??
     var finalLogitSoftcapping: Double??
-    var slidingWindow: Int?
-    var layerTypes: [String]?
     enum CodingKeys: String, CodingKey {
-        case queryPreAttnScalar = "query_pre_attn_scalar"
         case attnLogitSoftcapping = "attn_logit_softcapping"
         case finalLogitSoftcapping = "final_logit_softcapping"
-        case slidingWindow = "sliding_window"
-        case layerTypes = "layer_types"
     }
     init(from decoder: Decoder) throws {
+        shared = try Gemma.SharedKeys(from: decoder)
         let k = try decoder.container(keyedBy: CodingKeys.self)
-        queryPreAttnScalar = try k.decodeIfPresent(Double.self, forKey: .queryPreAttnScalar)
+        // Absent: transformers' defaults (50, 30); null: no cap.
         attnLogitSoftcapping = k.contains(.attnLogitSoftcapping) ? .some(try k.decodeIfPresent(Double.self, forKey: .attnLogitSoftcapping)) : .none
         finalLogitSoftcapping = k.contains(.finalLogitSoftcapping) ? .some(try k.decodeIfPresent(Double.self, forKey: .finalLogitSoftcapping)) : .none
-        slidingWindow = try k.decodeIfPresent(Int.self, forKey: .slidingWindow)
-        layerTypes = try k.decodeIfPresent([String].self, forKey: .layerTypes)
     }
     func spec(_ c: ModelConfig, _ base: DecoderSpec, path: String) throws -> DecoderSpec {
-        var s = Gemma.common(c, base, queryPreAttnScalar: queryPreAttnScalar)
+        var s = Gemma.common(c, base, queryPreAttnScalar: shared.queryPreAttnScalar)
         s.attentionSoftcap = (attnLogitSoftcapping ?? 50).map { Float($0) }
         s.finalSoftcap = (finalLogitSoftcapping ?? 30).map { Float($0) }
-        let types = layerTypes ?? s.windows.indices.map { ($0 + 1) % 2 != 0 ? "sliding_attention" : "full_attention" }
-        s.windows = try DecoderFamilies.windows(types, window: slidingWindow ?? 4096, layers: s.windows.count, path: path)
+        let types = shared.layerTypes ?? s.windows.indices.map { ($0 + 1) % 2 != 0 ? "sliding_attention" : "full_attention" }
+        s.windows = try DecoderFamilies.windows(types, window: shared.slidingWindow ?? 4096, layers: s.windows.count, path: path)
         return s
     }
 }
@@ -163,31 +157,24 @@ struct Gemma2Config: DecoderFamilyConfig {
 /// under `rope_parameters.{full_attention, sliding_attention}`.
 struct Gemma3TextConfig: DecoderFamilyConfig {
     static var defaultHeadDim: Int? { 256 }
-    var queryPreAttnScalar: Double?
+    var shared: Gemma.SharedKeys
     var attnLogitSoftcapping: Double?
     var finalLogitSoftcapping: Double?
-    var slidingWindow: Int?
-    var layerTypes: [String]?
     var slidingWindowPattern: Int?
     var ropeLocalBaseFreq: Double?
     var ropeParameters: [String: ModelConfig.RopeScaling]?
     enum CodingKeys: String, CodingKey {
-        case queryPreAttnScalar = "query_pre_attn_scalar"
         case attnLogitSoftcapping = "attn_logit_softcapping"
         case finalLogitSoftcapping = "final_logit_softcapping"
-        case slidingWindow = "sliding_window"
-        case layerTypes = "layer_types"
         case slidingWindowPattern = "sliding_window_pattern"
         case ropeLocalBaseFreq = "rope_local_base_freq"
         case ropeParameters = "rope_parameters"
     }
     init(from decoder: Decoder) throws {
+        shared = try Gemma.SharedKeys(from: decoder)
         let k = try decoder.container(keyedBy: CodingKeys.self)
-        queryPreAttnScalar = try k.decodeIfPresent(Double.self, forKey: .queryPreAttnScalar)
         attnLogitSoftcapping = try k.decodeIfPresent(Double.self, forKey: .attnLogitSoftcapping)
         finalLogitSoftcapping = try k.decodeIfPresent(Double.self, forKey: .finalLogitSoftcapping)
-        slidingWindow = try k.decodeIfPresent(Int.self, forKey: .slidingWindow)
-        layerTypes = try k.decodeIfPresent([String].self, forKey: .layerTypes)
         slidingWindowPattern = try k.decodeIfPresent(Int.self, forKey: .slidingWindowPattern)
         ropeLocalBaseFreq = try k.decodeIfPresent(Double.self, forKey: .ropeLocalBaseFreq)
         // Per layer type (transformers 5) or flat (4.x, read by ModelConfig): only the nested form here.
@@ -195,14 +182,14 @@ struct Gemma3TextConfig: DecoderFamilyConfig {
         ropeParameters = nested.flatMap { $0["full_attention"] != nil || $0["sliding_attention"] != nil ? $0 : nil }
     }
     func spec(_ c: ModelConfig, _ base: DecoderSpec, path: String) throws -> DecoderSpec {
-        var s = Gemma.common(c, base, queryPreAttnScalar: queryPreAttnScalar)
+        var s = Gemma.common(c, base, queryPreAttnScalar: shared.queryPreAttnScalar)
         s.qkNorm = true
         s.attentionSoftcap = attnLogitSoftcapping.map { Float($0) }
         s.finalSoftcap = finalLogitSoftcapping.map { Float($0) }
         let pattern = slidingWindowPattern ?? 6
         guard pattern >= 1 else { throw ModelError(path, "sliding_window_pattern must be at least 1") }
-        let types = layerTypes ?? s.windows.indices.map { ($0 + 1) % pattern != 0 ? "sliding_attention" : "full_attention" }
-        s.windows = try DecoderFamilies.windows(types, window: slidingWindow ?? 4096, layers: s.windows.count, path: path)
+        let types = shared.layerTypes ?? s.windows.indices.map { ($0 + 1) % pattern != 0 ? "sliding_attention" : "full_attention" }
+        s.windows = try DecoderFamilies.windows(types, window: shared.slidingWindow ?? 4096, layers: s.windows.count, path: path)
         let global = ropeParameters?["full_attention"]
         let local = ropeParameters?["sliding_attention"]
         let globalTheta = global?.ropeTheta ?? (ropeParameters == nil ? c.ropeTheta : nil) ?? 1_000_000
@@ -218,6 +205,18 @@ struct Gemma3TextConfig: DecoderFamilyConfig {
 }
 
 enum Gemma {
+    /// The keys Gemma 2 and 3 read alike.
+    struct SharedKeys: Decodable {
+        var queryPreAttnScalar: Double?
+        var slidingWindow: Int?
+        var layerTypes: [String]?
+        enum CodingKeys: String, CodingKey {
+            case queryPreAttnScalar = "query_pre_attn_scalar"
+            case slidingWindow = "sliding_window"
+            case layerTypes = "layer_types"
+        }
+    }
+
     /// What Gemma 2 and 3 share: (1 + w) norms, √hidden embeddings, GeGLU, sandwich norms, the score scale.
     static func common(_ c: ModelConfig, _ base: DecoderSpec, queryPreAttnScalar: Double?) -> DecoderSpec {
         var s = base
