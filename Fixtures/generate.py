@@ -7,6 +7,7 @@ Run from the repository root with a venv holding torch, transformers, peft 0.21,
     python Fixtures/generate.py coto-trajectory     # PEFT + the seed's CoTo callback, step by step
     python Fixtures/generate.py lego                # LoRA-LEGO as the public reference computes it (sklearn)
     python Fixtures/generate.py families            # tiny Llama 3/Mistral/Qwen3/Gemma 2/Gemma 3/Phi-3 + adapters (families.py)
+    python Fixtures/generate.py kquants             # random blocks of every GGUF quant type, gguf-py's values (kquants.py)
 CI never runs this; the outputs are committed and compared by the Swift tests.
 """
 import json, os, sys, shutil
@@ -1101,6 +1102,11 @@ if __name__ == "__main__":
         sys.path.insert(0, ROOT)
         import families as fam
         fam.families()
+    elif cmd == "kquants":  # GGUF block types against gguf-py's dequantization (Fixtures/kquants.py)
+        sys.path.insert(0, ROOT)
+        import kquants
+        kquants.kquants()
+        kquants.kquant_model()
     elif cmd == "smollm2":
         smollm2(sys.argv[2])
     elif cmd == "verify-converted":

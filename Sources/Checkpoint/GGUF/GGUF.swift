@@ -71,13 +71,19 @@ public struct GGUFArray: Equatable, Sendable {
 }
 
 /// ggml tensor types we know the sizes of (and dequantize where marked).
-public enum GGMLType: UInt32, Sendable {
+/// ggml's tensor types (gguf-py's `GGMLQuantizationType`), with their block shapes (`GGML_QUANT_SIZES`) so a
+/// file holding any of them parses; `canDequantize` says which coto turns into Float32 (the others, the
+/// i-quants and ternary types among them, are refused in one line naming the type).
+public enum GGMLType: UInt32, Sendable, CaseIterable {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
     case q2_k = 10, q3_k = 11, q4_k = 12, q5_k = 13, q6_k = 14, q8_k = 15
-    case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, bf16 = 30
+    case iq2_xxs = 16, iq2_xs = 17, iq3_xxs = 18, iq1_s = 19, iq4_nl = 20, iq3_s = 21, iq2_s = 22, iq4_xs = 23
+    case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, iq1_m = 29, bf16 = 30
+    case tq1_0 = 34, tq2_0 = 35, mxfp4 = 39
 
     /// (elements per block, bytes per block)
     public var block: (Int, Int) {
+        let qk = 256
         switch self {
         case .f32: return (1, 4)
         case .f16: return (1, 2)
@@ -99,39 +105,38 @@ public enum GGMLType: UInt32, Sendable {
         case .q5_k: return (256, 176)
         case .q6_k: return (256, 210)
         case .q8_k: return (256, 292)
+        case .iq2_xxs: return (qk, 2 + qk / 4)
+        case .iq2_xs: return (qk, 2 + qk / 4 + qk / 32)
+        case .iq3_xxs: return (qk, 2 + qk / 4 + qk / 8)
+        case .iq1_s: return (qk, 2 + qk / 8 + qk / 16)
+        case .iq4_nl: return (32, 18)
+        case .iq3_s: return (qk, 2 + qk / 4 + qk / 8 + qk / 32 + 4)
+        case .iq2_s: return (qk, 2 + qk / 4 + qk / 16)
+        case .iq4_xs: return (qk, 4 + qk / 2 + qk / 64)
+        case .iq1_m: return (qk, qk / 8 + qk / 16 + qk / 32)
+        case .tq1_0: return (qk, 2 + 4 * 13)
+        case .tq2_0: return (qk, 2 + 64)
+        case .mxfp4: return (32, 17)
         }
     }
 
-    public var name: String {
-        switch self {
-        case .f32: return "F32"
-        case .f16: return "F16"
-        case .bf16: return "BF16"
-        case .f64: return "F64"
-        case .i8: return "I8"
-        case .i16: return "I16"
-        case .i32: return "I32"
-        case .i64: return "I64"
-        case .q4_0: return "Q4_0"
-        case .q4_1: return "Q4_1"
-        case .q5_0: return "Q5_0"
-        case .q5_1: return "Q5_1"
-        case .q8_0: return "Q8_0"
-        case .q8_1: return "Q8_1"
-        case .q2_k: return "Q2_K"
-        case .q3_k: return "Q3_K"
-        case .q4_k: return "Q4_K"
-        case .q5_k: return "Q5_K"
-        case .q6_k: return "Q6_K"
-        case .q8_k: return "Q8_K"
-        }
-    }
+    /// gguf-py's spelling: "Q4_K", "IQ2_XXS", "BF16".
+    public var name: String { "\(self)".uppercased() }
 
     public var canDequantize: Bool {
         switch self {
-        case .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1: return true
+        case .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .q8_k: return true
         default: return false
         }
+    }
+
+    /// "F32, F16, ..., Q8_K": what `canDequantize` accepts, for error messages.
+    public static var dequantizable: String { allCases.filter(\.canDequantize).map(\.name).joined(separator: ", ") }
+
+    /// The one-line refusal of a type coto does not dequantize.
+    public var refusal: String {
+        let kind = "\(self)".hasPrefix("iq") ? "an i-quant" : "a type"
+        return "type \(name) is \(kind) coto does not dequantize (supported: \(GGMLType.dequantizable))"
     }
 }
 
@@ -193,7 +198,7 @@ public final class GGUFFile: @unchecked Sendable {
     public func dequantize(_ name: String) throws -> Tensor {
         guard let t = tensorInfo(named: name) else { throw CheckpointError(path, .tensorNotFound(name)) }
         guard t.type.canDequantize else {
-            throw CheckpointError(path, .invalid("tensor '\(name)': type \(t.type.name) cannot be dequantized (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))
+            throw CheckpointError(path, .invalid("tensor '\(name)': \(t.type.refusal)"))
         }
         let values = withRawBytes(t) { GGUFFile.dequantize($0, type: t.type, count: t.elementCount) }
         return Tensor(shape: t.shape, data: values)

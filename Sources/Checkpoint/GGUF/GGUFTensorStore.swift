@@ -22,7 +22,7 @@ public final class GGUFTensorStore: TensorStore {
             }
             guard t.type.canDequantize else {
                 throw CheckpointError(
-                    gguf.path, .invalid("tensor '\(t.name)': type \(t.type.name) cannot be dequantized (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"))
+                    gguf.path, .invalid("tensor '\(t.name)': \(t.type.refusal)"))
             }
             let permuteHeads: Int? =
                 t.name.hasSuffix("attn_q.weight") || t.name.hasSuffix("attn_q.bias")
