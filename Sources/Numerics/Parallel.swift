@@ -28,7 +28,16 @@ public enum Parallel {
     /// Calls `body` on disjoint subranges covering 0..<n (at least `minChunk` items each). Inside another
     /// parallel region (`forEach` or `run` bodies) it runs inline: the cores are already taken.
     public static func forEach(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-        let chunks = coto_in_parallel() != 0 ? 1 : min(threads, max(1, n / max(1, minChunk)))
+        forEach(n, minChunk: minChunk, threads: threads, body)
+    }
+
+    /// The CPUs online: for work that is not BLAS and runs outside the model's parallel regions (decoding
+    /// a GGUF tensor's blocks while a model loads or a fuse streams), whatever `threads` is.
+    public static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    /// `forEach` over `t` threads instead of `threads` (inline inside another parallel region, as always).
+    public static func forEach(_ n: Int, minChunk: Int = 1, threads t: Int, _ body: (Range<Int>) -> Void) {
+        let chunks = coto_in_parallel() != 0 ? 1 : min(t, max(1, n / max(1, minChunk)))
         if chunks <= 1 || n <= 1 {
             if n > 0 { body(0..<n) }
             return

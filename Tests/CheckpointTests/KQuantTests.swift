@@ -37,11 +37,15 @@ import Numerics
         let refs = try Self.refs.get()
         let bytes = try refs.tensor("Q4_K.raw").data.map { UInt8($0) }
         let count = bytes.count / 144 * 256
-        Parallel.configure(threads: 1)
-        let one = bytes.withUnsafeBytes { GGUFFile.dequantize($0, type: .q4_k, count: count) }
-        Parallel.configure(threads: 2)
-        let two = bytes.withUnsafeBytes { GGUFFile.dequantize($0, type: .q4_k, count: count) }
-        #expect(one == two)
+        let serial = bytes.withUnsafeBytes { raw in
+            (0..<(count / 256)).flatMap { b in
+                var y = [Float](repeating: 0, count: 256)
+                y.withUnsafeMutableBufferPointer { GGUFFile.blockDecoder(.q4_k)!(raw.baseAddress! + b * 144, $0.baseAddress!) }
+                return y
+            }
+        }
+        let parallel = bytes.withUnsafeBytes { GGUFFile.dequantize($0, type: .q4_k, count: count) }
+        #expect(serial == parallel)
     }
 
     @Test func iQuantsAndOtherTypesAreRefusedByName() throws {

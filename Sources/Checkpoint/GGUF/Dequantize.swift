@@ -3,7 +3,7 @@ import Numerics
 // Dequantization of GGUF tensor data to Float32, block by block, as ggml's reference (`dequantize_row_*` in
 // ggml-quants.c) and gguf-py's `quants.py` compute it, with the same Float32 operations in the same order
 // (bit-exact against gguf-py: `KQuantTests`). Blocks are independent, so a tensor's blocks are split over
-// `Parallel`'s threads.
+// every core (`Parallel.cores`; inline inside a parallel region).
 
 extension GGUFFile {
     /// Dequantizes `count` elements (a whole number of blocks, checked by the parser) of a type that
@@ -20,7 +20,7 @@ extension GGUFFile {
                 let (n, bytes) = type.block
                 let base = raw.baseAddress!
                 let dst = y.baseAddress!
-                Parallel.forEach(count / n, minChunk: 64) { range in
+                Parallel.forEach(count / n, minChunk: 64, threads: Parallel.cores) { range in
                     for b in range { block(base + b * bytes, dst + b * n) }
                 }
             }
