@@ -141,6 +141,7 @@ public enum ModelRegistry {
         guard let make = constructors[dir.config.modelType] else {
             throw ModelError(path, "model_type '\(dir.config.modelType)' is not supported (\(constructors.keys.sorted().joined(separator: ", ")))")
         }
+        try MemoryCheck.checkNow(dir)
         return try make(dir)
     }
 }
