@@ -21,7 +21,7 @@ extension DecoderFamilyConfig {
 /// `[model_type: config type]`; every entry runs on `LlamaModel`.
 enum DecoderFamilies {
     static let configs: [String: DecoderFamilyConfig.Type] = [
-        "llama": LlamaFamilyConfig.self, "qwen2": LlamaFamilyConfig.self, "mistral": MistralConfig.self, "qwen3": Qwen3Config.self,
+        "llama": LlamaFamilyConfig.self, "qwen2": Qwen2Config.self, "mistral": MistralConfig.self, "qwen3": Qwen3Config.self,
         "gemma2": Gemma2Config.self, "gemma3_text": Gemma3TextConfig.self, "phi3": Phi3Config.self,
     ]
 
@@ -75,7 +75,7 @@ enum DecoderFamilies {
     }
 }
 
-/// LLaMA 2/3 (and Qwen2): the plain block; llama3 RoPE scaling comes through `ModelConfig.ropeScaling`.
+/// LLaMA 2/3: the plain block; llama3 RoPE scaling comes through `ModelConfig.ropeScaling`.
 struct LlamaFamilyConfig: DecoderFamilyConfig {
     func spec(_ c: ModelConfig, _ base: DecoderSpec, path: String) throws -> DecoderSpec { base }
 }
@@ -96,10 +96,9 @@ struct MistralConfig: DecoderFamilyConfig {
     }
 }
 
-/// Qwen3: q/k RMSNorm per head, head_dim 128 by default; sliding layers only with use_sliding_window (from
-/// max_window_layers on), or as layer_types says.
-struct Qwen3Config: DecoderFamilyConfig {
-    static var defaultHeadDim: Int? { 128 }
+/// Qwen2: the llama block with q/k/v biases (read from the weights); sliding layers only with
+/// use_sliding_window (from max_window_layers on), or as layer_types says.
+struct Qwen2Config: DecoderFamilyConfig {
     var slidingWindow: Int?
     var useSlidingWindow: Bool?
     var maxWindowLayers: Int?
@@ -112,13 +111,24 @@ struct Qwen3Config: DecoderFamilyConfig {
     }
     func spec(_ c: ModelConfig, _ base: DecoderSpec, path: String) throws -> DecoderSpec {
         var s = base
-        s.qkNorm = true
         let window = useSlidingWindow == true ? (slidingWindow ?? 4096) : nil
         if let t = layerTypes {
             s.windows = try DecoderFamilies.windows(t, window: window, layers: s.windows.count, path: path)
         } else if let w = window {
             s.windows = s.windows.indices.map { $0 >= (maxWindowLayers ?? 28) ? w : nil }
         }
+        return s
+    }
+}
+
+/// Qwen3: Qwen2's layer windows, q/k RMSNorm per head, head_dim 128 by default.
+struct Qwen3Config: DecoderFamilyConfig {
+    static var defaultHeadDim: Int? { 128 }
+    var qwen2: Qwen2Config
+    init(from decoder: Decoder) throws { qwen2 = try Qwen2Config(from: decoder) }
+    func spec(_ c: ModelConfig, _ base: DecoderSpec, path: String) throws -> DecoderSpec {
+        var s = try qwen2.spec(c, base, path: path)
+        s.qkNorm = true
         return s
     }
 }
