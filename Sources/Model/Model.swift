@@ -136,13 +136,25 @@ public enum ModelRegistry {
     /// The decoder families' model types (what causal-LM tasks and training run on).
     public static var decoderTypes: [String] { DecoderFamilies.modelTypes }
 
-    public static func load(_ path: String) throws -> AdaptableModel {
-        let dir = try HFModelDir(path: path)
+    /// The model at `path`: a Hugging Face directory, or a llama.cpp GGUF file (dequantized as it loads).
+    public static func load(_ path: String) throws -> AdaptableModel { try loadWithTokenizer(path, tokenizer: false).0 }
+
+    /// The model and its tokenizer (a GGUF's from its `tokenizer.ggml.*` metadata).
+    public static func loadWithTokenizer(_ path: String) throws -> (AdaptableModel, Tokenizer) {
+        let (m, t) = try loadWithTokenizer(path, tokenizer: true)
+        guard let t else { throw ModelError(path, "no tokenizer") }
+        return (m, t)
+    }
+
+    static func loadWithTokenizer(_ path: String, tokenizer: Bool) throws -> (AdaptableModel, Tokenizer?) {
+        let dir = try HFModelDir.open(path)
         guard let make = constructors[dir.config.modelType] else {
             throw ModelError(path, "model_type '\(dir.config.modelType)' is not supported (\(constructors.keys.sorted().joined(separator: ", ")))")
         }
         try MemoryCheck.checkNow(dir)
-        return try make(dir)
+        let model = try make(dir)
+        // A GGUF's side files (config, tokenizer) live in a directory `dir` removes when released.
+        return (model, tokenizer ? try TokenizerLoader.load(modelDir: dir.path) : nil)
     }
 }
 
@@ -240,7 +252,8 @@ public struct InputLimits: Sendable, Equatable {
         if let r = requested {
             guard r <= mp else {
                 throw ModelError(
-                    modelDir.hasSuffix(".json") ? modelDir : modelDir + "/config.json", "--max-length \(r) exceeds the model's max_position_embeddings \(mp)")
+                    modelDir.hasSuffix(".json") || modelDir.hasSuffix(".gguf") ? modelDir : modelDir + "/config.json",
+                    "--max-length \(r) exceeds the model's max_position_embeddings \(mp)")
             }
             return r
         }

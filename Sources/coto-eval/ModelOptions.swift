@@ -9,7 +9,7 @@ import Operators
 
 extension Eval {
     struct ModelOptions: ParsableArguments {
-        @Option(help: "Model directory (config.json, safetensors weights, tokenizer.json or vocab.txt).")
+        @Option(help: "Model directory (config.json, safetensors weights, tokenizer.json or vocab.txt), or a llama.cpp GGUF file.")
         var model: String
 
         @Option(help: "Adapter directory or .safetensors file applied in the forward pass.")
@@ -26,8 +26,7 @@ extension Eval {
 
         func load() throws -> (AdaptableModel, Tokenizer, Adapter?) {
             Parallel.configure(threads: threads)
-            let m = try ModelRegistry.load(model)
-            let tok = try TokenizerLoader.load(modelDir: model)
+            let (m, tok) = try ModelRegistry.loadWithTokenizer(model)
             var a: Adapter? = nil
             if let p = adapter {
                 a = try Adapter.load(p)

@@ -9,7 +9,7 @@ import Operators
 
 /// What every sweep shares: the model, batching, the run directory, the series name and the shard.
 struct SweepOptions: ParsableArguments {
-    @Option(help: "Model directory.") var model: String
+    @Option(help: "Model directory or llama.cpp GGUF file.") var model: String
     @Option(name: .shortAndLong, help: "Run directory the results JSON goes into.") var out: String
     @Option(help: "Series name in reports (default: coto/lora from the metrics.json coto-train wrote beside the adapter).") var name: String?
     @Option(
@@ -48,8 +48,8 @@ struct SweepOptions: ParsableArguments {
 
     func evaluator() throws -> SweepEvaluator {
         Parallel.configure(threads: threads)
-        let m = try ModelRegistry.load(model)
-        let ev = SweepEvaluator(model: m, tokenizer: try TokenizerLoader.load(modelDir: model))
+        let (m, tok) = try ModelRegistry.loadWithTokenizer(model)
+        let ev = SweepEvaluator(model: m, tokenizer: tok)
         ev.batchSize = batchSize
         ev.maxLength = try m.inputLimits.maxLength(requested: maxLength, fallback: 128, modelDir: model)
         return ev

@@ -21,8 +21,7 @@ extension Train {
             BLAS.setThreads(threads)
         }
         try checkOutputNotInput(output, inputs: [model, data] + (evalData.map { [$0] } ?? []))
-        let loaded = try ModelRegistry.load(model)
-        let tok = try TokenizerLoader.load(modelDir: model)
+        let (loaded, tok) = try ModelRegistry.loadWithTokenizer(model)
         let limits = loaded.inputLimits
         let maxLength = try limits.maxLength(requested: self.maxLength, fallback: 128, modelDir: model)
         if task == "causal-lm" {

@@ -33,7 +33,7 @@ struct Train: ParsableCommand {
             (with "save-every" in the grid's options); `coto-eval gather runs/` checks that every cell finished.
             """)
 
-    @Option(name: .customLong("model"), help: "Model directory (BERT for classification, LLaMA for causal-lm).") var modelPath: String?
+    @Option(name: .customLong("model"), help: "Model directory or GGUF file (BERT for classification, a decoder family for causal-lm).") var modelPath: String?
     @Option(name: .customLong("data"), help: "Training JSONL: {\"text\", \"label\"} (classification), {\"text\"} or {\"prompt\", \"completion\"} (causal-lm).")
     var dataPath: String?
     @Option(help: "Evaluation JSONL, scored every --eval-every steps and at the end.") var evalData: String?

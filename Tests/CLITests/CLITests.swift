@@ -388,3 +388,25 @@ enum CLI {
         #expect(r.status == 1 && r.err.contains("bert.encoder"))
     }
 }
+
+/// coto-eval takes a llama.cpp GGUF as --model directly (dequantized as it loads, tokenizer from its
+/// metadata): the same scores as on its conversion.
+@Suite struct GGUFModelCLITests {
+    @Test func evalOnTheGGUFEqualsEvalOnItsConversion() throws {
+        #expect(FileManager.default.fileExists(atPath: TestPaths.smollm2), "run make setup")
+        let t = TempDir()
+        let data = t.path + "/ppl.jsonl"
+        try #"{"text": "A dog is a domesticated animal that barks."}\#n{"text": "The capital of France is Paris."}\#n"#.write(
+            toFile: data, atomically: true, encoding: .utf8)
+        #expect(try CLI.run("coto-convert", [TestPaths.smollm2, "-o", t.path + "/conv", "-q"]).status == 0)
+        let direct = try CLI.run("coto-eval", ["--model", TestPaths.smollm2, "--data", data, "--task", "perplexity", "--json"])
+        let converted = try CLI.run("coto-eval", ["--model", t.path + "/conv", "--data", data, "--task", "perplexity", "--json"])
+        #expect(direct.status == 0 && converted.status == 0, "\(direct.err) \(converted.err)")
+        func loss(_ s: String) throws -> Double {
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any])
+            return try #require(o["loss"] as? Double)
+        }
+        #expect(try loss(direct.out) == loss(converted.out))
+        #expect(try loss(direct.out) > 1 && loss(direct.out) < 8)
+    }
+}
