@@ -106,9 +106,13 @@ extension Kernels {
                     for t in 0..<T {
                         let row = P + t * S
                         if let c = a.options.softcap { for s in 0..<S { row[s] = c * tanhf(row[s] / c) } }
+                        // Visible: low ≤ s < limit, and for s ≥ keyOffset its key-valid flag.
                         let limit = a.causal ? min(S, a.keyOffset + t + 1) : S
-                        let low = a.options.window.map { max(0, a.keyOffset + t - $0 + 1) } ?? 0
-                        for s in 0..<S where s < low || s >= limit || (s >= a.keyOffset && valid[s - a.keyOffset] == 0) { row[s] = -.infinity }
+                        let low = min(limit, a.options.window.map { max(0, a.keyOffset + t - $0 + 1) } ?? 0)
+                        for s in 0..<low { row[s] = -.infinity }
+                        for s in limit..<S { row[s] = -.infinity }
+                        let from = max(a.keyOffset, low)
+                        if from < limit { for s in from..<limit where valid[s - a.keyOffset] == 0 { row[s] = -.infinity } }
                         softmaxForward(row, n: S)
                     }
                     var used = UnsafePointer(P)
