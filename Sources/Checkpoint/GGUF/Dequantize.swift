@@ -144,24 +144,14 @@ enum Quants {
 
     /// block_q4_K {d, dmin: f16, scales: [12] u8, qs: [128] u8}: (d·scale)·q − dmin·min per 32 values; value v
     /// is nibble (v%64)/32 of qs[(v/64)·32 + v%32].
-    static func q4K(_ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = f16(x, 0)
-        let dmin = f16(x, 2)
-        for j in 0..<8 {
-            let (sc, m) = scaleMin(x, 4, j)
-            let dl = d * Float(sc)
-            let ml = dmin * Float(m)
-            for i in 0..<32 {
-                let v = j * 32 + i
-                let q = (u8(x, 16 + (v / 64) * 32 + i) >> UInt8(4 * (j % 2))) & 0xF
-                y[v] = dl * Float(q) - ml
-            }
-        }
-    }
+    static func q4K(_ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) { q45K(x, y, qs: 16, qh: nil) }
 
     /// block_q5_K {d, dmin: f16, scales: [12] u8, qh: [32] u8, qs: [128] u8}: as q4_K with bit 4 of value v
     /// from bit v/32 of qh[v%32].
-    static func q5K(_ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+    static func q5K(_ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) { q45K(x, y, qs: 48, qh: 16) }
+
+    /// Q4_K and Q5_K: their quants start at byte `qs`, Q5_K's fifth bits at byte `qh`.
+    @inline(__always) static func q45K(_ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, qs: Int, qh: Int?) {
         let d = f16(x, 0)
         let dmin = f16(x, 2)
         for j in 0..<8 {
@@ -170,8 +160,8 @@ enum Quants {
             let ml = dmin * Float(m)
             for i in 0..<32 {
                 let v = j * 32 + i
-                let low = (u8(x, 48 + (v / 64) * 32 + i) >> UInt8(4 * (j % 2))) & 0xF
-                let high = (u8(x, 16 + i) >> UInt8(j)) & 1
+                let low = (u8(x, qs + (v / 64) * 32 + i) >> UInt8(4 * (j % 2))) & 0xF
+                let high = qh.map { (u8(x, $0 + i) >> UInt8(j)) & 1 } ?? 0
                 y[v] = dl * Float(low | high << 4) - ml
             }
         }
