@@ -162,14 +162,21 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public static func decode(_ bytes: [UInt8], path: String) throws -> ModelConfig {
         do {
             return try JSONDecoder().decode(ModelConfig.self, from: Data(bytes))
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw CheckpointError(path, .invalid("config.json has no '\(key.stringValue)'"))
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw CheckpointError(path, .invalid("config.json: '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"))
-        } catch let DecodingError.valueNotFound(_, ctx) {
-            throw CheckpointError(path, .invalid("config.json: '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' is null"))
         } catch {
-            throw CheckpointError(path, .invalid("config.json is not valid JSON"))
+            throw CheckpointError(path, .invalid(problem(error)))
+        }
+    }
+
+    /// What is wrong with a config.json a `JSONDecoder` refused, in one line naming the key (the family
+    /// config types of the inference core report through it too).
+    public static func problem(_ error: Error) -> String {
+        func key(_ ctx: DecodingError.Context) -> String { ctx.codingPath.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case let DecodingError.keyNotFound(k, _): return "config.json has no '\(k.stringValue)'"
+        case let DecodingError.typeMismatch(_, ctx): return "config.json: '\(key(ctx))' has the wrong type"
+        case let DecodingError.valueNotFound(_, ctx): return "config.json: '\(key(ctx))' is null"
+        case let DecodingError.dataCorrupted(ctx) where !ctx.codingPath.isEmpty: return "config.json: '\(key(ctx))' has an invalid value"
+        default: return "config.json is not valid JSON"
         }
     }
 }

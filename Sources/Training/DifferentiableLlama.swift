@@ -80,18 +80,6 @@ final class DifferentiableLlama: Worker {
         }
     }
 
-    /// Column blocks of a fused projection's output [N, Σ widths], each as its own array.
-    static func split(_ y: [Float], rows: Int, widths: [Int]) -> [[Float]] {
-        let total = widths.reduce(0, +)
-        var col = 0
-        return widths.map { w in
-            defer { col += w }
-            var part = [Float](repeating: 0, count: rows * w)
-            for r in 0..<rows { for j in 0..<w { part[r * w + j] = y[r * total + col + j] } }
-            return part
-        }
-    }
-
     /// Final-normed hidden states [rows, H] of the batch's sequences packed back to back (no padding
     /// position is computed; the values at the real tokens are a right-padded batch's).
     func forward(ids: [[Int]], train: Bool, rng: inout SeededRNG) -> [Float] {
@@ -111,7 +99,7 @@ final class DifferentiableLlama: Worker {
             s.x0 = x
             (s.xn1, s.r1) = rmsNorm(x, weight: ml.inNorm, rows: N)
             if let f = l.qkv {
-                let p = Self.split(f.forward(s.xn1, rows: N, train: train, rng: &rng), rows: N, widths: [nh * hd, kv * hd, kv * hd])
+                let p = Kernels.splitColumns(f.forward(s.xn1, rows: N, train: train, rng: &rng), rows: N, widths: [nh * hd, kv * hd, kv * hd])
                 (s.q, s.k, s.v) = (p[0], p[1], p[2])
             } else {
                 s.q = l.q!.forward(s.xn1, rows: N, train: train, rng: &rng)
@@ -149,7 +137,7 @@ final class DifferentiableLlama: Worker {
             s.x1 = x
             (s.xn2, s.r2) = rmsNorm(x, weight: ml.mlpNorm, rows: N)
             if let f = l.gateUp {
-                let p = Self.split(f.forward(s.xn2, rows: N, train: train, rng: &rng), rows: N, widths: [F, F])
+                let p = Kernels.splitColumns(f.forward(s.xn2, rows: N, train: train, rng: &rng), rows: N, widths: [F, F])
                 (s.g, s.u) = (p[0], p[1])
             } else {
                 s.g = l.gate!.forward(s.xn2, rows: N, train: train, rng: &rng)

@@ -120,17 +120,15 @@ enum Quants {
     /// q = low 2 bits − 4 where the hmask bit is 0.
     static func q3K(_ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
         let d = f16(x, 108)
-        var scales = [Float](repeating: 0, count: 16)
         for i in 0..<16 {
             let low = i < 8 ? u8(x, 96 + i) & 0xF : u8(x, 96 + i - 8) >> 4
             let high = (u8(x, 104 + i % 4) >> UInt8(2 * (i / 4))) & 3
-            scales[i] = Float(Int(Int8(bitPattern: low | high << 4)) - 32)
-        }
-        for v in 0..<256 {
-            let ql = Int((u8(x, 32 + (v / 128) * 32 + v % 32) >> UInt8(2 * ((v % 128) / 32))) & 3)
-            let hbit = Int((u8(x, v % 32) >> UInt8(v / 32)) & 1)
-            let q = ql - ((hbit ^ 1) << 2)
-            y[v] = (d * scales[v / 16]) * Float(q)
+            let dl = d * Float(Int(Int8(bitPattern: low | high << 4)) - 32)
+            for v in (i * 16)..<(i * 16 + 16) {
+                let ql = Int((u8(x, 32 + (v / 128) * 32 + v % 32) >> UInt8(2 * ((v % 128) / 32))) & 3)
+                let hbit = Int((u8(x, v % 32) >> UInt8(v / 32)) & 1)
+                y[v] = dl * Float(ql - ((hbit ^ 1) << 2))
+            }
         }
     }
 

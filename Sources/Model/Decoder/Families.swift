@@ -34,7 +34,7 @@ enum DecoderFamilies {
         guard let type = configs[c.modelType] else { throw ModelError(dir.path, "model_type '\(c.modelType)' is not a decoder family") }
         let family: DecoderFamilyConfig
         do { family = try JSONDecoder().decode(type, from: Data(dir.configJSON.compact.utf8)) } catch {
-            throw ModelError(path, "config.json: \(describe(error))")
+            throw ModelError(path, ModelConfig.problem(error))
         }
         let headDim = c.headDim ?? type.defaultHeadDim ?? hidden / heads
         let theta = c.ropeTheta ?? 10000
@@ -49,15 +49,6 @@ enum DecoderFamilies {
             throw ModelError(path, "hidden_act '\(act)' is not supported for \(c.modelType) (\(expected.sorted().joined(separator: ", ")))")
         }
         return (spec, headDim, Float(c.rmsNormEps ?? type.defaultEps))
-    }
-
-    static func describe(_ error: Error) -> String {
-        switch error {
-        case let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx):
-            return "'\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"
-        default:
-            return "\(error)"
-        }
     }
 
     /// Per-layer windows from transformers' `layer_types` ("sliding_attention" / "full_attention").

@@ -29,4 +29,24 @@ extension Kernels {
         }
         return out
     }
+
+    /// `splitColumns` into new arrays (the training path, which keeps each block for its backward).
+    public static func splitColumns(_ src: [Float], rows: Int, widths: [Int]) -> [[Float]] {
+        var flat = [Float](repeating: 0, count: src.count)
+        src.withUnsafeBufferPointer { ps in
+            flat.withUnsafeMutableBufferPointer { pf in
+                var offset = 0
+                let parts = widths.map { w -> (UnsafeMutablePointer<Float>, Int) in
+                    defer { offset += rows * w }
+                    return (pf.baseAddress! + offset, w)
+                }
+                splitColumns(ps.baseAddress!, rows: rows, into: parts)
+            }
+        }
+        var offset = 0
+        return widths.map { w in
+            defer { offset += rows * w }
+            return Array(flat[offset..<(offset + rows * w)])
+        }
+    }
 }
