@@ -22,6 +22,8 @@ public struct TensorView: @unchecked Sendable {
     public var name: String { info.name }
     public var dtype: DType { info.dtype }
     public var shape: [Int] { info.shape }
+    /// The mapping the bytes live in (keep it to keep them valid).
+    public var mapping: AnyObject { file }
 
     /// The raw little-endian bytes (valid while the view, which retains the mapping, is alive).
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {

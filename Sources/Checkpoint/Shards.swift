@@ -106,6 +106,7 @@ public final class ShardedCheckpoint: TensorStore, @unchecked Sendable {
     public func loadTensor(_ name: String) throws -> Tensor { try view(name).toTensor() }
     public func entry(_ name: String) throws -> TensorEntry { TensorEntry(name: name, view: try view(name)) }
     public func release(_ name: String) { (try? view(name))?.release() }
+    public func mappedView(_ name: String) -> TensorView? { try? view(name) }
 
     /// Opens every shard and checks the index against them: each listed tensor present, no shard tensor
     /// missing from the index, total_size equal to the tensors' bytes.

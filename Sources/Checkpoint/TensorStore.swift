@@ -13,6 +13,12 @@ public protocol TensorStore: AnyObject {
     func entry(_ name: String) throws -> TensorEntry
     /// Drops a tensor's mapped pages from the resident set after use (no-op where nothing is mapped).
     func release(_ name: String)
+    /// The tensor's bytes where they lie in a mapped file (nil where the store decodes, as a GGUF does).
+    func mappedView(_ name: String) -> TensorView?
+}
+
+extension TensorStore {
+    public func mappedView(_ name: String) -> TensorView? { nil }
 }
 
 extension SafeTensorsFile: TensorStore {
@@ -22,6 +28,7 @@ extension SafeTensorsFile: TensorStore {
     public func loadTensor(_ name: String) throws -> Tensor { try tensor(name) }
     public func entry(_ name: String) throws -> TensorEntry { TensorEntry(name: name, view: try view(name)) }
     public func release(_ name: String) { (try? view(name))?.release() }
+    public func mappedView(_ name: String) -> TensorView? { try? view(name) }
 }
 
 /// Opens a path as a tensor store: a `.safetensors` file, a `*.safetensors.index.json`, or a directory

@@ -42,14 +42,14 @@ public final class BertModel: AdaptableModel {
         let p = s.tensorInfo("bert.embeddings.word_embeddings.weight") != nil ? "bert." : ""
         func lin(_ n: String, out: Int, inF: Int, bias: Bool = true) throws -> AdaptedLinear {
             AdaptedLinear(
-                name: n, weight: try load(s, p + n + ".weight", shape: [out, inF]),
-                bias: bias ? try load(s, p + n + ".bias", shape: [out]) : nil, out: out, in: inF)
+                name: n, matrix: try loadMatrix(s, p + n + ".weight", rows: out, cols: inF),
+                bias: bias ? try load(s, p + n + ".bias", shape: [out]) : nil)
         }
         func ln(_ n: String) throws -> ([Float], [Float]) {
             (try load(s, p + n + ".weight", shape: [H]), try load(s, p + n + ".bias", shape: [H]))
         }
         wordEmb = AdaptedEmbedding(
-            name: "embeddings.word_embeddings", table: try load(s, p + "embeddings.word_embeddings.weight", shape: [vocab, H]), vocab: vocab, dim: H)
+            name: "embeddings.word_embeddings", table: try loadMatrix(s, p + "embeddings.word_embeddings.weight", rows: vocab, cols: H))
         posEmb = try load(s, p + "embeddings.position_embeddings.weight", shape: [maxPos, H])
         typeEmb = try load(s, p + "embeddings.token_type_embeddings.weight", shape: [types, H])
         embLN = try ln("embeddings.LayerNorm")

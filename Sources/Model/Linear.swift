@@ -11,8 +11,8 @@ public final class AdaptedLinear {
     public let name: String
     public let inFeatures: Int
     public let outFeatures: Int
-    /// [out, in] row-major.
-    public var weight: [Float]
+    /// [out, in] row-major: Float32 or, loaded from a bf16/f16 checkpoint, the file's bytes in place.
+    public var weight: WeightMatrix
     public var bias: [Float]?
 
     // Adapter (nil: none attached).
@@ -29,9 +29,14 @@ public final class AdaptedLinear {
     package var doraScale: [Float]? = nil  // m / ||W + sBA||_row, cached
     package var hiraWeight: [Float]? = nil  // W ⊙ (1 + s·BA), cached
 
-    public init(name: String, weight: [Float], bias: [Float]?, out: Int, in inF: Int) {
+    public convenience init(name: String, weight: [Float], bias: [Float]?, out: Int, in inF: Int) {
+        self.init(name: name, matrix: WeightMatrix(weight, rows: out, cols: inF), bias: bias)
+    }
+
+    public init(name: String, matrix: WeightMatrix, bias: [Float]?) {
+        let (out, inF) = (matrix.rows, matrix.cols)
         self.name = name
-        self.weight = weight
+        self.weight = matrix
         self.bias = bias
         self.outFeatures = out
         self.inFeatures = inF
@@ -41,7 +46,7 @@ public final class AdaptedLinear {
 
     /// The frozen weight and bias as tensors (a head's copy).
     public var weightTensors: (Tensor, Tensor?) {
-        (Tensor(shape: [outFeatures, inFeatures], data: weight), bias.map { Tensor(shape: [outFeatures], data: $0) })
+        (Tensor(shape: [outFeatures, inFeatures], data: weight.toArray()), bias.map { Tensor(shape: [outFeatures], data: $0) })
     }
 
     /// A classification head [labels, hidden] (+ bias [labels]) from tensors a file supplied, shapes checked.
@@ -125,10 +130,12 @@ public final class AdaptedLinear {
         guard let m = magnitude else { return }
         let d = deltaBA()
         var scale = [Float](repeating: 0, count: outFeatures)
+        var row = [Float](repeating: 0, count: inFeatures)
         for o in 0..<outFeatures {
             var ss = 0.0
+            row.withUnsafeMutableBufferPointer { weight.row(o, into: $0.baseAddress!) }
             for i in 0..<inFeatures {
-                let v = Double(weight[o * inFeatures + i]) + Double(scaling) * Double(d[o * inFeatures + i])
+                let v = Double(row[i]) + Double(scaling) * Double(d[o * inFeatures + i])
                 ss += v * v
             }
             scale[o] = m[o] / Float(ss.squareRoot())
@@ -138,62 +145,61 @@ public final class AdaptedLinear {
 
     func computeHira() {
         let d = deltaBA()
-        var w = weight
+        var w = weight.toArray()
         for i in w.indices { w[i] *= 1 + scaling * d[i] }
         hiraWeight = w
     }
 
-    /// y [rows, out] = forward(x [rows, in]); rows are split across `Parallel.threads`.
+    /// y [rows, out] = forward(x [rows, in]) on `Parallel.threads` (the base product as `WeightMatrix`
+    /// splits it; the adapter's rows split across threads).
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         let useAdapter = active && a != nil
-        let w = useAdapter && variant == .hira ? hiraWeight! : weight
         let (inF, outF, r) = (inFeatures, outFeatures, rank)
-        w.withUnsafeBufferPointer { pw in
-            let bias = self.bias
-            let a = self.a
-            let b = self.b
-            let doraScale = self.doraScale
-            let loraBias = self.loraBias
-            let scaling = self.scaling
-            let lora = useAdapter && variant != .hira
-            Parallel.forEach(rows, minChunk: 8) { range in
-                let xs = x + range.lowerBound * inF
-                let ys = y + range.lowerBound * outF
-                let n = range.count
-                var beta: Float = 0
-                if let bias, doraScale == nil {
-                    // The bias is folded into the GEMM: y starts as the bias rows, beta = 1.
-                    bias.withUnsafeBufferPointer { pb in
-                        for i in 0..<n { (ys + i * outF).update(from: pb.baseAddress!, count: outF) }
-                    }
-                    beta = 1
+        var beta: Float = 0
+        if let bias, !(useAdapter && doraScale != nil) {
+            // The bias is folded into the GEMM: y starts as the bias rows, beta = 1.
+            bias.withUnsafeBufferPointer { pb in
+                for i in 0..<rows { (y + i * outF).update(from: pb.baseAddress!, count: outF) }
+            }
+            beta = 1
+        }
+        if useAdapter && variant == .hira, let hira = hiraWeight {
+            hira.withUnsafeBufferPointer { pw in
+                Parallel.forEach(rows, minChunk: 8) { range in
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: range.count, n: outF, k: inF, a: x + range.lowerBound * inF, lda: inF,
+                        b: pw.baseAddress!, ldb: inF, beta: beta, c: y + range.lowerBound * outF, ldc: outF)
                 }
-                BLAS.sgemm(
-                    transA: false, transB: true, m: n, n: outF, k: inF, a: xs, lda: inF, b: pw.baseAddress!, ldb: inF,
-                    beta: beta, c: ys, ldc: outF)
-                if lora, let a, let b {
-                    var scratch = [Float](repeating: 0, count: n * r)
-                    scratch.withUnsafeMutableBufferPointer { ps in
-                        a.withUnsafeBufferPointer { pa in
-                            BLAS.sgemm(
-                                transA: false, transB: true, m: n, n: r, k: inF, a: xs, lda: inF, b: pa.baseAddress!, ldb: inF, c: ps.baseAddress!, ldc: r)
-                        }
-                        b.withUnsafeBufferPointer { pb in
-                            BLAS.sgemm(
-                                transA: false, transB: true, m: n, n: outF, k: r, alpha: scaling, a: ps.baseAddress!, lda: r,
-                                b: pb.baseAddress!, ldb: r, beta: 1, c: ys, ldc: outF)
-                        }
-                    }
-                    if let s = doraScale {
-                        s.withUnsafeBufferPointer { ps in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] *= ps[o] } } }
-                    }
-                    if let lb = loraBias {
-                        lb.withUnsafeBufferPointer { pl in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] += scaling * pl[o] } } }
-                    }
+            }
+            return
+        }
+        weight.multiplyTransposed(x, rows: rows, into: y, beta: beta)
+        guard useAdapter, let a, let b else { return }
+        let (bias, doraScale, loraBias, scaling) = (self.bias, self.doraScale, self.loraBias, self.scaling)
+        Parallel.forEach(rows, minChunk: 8) { range in
+            let xs = x + range.lowerBound * inF
+            let ys = y + range.lowerBound * outF
+            let n = range.count
+            var scratch = [Float](repeating: 0, count: n * r)
+            scratch.withUnsafeMutableBufferPointer { ps in
+                a.withUnsafeBufferPointer { pa in
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: n, n: r, k: inF, a: xs, lda: inF, b: pa.baseAddress!, ldb: inF, c: ps.baseAddress!, ldc: r)
                 }
-                if let bias, doraScale != nil {
-                    bias.withUnsafeBufferPointer { pb in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] += pb[o] } } }
+                b.withUnsafeBufferPointer { pb in
+                    BLAS.sgemm(
+                        transA: false, transB: true, m: n, n: outF, k: r, alpha: scaling, a: ps.baseAddress!, lda: r,
+                        b: pb.baseAddress!, ldb: r, beta: 1, c: ys, ldc: outF)
                 }
+            }
+            if let s = doraScale {
+                s.withUnsafeBufferPointer { ps in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] *= ps[o] } } }
+            }
+            if let lb = loraBias {
+                lb.withUnsafeBufferPointer { pl in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] += scaling * pl[o] } } }
+            }
+            if let bias, doraScale != nil {
+                bias.withUnsafeBufferPointer { pb in for i in 0..<n { for o in 0..<outF { ys[i * outF + o] += pb[o] } } }
             }
         }
     }
@@ -204,14 +210,20 @@ public final class AdaptedEmbedding {
     public let name: String
     public let vocab: Int
     public let dim: Int
-    public var table: [Float]  // [vocab, dim]
+    /// [vocab, dim]: Float32 or the file's bf16/f16 bytes in place.
+    public let table: WeightMatrix
     package var a: [Float]? = nil  // [r, vocab]
     var b: [Float]? = nil  // [dim, r]
     var rank = 0
     var scaling: Float = 0
     public var active = true
 
-    public init(name: String, table: [Float], vocab: Int, dim: Int) {
+    public convenience init(name: String, table: [Float], vocab: Int, dim: Int) {
+        self.init(name: name, table: WeightMatrix(table, rows: vocab, cols: dim))
+    }
+
+    public init(name: String, table: WeightMatrix) {
+        let (vocab, dim) = (table.rows, table.cols)
         self.name = name
         self.table = table
         self.vocab = vocab
@@ -232,7 +244,7 @@ public final class AdaptedEmbedding {
     /// out[t] = E[id_t] (+ adapter); ids must be in range (checked by the caller).
     public func forward(_ ids: [Int], into out: UnsafeMutablePointer<Float>) {
         for (t, id) in ids.enumerated() {
-            for j in 0..<dim { out[t * dim + j] = table[id * dim + j] }
+            table.row(id, into: out + t * dim)
             if active, let a, let b {
                 for j in 0..<dim {
                     var s: Float = 0

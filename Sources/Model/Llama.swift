@@ -46,7 +46,7 @@ public final class LlamaModel: AdaptableModel {
     }
     package let layers: [Layer]
     package let norm: [Float]
-    package let lmHead: [Float]  // [vocab, H] (the embedding table when tied)
+    package let lmHead: WeightMatrix  // [vocab, H] (the embedding table when tied)
     var score: AdaptedLinear?
     public private(set) var linears: [String: AdaptedLinear] = [:]
     public private(set) var embeddings: [String: AdaptedEmbedding] = [:]
@@ -78,8 +78,8 @@ public final class LlamaModel: AdaptableModel {
         let bias = c.attentionBias ?? (s.tensorInfo("model.layers.0.self_attn.q_proj.bias") != nil)
         func lin(_ n: String, out: Int, inF: Int, b: Bool = false) throws -> AdaptedLinear {
             AdaptedLinear(
-                name: n, weight: try load(s, "model." + n + ".weight", shape: [out, inF]),
-                bias: b ? try load(s, "model." + n + ".bias", shape: [out]) : nil, out: out, in: inF)
+                name: n, matrix: try loadMatrix(s, "model." + n + ".weight", rows: out, cols: inF),
+                bias: b ? try load(s, "model." + n + ".bias", shape: [out]) : nil)
         }
         // Gemma's norms scale by (1 + w): the 1 is added once here, in Float32 as torch adds it.
         let plusOne = spec.normPlusOne
@@ -87,7 +87,7 @@ public final class LlamaModel: AdaptableModel {
             let w = try load(s, "model." + n + ".weight", shape: [d])
             return plusOne ? w.map { 1 + $0 } : w
         }
-        embed = AdaptedEmbedding(name: "embed_tokens", table: try load(s, "model.embed_tokens.weight", shape: [vocab, H]), vocab: vocab, dim: H)
+        embed = AdaptedEmbedding(name: "embed_tokens", table: try loadMatrix(s, "model.embed_tokens.weight", rows: vocab, cols: H))
         var ls: [Layer] = []
         for i in 0..<L {
             let b = "layers.\(i)."
@@ -113,7 +113,7 @@ public final class LlamaModel: AdaptableModel {
         }
         layers = ls
         norm = try normWeight("norm", H)
-        lmHead = try optionalTensor(s, "lm_head.weight", shape: [vocab, H]) ?? embed.table
+        lmHead = try optionalMatrix(s, "lm_head.weight", rows: vocab, cols: H) ?? embed.table
         if let w = s.tensorInfo("score.weight"), w.shape.count == 2, w.shape[1] == H {
             score = AdaptedLinear(name: "score", weight: try s.loadTensor("score.weight").data, bias: nil, out: w.shape[0], in: H)
         }

@@ -227,6 +227,24 @@ func load(_ store: TensorStore, _ name: String, shape: [Int]) throws -> [Float] 
     return try store.loadTensor(name).data
 }
 
+/// A weight matrix [rows, cols] with its shape checked: the file's bytes in place where the store maps them
+/// and their dtype allows (F32, BF16, F16), else decoded to owned Float32.
+func loadMatrix(_ store: TensorStore, _ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
+    guard let info = store.tensorInfo(name) else { throw CheckpointError(store.location, .tensorNotFound(name)) }
+    guard info.shape == [rows, cols] else {
+        throw ModelError(store.location, "tensor '\(name)' has shape \(info.shape), the config implies \([rows, cols])")
+    }
+    if let v = store.mappedView(name) {
+        if let m = v.withBytes({ WeightMatrix(mapped: $0, dtype: v.dtype, rows: rows, cols: cols, owner: v.mapping) }) { return m }
+        return v.withBytes { WeightMatrix(decoding: $0, dtype: v.dtype, rows: rows, cols: cols) }
+    }
+    return WeightMatrix(try store.loadTensor(name).data, rows: rows, cols: cols)
+}
+
+func optionalMatrix(_ store: TensorStore, _ name: String, rows: Int, cols: Int) throws -> WeightMatrix? {
+    store.tensorInfo(name) == nil ? nil : try loadMatrix(store, name, rows: rows, cols: cols)
+}
+
 func optionalTensor(_ store: TensorStore, _ name: String, shape: [Int]) throws -> [Float]? {
     store.tensorInfo(name) == nil ? nil : try load(store, name, shape: shape)
 }

@@ -57,7 +57,7 @@ final class DifferentiableBert: Worker {
         }
         pooler = trainables["pooler.dense"]
         guard let c = model.classifier else { throw TrainError("model", "no classification head") }
-        headW = Param(name: "classifier.weight", value: c.weight)
+        headW = Param(name: "classifier.weight", value: c.weight.toArray())
         headB = Param(name: "classifier.bias", value: c.bias ?? [Float](repeating: 0, count: c.outFeatures))
     }
 
@@ -65,7 +65,7 @@ final class DifferentiableBert: Worker {
     var trainLinears: [TrainLinear] { layers.flatMap(\.all) + (pooler.map { [$0] } ?? []) }
 
     func syncHead() {
-        model.classifier?.weight = headW.value
+        if let c = model.classifier { c.weight = WeightMatrix(headW.value, rows: c.outFeatures, cols: c.inFeatures) }
         model.classifier?.bias = headB.value
     }
 

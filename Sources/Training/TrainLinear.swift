@@ -67,13 +67,7 @@ final class TrainLinear {
         let s = lin.scaling
         inner = [Float](repeating: 0, count: n * outF)
         x.withUnsafeBufferPointer { px in
-            lin.weight.withUnsafeBufferPointer { pw in
-                inner.withUnsafeMutableBufferPointer { pi in
-                    BLAS.sgemm(
-                        transA: false, transB: true, m: n, n: outF, k: inF, a: px.baseAddress!, lda: inF, b: pw.baseAddress!, ldb: inF, c: pi.baseAddress!,
-                        ldc: outF)
-                }
-            }
+            inner.withUnsafeMutableBufferPointer { pi in lin.weight.multiplyTransposed(px.baseAddress!, rows: n, into: pi.baseAddress!) }
         }
         let t0 = Clock.now()
         defer { adapterSeconds += Clock.now() - t0 }
@@ -129,7 +123,7 @@ final class TrainLinear {
                 }
             }
             let s = lin.scaling
-            for i in dW.indices { dW[i] *= s * lin.weight[i] }
+            lin.weight.withFloat32 { w in for i in dW.indices { dW[i] *= s * w[i] } }
             dW.withUnsafeBufferPointer { pd in
                 a.withUnsafeBufferPointer { pa in
                     pB.grad.withUnsafeMutableBufferPointer { pg in
@@ -175,13 +169,7 @@ final class TrainLinear {
         }
         if needDx {
             dinner.withUnsafeBufferPointer { pdy in
-                lin.weight.withUnsafeBufferPointer { pw in
-                    dx!.withUnsafeMutableBufferPointer { pdx in
-                        BLAS.sgemm(
-                            transA: false, transB: false, m: n, n: inF, k: outF, a: pdy.baseAddress!, lda: outF, b: pw.baseAddress!, ldb: inF,
-                            c: pdx.baseAddress!, ldc: inF)
-                    }
-                }
+                dx!.withUnsafeMutableBufferPointer { pdx in lin.weight.multiply(pdy.baseAddress!, rows: n, into: pdx.baseAddress!) }
             }
         }
         if usedAdapter, let pA, let pB, let a = lin.a, let b = lin.b {

@@ -218,12 +218,7 @@ final class LlamaCausalLMTask: TrainTask {
         for (i, r) in rows.enumerated() { for c in 0..<H { hs[i * H + c] = h[r * H + c] } }
         var logits = [Float](repeating: 0, count: S * V)
         hs.withUnsafeBufferPointer { ph in
-            model.lmHead.withUnsafeBufferPointer { pw in
-                logits.withUnsafeMutableBufferPointer { pl in
-                    BLAS.sgemm(
-                        transA: false, transB: true, m: S, n: V, k: H, a: ph.baseAddress!, lda: H, b: pw.baseAddress!, ldb: H, c: pl.baseAddress!, ldc: V)
-                }
-            }
+            logits.withUnsafeMutableBufferPointer { pl in model.lmHead.multiplyTransposed(ph.baseAddress!, rows: S, into: pl.baseAddress!) }
         }
         let cap = model.spec.finalSoftcap
         if let cap { logits.withUnsafeMutableBufferPointer { Kernels.softcapForward($0.baseAddress!, count: $0.count, cap: cap) } }
@@ -243,12 +238,7 @@ final class LlamaCausalLMTask: TrainTask {
         let forward = Clock.now() - t0
         var dhs = [Float](repeating: 0, count: S * H)
         dlogits.withUnsafeBufferPointer { pd in
-            model.lmHead.withUnsafeBufferPointer { pw in
-                dhs.withUnsafeMutableBufferPointer { ph in
-                    BLAS.sgemm(
-                        transA: false, transB: false, m: S, n: H, k: V, a: pd.baseAddress!, lda: V, b: pw.baseAddress!, ldb: H, c: ph.baseAddress!, ldc: H)
-                }
-            }
+            dhs.withUnsafeMutableBufferPointer { ph in model.lmHead.multiply(pd.baseAddress!, rows: S, into: ph.baseAddress!) }
         }
         var dh = [Float](repeating: 0, count: N * H)
         for (i, r) in rows.enumerated() { for c in 0..<H { dh[r * H + c] = dhs[i * H + c] } }

@@ -80,12 +80,11 @@ public final class AdapterTrainer {
                 let scaling = Float(LoraConfig.scaling(alpha: lora.loraAlpha, r: r, rslora: lora.useRslora))
                 var m: [Float]? = nil
                 if c.dora {
+                    var row = [Float](repeating: 0, count: lin.inFeatures)
                     m = (0..<lin.outFeatures).map { o in
+                        row.withUnsafeMutableBufferPointer { lin.weight.row(o, into: $0.baseAddress!) }
                         var ss = 0.0
-                        for i in 0..<lin.inFeatures {
-                            let v = Double(lin.weight[o * lin.inFeatures + i])
-                            ss += v * v
-                        }
+                        for v in row { ss += Double(v) * Double(v) }
                         return Float(ss.squareRoot())
                     }
                 }

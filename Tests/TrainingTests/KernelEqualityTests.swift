@@ -34,11 +34,11 @@ import Numerics
             #expect(rows == batch.map(\.ids.count).reduce(0, +))
             var logits = [Float](repeating: 0, count: rows * model.vocab)
             h.withUnsafeBufferPointer { ph in
-                model.lmHead.withUnsafeBufferPointer { pw in
+                model.lmHead.withFloat32 { pw in
                     logits.withUnsafeMutableBufferPointer { pl in
                         BLAS.sgemm(
                             transA: false, transB: true, m: rows, n: model.vocab, k: model.H, a: ph.baseAddress!, lda: model.H,
-                            b: pw.baseAddress!, ldb: model.H, c: pl.baseAddress!, ldc: model.vocab)
+                            b: pw, ldb: model.H, c: pl.baseAddress!, ldc: model.vocab)
                     }
                 }
             }

@@ -62,25 +62,9 @@ extension LlamaModel {
         var logits = [Float](repeating: 0, count: rows * vocab)
         let (H, vocab) = (self.H, self.vocab)
         h.withUnsafeBufferPointer { ph in
-            lmHead.withUnsafeBufferPointer { pw in
-                logits.withUnsafeMutableBufferPointer { pl in
-                    let (x, w, y) = (ph.baseAddress!, pw.baseAddress!, pl.baseAddress!)
-                    if rows == 1 {
-                        // One row (decoding): split the vocabulary instead.
-                        Parallel.forEach(vocab, minChunk: 1024) { r in
-                            BLAS.sgemm(
-                                transA: false, transB: true, m: 1, n: r.count, k: H, a: x, lda: H, b: w + r.lowerBound * H, ldb: H, c: y + r.lowerBound,
-                                ldc: vocab)
-                        }
-                    } else {
-                        Parallel.forEach(rows, minChunk: 8) { r in
-                            BLAS.sgemm(
-                                transA: false, transB: true, m: r.count, n: vocab, k: H, a: x + r.lowerBound * H, lda: H, b: w, ldb: H,
-                                c: y + r.lowerBound * vocab, ldc: vocab)
-                        }
-                    }
-                    if let cap = spec.finalSoftcap { Kernels.softcapForward(y, count: rows * vocab, cap: cap) }
-                }
+            logits.withUnsafeMutableBufferPointer { pl in
+                lmHead.multiplyTransposed(ph.baseAddress!, rows: rows, into: pl.baseAddress!)
+                if let cap = spec.finalSoftcap { Kernels.softcapForward(pl.baseAddress!, count: rows * vocab, cap: cap) }
             }
         }
         return logits
