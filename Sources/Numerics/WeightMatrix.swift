@@ -112,8 +112,13 @@ public final class WeightMatrix: @unchecked Sendable {
         return try copy.withUnsafeBufferPointer { try body($0.baseAddress!) }
     }
 
-    /// Rows of Float32 held per widened block: about 256 KiB of them (L2-sized), a multiple of 16, at least 16.
-    var blockRows: Int { max(16, min(rows, ((1 << 16) / max(1, cols)) / 16 * 16)) }
+    /// Float32 values widened per block for a product with `n` input rows: small blocks (256 KiB, in L2)
+    /// when the product is bandwidth-bound (few rows), larger ones (4 MiB) when it is compute-bound, so that
+    /// BLAS packs the inputs fewer times. Measured: `coto-bench half-gemm` (Docs/performance.md).
+    static func blockElements(rows n: Int) -> Int { n >= 256 ? 1 << 20 : n >= 32 ? 1 << 18 : 1 << 16 }
+
+    /// Rows (or columns) per block: `elements / width`, a multiple of 16, at least 16, at most `count`.
+    static func block(count: Int, width: Int, elements: Int) -> Int { max(16, min(count, (elements / max(1, width)) / 16 * 16)) }
 
     /// y [n, rows] = x [n, cols] · Wᵀ + beta·y, on `Parallel.threads`. Float32 weights: the x rows are split
     /// across threads (one row: the outputs are); half weights: blocks of W's rows are, each widened once.
@@ -138,7 +143,7 @@ public final class WeightMatrix: @unchecked Sendable {
             }
             return
         }
-        let bs = blockRows
+        let bs = Self.block(count: m, width: k, elements: Self.blockElements(rows: n))
         let blocks = (m + bs - 1) / bs
         Parallel.forEach(blocks) { br in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: bs * k)
@@ -163,7 +168,7 @@ public final class WeightMatrix: @unchecked Sendable {
             BLAS.sgemm(transA: false, transB: false, m: n, n: c, k: k, a: dy, lda: k, b: f32, ldb: c, beta: beta, c: dx, ldc: c)
             return
         }
-        let bs = max(16, min(c, ((1 << 16) / max(1, k)) / 16 * 16))
+        let bs = Self.block(count: c, width: k, elements: Self.blockElements(rows: n))
         let blocks = (c + bs - 1) / bs
         Parallel.forEach(blocks) { br in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: bs * k)
