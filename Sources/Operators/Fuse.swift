@@ -134,6 +134,11 @@ public enum Fuser {
                         {
                             return bytes
                         }
+                        if bt == nil, let targets = wt,
+                            let bytes = try fuseHalfInPlace(store, name, targets: targets, weights: weights, allowNonFinite: allowNonFinite)
+                        {
+                            return bytes
+                        }
                         var w = try store.loadTensor(name)
                         store.release(name)
                         if let targets = wt {

@@ -40,7 +40,9 @@ extension Eval {
         }
 
         func run() throws {
+            let t0 = Clock.now()
             let (model, tok, adapter) = try modelOptions.load()
+            let loaded = Clock.now()
             var labelList = adapter?.labels
             let modelLabels = FileSystem.join(modelOptions.model, Adapter.labelsFile)
             if labelList == nil, FileSystem.exists(modelLabels) {
@@ -74,13 +76,15 @@ extension Eval {
                 result = try Evaluator.perplexity(model: model, tokenizer: tok, data: data, options: o, progress: progress)
             }
             bar?.finish()
+            let (loadSeconds, evalSeconds) = (loaded - t0, Clock.now() - loaded)
             if out.json {
                 var pairs = result.json.objectPairs ?? []
                 pairs.insert(("model", .string(modelOptions.model)), at: 0)
                 pairs.insert(("adapter", modelOptions.adapter.map(JSON.string) ?? .null), at: 1)
+                pairs += [("load_seconds", .double(loadSeconds)), ("eval_seconds", .double(evalSeconds))]
                 Console.writeOut(JSON.object(pairs).pretty)
             } else {
-                Console.writeOut("\(data): \(result.summary)")
+                Console.writeOut("\(data): \(result.summary) [load \(String(format: "%.1f", loadSeconds)) s, eval \(String(format: "%.1f", evalSeconds)) s]")
             }
         }
     }

@@ -175,6 +175,40 @@ import Numerics
                 weights: [1], allowNonFinite: false) == nil)
     }
 
+    /// The BF16/F16 block path gives the general path's bytes exactly (both round W + Δ once from the same
+    /// Float32 sums), for two adapters with weights of both signs; it declines the layouts it does not handle.
+    @Test(arguments: ["tiny-bert-bf16", "tiny-bert-f16"])
+    func halfFastPathEqualsTheGeneralPathBitForBit(base: String) throws {
+        var rng = SeededRNG(seed: 12)
+        func t(_ r: Int, _ c: Int) -> Tensor { Tensor(shape: [r, c], data: (0..<(r * c)).map { _ in Float(rng.normal() * 0.3) }) }
+        func module(_ r: Int, out: Int, inF: Int) -> LoraModule {
+            LoraModule(
+                name: "m", a: AdapterTensor(dtype: .f32, tensor: t(r, inF)), b: AdapterTensor(dtype: .f32, tensor: t(out, r)),
+                bias: nil, magnitude: nil, isEmbedding: false, alpha: Double(2 * r), scaling: 2)
+        }
+        let store = try SafeTensorsFile(path: Fx.path(base + "/model.safetensors"))
+        let dtype = try #require(store.info("bert.encoder.layer.0.attention.self.query.weight")).dtype
+        #expect(dtype == (base.hasSuffix("bf16") ? .bf16 : .f16))
+        let cases: [(String, [LoraModule])] = [
+            ("bert.encoder.layer.0.attention.self.query.weight", [module(3, out: 16, inF: 16), module(5, out: 16, inF: 16)]),
+            ("bert.encoder.layer.1.intermediate.dense.weight", [module(4, out: 32, inF: 16)]),
+        ]
+        for (name, mods) in cases {
+            let targets = mods.enumerated().map { Fuser.Target(adapter: $0.offset, module: $0.element, fanInFanOut: false) }
+            let fast = try #require(try Fuser.fuseHalfInPlace(store, name, targets: targets, weights: [0.6, -1.3], allowNonFinite: false))
+            let want = Storage.encode(Fuser.fuseWeight(try store.tensor(name), targets: targets, weights: [0.6, -1.3]).data, dtype: dtype)
+            #expect(fast == want, "\(base) \(name): \(zip(fast, want).filter { $0 != $1 }.count) bytes differ")
+            #expect(fast != store.view(try #require(store.info(name))).readBytes(), "the adapters change it")
+        }
+        let q = cases[0].0
+        #expect(try Fuser.fuseHalfInPlace(store, q, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: true)], weights: [1], allowNonFinite: false) == nil)
+        var hira = Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)
+        hira.hira = true
+        #expect(try Fuser.fuseHalfInPlace(store, q, targets: [hira], weights: [1], allowNonFinite: false) == nil)
+        let f32 = try SafeTensorsFile(path: Fx.path("tiny-bert/model.safetensors"))
+        #expect(try Fuser.fuseHalfInPlace(f32, q, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)], weights: [1], allowNonFinite: false) == nil)
+    }
+
     @Test func weightedFuseOfTwoAdaptersIsTheSumOfDeltas() throws {
         let t = TempDir()
         let model = try HFModelDir(path: Fx.path("tiny-bert"))
