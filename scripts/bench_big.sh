@@ -22,14 +22,22 @@ grep -q avx512f /proc/cpuinfo && echo "AVX-512: yes" || echo "AVX-512: no"
 "$BIN/coto-bench" blas-info
 free -g | head -2
 
-measure() { # label, command...: wall seconds and peak RSS from GNU time
+REPS=${REPS:-5}
+measure() { # label, command...: REPS runs; median (min-max) of wall seconds and of peak RSS (GNU time)
     local label=$1; shift
-    /usr/bin/time -v "$@" >"$WORK/$label.out" 2>"$WORK/$label.time" || { cat "$WORK/$label.out" "$WORK/$label.time"; exit 1; }
-    local wall rss
-    wall=$(grep "Elapsed (wall clock)" "$WORK/$label.time" | awk '{print $NF}')
-    rss=$(grep "Maximum resident set size" "$WORK/$label.time" | awk '{printf "%.2f", $NF/1048576}')
-    echo "$label: wall $wall, peak RSS $rss GiB"
-    tail -n 3 "$WORK/$label.out"
+    local walls=() rsss=()
+    for i in $(seq "$REPS"); do
+        /usr/bin/time -f "%e %M" -o "$WORK/$label.time" "$@" >"$WORK/$label.out" 2>"$WORK/$label.err" || { cat "$WORK/$label.out" "$WORK/$label.err"; exit 1; }
+        read -r wall rss < <(tail -n 1 "$WORK/$label.time")
+        walls+=("$wall"); rsss+=("$rss")
+        if [ -n "${AFTER:-}" ]; then eval "$AFTER"; fi
+    done
+    python3 - "$label" "${walls[*]}" "${rsss[*]}" <<'EOF2'
+import statistics, sys
+w = sorted(map(float, sys.argv[2].split())); r = sorted(int(x) / 1048576 for x in sys.argv[3].split())
+print(f"{sys.argv[1]}: wall {statistics.median(w):.1f} s ({w[0]:.1f}-{w[-1]:.1f}), peak RSS {statistics.median(r):.2f} GiB ({r[0]:.2f}-{r[-1]:.2f}), {len(w)} runs")
+EOF2
+    tail -n 2 "$WORK/$label.out"
 }
 
 # The model, its adapter, a tokenizer (SmolLM2's, from its GGUF: ids inside the 128256 vocabulary) and texts.
@@ -52,21 +60,18 @@ with open(sys.argv[1], 'w') as f:
 EOF
 du -sh "$WORK/llama8b"
 
-echo "== perplexity on the 8B (4 texts of ~130 tokens)"
+echo "== perplexity on the 8B (4 texts of ~130 tokens); the first run's page cache cold"
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-measure coto-eval-8b-cold "$BIN/coto-eval" --model "$WORK/llama8b" --data "$WORK/texts.jsonl" --task perplexity --threads "$THREADS"
+REPS=1 measure coto-eval-8b-cold "$BIN/coto-eval" --model "$WORK/llama8b" --data "$WORK/texts.jsonl" --task perplexity --threads "$THREADS"
 measure coto-eval-8b "$BIN/coto-eval" --model "$WORK/llama8b" --data "$WORK/texts.jsonl" --task perplexity --threads "$THREADS"
 if [ -n "$PY" ]; then
     measure transformers-8b "$PY" "$ROOT/scripts/bench_big.py" "$WORK/llama8b" "$WORK/texts.jsonl" --threads "$THREADS"
 fi
 
-echo "== fuse of a rank-16 adapter onto the 8B, beside cp + sync of the model"
-rm -rf "$WORK/fused8b" "$WORK/copy8b"
-sync
-measure coto-fuse-8b "$BIN/coto-fuse" --model "$WORK/llama8b" --adapter "$WORK/lora8b" -o "$WORK/fused8b"
-rm -rf "$WORK/fused8b"; sync
-measure cp-sync-8b bash -c "cp -r '$WORK/llama8b' '$WORK/copy8b' && sync"
-rm -rf "$WORK/copy8b"
+echo "== fuse of a rank-16 adapter onto the 8B, beside cp + sync of the model (outputs removed and synced between runs)"
+rm -rf "$WORK/fused8b" "$WORK/copy8b"; sync
+AFTER='rm -rf "$WORK/fused8b"; sync' measure coto-fuse-8b "$BIN/coto-fuse" --model "$WORK/llama8b" --adapter "$WORK/lora8b" -o "$WORK/fused8b"
+AFTER='rm -rf "$WORK/copy8b"; sync' measure cp-sync-8b bash -c "cp -r '$WORK/llama8b' '$WORK/copy8b' && sync"
 
 echo "== coto-train on the 1B (rank 16, q/k/v/o/gate/up/down, batch 4 x 64 tokens, 4 steps)"
 python3 - "$WORK/train.jsonl" <<'EOF'
@@ -78,5 +83,6 @@ with open(sys.argv[1], 'w') as f:
         f.write(json.dumps({"text": p[:300]}) + "\n")
 EOF
 rm -rf "$WORK/train1b"
-measure coto-train-1b "$BIN/coto-train" --model "$WORK/llama1b" --data "$WORK/train.jsonl" --task causal-lm --targets all-linear \
-    --rank 16 --steps 4 --batch-size 4 --max-length 64 --threads "$THREADS" -o "$WORK/train1b"
+REPS=1 measure coto-train-1b "$BIN/coto-train" --model "$WORK/llama1b" --data "$WORK/train.jsonl" --task causal-lm \
+    --targets all-linear --rank 16 --steps 4 --batch-size 4 --max-length 64 --threads "$THREADS" -o "$WORK/train1b"
+tail -n 2 "$WORK/train1b/train_log.jsonl"

@@ -25,48 +25,56 @@ extension Fuser {
             throw MergeError(store.location, "tensor '\(name)': \(bytes.count) bytes where its shape needs \(rows * cols * 2)")
         }
         let block = max(1, min(rows, (1 << 18) / max(1, cols)))
-        var delta = [Float](repeating: 0, count: block * cols)
-        var d = delta
-        var finite = true
+        let blocks = (rows + block - 1) / block
+        // Blocks of rows on every core (this runs on the writer's producer thread; BLAS is single-threaded).
+        let bad = UnsafeMutablePointer<UInt32>.allocate(capacity: blocks)
+        defer { bad.deallocate() }
+        bad.initialize(repeating: 0, count: blocks)
         bytes.withUnsafeMutableBytes { raw in
             let w = raw.baseAddress!.assumingMemoryBound(to: UInt16.self)
-            for r0 in stride(from: 0, to: rows, by: block) {
-                let n = min(block, rows - r0) * cols
-                delta.withUnsafeMutableBufferPointer { pd in
-                    pd.baseAddress!.update(repeating: 0, count: n)
+            Parallel.forEach(blocks, threads: Parallel.cores) { range in
+                let pd = UnsafeMutablePointer<Float>.allocate(capacity: block * cols)
+                let pt = UnsafeMutablePointer<Float>.allocate(capacity: block * cols)
+                defer {
+                    pd.deallocate()
+                    pt.deallocate()
+                }
+                for bi in range {
+                    let r0 = bi * block
+                    let n = min(block, rows - r0) * cols
+                    pd.update(repeating: 0, count: n)
                     for t in targets {
                         let m = t.module
                         let (r, s, wt) = (m.rank, Float(m.scaling), Float(weights[t.adapter]))
-                        d.withUnsafeMutableBufferPointer { pt in
-                            m.b.tensor.data.withUnsafeBufferPointer { b in
-                                m.a.tensor.data.withUnsafeBufferPointer { a in
-                                    BLAS.sgemm(
-                                        transA: false, transB: false, m: n / cols, n: cols, k: r, a: b.baseAddress! + r0 * r, lda: r,
-                                        b: a.baseAddress!, ldb: cols, c: pt.baseAddress!, ldc: cols)
-                                }
+                        m.b.tensor.data.withUnsafeBufferPointer { b in
+                            m.a.tensor.data.withUnsafeBufferPointer { a in
+                                BLAS.sgemm(
+                                    transA: false, transB: false, m: n / cols, n: cols, k: r, a: b.baseAddress! + r0 * r, lda: r,
+                                    b: a.baseAddress!, ldb: cols, c: pt, ldc: cols)
                             }
-                            for j in 0..<n { pd[j] += wt * (s * pt[j]) }
                         }
+                        for j in 0..<n { pd[j] += wt * (s * pt[j]) }
                     }
                     let o = w + r0 * cols
-                    var bad: UInt32 = 0
+                    var flags: UInt32 = 0
                     if bf16 {
                         for j in 0..<n {
                             let v = Float(bitPattern: UInt32(UInt16(littleEndian: o[j])) << 16) + pd[j]
-                            bad |= (v.bitPattern & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0
+                            flags |= (v.bitPattern & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0
                             o[j] = Codec.floatToBF16(v).littleEndian
                         }
                     } else {
                         for j in 0..<n {
                             let v = Codec.f16ToFloat(UInt16(littleEndian: o[j])) + pd[j]
-                            bad |= (v.bitPattern & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0
+                            flags |= (v.bitPattern & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0
                             o[j] = Codec.floatToF16(v).littleEndian
                         }
                     }
-                    if bad != 0 { finite = false }
+                    bad[bi] = flags
                 }
             }
         }
+        let finite = (0..<blocks).allSatisfy { bad[$0] == 0 }
         guard finite || allowNonFinite else {
             throw MergeError(nil, "fusing into '\(name)' produced NaN or Inf (--allow-nonfinite to write it anyway)")
         }
