@@ -7,6 +7,7 @@ Run from the repository root with a venv holding torch, transformers, peft 0.21,
     python Fixtures/generate.py coto-trajectory     # PEFT + the seed's CoTo callback, step by step
     python Fixtures/generate.py lego                # LoRA-LEGO as the public reference computes it (sklearn)
     python Fixtures/generate.py families            # tiny Llama 3/Mistral/Qwen3/Gemma 2/Gemma 3/Phi-3 + adapters (families.py)
+    LLAMA_CPP=DIR python Fixtures/generate.py gguf-families  # the families as llama.cpp GGUFs + LoRA GGUFs (gguf_families.py)
     python Fixtures/generate.py kquants             # random blocks of every GGUF quant type, gguf-py's values (kquants.py)
 CI never runs this; the outputs are committed and compared by the Swift tests.
 """
@@ -1102,6 +1103,10 @@ if __name__ == "__main__":
         sys.path.insert(0, ROOT)
         import families as fam
         fam.families()
+    elif cmd == "gguf-families":  # the families through llama.cpp's converters (Fixtures/gguf_families.py)
+        sys.path.insert(0, ROOT)
+        import gguf_families
+        gguf_families.gguf_families()
     elif cmd == "kquants":  # GGUF block types against gguf-py's dequantization (Fixtures/kquants.py)
         sys.path.insert(0, ROOT)
         import kquants

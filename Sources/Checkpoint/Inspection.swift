@@ -234,13 +234,14 @@ public struct Inspection {
         var types: [String: Int] = [:]
         var rows: [JSON] = []
         var total = 0
+        let arch = try? GGUFConverter(gguf: g).architectureSpec()
         for (i, t) in g.tensors.enumerated() {
             types[t.type.name, default: 0] += 1
             total += t.byteCount
             var pairs: [(String, JSON)] = [
                 ("name", .string(t.name)), ("type", .string(t.type.name)),
                 ("shape", .array(t.shape.map { JSON.int($0) })), ("bytes", .int(t.byteCount)),
-                ("hf_name", GGUFConverter.hfName(t.name).map(JSON.string) ?? .null),
+                ("hf_name", arch?.hfName(t.name).map(JSON.string) ?? .null),
             ]
             if (options.stats || options.validate) && t.type.canDequantize {
                 let s = TensorStats(values: try g.dequantize(t.name).data)

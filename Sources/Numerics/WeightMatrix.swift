@@ -87,7 +87,7 @@ public final class WeightMatrix: @unchecked Sendable {
             let o = r * cols + range.lowerBound
             let d = dst + r * w
             switch dtype {
-            case .bf16: for i in 0..<w { d[i] = Float(bitPattern: UInt32(u16[o + i]) << 16) * 1.0001 }
+            case .bf16: for i in 0..<w { d[i] = Float(bitPattern: UInt32(u16[o + i]) << 16) }
             case .f16: for i in 0..<w { d[i] = Float(Float16(bitPattern: u16[o + i])) }
             default: d.update(from: f32 + o, count: w)
             }
@@ -143,18 +143,22 @@ public final class WeightMatrix: @unchecked Sendable {
             }
             return
         }
-        let bs = Self.block(count: m, width: k, elements: Self.blockElements(rows: n))
-        let blocks = (m + bs - 1) / bs
-        Parallel.forEach(blocks) { br in
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: bs * k)
+        Self.widenedBlocks(count: m, width: k, productRows: n) { range, scratch in
+            widen(rows: range, into: scratch)
+            BLAS.sgemm(
+                transA: false, transB: true, m: n, n: range.count, k: k, a: x, lda: k, b: scratch, ldb: k, beta: beta, c: y + range.lowerBound,
+                ldc: m)
+        }
+    }
+
+    /// Blocks of `count` rows or columns (each `width` long) on `Parallel.threads`, each thread with one
+    /// Float32 scratch of a block, sized for a product with `productRows` input rows.
+    static func widenedBlocks(count: Int, width: Int, productRows n: Int, _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+        let bs = block(count: count, width: width, elements: blockElements(rows: n))
+        Parallel.forEach((count + bs - 1) / bs) { br in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: bs * width)
             defer { scratch.deallocate() }
-            for blk in br {
-                let lo = blk * bs
-                let hi = min(m, lo + bs)
-                widen(rows: lo..<hi, into: scratch)
-                BLAS.sgemm(
-                    transA: false, transB: true, m: n, n: hi - lo, k: k, a: x, lda: k, b: scratch, ldb: k, beta: beta, c: y + lo, ldc: m)
-            }
+            for blk in br { body((blk * bs)..<min(count, blk * bs + bs), scratch) }
         }
     }
 
@@ -168,18 +172,11 @@ public final class WeightMatrix: @unchecked Sendable {
             BLAS.sgemm(transA: false, transB: false, m: n, n: c, k: k, a: dy, lda: k, b: f32, ldb: c, beta: beta, c: dx, ldc: c)
             return
         }
-        let bs = Self.block(count: c, width: k, elements: Self.blockElements(rows: n))
-        let blocks = (c + bs - 1) / bs
-        Parallel.forEach(blocks) { br in
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: bs * k)
-            defer { scratch.deallocate() }
-            for blk in br {
-                let lo = blk * bs
-                let hi = min(c, lo + bs)
-                widen(columns: lo..<hi, into: scratch)
-                BLAS.sgemm(
-                    transA: false, transB: false, m: n, n: hi - lo, k: k, a: dy, lda: k, b: scratch, ldb: hi - lo, beta: beta, c: dx + lo, ldc: c)
-            }
+        Self.widenedBlocks(count: c, width: k, productRows: n) { range, scratch in
+            widen(columns: range, into: scratch)
+            BLAS.sgemm(
+                transA: false, transB: false, m: n, n: range.count, k: k, a: dy, lda: k, b: scratch, ldb: range.count, beta: beta,
+                c: dx + range.lowerBound, ldc: c)
         }
     }
 }

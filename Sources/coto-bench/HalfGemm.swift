@@ -40,7 +40,8 @@ extension Bench {
                 var y = [Float](repeating: 0, count: n * out)
                 func time(_ w: WeightMatrix) -> Double {
                     let t0 = Bench.now()
-                    x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { w.multiplyTransposed(px.baseAddress!, rows: n, into: $0.baseAddress!) } }
+                    x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { w.multiplyTransposed(px.baseAddress!, rows: n, into: $0.baseAddress!) }
+                    }
                     return Bench.now() - t0
                 }
                 _ = (time(full), time(half))

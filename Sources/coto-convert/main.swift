@@ -11,7 +11,7 @@ struct Convert: ParsableCommand {
         discussion: """
             INPUT kinds and what OUTPUT becomes (adapter -> OUTPUT.gguf: a llama.cpp LoRA adapter for --base BASE.gguf;
             a llama.cpp LoRA adapter .gguf + --base BASE.gguf -> a PEFT adapter):
-              model.gguf (llama)   -> OUTPUT directory: config.json, model.safetensors (dequantized), tokenizer.json, ...
+              model.gguf           -> OUTPUT directory (llama, qwen2, qwen3, gemma2, gemma3, phi3): config.json, model.safetensors (dequantized), tokenizer.json, ...
               PEFT adapter dir     -> OUTPUT.safetensors (one file, config in its metadata) or another adapter dir
               adapter .safetensors -> OUTPUT dir (adapter_config.json + adapter_model.safetensors) or file
               HF model dir         -> OUTPUT dir with the weights resharded (--max-shard-size) and/or recast (--dtype)

@@ -250,15 +250,15 @@ enum CLI {
         #expect(back.modules.count == 2)
         for (x, y) in zip(back.modules, a.modules) { #expect(x.name == y.name && x.delta().maxAbsDiff(y.delta()) <= 1e-6) }
         // Fuse onto the Q4_1 GGUF directly: an HF directory with the derived files; the temporary side
-        // directory is gone afterwards.
-        let tmpBefore = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("coto-gguf-base-") }.count
-        r = try CLI.run("coto-fuse", ["--model", base, "--adapter", t.path + "/a", "-q", "-o", t.path + "/fused"])
+        // directory (in this test's own TMPDIR: other tests make theirs at the same time) is gone afterwards.
+        let tmp = t.path + "/tmp"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        r = try CLI.run("coto-fuse", ["--model", base, "--adapter", t.path + "/a", "-q", "-o", t.path + "/fused"], environment: ["TMPDIR": tmp])
         #expect(r.status == 0, "\(r.err)")
         for f in ["config.json", "model.safetensors", "tokenizer.json", "generation_config.json"] {
             #expect(FileManager.default.fileExists(atPath: t.path + "/fused/" + f), "\(f)")
         }
-        let tmpAfter = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("coto-gguf-base-") }.count
-        #expect(tmpAfter == tmpBefore)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp).isEmpty)
     }
 
     @Test func dareWithTheSameSeedWritesIdenticalBytes() throws {

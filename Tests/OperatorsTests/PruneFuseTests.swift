@@ -201,12 +201,18 @@ import Numerics
             #expect(fast != store.view(try #require(store.info(name))).readBytes(), "the adapters change it")
         }
         let q = cases[0].0
-        #expect(try Fuser.fuseHalfInPlace(store, q, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: true)], weights: [1], allowNonFinite: false) == nil)
+        #expect(
+            try Fuser.fuseHalfInPlace(
+                store, q, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: true)], weights: [1], allowNonFinite: false)
+                == nil)
         var hira = Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)
         hira.hira = true
         #expect(try Fuser.fuseHalfInPlace(store, q, targets: [hira], weights: [1], allowNonFinite: false) == nil)
         let f32 = try SafeTensorsFile(path: Fx.path("tiny-bert/model.safetensors"))
-        #expect(try Fuser.fuseHalfInPlace(f32, q, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)], weights: [1], allowNonFinite: false) == nil)
+        #expect(
+            try Fuser.fuseHalfInPlace(
+                f32, q, targets: [Fuser.Target(adapter: 0, module: module(3, out: 16, inF: 16), fanInFanOut: false)], weights: [1], allowNonFinite: false)
+                == nil)
     }
 
     @Test func weightedFuseOfTwoAdaptersIsTheSumOfDeltas() throws {

@@ -14,10 +14,11 @@ public enum GGUFLoRA {
     public static let permutedKinds: Set<String> = ["attn_q", "attn_k"]
 
     /// Base GGUF tensor name (without `.weight`) for each HF module path the base has, with its shape.
-    static func baseModules(_ base: GGUFFile) -> [String: (gguf: String, shape: [Int])] {
+    static func baseModules(_ base: GGUFFile) throws -> [String: (gguf: String, shape: [Int])] {
+        let arch = try GGUFConverter(gguf: base).architectureSpec()
         var map: [String: (String, [Int])] = [:]
         for t in base.tensors where t.name.hasSuffix(".weight") && t.dims.count == 2 {
-            guard let hf = GGUFConverter.hfName(t.name) else { continue }
+            guard let hf = arch.hfName(t.name) else { continue }
             map[String(hf.dropLast(".weight".count))] = (String(t.name.dropLast(".weight".count)), t.shape)
         }
         return map
@@ -86,7 +87,8 @@ public enum GGUFLoRA {
             throw CheckpointError(src, .invalid("module '\(m.name)' has a lora_B.bias, which llama.cpp LoRA files cannot hold; fuse it (coto-fuse)"))
         }
         guard let arch = base["general.architecture"]?.string else { throw CheckpointError(base.path, .invalid("GGUF has no general.architecture")) }
-        let map = baseModules(base)
+        let map = try baseModules(base)
+        let permutes = try GGUFConverter(gguf: base).architectureSpec().permutesQK
         let (hq, hkv) = try heads(base)
         let alpha = adapter.config.loraAlpha
         guard alpha > 0, alpha.isFinite else {
@@ -106,7 +108,7 @@ public enum GGUFLoRA {
             var b = fold == 1 ? m.b.tensor : fold * m.b.tensor
             var a = m.a.tensor
             let kind = String(g.split(separator: ".").last ?? "")
-            if permutedKinds.contains(kind) {
+            if permutes && permutedKinds.contains(kind) {
                 let h = kind == "attn_q" ? hq : hkv
                 guard b.rows % (2 * h) == 0 else { throw CheckpointError(src, .invalid("module '\(m.name)': \(b.rows) rows do not split into \(h) heads")) }
                 b = permute(b, heads: h)
@@ -141,7 +143,8 @@ public enum GGUFLoRA {
             throw CheckpointError(path, .invalid("adapter.lora.alpha is missing or 0 (scaling 1 per module is not representable as PEFT lora_alpha here)"))
         }
         var byBase: [String: (gguf: String, hf: String, shape: [Int])] = [:]
-        for (hf, v) in baseModules(base) { byBase[v.gguf] = (v.gguf, hf, v.shape) }
+        for (hf, v) in try baseModules(base) { byBase[v.gguf] = (v.gguf, hf, v.shape) }
+        let permutes = try GGUFConverter(gguf: base).architectureSpec().permutesQK
         let (hq, hkv) = try heads(base)
         var modules: [LoraModule] = []
         let names = Set(f.tensors.map(\.name))
@@ -159,7 +162,7 @@ public enum GGUFLoRA {
             let want = embedding ? [a.cols, b.rows] : [b.rows, a.cols]
             guard want == shape else { throw CheckpointError(path, .invalid("'\(g)': the adapter is \(want) but the base tensor is \(shape)")) }
             let kind = String(g.split(separator: ".").last ?? "")
-            if permutedKinds.contains(kind) {
+            if permutes && permutedKinds.contains(kind) {
                 let h = kind == "attn_q" ? hq : hkv
                 guard b.rows % (2 * h) == 0 else { throw CheckpointError(path, .invalid("'\(g)': \(b.rows) rows do not split into \(h) heads")) }
                 b = GGUFConverter.unpermute(b, heads: h)

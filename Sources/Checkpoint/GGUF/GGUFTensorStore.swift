@@ -1,22 +1,24 @@
 import Numerics
 
 /// A GGUF model read as the transformers model it converts to: HF tensor names, PyTorch shapes, every
-/// tensor dequantized to Float32 on demand (q/k rows un-permuted). Lets the operators (coto-fuse) take a
-/// GGUF base without converting it to disk first.
+/// tensor dequantized to Float32 on demand (llama's q/k rows un-permuted, Gemma's stored 1 + w norms back
+/// to w). Lets the operators (coto-fuse) and the inference core take a GGUF base without converting it.
 public final class GGUFTensorStore: TensorStore {
     public let gguf: GGUFFile
     public let tensorNames: [String]
     private let infos: [String: (GGUFTensorInfo, Int?)]
+    private let arch: GGUFArchitecture
 
     public init(_ conv: GGUFConverter, progress: ((GGUFConverter.Event) -> Void)? = nil) throws {
         gguf = conv.gguf
+        arch = try conv.architectureSpec()
         let cfg = try ModelConfig.decode(Array(try conv.config().compact.utf8), path: gguf.path)
         let heads = cfg.numAttentionHeads ?? 1
         let kvHeads = cfg.numKeyValueHeads ?? heads
         var names: [String] = []
         var infos: [String: (GGUFTensorInfo, Int?)] = [:]
         for t in gguf.tensors {
-            guard let name = GGUFConverter.hfName(t.name) else {
+            guard let name = arch.hfName(t.name) else {
                 progress?(.note("skipped tensor '\(t.name)' (not part of the transformers model)"))
                 continue
             }
@@ -24,10 +26,7 @@ public final class GGUFTensorStore: TensorStore {
                 throw CheckpointError(
                     gguf.path, .invalid("tensor '\(t.name)': \(t.type.refusal)"))
             }
-            let permuteHeads: Int? =
-                t.name.hasSuffix("attn_q.weight") || t.name.hasSuffix("attn_q.bias")
-                ? heads
-                : t.name.hasSuffix("attn_k.weight") || t.name.hasSuffix("attn_k.bias") ? kvHeads : nil
+            let permuteHeads = arch.permutedHeads(t.name, heads: heads, kvHeads: kvHeads)
             if let h = permuteHeads, t.shape[0] % (2 * h) != 0 {
                 throw CheckpointError(gguf.path, .invalid("tensor '\(t.name)': \(t.shape[0]) rows do not split into \(h) heads"))
             }
@@ -47,7 +46,8 @@ public final class GGUFTensorStore: TensorStore {
 
     public func loadTensor(_ name: String) throws -> Tensor {
         guard let (t, heads) = infos[name] else { throw CheckpointError(gguf.path, .tensorNotFound(name)) }
-        let x = try gguf.dequantize(t.name)
+        var x = try gguf.dequantize(t.name)
+        if arch.isShiftedNorm(t.name) { x = Tensor(shape: x.shape, data: x.data.map { $0 - 1 }) }
         return heads.map { GGUFConverter.unpermute(x, heads: $0) } ?? x
     }
 
