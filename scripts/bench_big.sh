@@ -68,6 +68,15 @@ if [ -n "$PY" ]; then
     measure transformers-8b "$PY" "$ROOT/scripts/bench_big.py" "$WORK/llama8b" "$WORK/texts.jsonl" --threads "$THREADS"
 fi
 
+echo "== the same arithmetic on both sides: the 1B shape, coto on its bf16 file and on a Float32 copy, transformers in float32 and bfloat16"
+[ -d "$WORK/llama1b-f32" ] || "$BIN/coto-convert" "$WORK/llama1b" --dtype f32 -o "$WORK/llama1b-f32" >/dev/null
+measure coto-eval-1b-bf16 "$BIN/coto-eval" --model "$WORK/llama1b" --data "$WORK/texts.jsonl" --task perplexity --threads "$THREADS"
+measure coto-eval-1b-f32 "$BIN/coto-eval" --model "$WORK/llama1b-f32" --data "$WORK/texts.jsonl" --task perplexity --threads "$THREADS"
+if [ -n "$PY" ]; then
+    measure transformers-1b-f32 "$PY" "$ROOT/scripts/bench_big.py" "$WORK/llama1b" "$WORK/texts.jsonl" --threads "$THREADS" --dtype float32
+    measure transformers-1b-bf16 "$PY" "$ROOT/scripts/bench_big.py" "$WORK/llama1b" "$WORK/texts.jsonl" --threads "$THREADS" --dtype bfloat16
+fi
+
 echo "== fuse of a rank-16 adapter onto the 8B, beside cp + sync of the model (outputs removed and synced between runs)"
 rm -rf "$WORK/fused8b" "$WORK/copy8b"; sync
 AFTER='rm -rf "$WORK/fused8b"; sync' measure coto-fuse-8b "$BIN/coto-fuse" --model "$WORK/llama8b" --adapter "$WORK/lora8b" -o "$WORK/fused8b"
