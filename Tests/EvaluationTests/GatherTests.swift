@@ -192,10 +192,18 @@ import TestSupport
     @Test func theRuleReadsTheLastFifthOfTheSteps() {
         // Plateau within a point of the best over the last 20%: converged.
         #expect(Report.converged(Self.log([(20, 0.5), (40, 0.7), (60, 0.8), (80, 0.805), (90, 0.80), (100, 0.798)], steps: 100), steps: 100) == true)
-        // Still rising in the last 20%: not converged (the best is at the end, 80 is more than a point below).
+        // Still rising in the last 20%: not converged (the window's best, 0.8, is 10 points above the best before it).
         #expect(Report.converged(Self.log([(20, 0.5), (80, 0.7), (90, 0.75), (100, 0.8)], steps: 100), steps: 100) == false)
-        // Fell off after an early best: not converged.
-        #expect(Report.converged(Self.log([(20, 0.9), (100, 0.85)], steps: 100), steps: 100) == false)
+        // Fell off after an early best: converged (more steps cannot help), 5 points past its peak.
+        #expect(Report.converged(Self.log([(20, 0.9), (100, 0.85)], steps: 100), steps: 100) == true)
+        #expect(abs((Report.pastPeak(Self.log([(20, 0.9), (100, 0.85)], steps: 100)) ?? 0) - 0.05) < 1e-12)
+        #expect(Report.pastPeak(Self.log([(20, 0.5), (100, 0.8)], steps: 100)) == 0)
+        #expect(Report.pastPeak([]) == nil)
+        // A late best within a point of the earlier best: converged; more than a point above: still rising.
+        #expect(Report.converged(Self.log([(40, 0.80), (60, 0.81), (90, 0.819)], steps: 100), steps: 100) == true)
+        #expect(Report.converged(Self.log([(40, 0.80), (60, 0.81), (90, 0.821)], steps: 100), steps: 100) == false)
+        // Nothing before the window: cannot tell.
+        #expect(Report.converged(Self.log([(90, 0.8), (100, 0.8)], steps: 100), steps: 100) == nil)
         // No evaluation in the window, or none at all: unknown.
         #expect(Report.converged(Self.log([(20, 0.9), (60, 0.9)], steps: 100), steps: 100) == nil)
         #expect(Report.converged(Self.log([], steps: 10), steps: 10) == nil)

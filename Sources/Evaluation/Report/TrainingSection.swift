@@ -4,15 +4,25 @@ import Foundation
 // The training section: dev accuracy, convergence (the stated rule), time and throughput, loss and dev curves.
 
 extension Report {
-    /// Whether a run converged, by the rule the report states: every dev evaluation in the last 20% of
-    /// the steps is within 1 point (0.01) of the run's best dev accuracy. Nil when no evaluation falls in
-    /// that window (train with `--eval-every`).
+    /// Whether a run converged, by the rule the report states ("not still rising"): the best dev accuracy in
+    /// the last 20% of the steps is no more than 1 point (0.01) above the best before that window, i.e. the
+    /// curve had reached its level before the last fifth. A run that peaked and then declined is converged
+    /// (more steps cannot help it; `pastPeak` says by how much it fell). Nil when no evaluation falls inside
+    /// the window or none before it (train with `--eval-every`).
     public static func converged(_ log: [StepLog], steps: Int) -> Bool? {
         let evals = log.compactMap { e in e.devAccuracy.map { (e.step, $0) } }
-        guard let best = evals.map(\.1).max() else { return nil }
-        let tail = evals.filter { Double($0.0) > 0.8 * Double(steps) }
-        guard !tail.isEmpty else { return nil }
-        return tail.allSatisfy { $0.1 >= best - 0.01 }
+        let inWindow = { (step: Int) in Double(step) > 0.8 * Double(steps) }
+        guard let late = evals.filter({ inWindow($0.0) }).map(\.1).max(),
+            let early = evals.filter({ !inWindow($0.0) }).map(\.1).max()
+        else { return nil }
+        return late <= early + 0.01
+    }
+
+    /// How far the run's last dev evaluation is below its best (0 at the peak; nil without evaluations).
+    public static func pastPeak(_ log: [StepLog]) -> Double? {
+        let acc = log.compactMap(\.devAccuracy)
+        guard let best = acc.max(), let last = acc.last else { return nil }
+        return best - last
     }
 
     /// The training runs: per task and series, dev accuracy, convergence, time and throughput, the loss
@@ -22,8 +32,10 @@ extension Report {
             b.md += "## Training\n\n"
             let withCurves = runs.contains { r in r.log.contains { $0.devAccuracy != nil } }
             if withCurves {
-                b.md += "Converged: every dev evaluation in the last 20% of the steps is within 1 point of the run's best dev "
-                b.md += "accuracy (– when no evaluation falls in that window).\n\n"
+                b.md += "Converged (\"not still rising\"): the best dev accuracy in the last 20% of the steps is no more than 1 point "
+                b.md += "above the best before that window, so the curve had reached its level before the last fifth (– when no "
+                b.md += "evaluation falls in that window or before it). A run that peaked and then declined is converged; past peak "
+                b.md += "is how far its last dev evaluation is below its best (points, mean ± std over seeds).\n\n"
             }
             var rows: [[String]] = []
             var tj: [JSON] = []
@@ -37,9 +49,11 @@ extension Report {
                     let steps = rs.map(\.metrics.steps)
                     let conv = rs.map { converged($0.log, steps: $0.metrics.steps) }
                     var row = [task, name, String(rs.count), steps.map(String.init).first ?? "–", pm(acc), pm(secs, 1), pm(tps, 0)]
+                    let peak = rs.compactMap { pastPeak($0.log) }
                     if withCurves {
                         let known = conv.compactMap { $0 }
                         row.insert(known.isEmpty ? "–" : "\(known.filter { $0 }.count) of \(rs.count)", at: 5)
+                        row.insert(peak.isEmpty ? "–" : pm(peak.map { 100 * $0 }, 1), at: 6)
                     }
                     rows.append(row)
                     var fields: [(String, JSON)] = [
@@ -49,12 +63,16 @@ extension Report {
                     if withCurves {
                         fields.append(("converged", .array(conv.map { $0.map(JSON.bool) ?? .null })))
                         fields.append(("not_converged", .array(zip(rs, conv).filter { $0.1 == false }.map { .string($0.0.path) })))
+                        fields.append(("past_peak", .array(rs.map { pastPeak($0.log).map(JSON.double) ?? .null })))
                     }
                     tj.append(.object(fields))
                 }
             }
             var header = ["task", "adapter", "seeds", "steps", "dev accuracy", "training time (s)", "tokens/s"]
-            if withCurves { header.insert("converged", at: 5) }
+            if withCurves {
+                header.insert("converged", at: 5)
+                header.insert("past peak (points)", at: 6)
+            }
             b.md += mdTable(header, rows) + "\n"
             let notConverged = runs.filter { converged($0.log, steps: $0.metrics.steps) == false }
             if !notConverged.isEmpty {

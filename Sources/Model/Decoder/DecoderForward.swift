@@ -60,7 +60,7 @@ extension LlamaModel {
     /// where the family caps them (Gemma 2's final_logit_softcapping).
     func lmLogits(_ h: [Float], rows: Int) -> [Float] {
         var logits = [Float](repeating: 0, count: rows * vocab)
-        let (H, vocab) = (self.H, self.vocab)
+        let vocab = self.vocab
         h.withUnsafeBufferPointer { ph in
             logits.withUnsafeMutableBufferPointer { pl in
                 lmHead.multiplyTransposed(ph.baseAddress!, rows: rows, into: pl.baseAddress!)
