@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import CSys
 #if canImport(Glibc)
 import Glibc
@@ -42,7 +43,7 @@ public enum Parallel {
             if n > 0 { body(0..<n) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        concurrently(chunks) { c in
             let lo = n * c / chunks
             let hi = n * (c + 1) / chunks
             if lo < hi { marked { body(lo..<hi) } }
@@ -52,7 +53,23 @@ public enum Parallel {
     /// Runs `body(0)`, …, `body(count − 1)` at once, one thread each (a worker per core; nested `forEach`
     /// calls inside run inline).
     public static func run(_ count: Int, _ body: (Int) -> Void) {
-        DispatchQueue.concurrentPerform(iterations: count) { i in marked { body(i) } }
+        concurrently(count) { i in marked { body(i) } }
+    }
+
+    /// The cores this process may keep busy: `COTO_CORES` (a local grid runner gives each of its jobs a
+    /// share), else no limit. With 1, parallel regions run their pieces one after the other on the calling
+    /// thread: the same pieces, so the same results as on more cores, without oversubscribing the machine.
+    public static let maxConcurrency: Int = {
+        guard let v = ProcessInfo.processInfo.environment["COTO_CORES"], let n = Int(v), n >= 1 else { return Int.max }
+        return n
+    }()
+
+    static func concurrently(_ count: Int, _ body: (Int) -> Void) {
+        if maxConcurrency <= 1 {
+            for i in 0..<count { body(i) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: count, execute: body)
+        }
     }
 
     static func marked(_ body: () -> Void) {

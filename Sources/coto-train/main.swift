@@ -28,6 +28,7 @@ struct Train: ParsableCommand {
 
             Training grids (tasks x variants x methods x seeds, one run directory per cell; Docs/scale.md):
               coto-train --grid grid.json -o runs/                      every cell, one after the other
+              coto-train --grid grid.json -o runs/ --jobs 2             on this machine, two cells at a time
               coto-train --grid grid.json -o runs/ --shard auto         this Slurm array task's / Indexed Job pod's cells
             A finished cell with the same configuration is skipped, a killed one resumes from its checkpoint
             (with "save-every" in the grid's options); `coto-eval gather runs/` checks that every cell finished.
@@ -74,6 +75,10 @@ struct Train: ParsableCommand {
         help:
             "With --shard auto: the number of shards (required for a Kubernetes Indexed Job; with a Slurm array the task id is then the shard index from 0, so a resubmitted index keeps its shard)."
     ) var numShards: Int?
+    @Option(
+        help:
+            "With --grid: train the cells in this many local processes side by side (shards i/N of the grid), the machine's cores shared among them; every adapter is byte-identical to the one-process run (same threads, same batch split)."
+    ) var jobs = 1
     @Flag(help: "With --grid: retrain cells that finished (or were trained from another configuration) and replace the manifest.") var overwrite = false
     @OptionGroup var out: OutputOptions
 
@@ -85,10 +90,16 @@ struct Train: ParsableCommand {
             guard modelPath == nil, dataPath == nil, evalData == nil else { throw ValidationError("with --grid, the grid file gives the model and the data") }
             if let problem = Shard.optionProblem(shard) { throw ValidationError("--shard \(problem)") }
             if let n = numShards, n < 1 { throw ValidationError("--num-shards must be at least 1") }
+            guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+            guard jobs == 1 || (shard == "1/1" && numShards == nil) else {
+                throw ValidationError("--jobs runs the grid's shards on this machine: give it or --shard, not both")
+            }
             return
         }
         guard modelPath != nil, dataPath != nil else { throw ValidationError("give --model and --data (or --grid)") }
-        guard shard == "1/1", numShards == nil, !overwrite else { throw ValidationError("--shard, --num-shards and --overwrite go with --grid") }
+        guard shard == "1/1", numShards == nil, !overwrite, jobs == 1 else {
+            throw ValidationError("--shard, --num-shards, --jobs and --overwrite go with --grid")
+        }
         guard ["lora", "rslora", "dora", "hira"].contains(variant) else { throw ValidationError("--variant must be lora, rslora, dora or hira") }
         guard task == "classification" || task == "causal-lm" else { throw ValidationError("--task must be classification or causal-lm") }
         guard rank >= 1 else { throw ValidationError("--rank must be at least 1") }
@@ -105,7 +116,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        if let g = grid { return try runGrid(g) }
+        if let g = grid { return jobs > 1 ? try runGridLocally(g) : try runGrid(g) }
         try train(config: try configuration())
     }
 

@@ -131,6 +131,33 @@ import Checkpoint
         #expect(g.status == 1 && g.err.contains("shard 3/3 holds 0 of its 1 points"), "\(g.err)")
     }
 
+    /// `--jobs 2`: the grid's two shards as local processes side by side, one core each; every cell's adapter
+    /// is byte-identical to the one-process run's, and gather finds the grid complete.
+    @Test func localJobsTrainTheGridByteForByteAsOneProcess() throws {
+        let t = TempDir()
+        let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
+        try (lines.prefix(32).joined(separator: "\n") + "\n").write(toFile: t.path + "/train.jsonl", atomically: true, encoding: .utf8)
+        let grid = t.path + "/grid.json"
+        try """
+        {"model": "\(Self.bert)", "tasks": {"noun8": {"data": "train.jsonl"}}, "methods": ["lora", "coto"], "seeds": [0, 1],
+         "options": {"steps": 3, "batch-size": 8, "max-length": 16, "targets": "query,value"}}
+        """.write(toFile: grid, atomically: true, encoding: .utf8)
+        let serial = try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/one", "-q"])
+        #expect(serial.status == 0, "\(serial.err)")
+        let jobs = try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/two", "--jobs", "2"])
+        #expect(jobs.status == 0, "\(jobs.err)")
+        #expect(jobs.err.contains("2 local jobs finished"), "\(jobs.err)")
+        let cells = ["noun8-coto-s0", "noun8-coto-s1", "noun8-lora-s0", "noun8-lora-s1"]
+        for c in cells {
+            let a = Self.bytes(t.path + "/one/\(c)/adapter_model.safetensors")
+            #expect(a != nil && a == Self.bytes(t.path + "/two/\(c)/adapter_model.safetensors"), "\(c)")
+        }
+        let g = try CLI.run("coto-eval", ["gather", t.path + "/two"])
+        #expect(g.status == 0 && g.out.contains("4 of 4 cells finished"), "\(g.out)\(g.err)")
+        // --jobs with --shard is refused.
+        #expect(try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/x", "--jobs", "2", "--shard", "1/2"]).status == 64)
+    }
+
     @Test func aTrainingGridTrainsItsShardsSkipsFinishedCellsAndGatherFindsTheRest() throws {
         let t = TempDir()
         let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
