@@ -20,6 +20,10 @@ struct SweepOptions: ParsableArguments {
         help:
             "With --shard auto: the number of shards (required for a Kubernetes Indexed Job; with a Slurm array the task id is then the shard index from 0, so a resubmitted index keeps its shard)."
     ) var numShards: Int?
+    @Option(
+        help:
+            "Run the sweep's shards 1/N … N/N as this many local processes side by side, the cores shared among them (results as one process; `coto-eval report` joins the parts)."
+    ) var jobs = 1
     @Option(help: "Examples per forward pass.") var batchSize = 32
     @Option(help: "Truncate inputs to this many tokens (default 128, or the model's max_position_embeddings if lower; above it is an error).") var maxLength:
         Int?
@@ -34,6 +38,15 @@ struct SweepOptions: ParsableArguments {
     func validate() throws {
         if let problem = Shard.optionProblem(shard) { throw ValidationError("--shard \(problem)") }
         if let n = numShards, n < 1 { throw ValidationError("--num-shards must be at least 1") }
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        guard jobs == 1 || (shard == "1/1" && numShards == nil) else {
+            throw ValidationError("--jobs runs the sweep's shards on this machine: give it or --shard, not both")
+        }
+        guard jobs == 1 || !output.json else {
+            throw ValidationError(
+                "--json goes with one process: with --jobs each shard writes its own result file (`coto-eval gather` checks them, `coto-eval report` joins them)"
+            )
+        }
         guard EvalTask(rawValue: task) != nil else { throw ValidationError("--task must be classification, perplexity or multiple-choice (got '\(task)')") }
         guard batchSize >= 1, (maxLength ?? 2) >= 2, threads >= 1 else {
             throw ValidationError("--batch-size and --threads must be positive, --max-length at least 2")
@@ -75,6 +88,11 @@ struct SweepOptions: ParsableArguments {
         _ label: String, unit: String = " points", header: SweepResult, _ body: (SweepEvaluator) throws -> SweepResult,
         summary: (SweepResult) -> String
     ) throws {
+        if jobs > 1 {
+            let cores = try LocalJobs.run(jobs: jobs, subject: out)
+            if !output.quiet { Console.writeErr("\(header.sweep) sweep: \(jobs) local jobs finished, \(cores) core(s) each") }
+            return
+        }
         let outcome = try Sweeps.runShard(header: header, model: model, options: numericOptions, outDir: out, overwrite: overwrite) {
             let ev = try evaluator()
             var bar: ProgressRenderer? = nil

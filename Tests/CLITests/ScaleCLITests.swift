@@ -29,7 +29,9 @@ import Checkpoint
 
     /// Every sweep kind, as shard `shard` into `out`.
     static func sweeps(_ data: String, _ b: String, out: String, shard: String, extra: [String] = []) throws {
-        let common = ["--model", bert, "--shard", shard, "--name", "lora", "-o", out, "-q"] + extra
+        let common =
+            ["--model", bert, "--name", "lora", "-o", out, "-q"] + (shard.hasPrefix("jobs ") ? ["--jobs", String(shard.dropFirst(5))] : ["--shard", shard])
+            + extra
         let runs: [[String]] = [
             ["interpolate", a, b, "--data", data, "--grid", "0:1:0.25"],
             ["prune", a, "--data", data, "--sparsity", "0,0.5,0.9", "--layers", "all,0", "--ranks", "2,1"],
@@ -63,6 +65,14 @@ import Checkpoint
             #expect(Self.bytes(t.path + "/sharded/" + f) == Self.bytes(t.path + "/whole/" + f), "\(f) differs")
         }
         #expect(try Self.files(t.path + "/whole/plots").count >= 4)
+        // The same sweeps as 3 local jobs (`--jobs 3`: shards 1/3 … 3/3 side by side): the same report again.
+        try FileManager.default.moveItem(atPath: sweeps, toPath: t.path + "/whole-in")
+        try Self.sweeps(data, b, out: sweeps, shard: "jobs 3")
+        #expect(try Self.files(sweeps).count == 12)
+        #expect(try CLI.run("coto-eval", ["report", sweeps, "-o", t.path + "/jobs", "-q"]).status == 0)
+        for f in ["report.md", "results.json"] + (try Self.files(t.path + "/whole/plots")).map({ "plots/" + $0 }) {
+            #expect(Self.bytes(t.path + "/jobs/" + f) == Self.bytes(t.path + "/whole/" + f), "\(f) differs with --jobs")
+        }
     }
 
     @Test func aFinishedShardIsNotRerunAndAnotherConfigurationIsRefused() throws {

@@ -1,0 +1,50 @@
+import Foundation
+import Numerics
+
+/// `--jobs N`: a sharded command (a training grid, a sweep) run as its shards 1/N … N/N in N local processes
+/// side by side. Each child is this executable with the same arguments, `--jobs` removed and `--shard k/N`
+/// added, and `COTO_CORES` = cores / N: its parallel regions run the same pieces as on all cores, one after the
+/// other, so its results are those of one process. Children inherit stdout and stderr.
+public enum LocalJobs {
+    /// The command line without `--jobs N` / `--jobs=N`.
+    public static func argumentsWithoutJobs(_ arguments: [String]) -> [String] {
+        var args = arguments
+        var i = 0
+        while i < args.count {
+            if args[i] == "--jobs" {
+                args.removeSubrange(i..<min(args.count, i + 2))
+            } else if args[i].hasPrefix("--jobs=") {
+                args.remove(at: i)
+            } else {
+                i += 1
+            }
+        }
+        return args
+    }
+
+    /// Runs the shards and waits for all; throws naming every failed shard. Returns the cores each had.
+    @discardableResult
+    public static func run(jobs: Int, subject: String) throws -> Int {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let args = argumentsWithoutJobs(Array(CommandLine.arguments.dropFirst()))
+        let cores = max(1, Parallel.cores / jobs)
+        var children: [(Int, Process)] = []
+        for k in 1...jobs {
+            let p = Process()
+            p.executableURL = exe
+            p.arguments = args + ["--shard", "\(k)/\(jobs)"]
+            p.environment = ProcessInfo.processInfo.environment.merging(["COTO_CORES": String(cores)]) { _, new in new }
+            do { try p.run() } catch { throw CommandError(subject, "cannot start local job \(k)/\(jobs): \(error)") }
+            children.append((k, p))
+        }
+        var failed: [String] = []
+        for (k, p) in children {
+            p.waitUntilExit()
+            if p.terminationStatus != 0 { failed.append("shard \(k)/\(jobs) exited \(p.terminationStatus)") }
+        }
+        guard failed.isEmpty else {
+            throw CommandError(subject, failed.joined(separator: ", ") + "; rerun the same command to resume (finished parts are kept)")
+        }
+        return cores
+    }
+}
