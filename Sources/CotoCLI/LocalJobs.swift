@@ -25,7 +25,10 @@ public enum LocalJobs {
     /// Runs the shards and waits for all; throws naming every failed shard. Returns the cores each had.
     @discardableResult
     public static func run(jobs: Int, subject: String) throws -> Int {
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // This executable itself (argv[0] may be a bare name found through PATH).
+        let exe =
+            FileManager.default.fileExists(atPath: "/proc/self/exe")
+            ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() : URL(fileURLWithPath: CommandLine.arguments[0])
         let args = argumentsWithoutJobs(Array(CommandLine.arguments.dropFirst()))
         let cores = max(1, Parallel.cores / jobs)
         var children: [(Int, Process)] = []
