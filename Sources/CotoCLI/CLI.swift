@@ -51,6 +51,9 @@ public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
     // Commands that call BLAS/LAPACK on whole matrices let OpenBLAS use the threads; the model-running
     // commands (coto-eval, coto-bench forward) switch to coto's own parallelism themselves.
     BLAS.setThreads(max(1, threads))
+    let costDir = ProcessInfo.processInfo.environment[CostRecord.directoryVariable].flatMap { $0.isEmpty ? nil : $0 }
+    let started = Clock.now()
+    if costDir != nil { GemmCounter.enable() }
     var command: ParsableCommand
     do {
         command = try type.parseAsRoot()
@@ -59,6 +62,7 @@ public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
     }
     do {
         try command.run()
+        if let dir = costDir { try writeCostRecord(to: dir, started: started) }
         exit(0)
     } catch let error as CotoError {
         // Every coto error: one line `error: FILE: cause`, its exit status (1).
@@ -67,6 +71,20 @@ public func runCommand<C: ParsableCommand>(_ type: C.Type) -> Never {
     } catch {
         // ValidationError, CleanExit, ExitCode: ArgumentParser's own rendering and codes.
         type.exit(withError: error)
+    }
+}
+
+/// Writes this process's `CostRecord` into `dir` (`COTO_COST_DIR`), one file per process.
+func writeCostRecord(to dir: String, started: Double) throws {
+    let record = CostRecord.current(started: started)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    do {
+        try FileSystem.makeDirectory(dir)
+        let name = "\(record.tool)-\(getpid())-\(Int(Date().timeIntervalSince1970 * 1e6)).json"
+        try AtomicFileWriter.write(String(decoding: try encoder.encode(record), as: UTF8.self) + "\n", to: FileSystem.join(dir, name))
+    } catch {
+        throw CommandError(dir, "cannot write this command's cost record (\(CostRecord.directoryVariable)): \(error)")
     }
 }
 

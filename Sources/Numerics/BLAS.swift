@@ -24,9 +24,13 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
             return
         }
+        let t0 = GemmCounter.enabled ? Clock.now() : 0
         cblas_sgemm(
             CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        if GemmCounter.enabled {
+            GemmCounter.record(.init(m: m, n: n, k: k, transA: transA, transB: transB), seconds: Clock.now() - t0)
+        }
     }
 
     /// op(A) x op(B) for 2-D tensors.

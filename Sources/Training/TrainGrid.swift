@@ -49,7 +49,7 @@ public struct TrainGrid: Sendable {
 
     /// Options a cell sets itself (or the grid's top level does).
     static let reserved: Set<String> = [
-        "model", "data", "eval-data", "output", "seed", "coto", "variant", "resume", "grid", "shard", "num-shards", "overwrite",
+        "model", "data", "eval-data", "output", "seed", "coto", "variant", "resume", "grid", "shard", "num-shards", "overwrite", "jobs",
     ]
 
     public static func load(_ path: String) throws -> TrainGrid {

@@ -18,7 +18,9 @@ struct Bench: ParsableCommand {
               coto-bench read model.safetensors --repeat 5
               coto-bench write-synthetic big.safetensors --gib 2
             """,
-        subcommands: [Read.self, WriteSynthetic.self, BlasInfo.self, Forward.self, Hash.self, SyntheticModel.self, HalfGemm.self])
+        subcommands: [
+            Read.self, WriteSynthetic.self, BlasInfo.self, Forward.self, Hash.self, SyntheticModel.self, HalfGemm.self, GemmRate.self,
+        ])
 
     static func now() -> Double { Clock.now() }
 

@@ -14,6 +14,7 @@ struct ReportCommand: ParsableCommand {
     @Argument(help: "Run directories (searched recursively) or result files.") var runs: [String]
     @Option(name: .shortAndLong, help: "Report directory.") var output: String
     @Option(help: "Title of report.md.") var title = "coto report"
+    @Option(help: "A cost directory (make demo writes DEMO_OUT/cost): each stage's time against its compute floor.") var cost: String?
     @Flag(help: "Render even if shards or grid cells are missing, duplicated or mismatched (report.md lists them).") var partial = false
     @OptionGroup var out: OutputOptions
 
@@ -26,13 +27,15 @@ struct ReportCommand: ParsableCommand {
                 runs.joined(separator: " "),
                 "\(problems.count) coverage problem\(problems.count == 1 ? "" : "s") (listed above); rerun those shards, or give --partial")
         }
-        let r = try Report.build(runs, title: title)
+        let costLog = try cost.map(CostLog.load)
+        let r = try Report.build(runs, title: title, cost: costLog)
         try Report.write(r, to: output)
         for w in r.warnings where out.chatty { Console.writeErr("warning: \(w)") }
         if out.json {
             Console.writeOut(r.results.pretty)
         } else if !out.quiet {
             Console.writeOut("wrote \(FileSystem.join(output, "report.md")), results.json and \(r.plots.count) plots")
+            if let costLog { Console.writeOut("cost: " + Report.costSummary(costLog)) }
         }
     }
 }

@@ -47,6 +47,18 @@ import Checkpoint
     static func files(_ dir: String) throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir).sorted() }
     static func bytes(_ p: String) -> Data? { FileManager.default.contents(atPath: p) }
 
+    /// A 3-step grid over 32 noun8 examples, LoRA and CoTo, the given seeds: DIR/train.jsonl, DIR/grid.json.
+    static func writeSmallGrid(_ dir: String, seeds: String) throws -> String {
+        let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
+        try (lines.prefix(32).joined(separator: "\n") + "\n").write(toFile: dir + "/train.jsonl", atomically: true, encoding: .utf8)
+        let grid = dir + "/grid.json"
+        try """
+        {"model": "\(bert)", "tasks": {"noun8": {"data": "train.jsonl"}}, "methods": ["lora", "coto"], "seeds": [\(seeds)],
+         "options": {"steps": 3, "batch-size": 8, "max-length": 16, "targets": "query,value"}}
+        """.write(toFile: grid, atomically: true, encoding: .utf8)
+        return grid
+    }
+
     @Test func shardedReportEqualsTheUnshardedOneByteForByte() throws {
         let t = TempDir()
         let data = try Self.data(t)
@@ -145,13 +157,7 @@ import Checkpoint
     /// is byte-identical to the one-process run's, and gather finds the grid complete.
     @Test func localJobsTrainTheGridByteForByteAsOneProcess() throws {
         let t = TempDir()
-        let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
-        try (lines.prefix(32).joined(separator: "\n") + "\n").write(toFile: t.path + "/train.jsonl", atomically: true, encoding: .utf8)
-        let grid = t.path + "/grid.json"
-        try """
-        {"model": "\(Self.bert)", "tasks": {"noun8": {"data": "train.jsonl"}}, "methods": ["lora", "coto"], "seeds": [0, 1],
-         "options": {"steps": 3, "batch-size": 8, "max-length": 16, "targets": "query,value"}}
-        """.write(toFile: grid, atomically: true, encoding: .utf8)
+        let grid = try Self.writeSmallGrid(t.path, seeds: "0, 1")
         let serial = try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/one", "-q"])
         #expect(serial.status == 0, "\(serial.err)")
         let jobs = try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/two", "--jobs", "2"])
@@ -166,6 +172,42 @@ import Checkpoint
         #expect(g.status == 0 && g.out.contains("4 of 4 cells finished"), "\(g.out)\(g.err)")
         // --jobs with --shard is refused.
         #expect(try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/x", "--jobs", "2", "--shard", "1/2"]).status == 64)
+    }
+
+    /// COTO_COST_DIR: every process writes its cost record; the grid's GEMM work is the same FLOPs run as one
+    /// process or as two local jobs; gemm-rate measures the shapes and the report sets the stages against the floor.
+    @Test func costRecordsCountTheSameGemmWorkSerialOrInJobsAndTheReportHasTheFloor() throws {
+        let t = TempDir()
+        let grid = try Self.writeSmallGrid(t.path, seeds: "0")
+        let cost = t.path + "/cost"
+        let serial = try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/one", "-q"], environment: ["COTO_COST_DIR": cost + "/stages/serial"])
+        #expect(serial.status == 0, "\(serial.err)")
+        let jobs = try CLI.run(
+            "coto-train", ["--grid", grid, "-o", t.path + "/two", "-q", "--jobs", "2"], environment: ["COTO_COST_DIR": cost + "/stages/jobs"])
+        #expect(jobs.status == 0, "\(jobs.err)")
+        func records(_ stage: String) throws -> [[String: Any]] {
+            let dir = cost + "/stages/" + stage
+            return try FileManager.default.contentsOfDirectory(atPath: dir).sorted().map { f in
+                let d = try Data(contentsOf: URL(fileURLWithPath: dir + "/" + f))
+                return try #require(try JSONSerialization.jsonObject(with: d) as? [String: Any])
+            }
+        }
+        let one = try records("serial")
+        let two = try records("jobs")
+        #expect(one.count == 1 && two.count == 3, "a record per process: \(one.count), \(two.count)")
+        let flops = { (r: [[String: Any]]) in r.compactMap { $0["gemm_flops"] as? Double }.reduce(0, +) }
+        #expect(flops(one) > 1e6 && flops(one) == flops(two), "\(flops(one)) vs \(flops(two))")
+        try "{\"stage\": \"serial\", \"seconds\": 2.5}\n{\"stage\": \"jobs\", \"seconds\": 1.5}\n".write(
+            toFile: cost + "/stages.jsonl", atomically: true, encoding: .utf8)
+        let rate = try CLI.run("coto-bench", ["gemm-rate", cost, "--repeats", "1", "-q"])
+        #expect(rate.status == 0 && FileManager.default.fileExists(atPath: cost + "/rates.json"), "\(rate.err)")
+        let report = try CLI.run("coto-eval", ["report", t.path + "/one", "--cost", cost, "-o", t.path + "/report"])
+        #expect(report.status == 0 && report.out.contains("cost: 4 s against a compute floor of"), "\(report.out)\(report.err)")
+        let md = try String(contentsOfFile: t.path + "/report/report.md", encoding: .utf8)
+        #expect(md.contains("## Cost against the compute floor") && md.contains("| serial | 2.5 | 1 |"), "\(md)")
+        // A cost directory that is not one: one line naming it.
+        let bad = try CLI.run("coto-eval", ["report", t.path + "/one", "--cost", t.path + "/nope", "-o", t.path + "/r2"])
+        #expect(bad.status == 1 && bad.err.contains("nope: is not a cost directory"), "\(bad.err)")
     }
 
     @Test func aTrainingGridTrainsItsShardsSkipsFinishedCellsAndGatherFindsTheRest() throws {
