@@ -54,7 +54,7 @@ let package = Package(
         .executableTarget(name: "coto-inspect", dependencies: ["CotoCLI", "Checkpoint"]),
         .executableTarget(name: "coto-convert", dependencies: ["CotoCLI", "Checkpoint", "Operators", "Numerics"]),
         .executableTarget(name: "coto-extract", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
-        .executableTarget(name: "coto-merge", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
+        .executableTarget(name: "coto-merge", dependencies: ["CotoCLI", "Evaluation", "Operators", "Checkpoint", "Numerics"]),
         .executableTarget(name: "coto-prune", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
         .executableTarget(name: "coto-fuse", dependencies: ["CotoCLI", "Operators", "Checkpoint", "Numerics"]),
         .executableTarget(name: "coto-train", dependencies: ["CotoCLI", "Training", "Evaluation", "Model", "Checkpoint", "Numerics"]),

@@ -25,6 +25,8 @@ public final class AdaptedLinear {
     public package(set) var variant: Variant = .lora
     /// Off: exactly the base layer (CoTo's stochastic activation, layer pruning, Shapley evaluation).
     public var active = true
+    /// When set, every forward adds XᵀX of its input rows to it (RegMean's activation Grams).
+    public var inputGram: GramAccumulator? = nil
 
     package var doraScale: [Float]? = nil  // m / ||W + sBA||_row, cached
     package var hiraWeight: [Float]? = nil  // W ⊙ (1 + s·BA), cached
@@ -153,6 +155,7 @@ public final class AdaptedLinear {
     /// y [rows, out] = forward(x [rows, in]) on `Parallel.threads` (the base product as `WeightMatrix`
     /// splits it; the adapter's rows split across threads).
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        inputGram?.add(x, rows: rows)
         let useAdapter = active && a != nil
         let (inF, outF, r) = (inFeatures, outFeatures, rank)
         var beta: Float = 0

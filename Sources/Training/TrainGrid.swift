@@ -8,7 +8,8 @@ import Foundation
 ///
 ///     {
 ///       "model": "minilm/",
-///       "tasks": {"noun8": {"data": "data/noun8-train.jsonl", "eval-data": "data/noun8-dev.jsonl"}},
+///       "tasks": {"noun8": {"data": "data/noun8-train.jsonl", "eval-data": "data/noun8-dev.jsonl"},
+///                 "verb15": {"data": "...", "options": {"steps": 600}}},   a task's options override the grid's
 ///       "methods": ["lora", "coto"],          default both
 ///       "variants": ["lora"],                 lora, rslora, dora, hira; default lora
 ///       "seeds": [0, 1, 2],                   default [0]
@@ -22,6 +23,13 @@ public struct TrainGrid: Sendable {
         public var name: String
         public var data: String
         public var evalData: String?
+        /// This task's own coto-train options (over the grid's `options`), by long name.
+        public var options: [(String, JSON)] = []
+
+        public static func == (a: Task, b: Task) -> Bool {
+            a.name == b.name && a.data == b.data && a.evalData == b.evalData && a.options.map(\.0) == b.options.map(\.0)
+                && a.options.map(\.1) == b.options.map(\.1)
+        }
     }
 
     public struct Cell: Sendable, Equatable {
@@ -44,8 +52,8 @@ public struct TrainGrid: Sendable {
     public var methods: [String]
     public var variants: [String]
     public var seeds: [UInt64]
-    /// coto-train options shared by every cell, sorted by name, as command-line arguments.
-    public var sharedArguments: [String]
+    /// coto-train options shared by every cell (a task's own options override them), by long name.
+    public var options: [(String, JSON)]
 
     /// Options a cell sets itself (or the grid's top level does).
     static let reserved: Set<String> = [
@@ -80,11 +88,12 @@ public struct TrainGrid: Sendable {
                 throw TrainError(path, "task name \"\(name)\" must be letters, digits, '_' or '.' (it names run directories)")
             }
             guard let d = v["data"]?.stringValue else { throw TrainError(path, "task \"\(name)\" has no \"data\" path") }
-            if let extra = v.objectPairs?.map(\.0).first(where: { $0 != "data" && $0 != "eval-data" }) {
-                throw TrainError(path, "task \"\(name)\": unknown key \"\(extra)\" (known: data, eval-data)")
+            if let extra = v.objectPairs?.map(\.0).first(where: { $0 != "data" && $0 != "eval-data" && $0 != "options" }) {
+                throw TrainError(path, "task \"\(name)\": unknown key \"\(extra)\" (known: data, eval-data, options)")
             }
             if let e = v["eval-data"], e.stringValue == nil { throw TrainError(path, "task \"\(name)\": \"eval-data\" must be a path") }
-            return Task(name: name, data: resolve(d), evalData: v["eval-data"]?.stringValue.map(resolve))
+            let own = try v["options"].map { try Self.options($0, path: path, context: "task \"\(name)\": ") } ?? []
+            return Task(name: name, data: resolve(d), evalData: v["eval-data"]?.stringValue.map(resolve), options: own)
         }.sorted { $0.name < $1.name }
         func strings(_ key: String, allowed: [String], default d: [String]) throws -> [String] {
             guard let v = json[key] else { return d }
@@ -108,24 +117,42 @@ public struct TrainGrid: Sendable {
         } else {
             seeds = [0]
         }
-        var args: [String] = []
-        if let o = json["options"] {
-            guard let pairs = o.objectPairs else { throw TrainError(path, "\"options\" must be an object of coto-train options") }
-            for (k, v) in pairs.sorted(by: { $0.0 < $1.0 }) {
-                guard !k.hasPrefix("-") else { throw TrainError(path, "option \"\(k)\": give the name without dashes") }
-                guard !Self.reserved.contains(k) else {
-                    throw TrainError(
-                        path, "option \"\(k)\" is set by the grid itself (model, tasks, methods, variants, seeds), per cell, or on the command line (threads)")
-                }
-                switch v {
-                case .bool(let b): args.append(b ? "--\(k)" : "--no-\(k)")
-                case .number(let n): args += ["--\(k)", n]
-                case .string(let s): args += ["--\(k)", s]
-                default: throw TrainError(path, "option \"\(k)\" must be a string, a number or true/false")
-                }
+        options = try json["options"].map { try Self.options($0, path: path, context: "") } ?? []
+    }
+
+    /// A grid's (or a task's) "options": coto-train options by long name, checked, sorted by name.
+    static func options(_ o: JSON, path: String, context: String) throws -> [(String, JSON)] {
+        guard let pairs = o.objectPairs else { throw TrainError(path, "\(context)\"options\" must be an object of coto-train options") }
+        if let k = o.duplicateKey { throw TrainError(path, "\(context)option \"\(k)\" appears twice") }
+        for (k, v) in pairs {
+            guard !k.hasPrefix("-") else { throw TrainError(path, "\(context)option \"\(k)\": give the name without dashes") }
+            guard !Self.reserved.contains(k) else {
+                throw TrainError(
+                    path,
+                    "\(context)option \"\(k)\" is set by the grid itself (model, tasks, methods, variants, seeds), per cell, or on the command line (threads)")
+            }
+            switch v {
+            case .bool, .number, .string: break
+            default: throw TrainError(path, "\(context)option \"\(k)\" must be a string, a number or true/false")
             }
         }
-        sharedArguments = args
+        return pairs.sorted { $0.0 < $1.0 }
+    }
+
+    /// The options of a task's cells (its own over the grid's) as command-line arguments, sorted by name.
+    public func optionArguments(_ task: Task) -> [String] {
+        var merged: [String: JSON] = [:]
+        for (k, v) in options + task.options { merged[k] = v }
+        var args: [String] = []
+        for (k, v) in merged.sorted(by: { $0.key < $1.key }) {
+            switch v {
+            case .bool(let b): args.append(b ? "--\(k)" : "--no-\(k)")
+            case .number(let n): args += ["--\(k)", n]
+            case .string(let s): args += ["--\(k)", s]
+            default: break
+            }
+        }
+        return args
     }
 
     /// Every cell, sorted by task, variant, method and seed.
@@ -140,7 +167,7 @@ public struct TrainGrid: Sendable {
         var a = ["--model", model, "--data", cell.task.data]
         if let e = cell.task.evalData { a += ["--eval-data", e] }
         a += ["--variant", cell.variant, cell.method == "coto" ? "--coto" : "--no-coto", "--seed", String(cell.seed)]
-        return a + sharedArguments + ["--output", output]
+        return a + optionArguments(cell.task) + ["--output", output]
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import CotoCLI
+import Evaluation
 import Numerics
 import Operators
 
@@ -19,6 +20,8 @@ struct Merge: ParsableCommand {
               magnitude_prune_svd   peft 0.21 add_weighted_adapter, same math and resulting config (weights default 1)
               breadcrumbs breadcrumbs_ties della della_linear   mergekit's, on the dense deltas, then top-k SVD
               iso_c tsv knots core core_ties core_tsv core_iso_c   low-rank merges from the papers' reference code
+              regmean          RegMean: per layer (Σ ΔW_i G̃_i)(Σ G̃_i)⁻¹ from each task's activation Grams (--model, --data
+                               one file per input; --examples, --regmean-alpha, --rank), written as a LoRA of rank Σ r_i
               lego             LoRA-LEGO: k-means of the inputs' rank-1 units into --rank clusters per module
                                (default: the largest input rank; at most the module's units), centroids rescaled
                                (max-norm, then √(r/k)); seeded by --seed; weights are the units' weights (> 0)
@@ -27,6 +30,7 @@ struct Merge: ParsableCommand {
               coto-merge runs/coto-s0 runs/coto-s1 --lambda 0.5 -o merged/
               coto-merge a.safetensors b.safetensors --method ties --density 0.5 --weights 1,1 -o ties/
               coto-merge nouns/ verbs/ pos/ --method task-arithmetic --rank 16 --heads drop -o multi.safetensors
+              coto-merge nouns/ verbs/ --method regmean --model minilm/ --data nouns-train.jsonl,verbs-train.jsonl -o rm/
             """)
 
     @Argument(help: "Adapters to merge (directories or .safetensors files).")
@@ -71,6 +75,24 @@ struct Merge: ParsableCommand {
     @Option(help: "Output dtype: keep, f32, f16 or bf16.")
     var dtype = "keep"
 
+    @Option(help: "regmean: the base model the adapters were trained on (directory or GGUF).")
+    var model: String?
+
+    @Option(help: "regmean: one data file per input, comma-separated (classification JSONL, or perplexity JSONL on decoders).")
+    var data: String?
+
+    @Option(help: "regmean: the first N examples of each data file.")
+    var examples = 256
+
+    @Option(help: "regmean: a in G̃ = a·G + (1 - a)·diag(G), in [0, 1] (below 1 when the Grams' sum is singular).")
+    var regmeanAlpha = 1.0
+
+    @Option(help: "regmean: tokens per example at most.")
+    var maxLength = 128
+
+    @Option(help: "regmean: threads for the forward passes.")
+    var threads = 2
+
     @OptionGroup var adapterOptions: AdapterInputOptions
 
     @OptionGroup var out: OutputOptions
@@ -102,6 +124,15 @@ struct Merge: ParsableCommand {
         guard TaskVectors.MajoritySign(rawValue: majoritySign) != nil else { throw ValidationError("--majority-sign must be total or frequency") }
         guard MergeOptions.Heads(rawValue: heads) != nil else { throw ValidationError("--heads must be average, first or drop") }
         _ = try parseOutputDType(dtype)
+        let regmean = MergeMethods.named(method)?.name == "regmean"
+        if regmean {
+            guard model != nil, data != nil else { throw ValidationError("regmean needs --model and --data (one data file per input)") }
+            guard examples >= 1 else { throw ValidationError("--examples must be at least 1") }
+            guard regmeanAlpha >= 0 && regmeanAlpha <= 1 else { throw ValidationError("--regmean-alpha must be in [0, 1] (got \(regmeanAlpha))") }
+            guard maxLength >= 2, threads >= 1 else { throw ValidationError("--max-length must be at least 2 and --threads at least 1") }
+        } else if model != nil || data != nil {
+            throw ValidationError("--model and --data go with --method regmean")
+        }
     }
 
     func run() throws {
@@ -125,6 +156,15 @@ struct Merge: ParsableCommand {
         o.heads = MergeOptions.Heads(rawValue: heads)!
         o.dtype = try parseOutputDType(dtype)
         o.allowNonFinite = adapterOptions.allowNonfinite
+        if let model, let data {
+            Parallel.configure(threads: threads)
+            var r = RegMeanGrams.Request(model: model, data: data.split(separator: ",").map(String.init))
+            (r.examples, r.maxLength) = (examples, maxLength)
+            let bar = ProgressRenderer(label: "activations", total: inputs.count * examples, unit: "examples", quiet: !out.chatty)
+            o.grams = try RegMeanGrams.captureAll(r, adapters: adapters) { i, done, _ in bar.update(i * examples + done) }
+            bar.finish()
+            o.regmeanAlpha = regmeanAlpha
+        }
         let merged = try MergeMethods.named(method)!.merge(adapters, options: o, progress: operatorProgress(label: "merging", quiet: !out.chatty))
         try merged.save(to: output)
         for (a, p) in zip(adapters, inputs) where a.configOrigin.hasPrefix("inferred") && out.chatty {

@@ -39,6 +39,26 @@ import TestSupport
         #expect(d.cells.map(\.name) == ["t-coto-s0", "t-lora-s0"] && d.model == "m")
     }
 
+    @Test func aTasksOwnOptionsOverrideTheGridsForItsCellsOnly() throws {
+        let g = try Self.grid(
+            """
+            {"model": "m", "tasks": {"verb15": {"data": "v.jsonl", "options": {"steps": 600, "eval-every": 60, "group-by-length": false}},
+                                     "noun8": {"data": "n.jsonl"}},
+             "methods": ["lora"], "options": {"steps": 400, "eval-every": 40, "group-by-length": true, "lr": 0.002}}
+            """)
+        let noun = g.arguments(g.cells[0], output: "o")
+        let verb = g.arguments(g.cells[1], output: "o")
+        #expect(Array(noun.drop { $0 != "--eval-every" }) == ["--eval-every", "40", "--group-by-length", "--lr", "0.002", "--steps", "400", "--output", "o"])
+        #expect(
+            Array(verb.drop { $0 != "--eval-every" }) == ["--eval-every", "60", "--no-group-by-length", "--lr", "0.002", "--steps", "600", "--output", "o"])
+        // A task's options are checked as the grid's are.
+        for bad in [#"{"seed": 1}"#, #"{"--steps": 1}"#, #"{"steps": [1]}"#, #"[1]"#] {
+            #expect(throws: TrainError.self) {
+                try Self.grid(#"{"model": "m", "tasks": {"t": {"data": "t.jsonl", "options": \#(bad)}}}"#)
+            }
+        }
+    }
+
     @Test func malformedGridsAreOneLineErrors() throws {
         let bad = [
             #"[]"#,

@@ -19,6 +19,10 @@ public struct MergeOptions: Sendable {
     /// Output dtype for every tensor; nil keeps the first input's dtype.
     public var dtype: DType? = nil
     public var allowNonFinite = false
+    /// regmean: each input's activation Grams by module name (`RegMeanGrams.capture`), and the shrinkage a of
+    /// G̃ = a·G + (1 − a)·diag(G).
+    public var grams: [[String: InputGram]]? = nil
+    public var regmeanAlpha: Double = 1
 
     public init(weights: [Double]) { self.weights = weights }
 }
@@ -74,7 +78,7 @@ public enum MergeMethods {
         TaskVectorMerge(.magnitudePrune), Cat(),
         SVDMerge(.svd), SVDMerge(.tiesSVD), SVDMerge(.dareLinearSVD), SVDMerge(.dareTiesSVD), SVDMerge(.magnitudePruneSVD),
         SVDMerge(.breadcrumbs), SVDMerge(.breadcrumbsTies), SVDMerge(.della), SVDMerge(.dellaLinear), IsoC(), TSV(),
-        KnOTS(), CoreSpace(.taskArithmetic), CoreSpace(.ties), CoreSpace(.tsv), CoreSpace(.isoC), Lego(),
+        KnOTS(), CoreSpace(.taskArithmetic), CoreSpace(.ties), CoreSpace(.tsv), CoreSpace(.isoC), Lego(), RegMean(),
     ]
     public static var names: [String] { all.map(\.name) }
 
