@@ -9,6 +9,7 @@ Run from the repository root with a venv holding torch, transformers, peft 0.21,
     python Fixtures/generate.py families            # tiny Llama 3/Mistral/Qwen3/Gemma 2/Gemma 3/Phi-3 + adapters (families.py)
     LLAMA_CPP=DIR python Fixtures/generate.py gguf-families  # the families as llama.cpp GGUFs + LoRA GGUFs (gguf_families.py)
     python Fixtures/generate.py kquants             # random blocks of every GGUF quant type, gguf-py's values (kquants.py)
+    python Fixtures/generate.py regmean             # RegMean's activation Grams and merges, PEFT forward hooks (regmean.py)
 CI never runs this; the outputs are committed and compared by the Swift tests.
 """
 import json, os, sys, shutil
@@ -1107,6 +1108,10 @@ if __name__ == "__main__":
         sys.path.insert(0, ROOT)
         import gguf_families
         gguf_families.gguf_families()
+    elif cmd == "regmean":  # RegMean's Grams and merges through PEFT forward hooks (Fixtures/regmean.py)
+        sys.path.insert(0, ROOT)
+        import regmean
+        regmean.regmean()
     elif cmd == "kquants":  # GGUF block types against gguf-py's dequantization (Fixtures/kquants.py)
         sys.path.insert(0, ROOT)
         import kquants

@@ -90,7 +90,7 @@ cat > "$OUT/grid.json" <<EOF
              "group-by-length": true, "eval-every": $((STEPS / EVALS)), "max-length": 64, "lr": 0.002}}
 EOF
 cells=$(( ${#TASKS[@]} * ${#SEEDS[@]} * 2 ))
-finished() { compgen -G "$OUT/runs/*/metrics.json" | wc -l; }
+finished() { { compgen -G "$OUT/runs/*/metrics.json" || true; } | wc -l; }
 (  # one line whenever a cell finishes
   before=$(finished) last=$before
   while sleep 2; do n=$(finished); [ "$n" != "$last" ] && { last=$n; progress $n $cells $before; }; done

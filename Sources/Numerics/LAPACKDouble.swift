@@ -62,3 +62,17 @@ extension LAPACK {
         return (u, s, vt)
     }
 }
+
+extension LAPACK {
+    /// Eigen-decomposition of a symmetric n x n matrix (LAPACK `dsyev`): eigenvalues ascending, and the
+    /// eigenvectors as the columns of a row-major n x n matrix.
+    public static func symmetricEigen(_ a: [Double], n: Int) throws -> (values: [Double], vectors: [Double]) {
+        precondition(a.count == n * n, "symmetricEigen: \(a.count) values for \(n)x\(n)")
+        if n == 0 { return ([], []) }
+        var v = a
+        var w = [Double](repeating: 0, count: n)
+        let info = LAPACKE_dsyev(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "U")), Int32(n), &v, Int32(n), &w)
+        if info != 0 { throw LAPACKError(routine: "dsyev", info: info) }
+        return (w, v)
+    }
+}
