@@ -31,7 +31,9 @@ struct Eval: ParsableCommand {
               coto-eval gather sweeps/ runs/
               coto-eval report runs/ sweeps/ -o report/
             """,
-        subcommands: [Run.self, Generate.self, Interpolate.self, MergeSweep.self, PruneSweep.self, Shapley.self, GatherCommand.self, ReportCommand.self],
+        subcommands: [
+            Run.self, Generate.self, Interpolate.self, MergeSweep.self, PruneSweep.self, Shapley.self, Search.self, GatherCommand.self, ReportCommand.self,
+        ],
         defaultSubcommand: Run.self)
 
 }

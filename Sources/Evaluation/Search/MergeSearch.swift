@@ -1,0 +1,160 @@
+import Checkpoint
+import Foundation
+import Model
+import Numerics
+import Operators
+
+/// `coto-eval search`: a merge method's weights (and density, where it has one) searched by CMA-ES on dev data,
+/// optionally per group of G consecutive layers (mergekit-evolve's genome). Genes map to weights |x| and to
+/// densities clamped to [0, 1] (as mergekit-evolve does); the objective is the mean over tasks of each task's dev
+/// score with its own adapter's head (accuracy; on perplexity data the negative NLL per token), maximized. The
+/// state is written after every generation: a killed search resumes from its last finished generation.
+public enum MergeSearch {
+    public struct Settings: Codable, Sendable, Equatable {
+        public var method: String
+        /// Candidate evaluations in all (whole generations: rounded up).
+        public var budget: Int
+        /// Layers per group (nil: one group for the whole adapter).
+        public var groups: Int?
+        public var seed: UInt64
+        /// CMA-ES's initial step size in gene units.
+        public var sigma: Double
+        public init(method: String, budget: Int, groups: Int? = nil, seed: UInt64 = 0, sigma: Double = 0.3) {
+            (self.method, self.budget, self.groups, self.seed, self.sigma) = (method, budget, groups, seed, sigma)
+        }
+    }
+
+    /// Where each gene goes: per group, one weight per adapter, then its density for methods that have one.
+    public struct Layout: Sendable, Equatable {
+        public var adapters: Int
+        /// The layer indices of each group (modules without a layer index go with group 0).
+        public var groups: [[Int]]
+        public var density: Bool
+        var stride: Int { adapters + (density ? 1 : 0) }
+        public var dimension: Int { groups.count * stride }
+
+        public init(adapters: Int, groups: [[Int]], density: Bool) { (self.adapters, self.groups, self.density) = (adapters, groups, density) }
+
+        /// The layers of `inputs` in groups of `size` consecutive indices (one group without `size`).
+        public static func of(_ inputs: [Adapter], groupSize size: Int?, density: Bool) -> Layout {
+            let layers = Set(inputs.flatMap { $0.modules.compactMap { LoraModule.layerIndex(of: $0.name) } }).sorted()
+            guard let size, size >= 1, !layers.isEmpty else { return Layout(adapters: inputs.count, groups: [layers], density: density) }
+            var groups: [[Int]] = []
+            for l in layers {
+                if let last = groups.last?.first, l / size == last / size { groups[groups.count - 1].append(l) } else { groups.append([l]) }
+            }
+            return Layout(adapters: inputs.count, groups: groups, density: density)
+        }
+
+        public func weights(_ x: [Double], group g: Int) -> [Double] { (0..<adapters).map { abs(x[g * stride + $0]) } }
+        public func density(_ x: [Double], group g: Int) -> Double? { density ? min(1, max(0, x[g * stride + adapters])) : nil }
+        /// The start: the method's default weights and density 0.5 in every group.
+        public func start(_ method: MergeMethod) -> [Double] {
+            let w = method.defaultWeights(count: adapters)
+            return groups.indices.flatMap { _ in w + (density ? [0.5] : []) }
+        }
+        func group(of module: String) -> Int {
+            guard let l = LoraModule.layerIndex(of: module) else { return 0 }
+            return groups.firstIndex { $0.contains(l) } ?? 0
+        }
+    }
+
+    /// One finished generation: every candidate's objective, and the best so far.
+    public struct Generation: Codable, Sendable, Equatable {
+        public var generation: Int
+        public var scores: [Double]
+        public var best: Double
+    }
+
+    /// What a search writes after every generation (`search-state.json`).
+    public struct State: Codable, Sendable, Equatable {
+        public var settings: Settings
+        /// The configuration hash of the inputs and settings: a state of another search is never resumed.
+        public var config: String
+        public var es: CMAES
+        public var log: [Generation] = []
+        public var bestGenes: [Double]? = nil
+        public var bestScore: Double? = nil
+    }
+
+    /// The merged adapter of one candidate: per group, the method over the inputs' modules of that group with
+    /// the group's weights (and density); heads dropped (each task is scored with its own).
+    public static func merge(_ inputs: [Adapter], genes x: [Double], layout: Layout, method: MergeMethod, seed: UInt64) throws -> Adapter {
+        var modules: [LoraModule] = []
+        var first: Adapter?
+        for g in layout.groups.indices {
+            let part = inputs.map { a -> Adapter in
+                var c = a
+                c.modules = a.modules.filter { layout.groups.count == 1 || layout.group(of: $0.name) == g }
+                return c
+            }
+            guard part.contains(where: { !$0.modules.isEmpty }) else { continue }
+            var o = MergeOptions(weights: layout.weights(x, group: g))
+            (o.density, o.seed, o.heads, o.allowNonFinite) = (layout.density(x, group: g), seed, .drop, true)
+            let m = try method.merge(part, options: o, progress: nil)
+            modules += m.modules
+            if first == nil { first = m }
+        }
+        guard var out = first else { throw EvalError(nil, "the adapters have no modules to merge") }
+        out.modules = modules
+        out.config.fit(modules: modules.map { ($0.name, $0.rank, $0.alpha) })
+        return out
+    }
+
+    /// The objective of a merged adapter: per task its dev score with that task's adapter's head (accuracy, or
+    /// −NLL per token on perplexity data), and their mean.
+    public static func score(_ ev: SweepEvaluator, merged: Adapter, heads: [Adapter], data: [PreparedData]) throws -> (mean: Double, tasks: [Double]) {
+        var values: [Double] = []
+        for (t, d) in data.enumerated() {
+            try ev.load(merged, head: heads[t])
+            let s = try ev.score(d, labels: SweepEvaluator.labels(for: [heads[t]], data: d))
+            values.append(d.task == .perplexity ? -s.loss : s.accuracy)
+        }
+        return (values.reduce(0, +) / Double(max(1, values.count)), values)
+    }
+
+    /// Runs (or resumes) a search: `objective` scores a genome (higher is better); the state goes to `statePath`
+    /// after every generation. `progress`: (generation, of generations, best so far).
+    public static func run(
+        settings: Settings, layout: Layout, start: [Double], config: String, statePath: String, overwrite: Bool,
+        progress: ((Int, Int, Double) -> Void)? = nil, objective: ([Double]) throws -> Double
+    ) throws -> State {
+        var state: State
+        if FileSystem.exists(statePath), !overwrite {
+            guard let old = try? JSONDecoder().decode(State.self, from: Data(FileSystem.readFile(statePath))) else {
+                throw EvalError(statePath, "is there but is not a search state; give --overwrite to start again")
+            }
+            guard old.config == config, old.settings == settings else {
+                throw EvalError(statePath, "holds another search (other inputs or settings); give --overwrite to start again")
+            }
+            state = old
+        } else {
+            let es: CMAES
+            do { es = try CMAES(mean: start, sigma: settings.sigma, seed: settings.seed) } catch { throw EvalError(nil, "search: \(error)") }
+            state = State(settings: settings, config: config, es: es)
+        }
+        let generations = max(1, (settings.budget + state.es.lambda - 1) / state.es.lambda)
+        while state.es.generation < generations {
+            let xs = try state.es.ask()
+            let scores = try xs.map(objective)
+            for (x, s) in zip(xs, scores) where s > (state.bestScore ?? -.infinity) { (state.bestScore, state.bestGenes) = (s, x) }
+            try state.es.tell(xs, scores.map { -$0 })
+            state.log.append(Generation(generation: state.es.generation, scores: scores, best: state.bestScore ?? .nan))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try AtomicFileWriter.write(String(decoding: try encoder.encode(state), as: UTF8.self) + "\n", to: statePath)
+            progress?(state.es.generation, generations, state.bestScore ?? .nan)
+        }
+        return state
+    }
+
+    /// The best score per generation.
+    public static func plot(_ state: State, title: String) -> Figure {
+        var fig = Figure(title: title, xLabel: "generation", yLabel: "best mean dev score")
+        fig.series = [
+            .init(name: "best so far", x: state.log.map { Double($0.generation) }, y: state.log.map(\.best)),
+            .init(name: "generation's best", x: state.log.map { Double($0.generation) }, y: state.log.map { $0.scores.max() ?? .nan }),
+        ]
+        return fig
+    }
+}
