@@ -22,8 +22,12 @@ struct MergeSweep: ParsableCommand {
 
     func validate() throws {
         guard adapters.count >= 2 else { throw ValidationError("give at least two adapters") }
-        for m in methods.split(separator: ",") where MergeMethods.named(String(m)) == nil {
-            throw ValidationError(MergeMethods.unknownMessage(String(m)))
+        for m in methods.split(separator: ",") {
+            guard let method = MergeMethods.named(String(m)) else { throw ValidationError(MergeMethods.unknownMessage(String(m))) }
+            if method.needsActivations {
+                throw ValidationError(
+                    "\(method.name) needs each task's activations: merge with coto-merge --method \(method.name) --model --data, then score it")
+            }
         }
         guard density > 0, density <= 1 else { throw ValidationError("--density must be in (0, 1]") }
     }

@@ -142,10 +142,13 @@ import TestSupport
                 _ = try m.merge([c, c], options: MergeOptions(weights: m.defaultWeights(count: 2)), progress: nil)
                 #expect(!m.needsDensity, "\(m.name) merged without --density")
             } catch let e as MergeError {
-                #expect(m.needsDensity && e.message.contains("needs --density"), "\(m.name): \(e)")
+                // RegMean needs the activation statistics before anything else.
+                let expected = m.needsActivations ? "activation statistics" : "needs --density"
+                #expect((m.needsDensity || m.needsActivations) && e.message.contains(expected), "\(m.name): \(e)")
             }
         }
         #expect(MergeMethods.all.filter(\.needsDensity).count == 14)
+        #expect(MergeMethods.all.filter(\.needsActivations).map(\.name) == ["regmean"])
     }
 
     @Test func defaultWeightsAndSignElection() throws {

@@ -43,6 +43,9 @@ public protocol MergeMethod: Sendable {
     /// Whether, per entry, only the values agreeing with an elected sign are kept (TIES family, DELLA,
     /// KnOTS): such merges take weight 1 per input where averaging merges take 1/n (merge sweeps).
     var electsSigns: Bool { get }
+    /// Whether the merge needs the inputs' activation statistics (`MergeOptions.grams`: RegMean), which a caller
+    /// gets by running the model on data.
+    var needsActivations: Bool { get }
     /// Whether every weight must be positive (weights that are sample weights, as LoRA-LEGO's clustering).
     var needsPositiveWeights: Bool { get }
     /// The weights `coto-merge` uses when none are given: 1 each (PEFT's and mergekit's convention), 1/n
@@ -56,6 +59,7 @@ extension MergeMethod {
     public var needsDensity: Bool { false }
     public var electsSigns: Bool { false }
     public var needsPositiveWeights: Bool { false }
+    public var needsActivations: Bool { false }
     public func defaultWeights(count: Int) -> [Double] { [Double](repeating: 1, count: count) }
 }
 

@@ -10,6 +10,7 @@ import Numerics
 /// modules, biases and heads merge as task arithmetic with weight 1.
 public struct RegMean: MergeMethod {
     public let name = "regmean"
+    public var needsActivations: Bool { true }
     public init() {}
 
     public func merge(_ inputs: [Adapter], options o: MergeOptions, progress: ((OperatorProgress) -> Void)?) throws -> Adapter {
