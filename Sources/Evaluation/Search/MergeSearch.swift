@@ -135,10 +135,15 @@ public enum MergeSearch {
         }
         let generations = max(1, (settings.budget + state.es.lambda - 1) / state.es.lambda)
         while state.es.generation < generations {
-            let xs = try state.es.ask()
+            let xs: [[Double]]
+            do { xs = try state.es.ask() } catch {
+                throw EvalError(statePath, "search: CMA-ES could not sample generation \(state.es.generation + 1): \(error)")
+            }
             let scores = try xs.map(objective)
             for (x, s) in zip(xs, scores) where s > (state.bestScore ?? -.infinity) { (state.bestScore, state.bestGenes) = (s, x) }
-            try state.es.tell(xs, scores.map { -$0 })
+            do { try state.es.tell(xs, scores.map { -$0 }) } catch {
+                throw EvalError(statePath, "search: generation \(state.es.generation + 1) cannot update CMA-ES: \(error)")
+            }
             state.log.append(Generation(generation: state.es.generation, scores: scores, best: state.bestScore ?? .nan))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
