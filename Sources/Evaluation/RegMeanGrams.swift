@@ -64,7 +64,8 @@ extension RegMeanGrams {
         /// One data file per adapter, in the adapters' order.
         public var data: [String]
         public var examples = 256
-        public var maxLength = 128
+        /// nil: 128, or the model's max_position_embeddings if lower (as the sweeps).
+        public var maxLength: Int? = nil
         /// nil: classification on encoders, perplexity on decoders.
         public var task: EvalTask? = nil
         public init(model: String, data: [String]) { (self.model, self.data) = (model, data) }
@@ -81,7 +82,7 @@ extension RegMeanGrams {
         guard r.examples >= 1 else { throw EvalError(nil, "--examples must be at least 1") }
         let (model, tok) = try ModelRegistry.loadWithTokenizer(r.model)
         let ev = SweepEvaluator(model: model, tokenizer: tok)
-        ev.maxLength = r.maxLength
+        ev.maxLength = try model.inputLimits.maxLength(requested: r.maxLength, fallback: 128, modelDir: r.model)
         let task = r.task ?? (model is LlamaModel ? .perplexity : .classification)
         let modules = Set(adapters.flatMap { $0.modules.filter { !$0.isEmbedding }.map(\.name) }).sorted()
         return try adapters.enumerated().map { i, a in

@@ -53,6 +53,13 @@ public struct CostRecord: Codable, Sendable, Equatable {
     }
 
     public static let keptShapes = 64
+
+    /// The GEMM work per shape of several records (the shapes each kept).
+    public static func shapes(of records: [CostRecord]) -> [GemmCounter.Shape: GemmCounter.Tally] {
+        var out: [GemmCounter.Shape: GemmCounter.Tally] = [:]
+        for r in records { for s in r.shapes { out[s.shape, default: .init()].add(s.tally) } }
+        return out
+    }
     /// The environment variable naming the directory records go to.
     public static let directoryVariable = "COTO_COST_DIR"
 

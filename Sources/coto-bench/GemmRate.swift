@@ -22,9 +22,7 @@ extension Bench {
             let n = cores ?? Parallel.cores
             guard n >= 1 else { throw ValidationError("--cores must be at least 1") }
             let recs = try CostLog.records(dir)
-            var shapes: [GemmCounter.Shape: GemmCounter.Tally] = [:]
-            for (_, rs) in recs { for r in rs { for s in r.shapes { shapes[s.shape, default: .init()].add(s.tally) } } }
-            let dominant = GemmRates.dominant(shapes)
+            let dominant = GemmRates.dominant(CostRecord.shapes(of: recs.flatMap(\.1)))
             guard !dominant.isEmpty else { throw CommandError(dir, "holds no cost records with GEMM work (run the stages with COTO_COST_DIR set)") }
             var rates: [GemmRates.Rate] = []
             for (s, share) in dominant {

@@ -87,8 +87,8 @@ struct Merge: ParsableCommand {
     @Option(help: "regmean: a in G̃ = a·G + (1 - a)·diag(G), in [0, 1] (below 1 when the Grams' sum is singular).")
     var regmeanAlpha = 1.0
 
-    @Option(help: "regmean: tokens per example at most.")
-    var maxLength = 128
+    @Option(help: "regmean: tokens per example at most (default 128, or the model's max_position_embeddings if lower).")
+    var maxLength: Int?
 
     @Option(help: "regmean: threads for the forward passes.")
     var threads = 2
@@ -129,7 +129,7 @@ struct Merge: ParsableCommand {
             guard model != nil, data != nil else { throw ValidationError("regmean needs --model and --data (one data file per input)") }
             guard examples >= 1 else { throw ValidationError("--examples must be at least 1") }
             guard regmeanAlpha >= 0 && regmeanAlpha <= 1 else { throw ValidationError("--regmean-alpha must be in [0, 1] (got \(regmeanAlpha))") }
-            guard maxLength >= 2, threads >= 1 else { throw ValidationError("--max-length must be at least 2 and --threads at least 1") }
+            guard (maxLength ?? 2) >= 2, threads >= 1 else { throw ValidationError("--max-length must be at least 2 and --threads at least 1") }
         } else if model != nil || data != nil {
             throw ValidationError("--model and --data go with --method regmean")
         }

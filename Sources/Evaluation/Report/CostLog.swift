@@ -13,11 +13,7 @@ public struct CostLog: Sendable {
         public var records: [CostRecord]
 
         /// Every GEMM of the stage, per shape (only the heaviest shapes each record kept) and in all.
-        public var shapes: [GemmCounter.Shape: GemmCounter.Tally] {
-            var out: [GemmCounter.Shape: GemmCounter.Tally] = [:]
-            for r in records { for s in r.shapes { out[s.shape, default: .init()].add(s.tally) } }
-            return out
-        }
+        public var shapes: [GemmCounter.Shape: GemmCounter.Tally] { CostRecord.shapes(of: records) }
         public var gemmFlops: Double { records.reduce(0) { $0 + $1.gemmFlops } }
         public var gemmSeconds: Double { records.reduce(0) { $0 + $1.gemmSeconds } }
         public var cpuSeconds: Double { records.reduce(0) { $0 + $1.cpuSeconds } }
@@ -34,13 +30,6 @@ public struct CostLog: Sendable {
 
     public var stages: [Stage]
     public var rates: GemmRates?
-
-    /// Every shape of every stage.
-    public var shapes: [GemmCounter.Shape: GemmCounter.Tally] {
-        var out: [GemmCounter.Shape: GemmCounter.Tally] = [:]
-        for st in stages { for (s, t) in st.shapes { out[s, default: .init()].add(t) } }
-        return out
-    }
 
     /// The records under `dir`/stages/NAME/ for every stage (also those stages.jsonl does not time yet).
     public static func records(_ dir: String) throws -> [(String, [CostRecord])] {

@@ -62,12 +62,9 @@ public struct RegMean: MergeMethod {
         var aRows: [Tensor] = []
         for (i, s, b, a) in factors {
             let r = a.rows
-            let at = (0..<(inF * r)).map { j in Double(a.data[(j % r) * inF + j / r]) }  // Aᵀ [in, r]
-            let rhs = BLAS.dgemm(shrunk[i], at, m: inF, n: r, k: inF)
-            let x = try LAPACK.choleskySolve(l, n: inF, rhs, nrhs: r)  // [in, r]
-            var ai = Tensor(zeros: [r, inF])
-            for p in 0..<inF { for q in 0..<r { ai[q, p] = Float(x[p * r + q]) } }
-            aRows.append(ai)
+            let rhs = BLAS.dgemm(shrunk[i], a.transposed().data.map(Double.init), m: inF, n: r, k: inF)
+            let x = try LAPACK.choleskySolve(l, n: inF, rhs, nrhs: r)  // (A*_i)ᵀ [in, r]
+            aRows.append(Tensor(shape: [inF, r], data: x.map(Float.init)).transposed())
             bCols.append(Float(s) * b)
         }
         let (bStar, aStar) = LowRank.stack(zip(bCols, aRows).map { ($0, $1) })
@@ -83,8 +80,6 @@ public struct RegMean: MergeMethod {
         var vk = [Double](repeating: 0, count: inF * kk)  // V_k [in, k]
         for p in 0..<inF { for q in 0..<kk { vk[p * kk + q] = vt[q * inF + p] } }
         let y = try LAPACK.lowerSolve(l, n: inF, vk, nrhs: kk, transpose: true)  // Lᵀ Y = V_k: Y = L⁻ᵀ V_k = Aᵀ
-        var aK = Tensor(zeros: [kk, inF])
-        for p in 0..<inF { for q in 0..<kk { aK[q, p] = Float(y[p * kk + q]) } }
-        return (bK, aK)
+        return (bK, Tensor(shape: [inF, kk], data: y.map(Float.init)).transposed())
     }
 }
