@@ -2,7 +2,7 @@ import Foundation
 import Numerics
 
 /// `--jobs N`: a sharded command (a training grid, a sweep) run as its shards 1/N … N/N in N local processes
-/// side by side. Each child is this executable with the same arguments, `--jobs` removed and `--shard k/N`
+/// side by side (the first to fail stops the others). Each child is this executable with the same arguments, `--jobs` removed and `--shard k/N`
 /// added, and `COTO_CORES` = cores / N: its parallel regions run the same pieces as on all cores, one after the
 /// other, so its results are those of one process. Children inherit stdout and stderr.
 public enum LocalJobs {
@@ -40,10 +40,22 @@ public enum LocalJobs {
             do { try p.run() } catch { throw CommandError(subject, "cannot start local job \(k)/\(jobs): \(error)") }
             children.append((k, p))
         }
+        // The first failure stops the others: a shard may be waiting for the failed one's results.
         var failed: [String] = []
-        for (k, p) in children {
-            p.waitUntilExit()
-            if p.terminationStatus != 0 { failed.append("shard \(k)/\(jobs) exited \(p.terminationStatus)") }
+        var running = children
+        while !running.isEmpty {
+            Thread.sleep(forTimeInterval: 0.05)
+            let ended = running.filter { !$0.1.isRunning }
+            running.removeAll { !$0.1.isRunning }
+            for (k, p) in ended where p.terminationStatus != 0 {
+                failed.append("shard \(k)/\(jobs) exited \(p.terminationStatus)")
+            }
+            if !failed.isEmpty, !running.isEmpty {
+                for (_, p) in running { p.terminate() }
+                for (_, p) in running { p.waitUntilExit() }
+                failed.append("stopped shard\(running.count == 1 ? "" : "s") \(running.map { "\($0.0)/\(jobs)" }.joined(separator: ", "))")
+                running = []
+            }
         }
         guard failed.isEmpty else {
             throw CommandError(subject, failed.joined(separator: ", ") + "; rerun the same command to resume (finished parts are kept)")

@@ -4,7 +4,8 @@ import TestSupport
 import Checkpoint
 
 /// `coto-eval search` end to end on the tiny BERT: the best adapter, search.json with dev and test scores, the plot,
-/// and the same command run again resuming from its state (nothing left to do, the same best weights).
+/// the same command run again resuming from its state (nothing left to do, the same best weights), and the search
+/// as two local processes giving the same result.
 @Suite struct SearchCLITests {
     @Test func aSearchWritesItsBestAdapterAndResumesFromItsState() throws {
         let t = TempDir()
@@ -42,6 +43,17 @@ import Checkpoint
         let again = try CLI.run("coto-eval", ["search"] + args)
         #expect(again.status == 0, "\(again.err)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: t.path + "/s/best/adapter_model.safetensors")) == first)
+        // Two local processes (each a shard of every generation) give the same search, byte for byte.
+        let jobs = try CLI.run("coto-eval", ["search"] + args.map { $0 == t.path + "/s" ? t.path + "/j" : $0 } + ["--jobs", "2"])
+        #expect(jobs.status == 0, "\(jobs.err)")
+        #expect(jobs.out.contains("best of 14 candidates") && jobs.err.contains("2 local jobs finished"), "\(jobs.out)\n\(jobs.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: t.path + "/j/best/adapter_model.safetensors")) == first)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: t.path + "/j/search.json")) == Data(contentsOf: URL(fileURLWithPath: t.path + "/s/search.json")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: t.path + "/j/generations").sorted() == [
+            "g0001-shard-1-of-2.json", "g0001-shard-2-of-2.json", "g0002-shard-1-of-2.json", "g0002-shard-2-of-2.json",
+        ])
+        // Shards do not take --overwrite.
+        #expect(try CLI.run("coto-eval", ["search"] + args + ["--jobs", "2", "--overwrite"]).status == 64)
         // Another budget is another search: refused without --overwrite.
         let other = try CLI.run("coto-eval", ["search"] + args.map { $0 == "12" ? "20" : $0 })
         #expect(other.status == 1 && other.err.contains("holds another search"), "\(other.err)")

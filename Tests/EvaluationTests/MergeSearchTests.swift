@@ -28,7 +28,7 @@ import Operators
         let start = [1.0, 1, 1, 0.5]
         let f = Self.planted(layout)
         let full = try MergeSearch.run(
-            settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/a.json", overwrite: false, objective: f)
+            settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/a/s.json", overwrite: false, objective: f)
         let best = try #require(full.bestGenes)
         let w = layout.weights(best, group: 0)
         #expect(abs(w[0] - 0.5) < 1e-3 && abs(w[1] - 1.2) < 1e-3 && abs(w[2] - 0.8) < 1e-3, "\(w)")
@@ -37,21 +37,21 @@ import Operators
         // Killed in the middle of generation 5: the state holds 4 generations; the same command resumes there.
         var calls = 0
         #expect(throws: Killed.self) {
-            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/b.json", overwrite: false) { x in
+            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/b/s.json", overwrite: false) { x in
                 calls += 1
                 if calls == 4 * full.es.lambda + 3 { throw Killed() }
                 return f(x)
             }
         }
-        let kept = try JSONDecoder().decode(MergeSearch.State.self, from: Data(contentsOf: URL(fileURLWithPath: t.path + "/b.json")))
+        let kept = try JSONDecoder().decode(MergeSearch.State.self, from: Data(contentsOf: URL(fileURLWithPath: t.path + "/b/s.json")))
         #expect(kept.es.generation == 4)
         let resumed = try MergeSearch.run(
-            settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/b.json", overwrite: false, objective: f)
+            settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/b/s.json", overwrite: false, objective: f)
         #expect(resumed == full)
         // Another search's state is not resumed.
         #expect(throws: EvalError.self) {
             try MergeSearch.run(
-                settings: settings, layout: layout, start: start, config: "other", statePath: t.path + "/b.json", overwrite: false, objective: f)
+                settings: settings, layout: layout, start: start, config: "other", statePath: t.path + "/b/s.json", overwrite: false, objective: f)
         }
     }
 
@@ -85,4 +85,81 @@ import Operators
         }
         #expect(layout.start(TaskArithmetic()) == [1, 1, 1, 1])
     }
+
+    /// Runs `body(k)` for shards 1…n on threads at once and returns each one's result or error.
+    static func concurrently(_ n: Int, _ body: @escaping @Sendable (Int) throws -> MergeSearch.State) -> [Result<MergeSearch.State, Error>] {
+        final class Box: @unchecked Sendable { var results: [Int: Result<MergeSearch.State, Error>] = [:]; let lock = NSLock() }
+        let box = Box()
+        let group = DispatchGroup()
+        for k in 1...n {
+            group.enter()
+            Thread {
+                let r = Result { try body(k) }
+                box.lock.lock()
+                box.results[k] = r
+                box.lock.unlock()
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        return (1...n).map { box.results[$0]! }
+    }
+
+    static func shards(_ k: Int, _ n: Int) -> SearchShards { SearchShards(shard: Shard(index: k, count: n), waitTimeout: 60, poll: 0.01) }
+
+    /// Three shards at once give the unsharded search's state; a failing shard stops its siblings with its
+    /// message, and the search started again resumes to the unsharded state.
+    @Test func shardsGiveTheUnshardedSearchAndResume() throws {
+        let t = TempDir()
+        let layout = MergeSearch.Layout(adapters: 3, groups: [[0]], density: true)
+        let settings = MergeSearch.Settings(method: "ties", budget: 60, seed: 2, sigma: 0.3)
+        let start = [1.0, 1, 1, 0.5]
+        let f = Self.planted(layout)
+        let whole = try MergeSearch.run(
+            settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/whole/s.json", overwrite: false, objective: f)
+        #expect(whole.es.generation == 8)  // λ = 8 for n = 4: 60 evaluations are 8 generations
+        let path = t.path + "/three/s.json"
+        let three = Self.concurrently(3) { k in
+            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: path, overwrite: false, shards: Self.shards(k, 3), objective: f)
+        }
+        #expect(try three[0].get() == whole)
+        // The followers end on the finished state the leader wrote.
+        #expect(try three.map { try $0.get().es } == [whole.es, whole.es, whole.es])
+        let parts = try FileSystem.listDirectory(t.path + "/three/generations")
+        #expect(parts.count == 24 && parts.first == "g0001-shard-1-of-3.json", "\(parts)")
+
+        // Shard 2 of 2 fails in generation 3: its marker stops the waiting leader with its message, the state
+        // keeps two generations, and both started again finish the search as one process would.
+        let resumed = t.path + "/resumed/s.json"
+        final class Calls: @unchecked Sendable { var n = 0 }
+        let calls = Calls()
+        let failed = Self.concurrently(2) { k in
+            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2)) {
+                x in
+                if k == 2 {
+                    calls.n += 1
+                    if calls.n == 2 * 4 + 1 { throw EvalError("dev.jsonl", "row 3 is not JSON") }
+                }
+                return f(x)
+            }
+        }
+        #expect(throws: EvalError.self) { try failed[1].get() }
+        if case .failure(let e) = failed[0] {
+            #expect("\(e)".contains("shard 2/2 failed: dev.jsonl: row 3 is not JSON"), "\(e)")
+        } else {
+            Issue.record("the leader did not stop when its sibling failed")
+        }
+        #expect(try JSONDecoder().decode(MergeSearch.State.self, from: Data(contentsOf: URL(fileURLWithPath: resumed))).es.generation == 2)
+        // The marker the failed attempt left does not stop the next one.
+        let again = Self.concurrently(2) { k in
+            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2), objective: f)
+        }
+        #expect(try again[0].get() == whole && again[1].get().es == whole.es)
+        #expect(!FileManager.default.fileExists(atPath: t.path + "/resumed/generations/failed-shard-2-of-2.txt"))
+        // Shards refuse --overwrite (a restart in one process).
+        #expect(throws: EvalError.self) {
+            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: true, shards: Self.shards(1, 2), objective: f)
+        }
+    }
 }
+

@@ -75,6 +75,8 @@ public enum MergeSearch {
         public var log: [Generation] = []
         public var bestGenes: [Double]? = nil
         public var bestScore: Double? = nil
+        /// The candidates of the next generation, asked by the leading shard (nil once the search is finished).
+        public var pending: [[Double]]? = nil
     }
 
     /// The merged adapter of one candidate: per group, the method over the inputs' modules of that group with
@@ -113,17 +115,64 @@ public enum MergeSearch {
         return (values.reduce(0, +) / Double(max(1, values.count)), values)
     }
 
-    /// Runs (or resumes) a search: `objective` scores a genome (higher is better); the state goes to `statePath`
-    /// after every generation. `progress`: (generation, of generations, best so far).
+    /// Runs (or resumes) a search, or this shard's part of it: `objective` scores a genome (higher is better).
+    /// The state goes to `statePath` after every generation (by the leading shard); `SearchShards` says how the
+    /// candidates are spread. `progress`: (generation, of generations, best so far).
     public static func run(
-        settings: Settings, layout: Layout, start: [Double], config: String, statePath: String, overwrite: Bool,
+        settings: Settings, layout: Layout, start: [Double], config: String, statePath: String, overwrite: Bool, shards: SearchShards = .init(),
         progress: ((Int, Int, Double) -> Void)? = nil, objective: ([Double]) throws -> Double
     ) throws -> State {
-        var state: State
-        if FileSystem.exists(statePath), !overwrite {
-            guard let old = try? JSONDecoder().decode(State.self, from: Data(FileSystem.readFile(statePath))) else {
-                throw EvalError(statePath, "is there but is not a search state; give --overwrite to start again")
+        let dir = SearchShards.directory(statePath)
+        if shards.shard.count > 1 {
+            guard !overwrite else {
+                throw EvalError(statePath, "--overwrite restarts a search in one process: give it without shards or --jobs, or remove the state and generations/")
             }
+            shards.clearFailure(dir)
+        } else if overwrite {
+            FileSystem.removeTree(dir)
+        }
+        try FileSystem.makeDirectory(dir)
+        do {
+            return shards.shard.index == 1
+                ? try lead(settings: settings, start: start, config: config, statePath: statePath, overwrite: overwrite, shards: shards, progress: progress, objective: objective)
+                : try follow(settings: settings, config: config, statePath: statePath, shards: shards, progress: progress, objective: objective)
+        } catch {
+            if shards.shard.count > 1 { shards.markFailed(dir, error) }
+            throw error
+        }
+    }
+
+    static func generations(_ settings: Settings, _ es: CMAES) -> Int { max(1, (settings.budget + es.lambda - 1) / es.lambda) }
+
+    static func readState(_ statePath: String) throws -> State? {
+        guard FileSystem.exists(statePath) else { return nil }
+        guard let old = try? JSONDecoder().decode(State.self, from: Data(FileSystem.readFile(statePath))) else {
+            throw EvalError(statePath, "is there but is not a search state; give --overwrite to start again")
+        }
+        return old
+    }
+
+    static func write(_ state: State, to statePath: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try AtomicFileWriter.write(String(decoding: try encoder.encode(state), as: UTF8.self) + "\n", to: statePath)
+    }
+
+    static func ask(_ state: State, _ statePath: String) throws -> [[Double]] {
+        do { return try state.es.ask() } catch {
+            throw EvalError(statePath, "search: CMA-ES could not sample generation \(state.es.generation + 1): \(error)")
+        }
+    }
+
+    /// The leading shard (or the only process): asks, evaluates its part, gathers the rest, tells, writes the state.
+    static func lead(
+        settings: Settings, start: [Double], config: String, statePath: String, overwrite: Bool, shards: SearchShards,
+        progress: ((Int, Int, Double) -> Void)?, objective: ([Double]) throws -> Double
+    ) throws -> State {
+        let dir = SearchShards.directory(statePath)
+        let stale = shards.markers(dir)
+        var state: State
+        if !overwrite, let old = try readState(statePath) {
             guard old.config == config, old.settings == settings else {
                 throw EvalError(statePath, "holds another search (other inputs or settings); give --overwrite to start again")
             }
@@ -133,24 +182,48 @@ public enum MergeSearch {
             do { es = try CMAES(mean: start, sigma: settings.sigma, seed: settings.seed) } catch { throw EvalError(nil, "search: \(error)") }
             state = State(settings: settings, config: config, es: es)
         }
-        let generations = max(1, (settings.budget + state.es.lambda - 1) / state.es.lambda)
-        while state.es.generation < generations {
-            let xs: [[Double]]
-            do { xs = try state.es.ask() } catch {
-                throw EvalError(statePath, "search: CMA-ES could not sample generation \(state.es.generation + 1): \(error)")
-            }
-            let scores = try xs.map(objective)
+        let total = generations(settings, state.es)
+        if state.es.generation < total, state.pending == nil {
+            state.pending = try ask(state, statePath)
+            try write(state, to: statePath)
+        }
+        while state.es.generation < total, let xs = state.pending {
+            let g = state.es.generation + 1
+            let own = try shards.evaluate(dir, generation: g, candidates: xs, config: config, overwrite: overwrite, objective: objective)
+            let scores = try shards.gather(dir, generation: g, candidates: xs, config: config, own: own, stale: stale)
             for (x, s) in zip(xs, scores) where s > (state.bestScore ?? -.infinity) { (state.bestScore, state.bestGenes) = (s, x) }
             do { try state.es.tell(xs, scores.map { -$0 }) } catch {
-                throw EvalError(statePath, "search: generation \(state.es.generation + 1) cannot update CMA-ES: \(error)")
+                throw EvalError(statePath, "search: generation \(g) cannot update CMA-ES: \(error)")
             }
             state.log.append(Generation(generation: state.es.generation, scores: scores, best: state.bestScore ?? .nan))
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            try AtomicFileWriter.write(String(decoding: try encoder.encode(state), as: UTF8.self) + "\n", to: statePath)
-            progress?(state.es.generation, generations, state.bestScore ?? .nan)
+            state.pending = state.es.generation < total ? try ask(state, statePath) : nil
+            try write(state, to: statePath)
+            progress?(state.es.generation, total, state.bestScore ?? .nan)
         }
         return state
+    }
+
+    /// A following shard: waits for the leader's state, evaluates its part of the candidates there, and again,
+    /// until the state says the search is finished.
+    static func follow(
+        settings: Settings, config: String, statePath: String, shards: SearchShards, progress: ((Int, Int, Double) -> Void)?,
+        objective: ([Double]) throws -> Double
+    ) throws -> State {
+        let dir = SearchShards.directory(statePath)
+        let stale = shards.markers(dir)
+        var done = -1
+        while true {
+            // The leader's state past generation `done` (of this search: another search's state is the leader's to refuse).
+            let state: State = try shards.wait(dir, stale: stale, what: "the leading shard's state after generation \(done + 1)") {
+                guard let s = try? readState(statePath), s.config == config, s.settings == settings, s.es.generation > done else { return (nil, 0) }
+                return (s.es.generation >= generations(settings, s.es) || s.pending != nil ? s : nil, 0)
+            }
+            let total = generations(settings, state.es)
+            if done >= 0 { progress?(state.es.generation, total, state.bestScore ?? .nan) }
+            guard state.es.generation < total, let xs = state.pending else { return state }
+            _ = try shards.evaluate(dir, generation: state.es.generation + 1, candidates: xs, config: config, overwrite: false, objective: objective)
+            done = state.es.generation
+        }
     }
 
     /// The best score per generation.
