@@ -101,7 +101,9 @@ struct Search: ParsableCommand {
         }
         bar?.finish()
         guard shard.index == 1 else {
-            if !sweep.output.quiet { Console.writeErr("search shard \(shard.text): its part of \(state.es.generation) generations is done; shard 1 writes the result") }
+            if !sweep.output.quiet {
+                Console.writeErr("search shard \(shard.text): its part of \(state.es.generation) generations is done; shard 1 writes the result")
+            }
             return
         }
         guard let best = state.bestGenes else { throw CommandError(sweep.out, "the search evaluated no candidate") }
@@ -141,6 +143,7 @@ struct Search: ParsableCommand {
         }.joined(separator: " | ")
         let evaluations = json["evaluations"]?.intValue.map(String.init) ?? "?"
         return "best of \(evaluations) candidates: weights \(weights); dev mean \(fmt(json["dev"]?["mean"]?.doubleValue ?? .nan, 4))"
-            + (json["test"]?["mean"]?.doubleValue.map { "; test mean \(fmt($0, 4))" } ?? "") + "\nwrote \(FileSystem.join(sweep.out, "best")), search.json, search.png"
+            + (json["test"]?["mean"]?.doubleValue.map { "; test mean \(fmt($0, 4))" } ?? "")
+            + "\nwrote \(FileSystem.join(sweep.out, "best")), search.json, search.png"
     }
 }

@@ -49,9 +49,10 @@ import Checkpoint
         #expect(jobs.out.contains("best of 14 candidates") && jobs.err.contains("2 local jobs finished"), "\(jobs.out)\n\(jobs.err)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: t.path + "/j/best/adapter_model.safetensors")) == first)
         #expect(try Data(contentsOf: URL(fileURLWithPath: t.path + "/j/search.json")) == Data(contentsOf: URL(fileURLWithPath: t.path + "/s/search.json")))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: t.path + "/j/generations").sorted() == [
-            "g0001-shard-1-of-2.json", "g0001-shard-2-of-2.json", "g0002-shard-1-of-2.json", "g0002-shard-2-of-2.json",
-        ])
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: t.path + "/j/generations").sorted() == [
+                "g0001-shard-1-of-2.json", "g0001-shard-2-of-2.json", "g0002-shard-1-of-2.json", "g0002-shard-2-of-2.json",
+            ])
         // Shards do not take --overwrite.
         #expect(try CLI.run("coto-eval", ["search"] + args + ["--jobs", "2", "--overwrite"]).status == 64)
         // Another budget is another search: refused without --overwrite.

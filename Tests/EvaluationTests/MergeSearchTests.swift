@@ -88,7 +88,10 @@ import Operators
 
     /// Runs `body(k)` for shards 1…n on threads at once and returns each one's result or error.
     static func concurrently(_ n: Int, _ body: @escaping @Sendable (Int) throws -> MergeSearch.State) -> [Result<MergeSearch.State, Error>] {
-        final class Box: @unchecked Sendable { var results: [Int: Result<MergeSearch.State, Error>] = [:]; let lock = NSLock() }
+        final class Box: @unchecked Sendable {
+            var results: [Int: Result<MergeSearch.State, Error>] = [:]
+            let lock = NSLock()
+        }
         let box = Box()
         let group = DispatchGroup()
         for k in 1...n {
@@ -120,7 +123,8 @@ import Operators
         #expect(whole.es.generation == 8)  // λ = 8 for n = 4: 60 evaluations are 8 generations
         let path = t.path + "/three/s.json"
         let three = Self.concurrently(3) { k in
-            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: path, overwrite: false, shards: Self.shards(k, 3), objective: f)
+            try MergeSearch.run(
+                settings: settings, layout: layout, start: start, config: "c", statePath: path, overwrite: false, shards: Self.shards(k, 3), objective: f)
         }
         #expect(try three[0].get() == whole)
         // The followers end on the finished state the leader wrote.
@@ -134,7 +138,8 @@ import Operators
         final class Calls: @unchecked Sendable { var n = 0 }
         let calls = Calls()
         let failed = Self.concurrently(2) { k in
-            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2)) {
+            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2))
+            {
                 x in
                 if k == 2 {
                     calls.n += 1
@@ -152,14 +157,15 @@ import Operators
         #expect(try JSONDecoder().decode(MergeSearch.State.self, from: Data(contentsOf: URL(fileURLWithPath: resumed))).es.generation == 2)
         // The marker the failed attempt left does not stop the next one.
         let again = Self.concurrently(2) { k in
-            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2), objective: f)
+            try MergeSearch.run(
+                settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2), objective: f)
         }
         #expect(try again[0].get() == whole && again[1].get().es == whole.es)
         #expect(!FileManager.default.fileExists(atPath: t.path + "/resumed/generations/failed-shard-2-of-2.txt"))
         // Shards refuse --overwrite (a restart in one process).
         #expect(throws: EvalError.self) {
-            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: true, shards: Self.shards(1, 2), objective: f)
+            try MergeSearch.run(
+                settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: true, shards: Self.shards(1, 2), objective: f)
         }
     }
 }
-

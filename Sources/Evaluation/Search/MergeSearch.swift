@@ -125,7 +125,8 @@ public enum MergeSearch {
         let dir = SearchShards.directory(statePath)
         if shards.shard.count > 1 {
             guard !overwrite else {
-                throw EvalError(statePath, "--overwrite restarts a search in one process: give it without shards or --jobs, or remove the state and generations/")
+                throw EvalError(
+                    statePath, "--overwrite restarts a search in one process: give it without shards or --jobs, or remove the state and generations/")
             }
             shards.clearFailure(dir)
         } else if overwrite {
@@ -134,7 +135,9 @@ public enum MergeSearch {
         try FileSystem.makeDirectory(dir)
         do {
             return shards.shard.index == 1
-                ? try lead(settings: settings, start: start, config: config, statePath: statePath, overwrite: overwrite, shards: shards, progress: progress, objective: objective)
+                ? try lead(
+                    settings: settings, start: start, config: config, statePath: statePath, overwrite: overwrite, shards: shards, progress: progress,
+                    objective: objective)
                 : try follow(settings: settings, config: config, statePath: statePath, shards: shards, progress: progress, objective: objective)
         } catch {
             if shards.shard.count > 1 { shards.markFailed(dir, error) }

@@ -76,7 +76,8 @@ public struct SearchShards: Sendable {
         }
         let scores = try mine.map { try objective(xs[$0]) }
         let part = Part(config: config, generation: generation, shard: shard.text, candidates: mine, genes: mine.map { xs[$0] }, scores: scores)
-        try AtomicFileWriter.write(String(decoding: try Self.encoder.encode(part), as: UTF8.self) + "\n", to: Self.partPath(dir, generation: generation, shard: shard))
+        try AtomicFileWriter.write(
+            String(decoding: try Self.encoder.encode(part), as: UTF8.self) + "\n", to: Self.partPath(dir, generation: generation, shard: shard))
         return Dictionary(uniqueKeysWithValues: zip(mine, scores))
     }
 
