@@ -7,7 +7,10 @@
 #      the report (report.md, results.json, plots) is byte for byte the report of the unsharded sweeps;
 #   3. a grid whose array task 2 is killed (`scancel JOB_2`) while it trains: gather exits 1 and names the
 #      cell and its shard; `sbatch --array=2 --wait` resubmits that index alone, which resumes the cell from its
-#      checkpoint, skips nothing else, and gather then exits 0.
+#      checkpoint, skips nothing else, and gather then exits 0;
+#   4. a merge-weight search (`coto-eval search --shard auto`) as a 2-task array whose task 1 is killed
+#      (`scancel JOB_1`) mid-search: the leading task 0 waits for it, `sbatch --array=1` resubmits it, it resumes
+#      from the search's state, and the result (search.json, the best adapter) is byte for byte the unsharded search's.
 # Any failed check exits 1. BIN (default .build/debug) holds the coto binaries; WORK the scratch directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,4 +112,37 @@ job2=$(sbatch --parsable --wait --array=2 train-grid.sbatch grid-long.json long-
 grep -q "resuming from long-runs/noun8-lora-s0/checkpoint" "logs/coto-grid-${job2}_2.out" || fail "the resubmitted task did not resume: $(cat "logs/coto-grid-${job2}_2.out")"
 "$BIN/coto-eval" gather long-runs || fail "gather after the resubmission"
 ok "sbatch --array=2 resumed the cell from its checkpoint; gather complete"
+# 4. A merge-weight search over a 2-task array, its task 1 killed and resubmitted.
+head -16 data/noun8-dev.jsonl > noun8-dev16.jsonl
+search=(search runs/noun8-lora-s0 runs/noun8-coto-s0 --model "$M" --task-data noun8-dev16.jsonl,noun8-dev16.jsonl
+  --test-data data/noun8-test.jsonl,data/noun8-test.jsonl --method ties --budget 42 --max-length 24 --threads 1)
+cat > search.sbatch <<EOF
+#!/bin/bash
+#SBATCH --job-name=coto-search
+#SBATCH --cpus-per-task=1
+#SBATCH --output=logs/%x-%A_%a.out
+exec "$BIN/coto-eval" ${search[@]@Q} --shard auto --num-shards 2 -o "\$1"
+EOF
+job=$(sbatch --parsable --array=0-1 search.sbatch sharded-search)
+# Task 1 (shard 2/2) is killed once it has scored its part of generation 2 (of 6).
+for _ in $(seq 1 600); do
+  [ -f sharded-search/generations/g0002-shard-2-of-2.json ] && break
+  sleep 0.2
+done
+[ -f sharded-search/generations/g0002-shard-2-of-2.json ] || fail "the search's task 1 wrote no generation"
+scancel "${job}_1"
+sleep 3
+[ ! -f sharded-search/generations/g0006-shard-2-of-2.json ] || fail "the search's task 1 finished before it was killed"
+[ -n "$(squeue -h -j "${job}_0" 2>/dev/null)" ] || fail "the leading task 0 did not wait for its killed sibling: $(cat "logs/coto-search-${job}_0.out")"
+[ ! -f sharded-search/search.json ] || fail "the search finished without its killed task"
+sbatch --wait --array=1 search.sbatch sharded-search >/dev/null || fail "the resubmitted search task failed (logs in $WORK/logs)"
+for _ in $(seq 1 600); do
+  [ -z "$(squeue -h -j "$job" 2>/dev/null)" ] && break
+  sleep 0.5
+done
+[ -f sharded-search/search.json ] || fail "the leading task wrote no search.json: $(cat "logs/coto-search-${job}_0.out")"
+"$BIN/coto-eval" "${search[@]}" -o search -q
+cmp -s sharded-search/search.json search/search.json || fail "the sharded search's search.json differs from the unsharded one's"
+cmp -s sharded-search/best/adapter_model.safetensors search/best/adapter_model.safetensors || fail "the sharded search's best adapter differs"
+ok "search over a 2-task array, task 1 killed mid-search and resubmitted: search.json and the best adapter equal the unsharded search's"
 echo "test-slurm: passed in $(( $(date +%s) - start )) s (work in $WORK)"

@@ -87,6 +87,8 @@ public struct SweepSettings: Codable, Sendable, Equatable {
     public var weights: [Double]?
     public var density: Double?
     public var seed: UInt64?
+    /// merge: adapters merged elsewhere (`coto-merge`, `coto-eval search`) scored as rows, as NAME=PATH.
+    public var merged: [String]?
     /// prune: the points as `kind=value`.
     public var points: [String]?
     /// shapley: the player grouping and the plan.
@@ -110,7 +112,7 @@ public struct SweepSettings: Codable, Sendable, Equatable {
         self.plan = plan
     }
 
-    enum CodingKeys: String, CodingKey { case grid, methods, weights, density, seed, points, group, plan, task }
+    enum CodingKeys: String, CodingKey { case grid, methods, weights, density, seed, merged, points, group, plan, task }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -119,6 +121,7 @@ public struct SweepSettings: Codable, Sendable, Equatable {
         weights = try? c.decodeIfPresent([Double].self, forKey: .weights)  // files before typed records: "default"
         density = try c.decodeIfPresent(Double.self, forKey: .density)
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+        merged = try c.decodeIfPresent([String].self, forKey: .merged)
         points = try c.decodeIfPresent([String].self, forKey: .points)
         group = try c.decodeIfPresent(String.self, forKey: .group)
         plan = try c.decodeIfPresent(ShapleyPlanSettings.self, forKey: .plan)
@@ -189,7 +192,7 @@ public struct SweepResult: Codable, Sendable, Equatable {
         switch sweep {
         case "interpolate": return settings.grid?.count ?? 0
         case "prune": return settings.points?.count ?? 0
-        case "merge": return ((settings.methods?.count ?? 0) + 1) * adapters.count
+        case "merge": return ((settings.methods?.count ?? 0) + (settings.merged?.count ?? 0) + 1) * adapters.count
         case "shapley": return coalitions ?? 0
         default: return nil
         }

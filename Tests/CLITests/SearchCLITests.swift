@@ -43,6 +43,28 @@ import Checkpoint
         let again = try CLI.run("coto-eval", ["search"] + args)
         #expect(again.status == 0, "\(again.err)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: t.path + "/s/best/adapter_model.safetensors")) == first)
+        // The best adapter as a row of a merge sweep (--merged): its test scores are the search's.
+        let sweep = try CLI.run(
+            "coto-eval",
+            [
+                "merge", CLI.fixture("peft/merge-a"), CLI.fixture("peft/merge-b"), "--model", CLI.fixture("tiny-bert"), "--task-data",
+                t.path + "/a-test.jsonl," + t.path + "/b-test.jsonl", "--methods", "ties", "--merged", "ties-searched=" + t.path + "/s/best",
+                "--max-length", "24", "-o", t.path + "/sweeps", "--json",
+            ])
+        #expect(sweep.status == 0, "\(sweep.err)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(sweep.out.utf8)) as? [String: Any])
+        let points = try #require(result["points"] as? [[String: Any]])
+        let searched = points.filter { $0["method"] as? String == "ties-searched" }.compactMap { $0["accuracy"] as? Double }
+        let test = try #require((json["test"] as? [String: Any])?["tasks"] as? [Double])
+        #expect(searched == test && points.count == 6, "\(points)")
+        #expect(
+            try CLI.run(
+                "coto-eval",
+                [
+                    "merge", CLI.fixture("peft/merge-a"), CLI.fixture("peft/merge-b"), "--task-data", "x,y", "--methods", "ties",
+                    "--merged", "ties=" + t.path + "/s/best", "--model", "m", "-o", t.path + "/x",
+                ]
+            ).status == 64)
         // Two local processes (each a shard of every generation) give the same search, byte for byte.
         let jobs = try CLI.run("coto-eval", ["search"] + args.map { $0 == t.path + "/s" ? t.path + "/j" : $0 } + ["--jobs", "2"])
         #expect(jobs.status == 0, "\(jobs.err)")

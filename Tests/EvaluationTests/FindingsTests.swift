@@ -117,6 +117,50 @@ import TestSupport
         #expect(md.contains("Not measured: LoRA-LEGO merging"))
     }
 
+    /// A merge sweep of one seed: `ties` and `ties-searched` (a `--merged` row) on two tasks.
+    static func merge(_ name: String, seed: Int, ties: Double, searched: Double) -> SweepResult {
+        var r = Sweeps.mergeHeader(
+            adapters: ["runs/a-\(name)-s\(seed)", "runs/b-\(name)-s\(seed)"], data: ["data/a-test.jsonl", "data/b-test.jsonl"], methods: ["ties"],
+            weights: nil, density: 0.5, seed: 0, name: name, shard: .whole, merged: ["ties-searched=search/\(name)-s\(seed)/best"])
+        r.points = [("individual", 0.9), ("ties", ties), ("ties-searched", searched)].flatMap { m, a in
+            ["a", "b"].map { t in
+                var p = point(a)
+                (p.method, p.task) = (m, t)
+                return p
+            }
+        }
+        return r
+    }
+
+    /// Whether CoTo's merge advantage holds, grows, shrinks, vanishes, reverses or appears once weights are searched.
+    @Test func theSearchedMergeRowSaysWhatSearchingDidToTheAdvantage() throws {
+        // d at default 0.05 ± 0.008; searched: the same (holds), 0.15 (grows), 0.003 (vanishes).
+        for (searchedCoto, want) in [(0.85, "holds"), (0.95, "grows"), (0.803, "vanishes"), (0.70, "reverses")] {
+            let dir = try EFx.tempDir()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            for (seed, e) in [0.0, 0.01, -0.01].enumerated() {
+                for r in [
+                    Self.merge("lora", seed: seed, ties: 0.60 + e, searched: 0.80 + e),
+                    Self.merge("coto", seed: seed, ties: 0.65 + e, searched: searchedCoto + e),
+                ] {
+                    try AtomicFileWriter.write(try r.encoded(), to: dir + "/" + Sweeps.fileName(r))
+                }
+            }
+            let out = try Report.build([dir])
+            let rows = try #require(out.results["findings"]?.arrayValue)
+            let row = try #require(rows.first { $0["finding"]?.stringValue == "merge advantage once weights are searched" })
+            #expect(row["verdict"]?.stringValue == want, "\(searchedCoto): \(row)")
+            #expect(abs((row["default_difference"]?.doubleValue ?? 0) - 0.05) < 1e-9)
+            // The row is outside the paper's tallies: two merge findings (ties, ties-searched) are counted.
+            #expect(out.markdown.contains("Of 2 comparisons:") && out.markdown.contains("merge advantage, ties → searched"))
+        }
+        #expect(Report.searchedOutcome(default: (0.001, 0.01), searched: (0.08, 0.01)) == "appears")
+        #expect(Report.searchedOutcome(default: (0.001, 0.01), searched: (0.002, 0.01)) == "absent either way")
+        #expect(Report.searchedOutcome(default: (0.1, 0.01), searched: (0.05, 0.01)) == "shrinks")
+        #expect(Report.searchedOutcome(default: (-0.1, 0.01), searched: (-0.1, 0.01)) == "holds (the plain series' advantage)")
+        #expect(Report.searchedOutcome(default: (0.1, .nan), searched: (0.1, 0.01)).hasPrefix("undecided"))
+    }
+
     @Test func trainingTimeIsTheStepsTimeWithoutDevEvaluations() throws {
         let dir = try EFx.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -100,6 +100,36 @@ extension Report {
                 "merge: \(c.method)", claim: "CoTo higher", task: "mean over tasks", plainName: plainName, cotoName: c.name, plain: p.perSet, coto: c.perSet,
                 higher: true)
         }
+        // A searched merge (`ties-searched`, from `coto-eval search`) against its method at default weights: does
+        // CoTo's advantage hold once the weights are tuned? Not a claim of the paper: outside the tallies.
+        var searchedRows = 0
+        for c in merges where c.method.hasSuffix("-searched") {
+            let base = String(c.method.dropLast("-searched".count))
+            guard let plainName = plainCounterpart(c.name), let ps = merges.first(where: { $0.method == c.method && $0.name == plainName }),
+                let cd = merges.first(where: { $0.method == base && $0.name == c.name }),
+                let pd = merges.first(where: { $0.method == base && $0.name == plainName })
+            else { continue }
+            let (dD, seD, _) = verdict(coto: cd.perSet, plain: pd.perSet, cotoBetterWhenHigher: true)
+            let (dS, seS, _) = verdict(coto: c.perSet, plain: ps.perSet, cotoBetterWhenHigher: true)
+            let change = dS - dD
+            let seC = (seD * seD + seS * seS).squareRoot()
+            let outcome = searchedOutcome(default: (dD, seD), searched: (dS, seS))
+            searchedRows += 1
+            rows.append([
+                "merge advantage, \(base) → searched", "(not in the paper)", "mean over tasks",
+                "default weights d \(String(format: "%+.3f", dD)) ± \(String(format: "%.3f", seD))",
+                "searched d \(String(format: "%+.3f", dS)) ± \(String(format: "%.3f", seS))", String(format: "%+.3f", change),
+                seC.isFinite ? String(format: "%.3f", seC) : "–",
+                "**\(outcome)**",
+            ])
+            js.append(
+                .object([
+                    ("finding", .string("merge advantage once weights are searched")), ("method", .string(base)), ("plain", .string(plainName)),
+                    ("coto", .string(c.name)), ("default_difference", .double(dD)), ("default_standard_error", seD.isFinite ? .double(seD) : .null),
+                    ("searched_difference", .double(dS)), ("searched_standard_error", seS.isFinite ? .double(seS) : .null),
+                    ("change", .double(change)), ("verdict", .string(outcome)),
+                ]))
+        }
         guard !rows.isEmpty else { return ("", .null) }
         var md = "## What reproduces\n\n"
         md += "The paper's findings against this run's measurements: mean ± std over seeds (pairs of seeds for interpolation), "
@@ -112,11 +142,38 @@ extension Report {
             let n = verdicts.filter { $0 == v }.count
             return n == 0 ? nil : "\(n) \(v.rawValue)"
         }
-        md += "Of \(rows.count) comparisons: " + counts.joined(separator: ", ") + ".\n"
+        md += "Of \(rows.count - searchedRows) comparisons: " + counts.joined(separator: ", ") + ".\n"
+        if searchedRows > 0 {
+            md += "The *merge advantage → searched* rows set CoTo − plain at the method's default weights against the same with weights "
+            md += "searched on dev data (`coto-eval search`, scored on test): **holds** when both are beyond 2·se and their change is within "
+            md += "2·se of the change, **grows** or **shrinks** when the change is beyond it, **vanishes** when the searched d is within "
+            md += "noise, **reverses** when it points the other way, **appears** when only the searched d is beyond noise, "
+            md += "**absent either way** when neither is.\n"
+        }
         if !merges.contains(where: { $0.method == "lego" }) {
             md += "Not measured: LoRA-LEGO merging (not in this run's merge sweep: `coto-eval merge --methods ...,lego`).\n"
         }
         md += "\n"
         return (md, .array(js))
+    }
+
+    /// What searching the weights does to CoTo's merge advantage d (CoTo − plain, with its standard error).
+    static func searchedOutcome(default a: (Double, Double), searched b: (Double, Double)) -> String {
+        guard a.1.isFinite, b.1.isFinite else { return "undecided (fewer than 2 values a side)" }
+        let beyondA = abs(a.0) > 2 * a.1
+        let beyondB = abs(b.0) > 2 * b.1
+        let seC = (a.1 * a.1 + b.1 * b.1).squareRoot()
+        let change = b.0 - a.0
+        switch (beyondA, beyondB) {
+        case (false, false): return "absent either way"
+        case (false, true): return b.0 > 0 ? "appears" : "appears, for the plain series"
+        case (true, false): return "vanishes"
+        case (true, true) where (a.0 > 0) != (b.0 > 0): return "reverses"
+        default:
+            let who = a.0 > 0 ? "" : " (the plain series' advantage)"
+            if change * (a.0 > 0 ? 1 : -1) > 2 * seC { return "grows" + who }
+            if change * (a.0 > 0 ? 1 : -1) < -2 * seC { return "shrinks" + who }
+            return "holds" + who
+        }
     }
 }

@@ -15,10 +15,12 @@ extension Sweeps {
     }
 
     /// Every method on every task; each task is scored with its own adapter's head and label list.
-    /// The "individual" rows are each adapter on its own task (the reference for the drops).
+    /// The "individual" rows are each adapter on its own task (the reference for the drops); `merged` adds
+    /// adapters merged elsewhere (RegMean by `coto-merge`, a searched merge by `coto-eval search`) as rows of
+    /// their own names, scored the same way.
     public static func merge(
         _ ev: SweepEvaluator, adapters: [Adapter], data: [PreparedData], methods: [String], weights: [Double]?,
-        density: Double, seed: UInt64, name: String, shard: Shard = .whole
+        density: Double, seed: UInt64, name: String, shard: Shard = .whole, merged: [(name: String, adapter: Adapter)] = []
     ) throws -> SweepResult {
         guard adapters.count == data.count, !adapters.isEmpty else {
             throw EvalError("--task-data", "\(adapters.count) adapters but \(data.count) task files: give one task file per adapter")
@@ -29,6 +31,7 @@ extension Sweeps {
         var work: [(String, Int)] = []
         for t in data.indices { work.append(("individual", t)) }
         for m in methods { for t in data.indices { work.append((m, t)) } }
+        for m in merged { for t in data.indices { work.append((m.name, t)) } }
         let mine = work.indices.filter(shard.owns)
         var mergedCache: [String: Adapter] = [:]
         var points: [SweepPoint] = []
@@ -37,6 +40,8 @@ extension Sweeps {
             let adapter: Adapter
             if method == "individual" {
                 adapter = adapters[t]
+            } else if let m = merged.first(where: { $0.name == method }) {
+                adapter = m.adapter
             } else if let m = mergedCache[method] {
                 adapter = m
             } else {
@@ -58,7 +63,7 @@ extension Sweeps {
         }
         var r = mergeHeader(
             adapters: adapters.map(\.source), data: data.map(\.path), methods: methods, weights: weights, density: density, seed: seed, name: name,
-            shard: shard, task: data[0].task)
+            shard: shard, task: data[0].task, merged: merged.map { "\($0.name)=\($0.adapter.source)" })
         r.points = points
         return r
     }
@@ -66,10 +71,10 @@ extension Sweeps {
     /// A merge sweep's result without its points.
     public static func mergeHeader(
         adapters: [String], data: [String], methods: [String], weights: [Double]?, density: Double, seed: UInt64, name: String, shard: Shard,
-        task: EvalTask = .classification
+        task: EvalTask = .classification, merged: [String] = []
     ) -> SweepResult {
-        result(
-            "merge", name: name, adapters: adapters, data: data, shard: shard,
-            settings: SweepSettings(methods: methods, weights: weights, density: density, seed: seed), task: task)
+        var settings = SweepSettings(methods: methods, weights: weights, density: density, seed: seed)
+        settings.merged = merged.isEmpty ? nil : merged
+        return result("merge", name: name, adapters: adapters, data: data, shard: shard, settings: settings, task: task)
     }
 }

@@ -12,6 +12,7 @@ extension Sweeps {
         var inputs = [try InputDigest.model(model)]
         inputs += try header.adapters.map(InputDigest.adapter)
         inputs += try header.data.map { try InputDigest.file($0, role: "data") }
+        inputs += try (header.settings.merged ?? []).map { try InputDigest.adapter(String($0.drop { $0 != "=" }.dropFirst())) }
         return ConfigRecord(identity: header.identity, inputs: inputs, options: options)
     }
 
