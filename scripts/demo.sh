@@ -3,7 +3,8 @@
 #   WordNet tasks (noun8, pos4, verb15) -> LoRA and CoTo adapters on all-MiniLM-L6-v2 (3 seeds each, 400 steps,
 #   verb15 600: the budgets Docs/convergence.md measured; the report marks any run its rule finds unconverged),
 #   one training grid with its cells side by side on every core (JOBS, default nproc) -> interpolation
-#   (3 pairs of seeds per task), multi-task merges (every seed), pruning (magnitude and dropping all or every
+#   (3 pairs of seeds per task), multi-task merges (every seed; RegMean, and ties with its weights searched on dev
+#   data by CMA-ES, as rows of their own), pruning (magnitude and dropping all or every
 #   other layer on every seed: the findings; dropping low/middle/high layers, module kinds and rank truncation on
 #   seed 0 only: figures), Shapley values (seeds 0 and 1) -> DEMO_OUT/report/, opening with the table of what
 #   reproduces.
@@ -25,11 +26,14 @@ JOBS="${JOBS:-$(nproc)}"  # cells / sweep shards side by side (results identical
 if [ "${QUICK:-0}" = 1 ]; then
   CAP_TRAIN=40 CAP_EVAL=8 STEPS=12 GRID=0:1:0.25 SPARSITY=0,0.5,0.9 RANKS=1 SAMPLES=4 METHODS=interpolate,ties,svd,lego
   LAYERS=all,every-other EXTRA_LAYERS= MODULES=value SEEDS=(0 1) PAIRS=(0:1) SHAPLEY_SEEDS=(0) EVALS=2 RATE_REPEATS=3
+  SEARCH_BUDGET=8 REGMEAN_EXAMPLES=32
   TITLE="QUICK=1 smoke test (not converged, not a measurement)"
 else
   CAP_TRAIN=100 CAP_EVAL=40 STEPS=${STEPS:-400} GRID=0:1:0.1 SPARSITY=0,0.5,0.8,0.9,0.95 RANKS=4,1 SAMPLES=16
   METHODS=interpolate,task-arithmetic,ties,dare_ties,svd,lego LAYERS=all,every-other EXTRA_LAYERS=,low,middle,high MODULES=query,value
   SEEDS=(0 1 2) PAIRS=(0:1 1:2 0:2) SHAPLEY_SEEDS=(0 1) EVALS=10 RATE_REPEATS=5 TITLE="CoTo vs LoRA on all-MiniLM-L6-v2 (WordNet tasks)"
+  # The search's budget here is small (2 CMA-ES generations of 8); coto-eval search's default is 60.
+  SEARCH_BUDGET=${SEARCH_BUDGET:-16} REGMEAN_EXAMPLES=256
   # verb15 (15 classes) needs 600 steps for every run to stop rising (Docs/convergence.md measured it).
   declare -A TASK_STEPS=([verb15]=${VERB15_STEPS:-600})
 fi
@@ -116,13 +120,40 @@ for task in "${TASKS[@]}"; do
   done
 done
 
-step merging "multi-task merge (one adapter per task, each task scored with its own head)"
+join() { local IFS=,; echo "$*"; }
+per_task() { local out=() task; for task in "${TASKS[@]}"; do out+=("$OUT/data/$task-$1.jsonl"); done; join "${out[@]}"; }  # SPLIT
+adapters_of() { local out=() task; for task in "${TASKS[@]}"; do out+=("$(run $task $1 $2)"); done; echo "${out[@]}"; }  # MODE SEED
+
+step regmean "RegMean merges (each task's activation Grams on its first $REGMEAN_EXAMPLES training examples)"
 units=0 units_total=$(( ${#SEEDS[@]} * 2 ))
 for seed in "${SEEDS[@]}"; do
   for mode in lora coto; do
-    adapters=(); files=()
-    for task in "${TASKS[@]}"; do adapters+=("$(run $task $mode $seed)"); files+=("$OUT/data/$task-test.jsonl"); done
-    $BIN/coto-eval merge "${adapters[@]}" --task-data "$(IFS=,; echo "${files[*]}")" --methods $METHODS "${COMMON[@]}"
+    read -r -a adapters <<< "$(adapters_of $mode $seed)"
+    $BIN/coto-merge "${adapters[@]}" --method regmean --model "$M" --data "$(per_task train)" --examples $REGMEAN_EXAMPLES \
+      --heads drop --max-length 64 --threads $THREADS -o "$OUT/merged/regmean-$mode-s$seed" -q
+    tick
+  done
+done
+
+step search "ties weights and density searched on dev data (CMA-ES, budget $SEARCH_BUDGET, every task with its own head)"
+# Each search resumes from its state when the demo is run again; its candidates run on every core (--jobs).
+units=0 units_total=$(( ${#SEEDS[@]} * 2 ))
+for seed in "${SEEDS[@]}"; do
+  for mode in lora coto; do
+    read -r -a adapters <<< "$(adapters_of $mode $seed)"
+    $BIN/coto-eval search "${adapters[@]}" --model "$M" --task-data "$(per_task dev)" --method ties --budget $SEARCH_BUDGET \
+      --seed $seed --max-length 64 --threads $THREADS --jobs $JOBS -o "$OUT/search/ties-$mode-s$seed" -q
+    tick
+  done
+done
+
+step merging "multi-task merge (one adapter per task, each task scored with its own head; RegMean and searched ties as rows)"
+units=0 units_total=$(( ${#SEEDS[@]} * 2 ))
+for seed in "${SEEDS[@]}"; do
+  for mode in lora coto; do
+    read -r -a adapters <<< "$(adapters_of $mode $seed)"
+    $BIN/coto-eval merge "${adapters[@]}" --task-data "$(per_task test)" --methods $METHODS \
+      --merged "regmean=$OUT/merged/regmean-$mode-s$seed,ties-searched=$OUT/search/ties-$mode-s$seed/best" "${COMMON[@]}"
     tick
   done
 done

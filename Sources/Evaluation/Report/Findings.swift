@@ -146,7 +146,7 @@ extension Report {
         if searchedRows > 0 {
             md += "The *merge advantage → searched* rows set CoTo − plain at the method's default weights against the same with weights "
             md += "searched on dev data (`coto-eval search`, scored on test): **holds** when both are beyond 2·se and their change is within "
-            md += "2·se of the change, **grows** or **shrinks** when the change is beyond it, **vanishes** when the searched d is within "
+            md += "2·se_change = 2·sqrt(se² + se²), **grows** or **shrinks** when the change is beyond it, **vanishes** when the searched d is within "
             md += "noise, **reverses** when it points the other way, **appears** when only the searched d is beyond noise, "
             md += "**absent either way** when neither is.\n"
         }
