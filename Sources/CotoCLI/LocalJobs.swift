@@ -51,8 +51,7 @@ public enum LocalJobs {
                 failed.append("shard \(k)/\(jobs) exited \(p.terminationStatus)")
             }
             if !failed.isEmpty, !running.isEmpty {
-                for (_, p) in running { p.terminate() }
-                for (_, p) in running { p.waitUntilExit() }
+                stop(running.map(\.1))
                 failed.append("stopped shard\(running.count == 1 ? "" : "s") \(running.map { "\($0.0)/\(jobs)" }.joined(separator: ", "))")
                 running = []
             }
@@ -61,5 +60,14 @@ public enum LocalJobs {
             throw CommandError(subject, failed.joined(separator: ", ") + "; rerun the same command to resume (finished parts are kept)")
         }
         return cores
+    }
+
+    /// SIGTERM, and SIGKILL for any still running 5 s later (a child may have inherited SIGTERM blocked).
+    static func stop(_ processes: [Process]) {
+        for p in processes { p.terminate() }
+        let deadline = Date().addingTimeInterval(5)
+        while processes.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        for p in processes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in processes { p.waitUntilExit() }
     }
 }

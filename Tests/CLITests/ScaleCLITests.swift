@@ -174,6 +174,24 @@ import Checkpoint
         #expect(try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/x", "--jobs", "2", "--shard", "1/2"]).status == 64)
     }
 
+    /// `--jobs 2` whose first shard fails: the other (a cell of 100,000 steps) is stopped at once, not waited
+    /// for, and the error names both.
+    @Test func aFailedLocalJobStopsTheOthers() throws {
+        let t = TempDir()
+        let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
+        try (lines.prefix(32).joined(separator: "\n") + "\n").write(toFile: t.path + "/train.jsonl", atomically: true, encoding: .utf8)
+        try (lines.prefix(8).joined(separator: "\n") + "\n{not json\n").write(toFile: t.path + "/bad.jsonl", atomically: true, encoding: .utf8)
+        let grid = t.path + "/grid.json"
+        try """
+        {"model": "\(Self.bert)", "tasks": {"a_bad": {"data": "bad.jsonl"}, "b_long": {"data": "train.jsonl", "options": {"steps": 100000}}},
+         "methods": ["lora"], "seeds": [0], "options": {"steps": 3, "batch-size": 8, "max-length": 16, "targets": "query,value"}}
+        """.write(toFile: grid, atomically: true, encoding: .utf8)
+        let r = try CLI.run("coto-train", ["--grid", grid, "-o", t.path + "/runs", "--jobs", "2", "-q"])
+        #expect(r.status == 1 && r.err.contains("shard 1/2 exited 1") && r.err.contains("stopped shard 2/2"), "\(r.err)")
+        // Had it been waited for, its 100,000 steps would have finished and written metrics.json.
+        #expect(!FileManager.default.fileExists(atPath: t.path + "/runs/b_long-lora-s0/metrics.json"))
+    }
+
     /// COTO_COST_DIR: every process writes its cost record; the grid's GEMM work is the same FLOPs run as one
     /// process or as two local jobs; gemm-rate measures the shapes and the report sets the stages against the floor.
     @Test func costRecordsCountTheSameGemmWorkSerialOrInJobsAndTheReportHasTheFloor() throws {

@@ -132,9 +132,9 @@ import TestSupport
         return r
     }
 
-    /// Whether CoTo's merge advantage holds, grows, shrinks, vanishes, reverses or appears once weights are searched.
+    /// Whether CoTo's merge advantage holds, grows, shrinks, vanishes or reverses once weights are searched.
     @Test func theSearchedMergeRowSaysWhatSearchingDidToTheAdvantage() throws {
-        // d at default 0.05 ± 0.008; searched: the same (holds), 0.15 (grows), 0.003 (vanishes).
+        // d at default 0.05 ± 0.008; searched: the same (holds), 0.15 (grows), 0.003 (vanishes), −0.10 (reverses).
         for (searchedCoto, want) in [(0.85, "holds"), (0.95, "grows"), (0.803, "vanishes"), (0.70, "reverses")] {
             let dir = try EFx.tempDir()
             defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -154,10 +154,14 @@ import TestSupport
             // The row is outside the paper's tallies: two merge findings (ties, ties-searched) are counted.
             #expect(out.markdown.contains("Of 2 comparisons:") && out.markdown.contains("merge advantage, ties → searched"))
         }
-        #expect(Report.searchedOutcome(default: (0.001, 0.01), searched: (0.08, 0.01)) == "appears")
+        #expect(Report.searchedOutcome(default: (0.001, 0.01), searched: (0.08, 0.01)) == "grows")
+        // No measurable change (Δ = −0.034 against 2·se_Δ = 0.045), the searched d within noise.
+        #expect(Report.searchedOutcome(default: (0.064, 0.01), searched: (0.03, 0.02)) == "within noise once searched")
+        // This demo's case: d +0.064 ± 0.043 (within noise) → +0.077 ± 0.031 (beyond): Δ within noise, so it holds.
+        #expect(Report.searchedOutcome(default: (0.064, 0.043), searched: (0.077, 0.031)) == "holds")
         #expect(Report.searchedOutcome(default: (0.001, 0.01), searched: (0.002, 0.01)) == "absent either way")
         #expect(Report.searchedOutcome(default: (0.1, 0.01), searched: (0.05, 0.01)) == "shrinks")
-        #expect(Report.searchedOutcome(default: (-0.1, 0.01), searched: (-0.1, 0.01)) == "holds (the plain series' advantage)")
+        #expect(Report.searchedOutcome(default: (-0.1, 0.01), searched: (-0.1, 0.01)) == "holds, for the plain series")
         #expect(Report.searchedOutcome(default: (0.1, .nan), searched: (0.1, 0.01)).hasPrefix("undecided"))
     }
 

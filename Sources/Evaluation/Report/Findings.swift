@@ -144,11 +144,11 @@ extension Report {
         }
         md += "Of \(rows.count - searchedRows) comparisons: " + counts.joined(separator: ", ") + ".\n"
         if searchedRows > 0 {
-            md += "The *merge advantage → searched* rows set CoTo − plain at the method's default weights against the same with weights "
-            md += "searched on dev data (`coto-eval search`, scored on test): **holds** when both are beyond 2·se and their change is within "
-            md += "2·se_change = 2·sqrt(se² + se²), **grows** or **shrinks** when the change is beyond it, **vanishes** when the searched d is within "
-            md += "noise, **reverses** when it points the other way, **appears** when only the searched d is beyond noise, "
-            md += "**absent either way** when neither is.\n"
+            md += "The *merge advantage → searched* rows set d = CoTo − plain at the method's default weights against d with weights "
+            md += "searched on dev data (`coto-eval search`, scored on test); their change Δ (column d) has se_Δ = sqrt(se_default² + se_searched²). "
+            md += "Δ > 2·se_Δ: **grows**; Δ < −2·se_Δ: **shrinks** (searched d still beyond noise), **vanishes** (within noise) or **reverses** "
+            md += "(beyond noise the other way); otherwise **holds** when the searched d is beyond 2·se, **within noise once searched** when only "
+            md += "the default d was, **absent either way** when neither is.\n"
         }
         if !merges.contains(where: { $0.method == "lego" }) {
             md += "Not measured: LoRA-LEGO merging (not in this run's merge sweep: `coto-eval merge --methods ...,lego`).\n"
@@ -157,23 +157,16 @@ extension Report {
         return (md, .array(js))
     }
 
-    /// What searching the weights does to CoTo's merge advantage d (CoTo − plain, with its standard error).
+    /// What searching the weights does to CoTo's merge advantage d (CoTo − plain, with its standard error): by
+    /// the change Δ = d_searched − d_default against 2·se_Δ (se_Δ = sqrt(se_d² + se_s²)), then by where d_searched is.
     static func searchedOutcome(default a: (Double, Double), searched b: (Double, Double)) -> String {
         guard a.1.isFinite, b.1.isFinite else { return "undecided (fewer than 2 values a side)" }
-        let beyondA = abs(a.0) > 2 * a.1
-        let beyondB = abs(b.0) > 2 * b.1
-        let seC = (a.1 * a.1 + b.1 * b.1).squareRoot()
         let change = b.0 - a.0
-        switch (beyondA, beyondB) {
-        case (false, false): return "absent either way"
-        case (false, true): return b.0 > 0 ? "appears" : "appears, for the plain series"
-        case (true, false): return "vanishes"
-        case (true, true) where (a.0 > 0) != (b.0 > 0): return "reverses"
-        default:
-            let who = a.0 > 0 ? "" : " (the plain series' advantage)"
-            if change * (a.0 > 0 ? 1 : -1) > 2 * seC { return "grows" + who }
-            if change * (a.0 > 0 ? 1 : -1) < -2 * seC { return "shrinks" + who }
-            return "holds" + who
-        }
+        let seChange = (a.1 * a.1 + b.1 * b.1).squareRoot()
+        let searchedBeyond = abs(b.0) > 2 * b.1
+        if change > 2 * seChange { return "grows" }
+        if change < -2 * seChange { return !searchedBeyond ? "vanishes" : b.0 > 0 ? "shrinks" : "reverses" }
+        if searchedBeyond { return b.0 > 0 ? "holds" : "holds, for the plain series" }
+        return abs(a.0) > 2 * a.1 ? "within noise once searched" : "absent either way"
     }
 }
