@@ -1,10 +1,11 @@
 import Foundation
 import Numerics
 
-/// `--jobs N`: a sharded command (a training grid, a sweep) run as its shards 1/N … N/N in N local processes
-/// side by side (the first to fail stops the others). Each child is this executable with the same arguments, `--jobs` removed and `--shard k/N`
-/// added, and `COTO_CORES` = cores / N: its parallel regions run the same pieces as on all cores, one after the
-/// other, so its results are those of one process. Children inherit stdout and stderr.
+/// `--jobs N`: a sharded command (a training grid, a sweep, a search) run as its shards 1/N … N/N in N local
+/// processes side by side; the first to fail stops the others. Each child is this executable with the same
+/// arguments, `--jobs` removed and `--shard k/N` added, and `COTO_CORES` = cores / N: its parallel regions run
+/// the same pieces as on all cores, one after the other, so its results are those of one process. Children
+/// inherit stdout and stderr.
 public enum LocalJobs {
     /// The command line without `--jobs N` / `--jobs=N`.
     public static func argumentsWithoutJobs(_ arguments: [String]) -> [String] {
