@@ -100,7 +100,8 @@ public struct SearchShards: Sendable {
     func wait<T>(_ dir: String, stale: [String: Date], what: String, _ ready: () throws -> (T?, Int)) throws -> T {
         var (value, seen) = try ready()
         var since = Date()
-        while value == nil {
+        while true {
+            if let value { return value }
             for k in 1...shard.count where k != shard.index {
                 let marker = Self.failurePath(dir, shard: Shard(index: k, count: shard.count))
                 if let date = Self.modified(marker), stale[marker] != date {
@@ -116,7 +117,6 @@ public struct SearchShards: Sendable {
             if n > seen { (seen, since) = (n, Date()) }
             value = v
         }
-        return value!
     }
 
     /// The scores of every candidate of a generation: this shard's own, then its siblings' files as they arrive.
@@ -129,7 +129,8 @@ public struct SearchShards: Sendable {
                     for (i, v) in zip(p.candidates, p.scores) { scores[i] = v }
                 }
             }
-            return (scores.count == xs.count ? xs.indices.map { scores[$0]! } : nil, scores.count)
+            let all = xs.indices.compactMap { scores[$0] }
+            return (all.count == xs.count ? all : nil, scores.count)
         }
     }
 
