@@ -47,10 +47,17 @@ import Checkpoint
     static func files(_ dir: String) throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir).sorted() }
     static func bytes(_ p: String) -> Data? { FileManager.default.contents(atPath: p) }
 
-    /// A 3-step grid over 32 noun8 examples, LoRA and CoTo, the given seeds: DIR/train.jsonl, DIR/grid.json.
-    static func writeSmallGrid(_ dir: String, seeds: String) throws -> String {
+    /// DIR/train.jsonl: the first 32 noun8 training examples; returns every line of the fixture.
+    @discardableResult
+    static func writeTrain(_ dir: String) throws -> [Substring] {
         let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
         try (lines.prefix(32).joined(separator: "\n") + "\n").write(toFile: dir + "/train.jsonl", atomically: true, encoding: .utf8)
+        return lines
+    }
+
+    /// A 3-step grid over 32 noun8 examples, LoRA and CoTo, the given seeds: DIR/train.jsonl, DIR/grid.json.
+    static func writeSmallGrid(_ dir: String, seeds: String) throws -> String {
+        try writeTrain(dir)
         let grid = dir + "/grid.json"
         try """
         {"model": "\(bert)", "tasks": {"noun8": {"data": "train.jsonl"}}, "methods": ["lora", "coto"], "seeds": [\(seeds)],
@@ -178,8 +185,7 @@ import Checkpoint
     /// for, and the error names both.
     @Test func aFailedLocalJobStopsTheOthers() throws {
         let t = TempDir()
-        let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
-        try (lines.prefix(32).joined(separator: "\n") + "\n").write(toFile: t.path + "/train.jsonl", atomically: true, encoding: .utf8)
+        let lines = try Self.writeTrain(t.path)
         try (lines.prefix(8).joined(separator: "\n") + "\n{not json\n").write(toFile: t.path + "/bad.jsonl", atomically: true, encoding: .utf8)
         let grid = t.path + "/grid.json"
         try """
@@ -230,8 +236,7 @@ import Checkpoint
 
     @Test func aTrainingGridTrainsItsShardsSkipsFinishedCellsAndGatherFindsTheRest() throws {
         let t = TempDir()
-        let lines = try String(contentsOfFile: CLI.fixture("wordnet/noun8-train.jsonl"), encoding: .utf8).split(separator: "\n")
-        try (lines.prefix(32).joined(separator: "\n") + "\n").write(toFile: t.path + "/train.jsonl", atomically: true, encoding: .utf8)
+        let lines = try Self.writeTrain(t.path)
         try (lines.suffix(8).joined(separator: "\n") + "\n").write(toFile: t.path + "/dev.jsonl", atomically: true, encoding: .utf8)
         let grid = t.path + "/grid.json"
         func writeGrid(lr: String) throws {
