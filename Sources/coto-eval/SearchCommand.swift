@@ -90,7 +90,7 @@ struct Search: ParsableCommand {
         var bar: ProgressRenderer? = nil
         let label = shard.count == 1 ? "search" : "search shard \(shard.text)"
         let state = try MergeSearch.run(
-            settings: settings, layout: layout, start: layout.start(m), config: config.hash, statePath: FileSystem.join(sweep.out, "search-state.json"),
+            settings: settings, start: layout.start(m), config: config.hash, statePath: FileSystem.join(sweep.out, "search-state.json"),
             overwrite: sweep.overwrite, shards: SearchShards(shard: shard, waitTimeout: waitTimeout),
             progress: { g, total, best in
                 if bar == nil { bar = ProgressRenderer(label: label, total: total, unit: " generations", quiet: !sweep.output.chatty) }

@@ -28,7 +28,7 @@ import Operators
         let start = [1.0, 1, 1, 0.5]
         let f = Self.planted(layout)
         let full = try MergeSearch.run(
-            settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/a/s.json", overwrite: false, objective: f)
+            settings: settings, start: start, config: "c", statePath: t.path + "/a/s.json", overwrite: false, objective: f)
         let best = try #require(full.bestGenes)
         let w = layout.weights(best, group: 0)
         #expect(abs(w[0] - 0.5) < 1e-3 && abs(w[1] - 1.2) < 1e-3 && abs(w[2] - 0.8) < 1e-3, "\(w)")
@@ -37,7 +37,7 @@ import Operators
         // Killed in the middle of generation 5: the state holds 4 generations; the same command resumes there.
         var calls = 0
         #expect(throws: Killed.self) {
-            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/b/s.json", overwrite: false) { x in
+            try MergeSearch.run(settings: settings, start: start, config: "c", statePath: t.path + "/b/s.json", overwrite: false) { x in
                 calls += 1
                 if calls == 4 * full.es.lambda + 3 { throw Killed() }
                 return f(x)
@@ -46,12 +46,12 @@ import Operators
         let kept = try JSONDecoder().decode(MergeSearch.State.self, from: Data(contentsOf: URL(fileURLWithPath: t.path + "/b/s.json")))
         #expect(kept.es.generation == 4)
         let resumed = try MergeSearch.run(
-            settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/b/s.json", overwrite: false, objective: f)
+            settings: settings, start: start, config: "c", statePath: t.path + "/b/s.json", overwrite: false, objective: f)
         #expect(resumed == full)
         // Another search's state is not resumed.
         #expect(throws: EvalError.self) {
             try MergeSearch.run(
-                settings: settings, layout: layout, start: start, config: "other", statePath: t.path + "/b/s.json", overwrite: false, objective: f)
+                settings: settings, start: start, config: "other", statePath: t.path + "/b/s.json", overwrite: false, objective: f)
         }
     }
 
@@ -119,12 +119,12 @@ import Operators
         let start = [1.0, 1, 1, 0.5]
         let f = Self.planted(layout)
         let whole = try MergeSearch.run(
-            settings: settings, layout: layout, start: start, config: "c", statePath: t.path + "/whole/s.json", overwrite: false, objective: f)
+            settings: settings, start: start, config: "c", statePath: t.path + "/whole/s.json", overwrite: false, objective: f)
         #expect(whole.es.generation == 8)  // λ = 8 for n = 4: 60 evaluations are 8 generations
         let path = t.path + "/three/s.json"
         let three = Self.concurrently(3) { k in
             try MergeSearch.run(
-                settings: settings, layout: layout, start: start, config: "c", statePath: path, overwrite: false, shards: Self.shards(k, 3), objective: f)
+                settings: settings, start: start, config: "c", statePath: path, overwrite: false, shards: Self.shards(k, 3), objective: f)
         }
         #expect(try three[0].get() == whole)
         // The followers end on the finished state the leader wrote.
@@ -138,8 +138,7 @@ import Operators
         final class Calls: @unchecked Sendable { var n = 0 }
         let calls = Calls()
         let failed = Self.concurrently(2) { k in
-            try MergeSearch.run(settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2))
-            {
+            try MergeSearch.run(settings: settings, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2)) {
                 x in
                 if k == 2 {
                     calls.n += 1
@@ -158,14 +157,14 @@ import Operators
         // The marker the failed attempt left does not stop the next one.
         let again = Self.concurrently(2) { k in
             try MergeSearch.run(
-                settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2), objective: f)
+                settings: settings, start: start, config: "c", statePath: resumed, overwrite: false, shards: Self.shards(k, 2), objective: f)
         }
         #expect(try again[0].get() == whole && again[1].get().es == whole.es)
         #expect(!FileManager.default.fileExists(atPath: t.path + "/resumed/generations/failed-shard-2-of-2.txt"))
         // Shards refuse --overwrite (a restart in one process).
         #expect(throws: EvalError.self) {
             try MergeSearch.run(
-                settings: settings, layout: layout, start: start, config: "c", statePath: resumed, overwrite: true, shards: Self.shards(1, 2), objective: f)
+                settings: settings, start: start, config: "c", statePath: resumed, overwrite: true, shards: Self.shards(1, 2), objective: f)
         }
     }
 }

@@ -119,7 +119,7 @@ public enum MergeSearch {
     /// The state goes to `statePath` after every generation (by the leading shard); `SearchShards` says how the
     /// candidates are spread. `progress`: (generation, of generations, best so far).
     public static func run(
-        settings: Settings, layout: Layout, start: [Double], config: String, statePath: String, overwrite: Bool, shards: SearchShards = .init(),
+        settings: Settings, start: [Double], config: String, statePath: String, overwrite: Bool, shards: SearchShards = .init(),
         progress: ((Int, Int, Double) -> Void)? = nil, objective: ([Double]) throws -> Double
     ) throws -> State {
         let dir = SearchShards.directory(statePath)
@@ -149,16 +149,10 @@ public enum MergeSearch {
 
     static func readState(_ statePath: String) throws -> State? {
         guard FileSystem.exists(statePath) else { return nil }
-        guard let old = try? JSONDecoder().decode(State.self, from: Data(FileSystem.readFile(statePath))) else {
+        guard let old = try? SearchShards.decoder.decode(State.self, from: Data(FileSystem.readFile(statePath))) else {
             throw EvalError(statePath, "is there but is not a search state; give --overwrite to start again")
         }
         return old
-    }
-
-    static func write(_ state: State, to statePath: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try AtomicFileWriter.write(String(decoding: try encoder.encode(state), as: UTF8.self) + "\n", to: statePath)
     }
 
     static func ask(_ state: State, _ statePath: String) throws -> [[Double]] {
@@ -188,7 +182,7 @@ public enum MergeSearch {
         let total = generations(settings, state.es)
         if state.es.generation < total, state.pending == nil {
             state.pending = try ask(state, statePath)
-            try write(state, to: statePath)
+            try SearchShards.write(state, to: statePath)
         }
         while state.es.generation < total, let xs = state.pending {
             let g = state.es.generation + 1
@@ -200,7 +194,7 @@ public enum MergeSearch {
             }
             state.log.append(Generation(generation: state.es.generation, scores: scores, best: state.bestScore ?? .nan))
             state.pending = state.es.generation < total ? try ask(state, statePath) : nil
-            try write(state, to: statePath)
+            try SearchShards.write(state, to: statePath)
             progress?(state.es.generation, total, state.bestScore ?? .nan)
         }
         return state

@@ -46,6 +46,11 @@ public struct SearchShards: Sendable {
         return e
     }
 
+    /// A search file (state, part) written atomically: keys sorted, non-finite numbers as strings.
+    static func write<T: Encodable>(_ value: T, to path: String) throws {
+        try AtomicFileWriter.write(String(decoding: try encoder.encode(value), as: UTF8.self) + "\n", to: path)
+    }
+
     static var decoder: JSONDecoder {
         let d = JSONDecoder()
         d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -76,8 +81,7 @@ public struct SearchShards: Sendable {
         }
         let scores = try mine.map { try objective(xs[$0]) }
         let part = Part(config: config, generation: generation, shard: shard.text, candidates: mine, genes: mine.map { xs[$0] }, scores: scores)
-        try AtomicFileWriter.write(
-            String(decoding: try Self.encoder.encode(part), as: UTF8.self) + "\n", to: Self.partPath(dir, generation: generation, shard: shard))
+        try Self.write(part, to: Self.partPath(dir, generation: generation, shard: shard))
         return Dictionary(uniqueKeysWithValues: zip(mine, scores))
     }
 
